@@ -1,0 +1,6 @@
+//! What the operator and the runtime exchange. Every document carries a `version` field.
+
+pub mod job_config;
+pub mod manifest;
+pub mod pipeline;
+pub mod validate;

@@ -1,0 +1,287 @@
+//! Validation of a job document beyond what serde checks. Every error carries the field path
+//! (`pipeline.nodes[2].parallelism`) so that a user can find the line to fix.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use super::job_config::{JOB_CONFIG_VERSION, JobConfig};
+use super::pipeline::{NodeKind, Partitioning, Pipeline};
+
+/// Largest supported number of key groups (as in Flink).
+pub const MAX_KEY_GROUPS: u32 = 32_768;
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `pipeline.nodes[2].parallelism`.
+    pub path: String,
+    /// What is wrong, e.g. `must be ≥ 1`.
+    pub message: String,
+}
+
+/// Every problem found in a job document.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    /// The problems, in document order.
+    pub errors: Vec<FieldError>,
+}
+
+impl ValidationError {
+    /// An error about one field.
+    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError { errors: vec![FieldError { path: path.into(), message: message.into() }] }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            if e.path.is_empty() {
+                write!(f, "{}", e.message)?;
+            } else {
+                write!(f, "{}: {}", e.path, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+}
+
+/// True when `s` is a DNS label: lowercase alphanumerics and `-`, 1–63 characters.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+pub(crate) fn validate(config: &JobConfig) -> Result<(), ValidationError> {
+    let mut errs = Errors::default();
+    if config.version != JOB_CONFIG_VERSION {
+        errs.add(
+            "version",
+            format!("unsupported version {} (this runtime reads {JOB_CONFIG_VERSION})", config.version),
+        );
+    }
+    if !is_dns_label(&config.name) {
+        errs.add("name", "must be a DNS label: lowercase letters, digits and '-', at most 63 characters");
+    }
+    if let Some(c) = &config.checkpointing {
+        if c.interval < Duration::from_millis(10) {
+            errs.add("checkpointing.interval", "must be ≥ 10ms");
+        }
+        if c.timeout < Duration::from_millis(10) {
+            errs.add("checkpointing.timeout", "must be ≥ 10ms");
+        }
+        if c.max_concurrent < 1 {
+            errs.add("checkpointing.maxConcurrent", "must be ≥ 1");
+        }
+        if c.retained < 1 {
+            errs.add("checkpointing.retained", "must be ≥ 1");
+        }
+        if let Err(m) = check_storage_uri(&c.storage.uri) {
+            errs.add("checkpointing.storage.uri", m);
+        }
+    }
+    validate_pipeline(&config.pipeline, "pipeline", &mut errs);
+    if errs.0.is_empty() { Ok(()) } else { Err(ValidationError { errors: errs.0 }) }
+}
+
+/// Checks that a storage URI is `file:///absolute` or `s3://bucket[/prefix]`.
+pub fn check_storage_uri(uri: &str) -> Result<(), String> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(format!("file URI needs an absolute path (file:///dir), got {uri:?}"))
+        }
+    } else if let Some(rest) = uri.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or("");
+        if bucket.len() >= 3 { Ok(()) } else { Err(format!("s3 URI needs a bucket (s3://bucket/prefix), got {uri:?}")) }
+    } else {
+        Err(format!("unsupported scheme in {uri:?}: use file:///dir or s3://bucket/prefix"))
+    }
+}
+
+/// Validates a pipeline whose YAML location is `at` (`pipeline` in a job document, `spec.pipeline`
+/// in a StreamJob).
+pub fn validate_pipeline_at(pipeline: &Pipeline, at: &str) -> Result<(), ValidationError> {
+    let mut errs = Errors::default();
+    validate_pipeline(pipeline, at, &mut errs);
+    if errs.0.is_empty() { Ok(()) } else { Err(ValidationError { errors: errs.0 }) }
+}
+
+fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
+    if p.max_parallelism < 1 || p.max_parallelism > MAX_KEY_GROUPS {
+        errs.add(format!("{at}.maxParallelism"), format!("must be between 1 and {MAX_KEY_GROUPS}"));
+    }
+    if p.parallelism == Some(0) {
+        errs.add(format!("{at}.parallelism"), "must be ≥ 1");
+    }
+    if p.nodes.is_empty() {
+        errs.add(format!("{at}.nodes"), "must contain at least one node");
+        return;
+    }
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in p.nodes.iter().enumerate() {
+        let np = format!("{at}.nodes[{i}]");
+        if node.id.is_empty()
+            || !node.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            errs.add(format!("{np}.id"), "must be non-empty and use only a-z, 0-9, '-' and '_'");
+        }
+        if index.insert(node.id.as_str(), i).is_some() {
+            errs.add(format!("{np}.id"), format!("duplicate node id {:?}", node.id));
+        }
+        match node.parallelism {
+            Some(0) => errs.add(format!("{np}.parallelism"), "must be ≥ 1"),
+            Some(n) if n > p.max_parallelism => {
+                errs.add(format!("{np}.parallelism"), format!("must be ≤ maxParallelism ({})", p.max_parallelism))
+            }
+            _ => {}
+        }
+        let kinds = node.kinds();
+        match kinds.len() {
+            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, map, filter, keyBy, aggregate, window, fileSink, stdout, discard"),
+            1 => validate_kind(&kinds[0], &np, errs),
+            _ => errs.add(
+                np.clone(),
+                format!("several operators set ({}): set exactly one", kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")),
+            ),
+        }
+    }
+    let mut inputs: Vec<Vec<(usize, Partitioning)>> = vec![Vec::new(); p.nodes.len()];
+    let mut outputs: Vec<usize> = vec![0; p.nodes.len()];
+    let mut seen = BTreeMap::new();
+    for (i, e) in p.edges.iter().enumerate() {
+        let ep = format!("{at}.edges[{i}]");
+        let from = index.get(e.from.as_str()).copied();
+        let to = index.get(e.to.as_str()).copied();
+        if from.is_none() {
+            errs.add(format!("{ep}.from"), format!("unknown node {:?}", e.from));
+        }
+        if to.is_none() {
+            errs.add(format!("{ep}.to"), format!("unknown node {:?}", e.to));
+        }
+        let (Some(f), Some(t)) = (from, to) else { continue };
+        if f == t {
+            errs.add(ep.clone(), format!("edge from {:?} to itself makes a cycle", e.from));
+            continue;
+        }
+        if seen.insert((f, t), i).is_some() {
+            errs.add(ep.clone(), format!("duplicate edge {:?} → {:?}", e.from, e.to));
+        }
+        inputs[t].push((f, e.partition));
+        outputs[f] += 1;
+        let (pf, pt) = (p.parallelism_of(&p.nodes[f]), p.parallelism_of(&p.nodes[t]));
+        if e.partition == Partitioning::Forward && pf != pt {
+            errs.add(
+                format!("{ep}.partition"),
+                format!("forward needs equal parallelism on both ends ({pf} vs {pt}); use rebalance or hash"),
+            );
+        }
+        if let Some(kind) = p.nodes[t].kind() {
+            if kind.is_keyed() && e.partition != Partitioning::Hash {
+                errs.add(
+                    format!("{ep}.partition"),
+                    format!("{:?} is a keyed {} and needs partition: hash", e.to, kind.name()),
+                );
+            }
+        }
+    }
+    for (i, node) in p.nodes.iter().enumerate() {
+        let Some(kind) = node.kind() else { continue };
+        let np = format!("{at}.nodes[{i}]");
+        if kind.is_source() && !inputs[i].is_empty() {
+            errs.add(np.clone(), format!("source {:?} cannot have inputs", node.id));
+        }
+        if !kind.is_source() && inputs[i].is_empty() {
+            errs.add(np.clone(), format!("{:?} has no input edge", node.id));
+        }
+        if kind.is_sink() && outputs[i] > 0 {
+            errs.add(np.clone(), format!("sink {:?} cannot have outputs", node.id));
+        }
+    }
+    if !p.nodes.iter().any(|n| n.kind().is_some_and(|k| k.is_source())) {
+        errs.add(format!("{at}.nodes"), "needs at least one source");
+    }
+    if let Some(cycle_node) = find_cycle(p.nodes.len(), &inputs) {
+        errs.add(format!("{at}.edges"), format!("the graph has a cycle through {:?}", p.nodes[cycle_node].id));
+    }
+}
+
+fn validate_kind(kind: &NodeKind<'_>, np: &str, errs: &mut Errors) {
+    match kind {
+        NodeKind::Generator(g) => {
+            if g.keys < 1 {
+                errs.add(format!("{np}.generator.keys"), "must be ≥ 1");
+            }
+            if g.splits < 1 {
+                errs.add(format!("{np}.generator.splits"), "must be ≥ 1");
+            }
+            if g.rate_per_second == Some(0) {
+                errs.add(format!("{np}.generator.ratePerSecond"), "must be ≥ 1 (omit it for no limit)");
+            }
+        }
+        NodeKind::JsonFile(j) => {
+            if j.path.is_empty() {
+                errs.add(format!("{np}.jsonFile.path"), "must not be empty");
+            }
+        }
+        NodeKind::Map(m) if m.expr.trim().is_empty() => errs.add(format!("{np}.map.expr"), "must not be empty"),
+        NodeKind::Filter(m) if m.expr.trim().is_empty() => errs.add(format!("{np}.filter.expr"), "must not be empty"),
+        NodeKind::KeyBy(k) => {
+            if k.field.is_some() == k.expr.is_some() {
+                errs.add(format!("{np}.keyBy"), "set exactly one of field, expr");
+            }
+        }
+        NodeKind::Window(w) if w.size < Duration::from_millis(1) => {
+            errs.add(format!("{np}.window.size"), "must be ≥ 1ms")
+        }
+        NodeKind::FileSink(f) if f.path.is_empty() => errs.add(format!("{np}.fileSink.path"), "must not be empty"),
+        _ => {}
+    }
+}
+
+/// Kahn's algorithm; returns a node on a cycle if there is one.
+fn find_cycle(n: usize, inputs: &[Vec<(usize, Partitioning)>]) -> Option<usize> {
+    let mut indegree: Vec<usize> = inputs.iter().map(|v| v.len()).collect();
+    let mut outs: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (t, ins) in inputs.iter().enumerate() {
+        for (f, _) in ins {
+            outs[*f].push(t);
+        }
+    }
+    let mut queue: VecDeque<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut visited = 0;
+    while let Some(i) = queue.pop_front() {
+        visited += 1;
+        for &t in &outs[i] {
+            indegree[t] -= 1;
+            if indegree[t] == 0 {
+                queue.push_back(t);
+            }
+        }
+    }
+    if visited == n { None } else { (0..n).find(|&i| indegree[i] > 0) }
+}
+
+impl Pipeline {
+    /// The effective parallelism of a node: its own, else the pipeline's, else 1.
+    pub fn parallelism_of(&self, node: &super::pipeline::Node) -> u32 {
+        node.parallelism.or(self.parallelism).unwrap_or(1)
+    }
+}

@@ -1,0 +1,3 @@
+//! `sluice-operator`: reconciles StreamJobs into runtime pods.
+
+fn main() {}

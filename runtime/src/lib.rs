@@ -1,0 +1,4 @@
+//! Sluice's streaming engine: a dataflow of sources, operators and sinks with barrier
+//! checkpoints, keyed state in key groups, and two-phase-commit sinks.
+
+pub mod storage;

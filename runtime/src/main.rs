@@ -1,0 +1,3 @@
+//! `sluice-runtime`: runs a job document.
+
+fn main() {}

@@ -1,0 +1,145 @@
+//! Where checkpoints live: an object-store interface with create-if-absent writes.
+//!
+//! Contract for implementors:
+//! - keys are `/`-separated paths relative to the store's root, without a leading `/`;
+//! - [`ObjectStore::put`] is atomic: a reader sees the old object, the new one, or none — never a part;
+//! - [`ObjectStore::put_if_absent`] is atomic across concurrent writers: of two writers of the same
+//!   key exactly one gets [`PutOutcome::Created`];
+//! - [`ObjectStore::list`] returns complete objects only (no temp files), sorted by key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sluice_crds::contract::job_config::StorageSpec;
+
+pub mod local;
+pub mod memory;
+
+/// Result of a create-if-absent write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// This call created the object.
+    Created,
+    /// An object already existed at the key; nothing was written.
+    AlreadyExists,
+}
+
+/// An object returned by [`ObjectStore::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the store root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Failure of a storage operation. [`Error::is_retryable`] says whether trying again may help.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No object at the key.
+    #[error("{store}: no object at {key:?}")]
+    NotFound {
+        /// The store, as [`ObjectStore::describe`] names it.
+        store: String,
+        /// The missing key.
+        key: String,
+    },
+    /// A local file-system operation failed.
+    #[error("{store}: {op} {key:?} failed: {source}")]
+    Io {
+        /// The store.
+        store: String,
+        /// The operation (`put`, `get`, …).
+        op: &'static str,
+        /// The key it was about.
+        key: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The remote store refused or failed the request.
+    #[error("{store}: {op} {key:?} failed: {message}")]
+    Backend {
+        /// The store.
+        store: String,
+        /// The operation.
+        op: &'static str,
+        /// The key it was about.
+        key: String,
+        /// What the server or client said.
+        message: String,
+        /// Whether retrying later may succeed (throttling, 5xx, connection errors).
+        retryable: bool,
+    },
+    /// Credentials were rejected: a configuration error, never retried.
+    #[error("{store}: authentication failed ({message}); check the access key and secret for this endpoint and bucket")]
+    Auth {
+        /// The store (endpoint and bucket).
+        store: String,
+        /// What the server said.
+        message: String,
+    },
+    /// The URI or options do not describe a usable store.
+    #[error("storage configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            Error::Backend { retryable, .. } => *retryable,
+            Error::NotFound { .. } | Error::Auth { .. } | Error::Config(_) => false,
+        }
+    }
+
+    /// True when the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// Object storage for checkpoints and savepoints. See the module docs for the contract.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Where this store points, for logs and errors (never contains credentials).
+    fn describe(&self) -> String;
+    /// Writes an object, replacing any existing one, atomically.
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), Error>;
+    /// Creates an object only if none exists at `key`; atomic across writers.
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, Error>;
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, Error>;
+    /// Lists the objects whose keys start with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
+    /// Deletes objects; keys that do not exist are ignored.
+    async fn delete(&self, keys: &[String]) -> Result<(), Error>;
+}
+
+/// A shared handle to a store.
+pub type SharedStore = Arc<dyn ObjectStore>;
+
+/// Opens the store a job's checkpointing block names.
+pub async fn open(spec: &StorageSpec) -> Result<SharedStore, Error> {
+    open_uri(&spec.uri, spec).await
+}
+
+/// Opens a store at `uri`, taking endpoint, region and credentials options from `options`
+/// (used for savepoint locations given as full URIs).
+pub async fn open_uri(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
+    let _ = options;
+    if let Some(path) = uri.strip_prefix("file://") {
+        Ok(Arc::new(local::LocalStore::new(path)?))
+    } else if uri.starts_with("s3://") {
+        Err(Error::Config(format!("{uri}: this build has no S3 support")))
+    } else if uri.starts_with('/') {
+        Ok(Arc::new(local::LocalStore::new(uri)?))
+    } else {
+        Err(Error::Config(format!("unsupported storage URI {uri:?}: use file:///dir or s3://bucket/prefix")))
+    }
+}

@@ -1,0 +1,1 @@
+//! Helpers shared by Sluice's cross-crate integration tests.
