@@ -14,7 +14,7 @@ pub const POINTS: &[&str] = &[
     "coordinator.before_publish",
     // The manifest is published; no task was told, so no sink committed.
     "coordinator.after_publish",
-    // A sink committed some but not all of its pending transactions.
+    // A sink committed one transaction; the job's other pending ones are not committed yet.
     "sink.mid_commit",
     // Restore chose a checkpoint and recovered sinks, before tasks start.
     "restore.after_sink_recovery",
