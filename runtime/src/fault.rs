@@ -57,10 +57,10 @@ impl Faults {
                 (Some(name.to_string()), nth.max(1))
             }
         };
-        if let Some(c) = chaos {
-            if !(0.0..=1.0).contains(&c) {
-                return Err(format!("chaos probability {c} is not in [0, 1]"));
-            }
+        if let Some(c) = chaos
+            && !(0.0..=1.0).contains(&c)
+        {
+            return Err(format!("chaos probability {c} is not in [0, 1]"));
         }
         Ok(Faults(Some(Arc::new(Plan { point: name, nth, hits: AtomicU64::new(0), chaos }))))
     }

@@ -343,10 +343,10 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         p.abort();
     }
     result?;
-    if let (Some(s), Some(c)) = (&store_for_sweep, &job.checkpointing) {
-        if let Err(e) = sweep(s.as_ref(), c.retained as usize).await {
-            tracing::warn!(error = %e, "final retention sweep failed; the next run sweeps again");
-        }
+    if let (Some(s), Some(c)) = (&store_for_sweep, &job.checkpointing)
+        && let Err(e) = sweep(s.as_ref(), c.retained as usize).await
+    {
+        tracing::warn!(error = %e, "final retention sweep failed; the next run sweeps again");
     }
     let checkpoints = stats(&stats_handle).clone();
     Ok(JobOutcome {

@@ -50,6 +50,21 @@ enum Command {
         /// The job document (YAML).
         job: PathBuf,
     },
+    /// Run one configuration of the benchmark workload and print its figures.
+    Bench {
+        /// Records to generate.
+        #[arg(long, default_value_t = 50_000_000)]
+        records: u64,
+        /// Parallelism.
+        #[arg(long, default_value_t = 1)]
+        parallelism: u32,
+        /// Checkpoint interval (e.g. `1s`); checkpoints off when absent.
+        #[arg(long)]
+        checkpoint_interval: Option<humantime::Duration>,
+        /// Directory for checkpoints.
+        #[arg(long, default_value = ".bench/checkpoints")]
+        dir: PathBuf,
+    },
     /// Run the embedded demo job (generator → keyBy → windowed count → file sink).
     Demo {
         /// Directory for checkpoints and output.
@@ -151,6 +166,31 @@ fn main() -> ExitCode {
                 run(RuntimeConfig { job, restore, run_id: id.unwrap_or_else(run_id), faults, progress }).await
             }
             Command::Demo { dir } => demo(&dir).await,
+            Command::Bench { records, parallelism, checkpoint_interval, dir } => {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                let dir = std::fs::canonicalize(&dir)?;
+                let cfg = sluice_runtime::bench::BenchConfig {
+                    records,
+                    parallelism,
+                    checkpoint_interval: checkpoint_interval.map(Into::into),
+                    dir,
+                };
+                let r = sluice_runtime::bench::run(&cfg).await.context("benchmark run failed")?;
+                println!(
+                    "RESULT engine=sluice p={parallelism} n={records} checkpoints={} steadyRecPerSec={:.0} recPerSecWall={:.0} ckptCompleted={} ckptP50Ms={} ckptP99Ms={} ckptMaxMs={} ckptBytes={} peakRssBytes={}",
+                    checkpoint_interval.map_or("off".to_string(), |i| i.to_string()),
+                    r.steady_rate,
+                    r.overall_rate,
+                    r.checkpoints,
+                    r.ckpt_p50_ms,
+                    r.ckpt_p99_ms,
+                    r.ckpt_max_ms,
+                    r.ckpt_bytes,
+                    r.peak_rss
+                );
+                Ok(())
+            }
         }
     });
     match result {

@@ -39,16 +39,18 @@ impl Expr {
         Ok(expr)
     }
 
-    /// A fresh evaluation context; make one per batch and pass it to [`Expr::eval`].
-    pub fn context() -> Context<'static, 'static> {
-        Context::default()
+    /// A slot for the evaluation context; keep one per batch and pass it to [`Expr::eval`],
+    /// which creates the context only when the expression is not a constant.
+    pub fn context() -> Option<Context<'static, 'static>> {
+        None
     }
 
     /// Evaluates the expression for one record.
-    pub fn eval(&self, root: &Context<'_, '_>, r: &Record) -> Result<Value, OpError> {
+    pub fn eval(&self, root: &mut Option<Context<'static, 'static>>, r: &Record) -> Result<Value, OpError> {
         if let Some(c) = &self.constant {
             return Ok(c.clone());
         }
+        let root = root.get_or_insert_with(Context::default);
         let mut ctx = root.new_inner_scope();
         ctx.add_variable_from_value("value", to_cel(&r.value));
         ctx.add_variable_from_value("key", to_cel(&r.key));
@@ -121,15 +123,15 @@ mod tests {
     #[test]
     fn evaluates_over_value_key_and_ts() {
         let e = Expr::compile("m", "value.n * 2 + key + ts").expect("compiles");
-        let ctx = Expr::context();
-        let v = e.eval(&ctx, &rec(Value::map([("n", Value::Int(5))]))).expect("evals");
+        let mut ctx = Expr::context();
+        let v = e.eval(&mut ctx, &rec(Value::map([("n", Value::Int(5))]))).expect("evals");
         assert_eq!(v, Value::Int(23));
     }
 
     #[test]
     fn builds_maps_and_folds_constants() {
         let e = Expr::compile("m", r#"{"user": value, "n": 1}"#).expect("compiles");
-        let v = e.eval(&Expr::context(), &rec(Value::str("ann"))).expect("evals");
+        let v = e.eval(&mut Expr::context(), &rec(Value::str("ann"))).expect("evals");
         assert_eq!(v.get_path("user"), Some(&Value::str("ann")));
         let c = Expr::compile("m", "1 + 1").expect("compiles");
         assert_eq!(c.constant, Some(Value::Int(2)));

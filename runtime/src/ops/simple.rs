@@ -38,13 +38,13 @@ impl Map {
 
 impl Operator for Map {
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
-        let ctx = Expr::context();
+        let mut ctx = Expr::context();
         let mut err = None;
         batch.retain_mut(|r| {
             if err.is_some() {
                 return false;
             }
-            match self.expr.eval(&ctx, r) {
+            match self.expr.eval(&mut ctx, r) {
                 Ok(v) => {
                     r.value = v;
                     true
@@ -83,13 +83,13 @@ impl Filter {
 
 impl Operator for Filter {
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
-        let ctx = Expr::context();
+        let mut ctx = Expr::context();
         let mut err = None;
         batch.retain(|r| {
             if err.is_some() {
                 return false;
             }
-            let result = self.expr.eval(&ctx, r).and_then(|v| match v {
+            let result = self.expr.eval(&mut ctx, r).and_then(|v| match v {
                 Value::Bool(b) => Ok(b),
                 other => Err(OpError::Expression {
                     node: self.node.clone(),
@@ -132,7 +132,7 @@ impl KeyBy {
 
 impl Operator for KeyBy {
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
-        let ctx = Expr::context();
+        let mut ctx = Expr::context();
         let mut err = None;
         batch.retain_mut(|r| {
             if err.is_some() {
@@ -144,7 +144,7 @@ impl Operator for KeyBy {
                     location: format!("ts {}", r.ts),
                     message: format!("no field {f:?} in {}", r.value),
                 }),
-                (None, Some(e)) => e.eval(&ctx, r),
+                (None, Some(e)) => e.eval(&mut ctx, r),
                 (None, None) => Ok(Value::Null),
             };
             match key {
