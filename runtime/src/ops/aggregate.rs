@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
 
-use super::{OpError, OpSnapshot, Operator, Restored};
+use super::{OpError, OpSnapshot, Operator, Restored, emit_all};
 use crate::record::Batch;
 use crate::state::EntryList;
 use crate::value::Value;
@@ -81,6 +81,18 @@ impl Aggregate {
     }
 }
 
+impl Aggregate {
+    /// Applies the error policy to a bad record: `Some(error)` to fail, `None` to drop it.
+    fn reject(&mut self, key: &Value, message: String) -> Option<OpError> {
+        if self.policy == ErrorPolicy::Skip {
+            self.dropped += 1;
+            None
+        } else {
+            Some(OpError::Malformed { node: self.node.clone(), location: format!("key {key}"), message })
+        }
+    }
+}
+
 impl Operator for Aggregate {
     fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
         for e in restored.keyed {
@@ -93,6 +105,7 @@ impl Operator for Aggregate {
 
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
         let mut failure = None;
+        let function = self.function;
         batch.retain_mut(|r| {
             if failure.is_some() {
                 return false;
@@ -101,23 +114,35 @@ impl Operator for Aggregate {
                 None => Some(&r.value),
                 Some(f) => r.value.get_path(f),
             };
-            let result = match input {
-                Some(input) => {
-                    let slot = self.state.get_mut(&r.key);
-                    match accumulate(self.function, slot.as_deref(), input) {
-                        Ok(v) => {
-                            match slot {
-                                Some(s) => *s = v.clone(),
-                                None => {
-                                    self.state.insert(r.key.clone(), v.clone());
-                                }
-                            }
-                            Ok(v)
+            let Some(input) = input else {
+                failure = self.reject(&r.key, format!("no field {:?}", self.field.as_deref().unwrap_or("")));
+                return false;
+            };
+            let result = match self.state.get_mut(&r.key) {
+                Some(acc) => {
+                    // Integer fast path: update in place, no allocation, no re-hash.
+                    if let (Value::Int(a), Value::Int(b)) = (&mut *acc, input) {
+                        let next = match function {
+                            AggregateFn::Count => a.checked_add(1),
+                            AggregateFn::Sum => a.checked_add(*b),
+                            AggregateFn::Min => Some((*a).min(*b)),
+                            AggregateFn::Max => Some((*a).max(*b)),
+                        };
+                        if let Some(n) = next {
+                            *a = n;
+                            r.value = Value::Int(n);
+                            return true;
                         }
-                        Err(m) => Err(m),
                     }
+                    accumulate(function, Some(acc), input).map(|v| {
+                        *acc = v.clone();
+                        v
+                    })
                 }
-                None => Err(format!("no field {:?}", self.field.as_deref().unwrap_or(""))),
+                None => accumulate(function, None, input).map(|v| {
+                    self.state.insert(r.key.clone(), v.clone());
+                    v
+                }),
             };
             match result {
                 Ok(v) => {
@@ -125,22 +150,15 @@ impl Operator for Aggregate {
                     true
                 }
                 Err(message) => {
-                    let err =
-                        OpError::Malformed { node: self.node.clone(), location: format!("key {}", r.key), message };
-                    if self.policy == ErrorPolicy::Skip {
-                        self.dropped += 1;
-                        false
-                    } else {
-                        failure = Some(err);
-                        false
-                    }
+                    failure = self.reject(&r.key, message);
+                    false
                 }
             }
         });
         if let Some(e) = failure {
             return Err(e);
         }
-        out.append(&mut batch);
+        emit_all(out, batch);
         Ok(())
     }
 

@@ -22,7 +22,7 @@
 //!                 r.value = Value::Int(i * 2);
 //!             }
 //!         }
-//!         out.append(&mut batch);
+//!         sluice_runtime::ops::emit_all(out, batch);
 //!         Ok(())
 //!     }
 //! }
@@ -41,6 +41,16 @@ use sluice_crds::CheckpointId;
 use crate::graph::KeyGroupRange;
 use crate::record::Batch;
 use crate::state::{KeyedSnapshot, StateEntry};
+
+/// Appends `batch` to `out` without copying when `out` is empty (the common case on a chain).
+#[inline]
+pub fn emit_all(out: &mut Batch, mut batch: Batch) {
+    if out.is_empty() {
+        std::mem::swap(out, &mut batch);
+    } else {
+        out.append(&mut batch);
+    }
+}
 
 /// Where an operator instance runs.
 #[derive(Clone, Debug)]
