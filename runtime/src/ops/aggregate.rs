@@ -134,14 +134,10 @@ impl Operator for Aggregate {
                             return true;
                         }
                     }
-                    accumulate(function, Some(acc), input).map(|v| {
-                        *acc = v.clone();
-                        v
-                    })
+                    accumulate(function, Some(acc), input).inspect(|v| *acc = v.clone())
                 }
-                None => accumulate(function, None, input).map(|v| {
+                None => accumulate(function, None, input).inspect(|v| {
                     self.state.insert(r.key.clone(), v.clone());
-                    v
                 }),
             };
             match result {
