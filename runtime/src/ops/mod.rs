@@ -71,6 +71,15 @@ pub struct OpContext {
     pub checkpointing: bool,
 }
 
+/// How much keyed state a snapshot must contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Every entry: a new base (first checkpoint of a run, savepoints, compaction).
+    Full,
+    /// Only the entries changed (and deleted) since the previous snapshot.
+    Incremental,
+}
+
 /// What an operator contributes to a checkpoint.
 #[derive(Default)]
 pub struct OpSnapshot {
@@ -169,8 +178,10 @@ pub trait Operator: Send {
         Ok(())
     }
     /// Captures state at a barrier. Keep it cheap: heavy work belongs in the returned capture.
-    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<OpSnapshot, OpError> {
-        let _ = checkpoint;
+    /// With [`SnapshotMode::Incremental`], keyed state may hold only what changed since the
+    /// previous snapshot (a delta); either way the operator starts a new change set.
+    fn snapshot(&mut self, checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        let _ = (checkpoint, mode);
         Ok(OpSnapshot::default())
     }
     /// Checkpoint `checkpoint` is complete (its manifest is published): sinks commit.
