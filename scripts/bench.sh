@@ -33,6 +33,20 @@ for p in 1 2; do
   echo "sluice p=$p: checkpoint cost $(awk -v a="$off" -v b="$on" 'BEGIN{printf "%.1f", (a-b)*100/a}') % of throughput"
 done
 
+# Keyed state: bytes per incremental checkpoint vs full state, and restore time by size.
+"$bin" bench-state | tee -a "$out/results.txt"
+# Throughput while large checkpoints upload (2M keys, ~24 MB of state), vs checkpoints off.
+big=${BENCH_BIG_KEYS:-2000000}
+for ck in off 1s; do
+  args=(bench --records "$n" --parallelism 1 --keys "$big" --dir "$out/checkpoints")
+  [ "$ck" = off ] || args+=(--checkpoint-interval "$ck")
+  line=$("$bin" "${args[@]}" 2>/dev/null | grep '^RESULT')
+  echo "$line" >>"$out/results.txt"
+  rate[big-$ck]=$(field steadyRecPerSec "$line")
+  echo "large state ($big keys) p=1 checkpoints=$ck: $(numfmt --to=si "${rate[big-$ck]}") rec/s, ckpt p50/max $(field ckptP50Ms "$line")/$(field ckptMaxMs "$line") ms, $(numfmt --to=iec "$(field ckptBytes "$line")") per checkpoint"
+done
+echo "large state: checkpoint cost $(awk -v a="${rate[big-off]}" -v b="${rate[big-1s]}" 'BEGIN{printf "%.1f", (a-b)*100/a}') % of throughput"
+
 if [ "${BENCH_FLINK:-0}" = 1 ]; then
   for p in 1 2; do
     for ck in off 1s; do

@@ -22,6 +22,8 @@ pub struct BenchConfig {
     pub checkpoint_interval: Option<Duration>,
     /// Directory for checkpoints.
     pub dir: std::path::PathBuf,
+    /// Distinct keys (state size); the shared workload uses 100 000.
+    pub keys: u64,
 }
 
 /// What a run measured.
@@ -61,7 +63,7 @@ pub fn job(cfg: &BenchConfig) -> JobConfig {
   parallelism: {p}
   nodes:
     - id: source
-      generator: {{count: {n}, keys: 100000, splits: {p}}}
+      generator: {{count: {n}, keys: {keys}, splits: {p}}}
     - id: to-kv
       map: {{expr: "1"}}
     - id: sum
@@ -74,7 +76,8 @@ pub fn job(cfg: &BenchConfig) -> JobConfig {
     - {{from: sum, to: discard}}
 "#,
         p = cfg.parallelism,
-        n = cfg.records
+        n = cfg.records,
+        keys = cfg.keys
     );
     // The workload is fixed and valid; a failure here is a bug in this file.
     JobConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("benchmark job is invalid: {e}"))
@@ -153,4 +156,96 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
         ckpt_bytes,
         peak_rss: peak_rss(),
     })
+}
+
+/// Bytes a checkpoint writes at a given change rate, against the full state.
+#[derive(Clone, Debug)]
+pub struct DeltaFigure {
+    /// Keys in state.
+    pub keys: u64,
+    /// Fraction of keys changed between two checkpoints.
+    pub changed: f64,
+    /// Bytes of a full snapshot.
+    pub full_bytes: usize,
+    /// Bytes of the incremental snapshot.
+    pub delta_bytes: usize,
+}
+
+/// Time to restore keyed state of a given size.
+#[derive(Clone, Debug)]
+pub struct RestoreFigure {
+    /// Keys in state.
+    pub keys: u64,
+    /// Bytes of the state file.
+    pub bytes: usize,
+    /// Verify (CRC) + decode + load into the operator, milliseconds.
+    pub millis: f64,
+}
+
+fn encoded(op: &mut crate::ops::aggregate::Aggregate, mode: crate::ops::SnapshotMode) -> Vec<u8> {
+    use crate::ops::Operator;
+    let Ok(snap) = op.snapshot(sluice_crds::CheckpointId(1), mode) else { return Vec::new() };
+    let Some(keyed) = snap.keyed else { return Vec::new() };
+    let delta = keyed.is_delta();
+    let mut w = crate::state::StateWriter::new(128);
+    keyed.write_to(&mut w);
+    w.finish(delta).0
+}
+
+fn filled(keys: u64) -> crate::ops::aggregate::Aggregate {
+    use crate::ops::Operator;
+    use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
+    let mut op = crate::ops::aggregate::Aggregate::new("sum", AggregateFn::Sum, None, ErrorPolicy::Fail);
+    let mut k = 0;
+    while k < keys {
+        let batch = (k..(k + 65_536).min(keys))
+            .map(|i| crate::record::Record {
+                key: crate::value::Value::Int(i as i64),
+                ts: 0,
+                value: crate::value::Value::Int(1),
+            })
+            .collect();
+        let _ = op.process(batch, &mut Vec::new());
+        k += 65_536;
+    }
+    op
+}
+
+/// Delta size at `changed` fraction of `keys` keys changed, against the full snapshot.
+pub fn delta_figure(keys: u64, changed: f64) -> DeltaFigure {
+    use crate::ops::{Operator, SnapshotMode};
+    let mut op = filled(keys);
+    let full_bytes = encoded(&mut op, SnapshotMode::Full).len();
+    let step = (1.0 / changed).round().max(1.0) as u64;
+    let batch = (0..keys)
+        .step_by(step as usize)
+        .map(|i| crate::record::Record {
+            key: crate::value::Value::Int(i as i64),
+            ts: 0,
+            value: crate::value::Value::Int(1),
+        })
+        .collect();
+    let _ = op.process(batch, &mut Vec::new());
+    let delta_bytes = encoded(&mut op, SnapshotMode::Incremental).len();
+    DeltaFigure { keys, changed, full_bytes, delta_bytes }
+}
+
+/// Restore time of a full snapshot of `keys` keys (verify, decode, load).
+pub fn restore_figure(keys: u64) -> RestoreFigure {
+    use crate::ops::{Operator, Restored, SnapshotMode};
+    let mut op = filled(keys);
+    let bytes = encoded(&mut op, SnapshotMode::Full);
+    let crc = crc32c::crc32c(&bytes);
+    let start = Instant::now();
+    let entries = crate::state::decode_state_file(
+        "bench",
+        &bytes,
+        bytes.len() as u64,
+        crc,
+        crate::graph::KeyGroupRange { start: 0, end: 127 },
+    )
+    .unwrap_or_default();
+    let mut fresh = filled(0);
+    let _ = fresh.restore(Restored { keyed: entries, operator_state: Vec::new() });
+    RestoreFigure { keys, bytes: bytes.len(), millis: start.elapsed().as_secs_f64() * 1000.0 }
 }

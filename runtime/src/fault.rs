@@ -18,6 +18,8 @@ pub const POINTS: &[&str] = &[
     "sink.mid_commit",
     // Restore chose a checkpoint and recovered sinks, before tasks start.
     "restore.after_sink_recovery",
+    // Retention deleted old manifests but not yet their unreferenced files.
+    "retention.mid_sweep",
 ];
 
 /// The configured faults, shared by every task. Cloning is cheap.

@@ -182,9 +182,9 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     }
     config.faults.hit("restore.after_sink_recovery");
     if let (Some(s), Some(c)) = (&store, &job.checkpointing) {
-        let (s, retained) = (s.clone(), c.retained as usize);
+        let (s, retained, faults) = (s.clone(), c.retained as usize, config.faults.clone());
         tokio::spawn(async move {
-            if let Err(e) = sweep(s.as_ref(), retained).await {
+            if let Err(e) = sweep(s.as_ref(), retained, &faults).await {
                 tracing::warn!(error = %e, "start-up orphan sweep failed");
             }
         });
@@ -373,7 +373,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     }
     result?;
     if let (Some(s), Some(c)) = (&store_for_sweep, &job.checkpointing)
-        && let Err(e) = sweep(s.as_ref(), c.retained as usize).await
+        && let Err(e) = sweep(s.as_ref(), c.retained as usize, &config.faults).await
     {
         tracing::warn!(error = %e, "final retention sweep failed; the next run sweeps again");
     }

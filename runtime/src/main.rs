@@ -68,7 +68,12 @@ enum Command {
         /// Directory for checkpoints.
         #[arg(long, default_value = ".bench/checkpoints")]
         dir: PathBuf,
+        /// Distinct keys (state size).
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
     },
+    /// Print keyed-state figures: incremental bytes at 1 % / 10 % change, restore time by size.
+    BenchState,
     /// Run the embedded demo job (generator → keyBy → windowed count → file sink).
     Demo {
         /// Directory for checkpoints and output.
@@ -206,7 +211,26 @@ fn main() -> ExitCode {
                 result
             }
             Command::Demo { dir } => demo(&dir).await,
-            Command::Bench { records, parallelism, checkpoint_interval, dir } => {
+            Command::BenchState => {
+                for keys in [100_000u64, 1_000_000] {
+                    for changed in [0.01, 0.10] {
+                        let f = sluice_runtime::bench::delta_figure(keys, changed);
+                        println!(
+                            "DELTA keys={keys} changed={:.0}% fullBytes={} deltaBytes={} deltaOverFull={:.3}",
+                            changed * 100.0,
+                            f.full_bytes,
+                            f.delta_bytes,
+                            f.delta_bytes as f64 / f.full_bytes as f64
+                        );
+                    }
+                }
+                for keys in [100_000u64, 1_000_000, 5_000_000] {
+                    let f = sluice_runtime::bench::restore_figure(keys);
+                    println!("RESTORE keys={keys} bytes={} ms={:.0}", f.bytes, f.millis);
+                }
+                Ok(())
+            }
+            Command::Bench { records, parallelism, checkpoint_interval, dir, keys } => {
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                 let dir = std::fs::canonicalize(&dir)?;
@@ -215,10 +239,11 @@ fn main() -> ExitCode {
                     parallelism,
                     checkpoint_interval: checkpoint_interval.map(Into::into),
                     dir,
+                    keys,
                 };
                 let r = sluice_runtime::bench::run(&cfg).await.context("benchmark run failed")?;
                 println!(
-                    "RESULT engine=sluice p={parallelism} n={records} checkpoints={} steadyRecPerSec={:.0} recPerSecWall={:.0} ckptCompleted={} ckptP50Ms={} ckptP99Ms={} ckptMaxMs={} ckptBytes={} peakRssBytes={}",
+                    "RESULT engine=sluice p={parallelism} n={records} keys={keys} checkpoints={} steadyRecPerSec={:.0} recPerSecWall={:.0} ckptCompleted={} ckptP50Ms={} ckptP99Ms={} ckptMaxMs={} ckptBytes={} peakRssBytes={}",
                     checkpoint_interval.map_or("off".to_string(), |i| i.to_string()),
                     r.steady_rate,
                     r.overall_rate,

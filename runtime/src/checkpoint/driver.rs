@@ -51,6 +51,8 @@ pub struct CheckpointStats {
     pub in_progress: Vec<u64>,
     /// Failures since the last completed checkpoint.
     pub consecutive_failures: u32,
+    /// What the last retention sweep found (live / shared / orphan bytes).
+    pub storage: Option<super::retention::SweepReport>,
     /// Why the last checkpoint failed.
     pub last_failure: Option<String>,
     /// Durations of every completed checkpoint (ms), for percentiles.
@@ -371,11 +373,15 @@ impl Driver {
 
     fn spawn_sweep(&self) {
         let Some(store) = self.store.clone() else { return };
-        let retained = self.retained;
+        let (retained, faults, shared) = (self.retained, self.faults.clone(), self.stats.clone());
         tokio::spawn(async move {
-            match sweep(store.as_ref(), retained).await {
-                Ok(r) if r.files_deleted + r.manifests_deleted > 0 => tracing::debug!(?r, "retention sweep"),
-                Ok(_) => {}
+            match sweep(store.as_ref(), retained, &faults).await {
+                Ok(r) => {
+                    if r.files_deleted + r.manifests_deleted > 0 {
+                        tracing::debug!(?r, "retention sweep");
+                    }
+                    stats(&shared).storage = Some(r);
+                }
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed; will retry after the next checkpoint"),
             }
         });

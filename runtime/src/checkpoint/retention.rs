@@ -7,10 +7,12 @@ use std::collections::HashSet;
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::manifest::{MANIFESTS_PREFIX, Manifest, manifest_key, parse_manifest_key};
 
+use crate::fault::Faults;
 use crate::storage::{self, ObjectStore};
 
-/// What a sweep did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a sweep did and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SweepReport {
     /// Manifests deleted by retention.
     pub manifests_deleted: usize,
@@ -20,6 +22,10 @@ pub struct SweepReport {
     pub bytes_deleted: u64,
     /// Bytes referenced by the retained checkpoints.
     pub live_bytes: u64,
+    /// Of those, bytes referenced by more than one retained checkpoint (incremental sharing).
+    pub shared_bytes: u64,
+    /// Bytes of deleted files that no manifest ever referenced (leftovers of failed checkpoints).
+    pub orphan_bytes: u64,
 }
 
 /// Completed checkpoint ids in storage, ascending.
@@ -37,19 +43,22 @@ fn checkpoint_of_state_key(key: &str) -> Option<u64> {
 /// Keeps the newest `retained` checkpoints, deletes older manifests, then deletes every state
 /// file under `state/` that no retained manifest references and that belongs to a checkpoint
 /// not newer than the latest completed one (this also removes orphans of failed checkpoints).
-pub async fn sweep(store: &dyn ObjectStore, retained: usize) -> Result<SweepReport, storage::Error> {
+pub async fn sweep(store: &dyn ObjectStore, retained: usize, faults: &Faults) -> Result<SweepReport, storage::Error> {
     let ids = list_checkpoints(store).await?;
     let Some(&latest) = ids.last() else { return Ok(SweepReport::default()) };
     let keep_from = ids.len().saturating_sub(retained.max(1));
     let (old, kept) = ids.split_at(keep_from);
     let mut report = SweepReport::default();
     let mut referenced = HashSet::new();
+    let mut shared = HashSet::new();
     for id in kept {
         match store.get(&manifest_key(*id)).await.map(|b| Manifest::decode(&b)) {
             Ok(Ok(m)) => {
                 for f in m.referenced_files() {
                     if referenced.insert(f.path.clone()) {
                         report.live_bytes += f.size_bytes;
+                    } else if shared.insert(f.path.clone()) {
+                        report.shared_bytes += f.size_bytes;
                     }
                 }
             }
@@ -61,14 +70,25 @@ pub async fn sweep(store: &dyn ObjectStore, retained: usize) -> Result<SweepRepo
             Err(e) => return Err(e),
         }
     }
+    // Files the old manifests referenced (the rest of what is deleted are orphans).
+    let mut once_referenced = HashSet::new();
+    for id in old {
+        if let Ok(Ok(m)) = store.get(&manifest_key(*id)).await.map(|b| Manifest::decode(&b)) {
+            once_referenced.extend(m.referenced_files().map(|f| f.path.clone()));
+        }
+    }
     let old_keys: Vec<String> = old.iter().map(|id| manifest_key(*id)).collect();
     store.delete(&old_keys).await?;
     report.manifests_deleted = old_keys.len();
+    faults.hit("retention.mid_sweep");
     let mut doomed = Vec::new();
     for obj in store.list("state/").await? {
         let Some(chk) = checkpoint_of_state_key(&obj.key) else { continue };
         if chk <= latest.0 && !referenced.contains(&obj.key) {
             report.bytes_deleted += obj.size;
+            if !once_referenced.contains(&obj.key) {
+                report.orphan_bytes += obj.size;
+            }
             doomed.push(obj.key);
         }
     }
@@ -167,7 +187,7 @@ mod tests {
                         savepoint_files.push(key);
                     }
                     _ => {
-                        sweep(&store, retained).await.expect("sweep");
+                        sweep(&store, retained, &Faults::none()).await.expect("sweep");
                         let present: std::collections::HashSet<String> =
                             store.list("").await.expect("list").into_iter().map(|o| o.key).collect();
                         let kept: Vec<&(u64, Vec<String>)> = completed.iter().rev().take(retained).collect();
@@ -213,8 +233,9 @@ mod tests {
         }
         store.put("state/chk-3/orphan.state", Bytes::from_static(b"x")).await.expect("put");
         store.put("state/chk-9/in-flight.state", Bytes::from_static(b"x")).await.expect("put");
-        let report = sweep(&store, 2).await.expect("sweep");
+        let report = sweep(&store, 2, &Faults::none()).await.expect("sweep");
         assert_eq!(report.manifests_deleted, 2);
+        assert_eq!((report.live_bytes, report.orphan_bytes, report.bytes_deleted), (2, 1, 3));
         assert_eq!(list_checkpoints(&store).await.expect("list"), vec![CheckpointId(3), CheckpointId(4)]);
         let left: Vec<String> = store.list("state/").await.expect("list").into_iter().map(|o| o.key).collect();
         assert_eq!(left, vec!["state/chk-3/n-0-r.state", "state/chk-4/n-0-r.state", "state/chk-9/in-flight.state"]);

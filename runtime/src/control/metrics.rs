@@ -51,6 +51,24 @@ pub fn render(state: &ControlState) -> String {
             m.alignment_us.load(Ordering::Relaxed),
         ),
         ("malformed_records_total", "counter", "Records skipped as malformed.", m.malformed.load(Ordering::Relaxed)),
+        (
+            "checkpoint_storage_live_bytes",
+            "gauge",
+            "Bytes the retained checkpoints reference.",
+            s.storage.as_ref().map_or(0, |r| r.live_bytes),
+        ),
+        (
+            "checkpoint_storage_shared_bytes",
+            "gauge",
+            "Bytes referenced by more than one retained checkpoint.",
+            s.storage.as_ref().map_or(0, |r| r.shared_bytes),
+        ),
+        (
+            "checkpoint_storage_orphan_bytes_deleted",
+            "gauge",
+            "Bytes of failed-checkpoint leftovers the last sweep removed.",
+            s.storage.as_ref().map_or(0, |r| r.orphan_bytes),
+        ),
     ];
     for (name, kind, help, v) in gauges {
         let _ = writeln!(

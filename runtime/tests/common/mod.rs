@@ -237,4 +237,5 @@ pub const FAULT_RUNS: &[&str] = &[
     "coordinator.after_publish@2",
     "sink.mid_commit@2",
     "restore.after_sink_recovery@1",
+    "retention.mid_sweep@3",
 ];
