@@ -13,7 +13,7 @@ FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 # C toolchain for rdkafka's bundled librdkafka build (cmake-build) and aws-lc/ring.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      cmake g++ make pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev libcurl4-openssl-dev \
+      cmake g++ make pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -29,7 +29,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS base
 # Shared libraries the binaries may link dynamically (TLS, SASL for Kafka), CA certificates.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 zlib1g libzstd1 libcurl4 \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 zlib1g libzstd1 \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /data /etc/sluice \
  && chown 65532:65532 /data
