@@ -69,12 +69,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then scripts/kind.sh images; fi
 scripts/kind.sh deploy
 
 # Steps in number order; within a number the actions first, then NN-assert.sh.
-numbers=()
+# (A plain string, not an array: macOS's bash 3.2 rejects an empty array under `set -u`.)
+numbers=""
 for f in "$SCENARIO"/[0-9][0-9]-*.sh; do
   n=$(basename "$f" | cut -c1-2)
-  case " ${numbers[*]} " in *" $n "*) ;; *) numbers+=("$n") ;; esac
+  case " $numbers " in *" $n "*) ;; *) numbers="$numbers $n" ;; esac
 done
-for n in "${numbers[@]}"; do
+for n in $numbers; do
   for step in "$SCENARIO/$n"-*.sh; do
     [ "$step" != "$SCENARIO/$n-assert.sh" ] || continue
     log "== step $(basename "$step")"

@@ -13,5 +13,5 @@ log "producing $RECORDS records to $INPUT_TOPIC in the background"
     sleep 0.1
   done
 ) | kube exec -i kafka-0 -- env KAFKA_HEAP_OPTS=-Xmx192m /opt/kafka/bin/kafka-console-producer.sh \
-  --bootstrap-server localhost:9092 --topic "$INPUT_TOPIC" --producer-property acks=all &
+  --bootstrap-server localhost:9092 --topic "$INPUT_TOPIC" --producer-property acks=all >/dev/null &
 PRODUCER_PID=$!

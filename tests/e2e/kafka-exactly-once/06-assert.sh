@@ -7,9 +7,10 @@ count_output() {
   kafka_tool kafka-console-consumer.sh --topic "$OUTPUT_TOPIC" --from-beginning \
     --isolation-level read_committed --timeout-ms 20000 2>/dev/null |
     awk -v n="$RECORDS" '
-      { s = $0; gsub(/[^0-9]/, "", s); if (s == "") { bad++; next } c[s + 0]++ }
+      match($0, /"seq":[0-9]+/) { c[substr($0, RSTART + 6, RLENGTH - 6) + 0]++; next }
+      { bad++ }
       END {
-        for (k in c) { distinct++; if (k < 1 || k > n) out++; if (c[k] > 1) dup += c[k] - 1 }
+        for (k in c) { distinct++; if (k + 0 < 1 || k + 0 > n + 0) out++; if (c[k] > 1) dup += c[k] - 1 }
         printf "%d %d %d %d %d\n", NR, distinct, dup, out, bad
       }' || true
 }
