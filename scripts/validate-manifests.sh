@@ -29,7 +29,15 @@ fi
 echo "== manifests: validator ($VALIDATOR_PIN)"
 if [ ! -f "$venv/.installed" ]; then
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv"; then
+    # Debian's python3 ships venv separately.
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      echo "python3 -m venv failed (install python3-venv)" >&2
+      exit 1
+    fi
+    apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+    rm -rf "$venv" && python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$VALIDATOR_PIN"
   touch "$venv/.installed"
 fi
