@@ -14,3 +14,4 @@ pub mod record;
 pub mod state;
 pub mod storage;
 pub mod value;
+pub mod verify;

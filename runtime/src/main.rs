@@ -72,6 +72,9 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         keys: u64,
     },
+    /// Exactly-once verifier: produce sequence-numbered input, or check committed output.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
     /// Print keyed-state figures: incremental bytes at 1 % / 10 % change, restore time by size.
     BenchState,
     /// Run the embedded demo job (generator → keyBy → windowed count → file sink).
@@ -79,6 +82,30 @@ enum Command {
         /// Directory for checkpoints and output.
         #[arg(long, default_value = ".demo")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// Write `count` JSON lines `{"seq": i, "ts": i}` (input for a jsonFile source).
+    ProduceFile {
+        /// Output file.
+        path: PathBuf,
+        /// Number of records.
+        #[arg(long)]
+        count: u64,
+    },
+    /// Check a file sink's committed output: every number in 0..count exactly once. Exit 0 only
+    /// for a perfect run.
+    Files {
+        /// The file sink's directory.
+        dir: PathBuf,
+        /// Number of records expected.
+        #[arg(long)]
+        count: u64,
+        /// Dotted path of the sequence number in each output line.
+        #[arg(long, default_value = "value.seq")]
+        field: String,
     },
 }
 
@@ -211,6 +238,18 @@ fn main() -> ExitCode {
                 result
             }
             Command::Demo { dir } => demo(&dir).await,
+            Command::Verify(VerifyCommand::ProduceFile { path, count }) => {
+                sluice_runtime::verify::produce_file(&path, count)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {count} sequence-numbered records to {}", path.display());
+                Ok(())
+            }
+            Command::Verify(VerifyCommand::Files { dir, count, field }) => {
+                let report = sluice_runtime::verify::check_file_sink(&dir, &field, count)
+                    .with_context(|| format!("reading {}", dir.display()))?;
+                println!("{report}");
+                if report.is_exactly_once() { Ok(()) } else { anyhow::bail!("output is not exactly-once") }
+            }
             Command::BenchState => {
                 for keys in [100_000u64, 1_000_000] {
                     for changed in [0.01, 0.10] {

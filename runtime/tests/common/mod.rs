@@ -135,16 +135,9 @@ pipeline:
     /// Checks the committed output: every sequence number exactly once in `pass`, every window
     /// count exact and emitted once, no temp file anywhere.
     pub fn verify(&self) {
-        let pass = read_committed(&self.dir.join("pass"));
-        let mut seen = vec![0u8; self.count as usize];
-        for v in &pass {
-            let seq = v["value"].as_u64().expect("seq") as usize;
-            seen[seq] = seen[seq].saturating_add(1);
-        }
-        let lost = seen.iter().filter(|&&c| c == 0).count();
-        let dup = seen.iter().filter(|&&c| c > 1).count();
-        assert_eq!((lost, dup), (0, 0), "pass-through: {lost} lost, {dup} duplicated of {}", self.count);
-        assert_eq!(pass.len() as u64, self.count);
+        let report =
+            sluice_runtime::verify::check_file_sink(&self.dir.join("pass"), "value", self.count).expect("read pass");
+        assert!(report.is_exactly_once(), "pass-through: {report}");
 
         let mut windows: HashMap<(i64, i64), i64> = HashMap::new();
         for v in read_committed(&self.dir.join("windows")) {
