@@ -1,0 +1,221 @@
+//! The coordinator's I/O loop: feeds task events, publish results and clock ticks into the
+//! pure [`Coordinator`] and carries out its actions.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_crds::CheckpointId;
+use sluice_crds::contract::manifest::SnapshotKind;
+use tokio::sync::mpsc;
+
+use super::coordinator::{Action, Coordinator, Input};
+use super::publish::{PublishError, build_manifest, now_ms, publish};
+use super::retention::sweep;
+use super::snapshot::checkpoint_state_prefix;
+use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
+use crate::fault::Faults;
+use crate::storage::SharedStore;
+
+/// A completed checkpoint, as reported in status and progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedCheckpoint {
+    /// Checkpoint id.
+    pub id: u64,
+    /// Completion time, ms since the epoch.
+    pub completed_at_ms: u64,
+    /// Trigger → complete, milliseconds.
+    pub duration_ms: u64,
+    /// Bytes of state the manifest references.
+    pub size_bytes: u64,
+    /// Manifest location.
+    pub location: String,
+}
+
+/// Checkpoint statistics of the running job.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointStats {
+    /// Completed checkpoints.
+    pub completed: u64,
+    /// Failed or aborted checkpoints.
+    pub failed: u64,
+    /// The latest completed one.
+    pub latest: Option<CompletedCheckpoint>,
+    /// Ids in flight.
+    pub in_progress: Vec<u64>,
+    /// Durations of every completed checkpoint (ms), for percentiles.
+    #[serde(skip)]
+    pub durations_ms: Vec<u64>,
+}
+
+/// Shared, rarely-updated checkpoint statistics.
+pub type SharedStats = Arc<Mutex<CheckpointStats>>;
+
+/// Locks the stats (a poisoned lock still holds valid counters).
+pub fn stats(s: &SharedStats) -> std::sync::MutexGuard<'_, CheckpointStats> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A task as the coordinator addresses it.
+pub struct TaskHandle {
+    /// The task.
+    pub id: TaskId,
+    /// Its control channel.
+    pub control: mpsc::UnboundedSender<TaskControl>,
+    /// Whether it runs a source.
+    pub is_source: bool,
+}
+
+/// Everything the loop needs.
+pub struct Driver {
+    /// The decisions.
+    pub coordinator: Coordinator,
+    /// Reports from tasks.
+    pub events: mpsc::UnboundedReceiver<TaskEvent>,
+    /// Every task.
+    pub tasks: Vec<TaskHandle>,
+    /// Checkpoint storage.
+    pub store: Option<SharedStore>,
+    /// Job name (in manifests).
+    pub job: String,
+    /// Key groups (in manifests).
+    pub max_parallelism: u32,
+    /// Completed checkpoints to keep.
+    pub retained: usize,
+    /// Fault plan.
+    pub faults: Faults,
+    /// Statistics for status and progress.
+    pub stats: SharedStats,
+}
+
+impl Driver {
+    fn send_all(&self, c: TaskControl, sources_only: bool) {
+        for t in &self.tasks {
+            if !sources_only || t.is_source {
+                // A task that already ended does not need to hear it.
+                let _ = t.control.send(c);
+            }
+        }
+    }
+
+    /// Runs until every task is gone (`Ok`) or the coordinator decides the job must fail.
+    pub async fn run(mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let (results_tx, mut results) = mpsc::unbounded_channel::<Input>();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let input = tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(TaskEvent::Ack(a)) => Input::Ack(a),
+                    Some(TaskEvent::Decline { checkpoint, task, reason }) => {
+                        tracing::warn!(%checkpoint, %task, %reason, "task declined checkpoint");
+                        Input::Decline(checkpoint, format!("task {task}: {reason}"))
+                    }
+                    Some(TaskEvent::SourceFinished(t)) => Input::SourceFinished(t),
+                    None => return Ok(()),
+                },
+                Some(r) = results.recv() => r,
+                _ = tick.tick() => Input::Tick,
+            };
+            let now = started.elapsed().as_millis() as u64;
+            for action in self.coordinator.step(input, now) {
+                self.execute(action, &results_tx, started)?;
+            }
+            stats(&self.stats).in_progress = self.coordinator.in_flight().iter().map(|c| c.0).collect();
+        }
+    }
+
+    fn execute(
+        &mut self,
+        action: Action,
+        results: &mpsc::UnboundedSender<Input>,
+        started: Instant,
+    ) -> Result<(), String> {
+        match action {
+            Action::Trigger(id, kind) => {
+                tracing::debug!(checkpoint = %id, ?kind, "triggering checkpoint");
+                self.send_all(TaskControl::Trigger(crate::engine::Barrier { id, kind }), true);
+            }
+            Action::Publish { id, kind, triggered_ms, acks } => {
+                let Some(store) = self.store.clone() else {
+                    let _ = results.send(Input::PublishFailed(id, "no checkpoint storage".into(), false));
+                    return Ok(());
+                };
+                let snapshot_kind =
+                    if kind == BarrierKind::Savepoint { SnapshotKind::Savepoint } else { SnapshotKind::Checkpoint };
+                let trigger_epoch_ms =
+                    now_ms().saturating_sub((started.elapsed().as_millis() as u64).saturating_sub(triggered_ms));
+                let manifest =
+                    build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
+                let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
+                let location = format!("{}/{}", store.describe(), sluice_crds::contract::manifest::manifest_key(id));
+                tokio::spawn(async move {
+                    faults.hit("coordinator.before_publish");
+                    let input = match publish(store.as_ref(), &manifest).await {
+                        Ok(()) => {
+                            let mut s = stats(&shared);
+                            let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
+                            s.durations_ms.push(duration);
+                            s.latest = Some(CompletedCheckpoint {
+                                id: id.0,
+                                completed_at_ms: manifest.completed_at_ms,
+                                duration_ms: duration,
+                                size_bytes: manifest.state_bytes(),
+                                location,
+                            });
+                            Input::Published(id)
+                        }
+                        Err(e @ PublishError::AlreadyPublished(_)) => Input::PublishFailed(id, e.to_string(), true),
+                        Err(e) => Input::PublishFailed(id, e.to_string(), false),
+                    };
+                    let _ = results.send(input);
+                });
+            }
+            Action::NotifyComplete(id, kind) => {
+                self.faults.hit("coordinator.after_publish");
+                stats(&self.stats).completed += 1;
+                tracing::debug!(checkpoint = %id, ?kind, "checkpoint complete");
+                self.send_all(TaskControl::Complete(id), false);
+                if kind != BarrierKind::Final {
+                    self.spawn_sweep(); // the job sweeps once more, awaited, after the final one
+                }
+            }
+            Action::Abort(id, reason) => {
+                tracing::warn!(checkpoint = %id, %reason, "checkpoint aborted");
+                stats(&self.stats).failed += 1;
+                self.send_all(TaskControl::Abort(id), false);
+                self.spawn_delete(id);
+            }
+            Action::EndInput => self.send_all(TaskControl::EndInput, true),
+            Action::Fail(reason) => return Err(reason),
+        }
+        Ok(())
+    }
+
+    fn spawn_sweep(&self) {
+        let Some(store) = self.store.clone() else { return };
+        let retained = self.retained;
+        tokio::spawn(async move {
+            match sweep(store.as_ref(), retained).await {
+                Ok(r) if r.files_deleted + r.manifests_deleted > 0 => tracing::debug!(?r, "retention sweep"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed; will retry after the next checkpoint"),
+            }
+        });
+    }
+
+    fn spawn_delete(&self, id: CheckpointId) {
+        let Some(store) = self.store.clone() else { return };
+        tokio::spawn(async move {
+            let prefix = checkpoint_state_prefix(id);
+            if let Ok(objs) = store.list(&prefix).await {
+                let keys: Vec<String> = objs.into_iter().map(|o| o.key).collect();
+                if let Err(e) = store.delete(&keys).await {
+                    tracing::debug!(error = %e, checkpoint = %id, "could not delete files of aborted checkpoint (the sweep will)");
+                }
+            }
+        });
+    }
+}
