@@ -149,3 +149,23 @@ fn signal(sig: &str, pid: u32) {
     let status = Command::new("kill").arg(sig).arg(pid.to_string()).status().expect("run kill");
     assert!(status.success(), "kill {sig} {pid} failed");
 }
+
+/// A directory laid out like the mounted Secret the operator gives runtime pods
+/// (`accessKeyId`, `secretAccessKey`), holding the test server's key pair.
+pub fn secret_dir(env: &S3Env) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("accessKeyId"), &env.access_key_id).expect("write accessKeyId");
+    std::fs::write(dir.path().join("secretAccessKey"), &env.secret_access_key).expect("write secretAccessKey");
+    dir
+}
+
+/// The `storage:` block of a job document (indented 4 spaces) for `uri` on the test server, with
+/// credentials from `secret` — so child processes need no AWS variables in their environment.
+pub fn storage_yaml(env: &S3Env, uri: &str, secret: &std::path::Path) -> String {
+    format!(
+        "    uri: {uri}\n    endpoint: {}\n    region: {}\n    pathStyle: true\n    credentialsDir: {}",
+        env.endpoint,
+        env.region,
+        secret.display()
+    )
+}
