@@ -14,14 +14,14 @@ fn killed_and_restarted_job_with_s3_checkpoints_commits_every_record_exactly_onc
     let secret = secret_dir(&env);
     let dir = tempfile::tempdir().expect("tempdir");
     let job = KillJob {
-        count: 1_000_000,
+        count: 2_000_000,
         keys: 1000,
-        window_ms: 50_000,
+        window_ms: 100_000,
         rate: 50_000,
         storage_yaml: storage_yaml(&env, &unique_uri(&env, "kill"), secret.path()),
         dir: dir.path().to_path_buf(),
     };
-    let crashed = job.run_with_kills(12, FAULT_RUNS);
-    assert!(crashed >= 12, "only {crashed} runs crashed: the kills did not land mid-job");
+    let crashed = job.run_with_kills(20, FAULT_RUNS);
+    assert!(crashed >= 20, "only {crashed} runs crashed: the kills did not land mid-job");
     job.verify();
 }

@@ -153,6 +153,20 @@ async fn probe_finds_that_the_test_server_honours_conditional_writes_and_cleans_
 }
 
 #[tokio::test]
+async fn best_effort_create_if_absent_mode_still_refuses_an_existing_key() {
+    let env = s3_env();
+    let mut cfg = config(&env, &unique_uri(&env, "best-effort"));
+    cfg.options.conditional_writes = Some(ConditionalWrites::Unsupported);
+    let store = S3Store::connect(cfg).await.expect("connect");
+    assert_eq!(store.conditional_writes(), ConditionalWrites::Unsupported);
+    let key = manifest::manifest_key(CheckpointId(1));
+    let first = store.put_if_absent(&key, Bytes::from_static(b"first")).await.expect("first");
+    let second = store.put_if_absent(&key, Bytes::from_static(b"second")).await.expect("second");
+    assert_eq!((first, second), (PutOutcome::Created, PutOutcome::AlreadyExists));
+    assert_eq!(store.get(&key).await.expect("get"), Bytes::from_static(b"first"));
+}
+
+#[tokio::test]
 async fn wrong_secret_key_is_an_auth_error_naming_endpoint_and_bucket() {
     let env = s3_env();
     let mut cfg = s3_support::auth_config(&env, &unique_uri(&env, "auth"));

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sluice_crds::contract::job_config::StorageSpec;
 
 use super::super::Error;
+use super::conditional::ConditionalWrites;
 use super::credentials::S3Credentials;
 use super::retry::RetryPolicy;
 
@@ -64,6 +65,8 @@ pub struct S3Options {
     pub attempt_timeout: Duration,
     /// Retries of throttling, 5xx, connection and timeout errors.
     pub retry: RetryPolicy,
+    /// `None`: probe the server at connect. `Some(mode)`: trust the operator and skip the probe.
+    pub conditional_writes: Option<ConditionalWrites>,
 }
 
 impl Default for S3Options {
@@ -75,6 +78,7 @@ impl Default for S3Options {
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            conditional_writes: None,
         }
     }
 }

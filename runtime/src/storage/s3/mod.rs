@@ -59,11 +59,15 @@ impl fmt::Debug for S3Store {
 
 impl S3Store {
     /// Opens the store and probes whether the server honours conditional writes (logging which
-    /// `put_if_absent` mode is in use). Fails with [`Error::Auth`] when the credentials are
+    /// `put_if_absent` mode is in use), unless [`S3Options::conditional_writes`] sets the mode. Fails with [`Error::Auth`] when the credentials are
     /// refused and with a non-retryable error when the bucket does not exist.
     pub async fn connect(config: S3Config) -> Result<S3Store, Error> {
+        let forced = config.options.conditional_writes;
         let mut store = S3Store::unprobed(config);
-        store.conditional = conditional::probe(&store).await?;
+        store.conditional = match forced {
+            Some(mode) => mode,
+            None => conditional::probe(&store).await?,
+        };
         match store.conditional {
             ConditionalWrites::Supported => tracing::info!(
                 store = %store.describe,
