@@ -1,6 +1,7 @@
 //! The exactly-once kill test (random SIGKILLs plus a crash at every protocol fault point,
 //! restarts at parallelism 1, 2 and 3) with checkpoints in S3 — the same harness as the
 //! local-directory kill test, given an `s3://` storage block.
+#![cfg(feature = "s3")]
 
 mod common;
 mod s3_support;

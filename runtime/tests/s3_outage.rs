@@ -5,6 +5,7 @@
 //!
 //! In its own test binary because it freezes the server the other S3 tests use; the tests in it
 //! take turns through [`SERVER`].
+#![cfg(feature = "s3")]
 
 mod common;
 mod s3_support;

@@ -1,5 +1,6 @@
 //! Restore from S3 checkpoints: a corrupted state object or a truncated manifest is detected by
 //! its checksum and restore falls back to the previous retained checkpoint.
+#![cfg(feature = "s3")]
 
 mod s3_support;
 

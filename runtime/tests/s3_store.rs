@@ -1,4 +1,5 @@
 //! The `ObjectStore` contract on a real S3 server (moto, started by `scripts/services/s3.sh`).
+#![cfg(feature = "s3")]
 
 mod s3_support;
 
