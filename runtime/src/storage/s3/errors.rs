@@ -80,3 +80,62 @@ impl Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    use super::*;
+
+    fn service(status: u16, code: &str) -> SdkError<GetObjectError> {
+        let err = GetObjectError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        let raw = HttpResponse::new(status.try_into().expect("status"), SdkBody::empty());
+        SdkError::service_error(err, raw)
+    }
+
+    fn io() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused")
+    }
+
+    #[test]
+    fn auth_failures_are_never_retried() {
+        for (status, code) in
+            [(403, "SignatureDoesNotMatch"), (403, "InvalidAccessKeyId"), (403, "AccessDenied"), (401, "")]
+        {
+            assert!(matches!(classify(&service(status, code)), Failure::Auth(_)), "{status} {code}");
+        }
+        let err = classify(&service(403, "SignatureDoesNotMatch")).into_error("s3://b/p (endpoint e)", "get", "k");
+        assert!(matches!(err, Error::Auth { .. }) && !err.is_retryable());
+    }
+
+    #[test]
+    fn throttling_server_errors_timeouts_and_connection_failures_are_retryable() {
+        for (status, code) in [
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (429, ""),
+            (400, "RequestTimeout"),
+            (409, "ConditionalRequestConflict"),
+        ] {
+            assert!(matches!(classify(&service(status, code)), Failure::Retryable(_)), "{status} {code}");
+        }
+        assert!(matches!(classify(&SdkError::<GetObjectError>::timeout_error(io())), Failure::Retryable(_)));
+        let dispatch = SdkError::<GetObjectError>::dispatch_failure(ConnectorError::io(io().into()));
+        assert!(matches!(classify(&dispatch), Failure::Retryable(_)));
+        let err = Failure::Retryable("x".into()).into_error("s", "put", "k");
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn missing_keys_preconditions_and_validation_errors_are_told_apart() {
+        assert_eq!(classify(&service(404, "NoSuchKey")), Failure::NotFound);
+        assert_eq!(classify(&service(412, "PreconditionFailed")), Failure::PreconditionFailed);
+        assert!(matches!(classify(&service(404, "NoSuchBucket")), Failure::Fatal(_)));
+        assert!(matches!(classify(&service(400, "InvalidArgument")), Failure::Fatal(_)));
+        assert!(matches!(classify(&SdkError::<GetObjectError>::construction_failure(io())), Failure::Fatal(_)));
+        assert!(!Failure::Fatal("x".into()).into_error("s", "put", "k").is_retryable());
+    }
+}
