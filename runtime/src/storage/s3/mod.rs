@@ -11,6 +11,7 @@
 //!   errors, never on authentication or validation errors; timeouts bound each attempt, so an
 //!   unresponsive server yields a retryable error, not a hang.
 //! - [`ObjectStore::delete`] batches DeleteObjects (at most 1000 keys per call).
+//! - [`S3Store::abort_incomplete_uploads`] removes the parts of uploads whose writer died.
 //!
 //! This module is the only importer of `aws-sdk-s3`.
 
@@ -34,6 +35,7 @@ mod delete;
 mod errors;
 mod multipart;
 pub mod retry;
+mod uploads;
 
 pub use conditional::ConditionalWrites;
 pub use config::{DEFAULT_REGION, S3Config, S3Location, S3Options};
