@@ -31,7 +31,17 @@ pub enum Value {
 }
 
 impl PartialEq for Value {
+    #[inline]
     fn eq(&self, other: &Value) -> bool {
+        if let (Value::Int(a), Value::Int(b)) = (self, other) {
+            return a == b;
+        }
+        self.eq_slow(other)
+    }
+}
+
+impl Value {
+    fn eq_slow(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Null, Value::Null) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
@@ -48,8 +58,13 @@ impl PartialEq for Value {
 impl Eq for Value {}
 
 impl Hash for Value {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.stable_hash());
+        let h = match self {
+            Value::Int(i) => mix64(*i as u64),
+            _ => self.stable_hash(),
+        };
+        state.write_u64(h);
     }
 }
 

@@ -65,8 +65,16 @@ async fn corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
     let newest = load_latest(&store).await.expect("load").expect("some");
     assert_eq!(newest.manifest.checkpoint_id, ids[2]);
 
-    // Corrupt one state file of the newest checkpoint: restore must skip it.
-    let file = &newest.manifest.tasks.iter().flat_map(|t| &t.files).next().expect("keyed state file").path;
+    // Corrupt a state file only the newest checkpoint references (with incremental snapshots a
+    // base file may be shared by every retained checkpoint): restore must skip the newest.
+    let previous = sluice_runtime::checkpoint::restore::load(&store, &manifest_key(ids[1])).await.expect("previous");
+    let shared: std::collections::HashSet<_> = previous.manifest.referenced_files().map(|f| f.path.clone()).collect();
+    let file = newest
+        .manifest
+        .referenced_files()
+        .map(|f| f.path.clone())
+        .find(|p| !shared.contains(p))
+        .expect("the newest checkpoint wrote a file of its own");
     flip_byte(&dir.path().join("ckpt").join(file));
     let fallback = load_latest(&store).await.expect("load").expect("some");
     assert_eq!(fallback.manifest.checkpoint_id, ids[1]);

@@ -12,8 +12,9 @@ use sluice_crds::contract::pipeline::Pipeline;
 use super::retention::list_checkpoints;
 use crate::graph::KeyGroupRange;
 use crate::ops::Restored;
-use crate::state::decode_state_file;
+use crate::state::{StateEntry, decode_state_file};
 use crate::storage::{self, ObjectStore};
+use crate::value::Value;
 
 /// Why restoring failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,18 +161,31 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
         for subtask in 0..p {
             let range = KeyGroupRange::for_subtask(subtask, p, m.max_parallelism);
             let mut keyed = Vec::new();
-            for f in old.iter().flat_map(|t| &t.files) {
-                let file_range = KeyGroupRange { start: f.key_group_start, end: f.key_group_end };
-                if !file_range.overlaps(&range) {
-                    continue;
+            // Each old subtask's files are a base followed by deltas, in order; old subtasks own
+            // disjoint key groups, so their chains fold independently.
+            for t in &old {
+                let mut folded: HashMap<(Value, Value), StateEntry> = HashMap::new();
+                for f in &t.files {
+                    let file_range = KeyGroupRange { start: f.key_group_start, end: f.key_group_end };
+                    if !file_range.overlaps(&range) {
+                        continue;
+                    }
+                    let bytes = loaded.files.get(&f.path).ok_or_else(|| RestoreError::Corrupt {
+                        key: loaded.location.clone(),
+                        reason: format!("state file {} was not loaded", f.path),
+                    })?;
+                    let entries = decode_state_file(&f.path, bytes, f.size_bytes, f.crc32c, range)
+                        .map_err(|e| RestoreError::Corrupt { key: loaded.location.clone(), reason: e.to_string() })?;
+                    for e in entries {
+                        let id = (e.key.clone(), e.namespace.clone());
+                        if e.value.is_some() {
+                            folded.insert(id, e);
+                        } else {
+                            folded.remove(&id);
+                        }
+                    }
                 }
-                let bytes = loaded.files.get(&f.path).ok_or_else(|| RestoreError::Corrupt {
-                    key: loaded.location.clone(),
-                    reason: format!("state file {} was not loaded", f.path),
-                })?;
-                let entries = decode_state_file(&f.path, bytes, f.size_bytes, f.crc32c, range)
-                    .map_err(|e| RestoreError::Corrupt { key: loaded.location.clone(), reason: e.to_string() })?;
-                keyed.extend(entries);
+                keyed.extend(folded.into_values());
             }
             let operator_state = list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()).collect();
             plan.operators.insert((idx, subtask), Restored { keyed, operator_state });

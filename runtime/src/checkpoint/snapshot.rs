@@ -18,6 +18,8 @@ pub struct NodeCapture {
     pub parallelism: u32,
     /// What the node's operator captured.
     pub snapshot: OpSnapshot,
+    /// Files a delta builds on (the node's confirmed chain); empty for a full snapshot.
+    pub base: Vec<StateFile>,
 }
 
 /// Storage key of a keyed-state file.
@@ -42,13 +44,17 @@ pub async fn write_task_snapshot(
 ) -> Result<Vec<TaskState>, storage::Error> {
     let mut states = Vec::with_capacity(captures.len());
     for capture in captures {
-        let NodeCapture { node, parallelism, snapshot } = capture;
+        let NodeCapture { node, parallelism, snapshot, base } = capture;
         let mut files = Vec::new();
         if let Some(keyed) = snapshot.keyed {
+            let delta = keyed.is_delta();
+            if delta {
+                files = base;
+            }
             let encoded = tokio::task::spawn_blocking(move || {
                 let mut w = StateWriter::new(max_parallelism);
                 keyed.write_to(&mut w);
-                if w.is_empty() { None } else { Some(w.finish(false)) }
+                if w.is_empty() { None } else { Some(w.finish(delta)) }
             })
             .await
             .map_err(|e| storage::Error::Config(format!("snapshot encoder panicked: {e}")))?;
@@ -68,7 +74,7 @@ pub async fn write_task_snapshot(
                     crc32c: crc,
                     key_group_start: first,
                     key_group_end: last,
-                    delta: false,
+                    delta,
                 });
             }
         }

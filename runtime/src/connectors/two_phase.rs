@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use sluice_crds::CheckpointId;
 
 use crate::fault::Faults;
-use crate::ops::{OpError, OpSnapshot, Operator};
+use crate::ops::{OpError, OpSnapshot, Operator, SnapshotMode};
 use crate::record::Batch;
 
 /// The transaction lifecycle of one sink subtask.
@@ -80,7 +80,7 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
         self.inner.write(txn, &batch)
     }
 
-    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<OpSnapshot, OpError> {
+    fn snapshot(&mut self, checkpoint: CheckpointId, _mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
         if let Some(txn) = self.current.take() {
             let c = self.inner.pre_commit(txn)?;
             self.pending.push((checkpoint, c));

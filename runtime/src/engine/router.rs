@@ -6,7 +6,7 @@ use sluice_crds::contract::pipeline::Partitioning;
 use super::channel::{Closed, MessageSender};
 use super::message::Message;
 use crate::graph::key_groups::{key_group, subtask_for_group};
-use crate::record::{BATCH_SIZE, Batch};
+use crate::record::Batch;
 
 /// One output edge of a task: a sender per downstream subtask it may reach.
 pub struct OutputEdge {
@@ -15,6 +15,8 @@ pub struct OutputEdge {
     buffers: Vec<Batch>,
     next: usize,
     max_parallelism: u32,
+    /// Downstream subtask of each key group (hash edges).
+    owner: Vec<u32>,
 }
 
 impl OutputEdge {
@@ -23,7 +25,13 @@ impl OutputEdge {
     pub fn new(partition: Partitioning, senders: Vec<Box<dyn MessageSender>>, max_parallelism: u32) -> OutputEdge {
         let buffers =
             if partition == Partitioning::Hash { senders.iter().map(|_| Batch::new()).collect() } else { Vec::new() };
-        OutputEdge { partition, senders, buffers, next: 0, max_parallelism }
+        let p = senders.len() as u32;
+        let owner = if partition == Partitioning::Hash {
+            (0..max_parallelism).map(|g| subtask_for_group(g, p, max_parallelism)).collect()
+        } else {
+            Vec::new()
+        };
+        OutputEdge { partition, senders, buffers, next: 0, max_parallelism, owner }
     }
 
     async fn send_batch(&mut self, batch: Batch) -> Result<(), Closed> {
@@ -39,13 +47,17 @@ impl OutputEdge {
                 if p == 1 {
                     return self.senders[0].send(Message::Batch(batch)).await;
                 }
+                let share = batch.len() / self.buffers.len() + 16;
+                for b in &mut self.buffers {
+                    b.reserve(share);
+                }
                 for r in batch {
                     let group = key_group(r.key.stable_hash(), self.max_parallelism);
-                    self.buffers[subtask_for_group(group, p, self.max_parallelism) as usize].push(r);
+                    self.buffers[self.owner[group as usize] as usize].push(r);
                 }
                 for i in 0..self.buffers.len() {
                     if !self.buffers[i].is_empty() {
-                        let full = std::mem::replace(&mut self.buffers[i], Batch::with_capacity(BATCH_SIZE));
+                        let full = std::mem::take(&mut self.buffers[i]);
                         self.senders[i].send(Message::Batch(full)).await?;
                     }
                 }

@@ -1,23 +1,25 @@
 //! One subtask of one chain: reads its inputs (or polls its source), pushes batches through
 //! the chained operators, routes the output, aligns barriers and takes its part of checkpoints.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::poll_fn;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
 use sluice_crds::CheckpointId;
+use sluice_crds::contract::manifest::StateFile;
 use tokio::sync::mpsc;
 
 use super::barrier::{Alignment, BarrierAligner};
 use super::channel::{Closed, MessageReceiver};
-use super::message::{Barrier, Message, TaskAck, TaskControl, TaskEvent, TaskId};
+use super::message::{Barrier, BarrierKind, Message, TaskAck, TaskControl, TaskEvent, TaskId};
 use super::metrics::JobMetrics;
 use super::router::Router;
 use super::watermark::WatermarkTracker;
 use crate::checkpoint::snapshot::{NodeCapture, write_task_snapshot};
 use crate::fault::Faults;
-use crate::ops::{OpError, OpSnapshot, Operator, Restored, Source, SourcePoll};
+use crate::ops::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, Source, SourcePoll};
 use crate::record::{BATCH_SIZE, Batch};
 use crate::storage::SharedStore;
 
@@ -81,6 +83,29 @@ pub enum Head {
     Inputs(Vec<Box<dyn MessageReceiver>>),
 }
 
+/// Longest run of deltas on one base before the next snapshot is a full one again (compaction).
+pub const MAX_DELTAS: usize = 8;
+
+/// The keyed-state files of one node as of its last completed checkpoint.
+#[derive(Debug, Default)]
+struct NodeChain {
+    confirmed: Vec<StateFile>,
+}
+
+impl NodeChain {
+    /// Whether the chain is long or heavy enough to rebase: more than [`MAX_DELTAS`] deltas, or
+    /// deltas that together outweigh the base (restore time stays bounded).
+    fn wants_rebase(&self) -> bool {
+        let (base, deltas): (Vec<_>, Vec<_>) = self.confirmed.iter().partition(|f| !f.delta);
+        let base_bytes: u64 = base.iter().map(|f| f.size_bytes).sum();
+        let delta_bytes: u64 = deltas.iter().map(|f| f.size_bytes).sum();
+        base.is_empty() || deltas.len() >= MAX_DELTAS || delta_bytes > base_bytes
+    }
+}
+
+/// Files written per (checkpoint, node position), waiting for the checkpoint's completion.
+type PendingFiles = Arc<Mutex<BTreeMap<(CheckpointId, usize), Vec<StateFile>>>>;
+
 /// A runnable task.
 pub struct Task {
     id: TaskId,
@@ -89,6 +114,10 @@ pub struct Task {
     router: Router,
     control: mpsc::UnboundedReceiver<TaskControl>,
     env: Arc<TaskEnv>,
+    chains: Vec<NodeChain>,
+    /// Checkpoints this task snapshotted that are neither complete nor aborted yet.
+    unresolved: BTreeSet<CheckpointId>,
+    pending: PendingFiles,
 }
 
 enum Event {
@@ -111,7 +140,18 @@ impl Task {
         for (op, r) in ops.iter_mut().zip(restored) {
             op.restore(r).map_err(|source| TaskError::Op { task: id, source })?;
         }
-        Ok(Task { id, nodes, ops, router, control, env })
+        let chains = nodes.iter().map(|_| NodeChain::default()).collect();
+        Ok(Task {
+            id,
+            nodes,
+            ops,
+            router,
+            control,
+            env,
+            chains,
+            unresolved: BTreeSet::new(),
+            pending: PendingFiles::default(),
+        })
     }
 
     fn op_err(&self) -> impl Fn(OpError) -> TaskError + use<> {
@@ -179,21 +219,30 @@ impl Task {
     ) -> Result<(), TaskError> {
         let mut snapshots = Vec::with_capacity(self.nodes.len());
         if let Some(state) = source_state {
-            snapshots.push(OpSnapshot { operator_state: state, ..OpSnapshot::default() });
+            snapshots.push((OpSnapshot { operator_state: state, ..OpSnapshot::default() }, Vec::new()));
         }
+        // A delta is only safe on top of a confirmed chain with no earlier checkpoint unresolved
+        // (an aborted or still-running one may hold changes the delta would miss).
+        let settled = self.unresolved.is_empty();
+        let offset = self.op_offset();
         let err = self.op_err();
-        for op in &mut self.ops {
-            snapshots.push(op.snapshot(barrier.id).map_err(&err)?);
+        for (i, op) in self.ops.iter_mut().enumerate() {
+            let chain = &self.chains[offset + i];
+            let full = barrier.kind == BarrierKind::Savepoint || !settled || chain.wants_rebase();
+            let mode = if full { SnapshotMode::Full } else { SnapshotMode::Incremental };
+            let base = if full { Vec::new() } else { chain.confirmed.clone() };
+            snapshots.push((op.snapshot(barrier.id, mode).map_err(&err)?, base));
         }
+        self.unresolved.insert(barrier.id);
         self.router.broadcast(|| Message::Barrier(barrier)).await.map_err(self.closed())?;
         self.env.faults.hit("task.after_precommit");
         let captures: Vec<NodeCapture> = self
             .nodes
             .iter()
             .zip(snapshots)
-            .map(|(n, snapshot)| NodeCapture { node: n.id.clone(), parallelism: n.parallelism, snapshot })
+            .map(|(n, (snapshot, base))| NodeCapture { node: n.id.clone(), parallelism: n.parallelism, snapshot, base })
             .collect();
-        let (env, task) = (self.env.clone(), self.id);
+        let (env, task, pending) = (self.env.clone(), self.id, self.pending.clone());
         tokio::spawn(async move {
             let Some(store) = env.store.clone() else {
                 let reason = "the job has no checkpoint storage".to_string();
@@ -211,7 +260,14 @@ impl Task {
             )
             .await;
             let event = match written {
-                Ok(states) => TaskEvent::Ack(TaskAck { checkpoint: barrier.id, task, states, alignment_us }),
+                Ok(states) => {
+                    let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                    for (i, st) in states.iter().enumerate() {
+                        p.insert((barrier.id, i), st.files.clone());
+                    }
+                    drop(p);
+                    TaskEvent::Ack(TaskAck { checkpoint: barrier.id, task, states, alignment_us })
+                }
                 Err(e) => TaskEvent::Decline { checkpoint: barrier.id, task, reason: e.to_string() },
             };
             let _ = env.events.send(event);
@@ -220,13 +276,29 @@ impl Task {
     }
 
     fn on_control(&mut self, c: TaskControl) -> Result<(), TaskError> {
-        if let TaskControl::Complete(id) = c {
-            self.complete(id)?;
+        match c {
+            TaskControl::Complete(id) => self.complete(id),
+            TaskControl::Abort(id) => {
+                self.unresolved.remove(&id);
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).retain(|(c, _), _| *c != id);
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn complete(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, chain) in self.chains.iter_mut().enumerate() {
+                if let Some(files) = p.remove(&(id, i)) {
+                    chain.confirmed = files;
+                }
+            }
+            p.retain(|(c, _), _| *c > id);
+        }
+        // Everything up to a completed checkpoint is settled (older ones were subsumed).
+        self.unresolved = self.unresolved.split_off(&id.next());
         let err = self.op_err();
         for op in &mut self.ops {
             op.checkpoint_complete(id).map_err(&err)?;

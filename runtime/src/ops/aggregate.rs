@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
 
-use super::{OpError, OpSnapshot, Operator, Restored};
+use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, emit_all};
 use crate::record::Batch;
 use crate::state::EntryList;
 use crate::value::Value;
@@ -64,28 +64,59 @@ pub fn accumulate(function: AggregateFn, acc: Option<&Value>, input: &Value) -> 
     }
 }
 
+/// A state value with the snapshot epoch in which it last changed (for incremental snapshots).
+#[derive(Clone, Debug)]
+pub struct Slot {
+    /// The value.
+    pub value: Value,
+    /// Epoch of the last change.
+    pub epoch: u64,
+}
+
 /// A running aggregate per key.
 pub struct Aggregate {
     node: String,
     function: AggregateFn,
     field: Option<String>,
     policy: ErrorPolicy,
-    state: ValueMap<Value>,
+    state: ValueMap<Slot>,
+    /// Keys changed since the last snapshot, each once.
+    dirty: Vec<Value>,
+    epoch: u64,
     dropped: u64,
 }
 
 impl Aggregate {
     /// A running aggregate over `field` of the value (the value itself when `None`).
     pub fn new(node: &str, function: AggregateFn, field: Option<String>, policy: ErrorPolicy) -> Aggregate {
-        Aggregate { node: node.into(), function, field, policy, state: ValueMap::default(), dropped: 0 }
+        Aggregate {
+            node: node.into(),
+            function,
+            field,
+            policy,
+            state: ValueMap::default(),
+            dirty: Vec::new(),
+            epoch: 1,
+            dropped: 0,
+        }
+    }
+}
+
+/// Applies the error policy to a bad record: `Some(error)` to fail, `None` to drop it.
+fn reject(policy: ErrorPolicy, dropped: &mut u64, node: &str, key: &Value, message: String) -> Option<OpError> {
+    if policy == ErrorPolicy::Skip {
+        *dropped += 1;
+        None
+    } else {
+        Some(OpError::Malformed { node: node.to_string(), location: format!("key {key}"), message })
     }
 }
 
 impl Operator for Aggregate {
     fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
         for e in restored.keyed {
-            if let Some(v) = e.value {
-                self.state.insert(e.key, v);
+            if let Some(value) = e.value {
+                self.state.insert(e.key, Slot { value, epoch: 0 });
             }
         }
         Ok(())
@@ -93,31 +124,47 @@ impl Operator for Aggregate {
 
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
         let mut failure = None;
+        let Aggregate { node, function, field, policy, state, dirty, epoch, dropped } = self;
+        let (function, policy, epoch) = (*function, *policy, *epoch);
         batch.retain_mut(|r| {
             if failure.is_some() {
                 return false;
             }
-            let input = match &self.field {
+            let input = match field {
                 None => Some(&r.value),
                 Some(f) => r.value.get_path(f),
             };
-            let result = match input {
-                Some(input) => {
-                    let slot = self.state.get_mut(&r.key);
-                    match accumulate(self.function, slot.as_deref(), input) {
-                        Ok(v) => {
-                            match slot {
-                                Some(s) => *s = v.clone(),
-                                None => {
-                                    self.state.insert(r.key.clone(), v.clone());
-                                }
-                            }
-                            Ok(v)
-                        }
-                        Err(m) => Err(m),
+            let Some(input) = input else {
+                let message = format!("no field {:?}", field.as_deref().unwrap_or(""));
+                failure = reject(policy, dropped, node, &r.key, message);
+                return false;
+            };
+            let result = match state.get_mut(&r.key) {
+                Some(slot) => {
+                    if slot.epoch != epoch {
+                        slot.epoch = epoch;
+                        dirty.push(r.key.clone());
                     }
+                    // Integer fast path: update in place, no allocation, no re-hash.
+                    if let (Value::Int(a), Value::Int(b)) = (&mut slot.value, input) {
+                        let next = match function {
+                            AggregateFn::Count => a.checked_add(1),
+                            AggregateFn::Sum => a.checked_add(*b),
+                            AggregateFn::Min => Some((*a).min(*b)),
+                            AggregateFn::Max => Some((*a).max(*b)),
+                        };
+                        if let Some(n) = next {
+                            *a = n;
+                            r.value = Value::Int(n);
+                            return true;
+                        }
+                    }
+                    accumulate(function, Some(&slot.value), input).inspect(|v| slot.value = v.clone())
                 }
-                None => Err(format!("no field {:?}", self.field.as_deref().unwrap_or(""))),
+                None => accumulate(function, None, input).inspect(|v| {
+                    state.insert(r.key.clone(), Slot { value: v.clone(), epoch });
+                    dirty.push(r.key.clone());
+                }),
             };
             match result {
                 Ok(v) => {
@@ -125,28 +172,33 @@ impl Operator for Aggregate {
                     true
                 }
                 Err(message) => {
-                    let err =
-                        OpError::Malformed { node: self.node.clone(), location: format!("key {}", r.key), message };
-                    if self.policy == ErrorPolicy::Skip {
-                        self.dropped += 1;
-                        false
-                    } else {
-                        failure = Some(err);
-                        false
-                    }
+                    failure = reject(policy, dropped, node, &r.key, message);
+                    false
                 }
             }
         });
         if let Some(e) = failure {
             return Err(e);
         }
-        out.append(&mut batch);
+        emit_all(out, batch);
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<OpSnapshot, OpError> {
-        let entries = self.state.iter().map(|(k, v)| (k.clone(), Value::Null, v.clone())).collect();
-        Ok(OpSnapshot { keyed: Some(Box::new(EntryList(entries))), ..OpSnapshot::default() })
+    fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        let entries = match mode {
+            SnapshotMode::Full => {
+                self.state.iter().map(|(k, s)| (k.clone(), Value::Null, Some(s.value.clone()))).collect()
+            }
+            SnapshotMode::Incremental => self
+                .dirty
+                .iter()
+                .map(|k| (k.clone(), Value::Null, self.state.get(k).map(|s| s.value.clone())))
+                .collect(),
+        };
+        self.dirty.clear();
+        self.epoch += 1;
+        let delta = mode == SnapshotMode::Incremental;
+        Ok(OpSnapshot { keyed: Some(Box::new(EntryList { entries, delta })), ..OpSnapshot::default() })
     }
 }
 

@@ -39,6 +39,11 @@ impl Expr {
         Ok(expr)
     }
 
+    /// The expression's value when it references no variable (evaluated once at compile time).
+    pub fn constant(&self) -> Option<&Value> {
+        self.constant.as_ref()
+    }
+
     /// A slot for the evaluation context; keep one per batch and pass it to [`Expr::eval`],
     /// which creates the context only when the expression is not a constant.
     pub fn context() -> Option<Context<'static, 'static>> {

@@ -22,7 +22,7 @@
 //!                 r.value = Value::Int(i * 2);
 //!             }
 //!         }
-//!         out.append(&mut batch);
+//!         sluice_runtime::ops::emit_all(out, batch);
 //!         Ok(())
 //!     }
 //! }
@@ -42,6 +42,16 @@ use crate::graph::KeyGroupRange;
 use crate::record::Batch;
 use crate::state::{KeyedSnapshot, StateEntry};
 
+/// Appends `batch` to `out` without copying when `out` is empty (the common case on a chain).
+#[inline]
+pub fn emit_all(out: &mut Batch, mut batch: Batch) {
+    if out.is_empty() {
+        std::mem::swap(out, &mut batch);
+    } else {
+        out.append(&mut batch);
+    }
+}
+
 /// Where an operator instance runs.
 #[derive(Clone, Debug)]
 pub struct OpContext {
@@ -59,6 +69,15 @@ pub struct OpContext {
     pub run_id: String,
     /// Whether the job takes checkpoints (sinks commit on completion) or not (sinks commit at end).
     pub checkpointing: bool,
+}
+
+/// How much keyed state a snapshot must contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Every entry: a new base (first checkpoint of a run, savepoints, compaction).
+    Full,
+    /// Only the entries changed (and deleted) since the previous snapshot.
+    Incremental,
 }
 
 /// What an operator contributes to a checkpoint.
@@ -159,8 +178,10 @@ pub trait Operator: Send {
         Ok(())
     }
     /// Captures state at a barrier. Keep it cheap: heavy work belongs in the returned capture.
-    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<OpSnapshot, OpError> {
-        let _ = checkpoint;
+    /// With [`SnapshotMode::Incremental`], keyed state may hold only what changed since the
+    /// previous snapshot (a delta); either way the operator starts a new change set.
+    fn snapshot(&mut self, checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        let _ = (checkpoint, mode);
         Ok(OpSnapshot::default())
     }
     /// Checkpoint `checkpoint` is complete (its manifest is published): sinks commit.

@@ -5,7 +5,7 @@ use std::io::Write;
 use sluice_crds::contract::pipeline::{ErrorPolicy, KeyBySpec};
 
 use super::expr::Expr;
-use super::{OpError, Operator};
+use super::{OpError, Operator, emit_all};
 use crate::record::Batch;
 use crate::value::Value;
 
@@ -38,6 +38,13 @@ impl Map {
 
 impl Operator for Map {
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
+        if let Some(c) = self.expr.constant() {
+            for r in &mut batch {
+                r.value = c.clone();
+            }
+            emit_all(out, batch);
+            return Ok(());
+        }
         let mut ctx = Expr::context();
         let mut err = None;
         batch.retain_mut(|r| {
@@ -61,7 +68,7 @@ impl Operator for Map {
         if let Some(e) = err {
             return Err(e);
         }
-        out.append(&mut batch);
+        emit_all(out, batch);
         Ok(())
     }
 }
@@ -108,7 +115,7 @@ impl Operator for Filter {
         if let Some(e) = err {
             return Err(e);
         }
-        out.append(&mut batch);
+        emit_all(out, batch);
         Ok(())
     }
 }
@@ -161,7 +168,7 @@ impl Operator for KeyBy {
         if let Some(e) = err {
             return Err(e);
         }
-        out.append(&mut batch);
+        emit_all(out, batch);
         Ok(())
     }
 }

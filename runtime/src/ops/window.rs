@@ -8,8 +8,8 @@ use std::time::Duration;
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
 
-use super::aggregate::{ValueMap, accumulate};
-use super::{OpError, OpSnapshot, Operator, Restored};
+use super::aggregate::{Slot, ValueMap, accumulate};
+use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::record::{Batch, Record};
 use crate::state::EntryList;
 use crate::value::Value;
@@ -21,9 +21,14 @@ pub struct TumblingWindow {
     function: AggregateFn,
     field: Option<String>,
     policy: ErrorPolicy,
-    windows: BTreeMap<i64, ValueMap<Value>>,
+    windows: BTreeMap<i64, ValueMap<Slot>>,
     watermark: i64,
     late: u64,
+    /// (key, window start) changed since the last snapshot, each once.
+    dirty: Vec<(Value, i64)>,
+    /// (key, window start) fired (deleted) since the last snapshot.
+    removed: Vec<(Value, i64)>,
+    epoch: u64,
 }
 
 impl TumblingWindow {
@@ -44,6 +49,9 @@ impl TumblingWindow {
             windows: BTreeMap::new(),
             watermark: i64::MIN,
             late: 0,
+            dirty: Vec::new(),
+            removed: Vec::new(),
+            epoch: 1,
         }
     }
 
@@ -60,9 +68,10 @@ impl TumblingWindow {
                 break;
             }
             let keys = entry.remove();
-            let mut fired: Vec<(Value, Value)> = keys.into_iter().collect();
+            let mut fired: Vec<(Value, Value)> = keys.into_iter().map(|(k, s)| (k, s.value)).collect();
             fired.sort_by_key(|(k, _)| k.stable_hash());
             for (key, acc) in fired {
+                self.removed.push((key.clone(), start));
                 let value = Value::Map(Arc::new(BTreeMap::from([
                     (Arc::from("key"), key.clone()),
                     (Arc::from("start"), Value::Int(start)),
@@ -81,7 +90,7 @@ impl Operator for TumblingWindow {
             let (Value::Int(start), Some(acc)) = (&e.namespace, e.value) else {
                 return Err(OpError::Restore { node: self.node.clone(), message: "window entry without start".into() });
             };
-            self.windows.entry(*start).or_default().insert(e.key, acc);
+            self.windows.entry(*start).or_default().insert(e.key, Slot { value: acc, epoch: 0 });
         }
         Ok(())
     }
@@ -98,11 +107,22 @@ impl Operator for TumblingWindow {
                 Some(f) => r.value.get_path(f),
             };
             let window = self.windows.entry(start).or_default();
-            let acc = window.get(&r.key);
+            let slot = window.get_mut(&r.key);
+            let acc = slot.as_ref().map(|s| &s.value);
             match input.ok_or_else(|| "missing field".to_string()).and_then(|i| accumulate(self.function, acc, i)) {
-                Ok(v) => {
-                    window.insert(r.key, v);
-                }
+                Ok(value) => match slot {
+                    Some(s) => {
+                        s.value = value;
+                        if s.epoch != self.epoch {
+                            s.epoch = self.epoch;
+                            self.dirty.push((r.key, start));
+                        }
+                    }
+                    None => {
+                        self.dirty.push((r.key.clone(), start));
+                        window.insert(r.key, Slot { value, epoch: self.epoch });
+                    }
+                },
                 Err(message) if self.policy == ErrorPolicy::Fail => {
                     return Err(OpError::Malformed {
                         node: self.node.clone(),
@@ -122,13 +142,29 @@ impl Operator for TumblingWindow {
         Ok(())
     }
 
-    fn snapshot(&mut self, _checkpoint: CheckpointId) -> Result<OpSnapshot, OpError> {
-        let entries = self
-            .windows
-            .iter()
-            .flat_map(|(start, keys)| keys.iter().map(move |(k, v)| (k.clone(), Value::Int(*start), v.clone())))
-            .collect();
-        Ok(OpSnapshot { keyed: Some(Box::new(EntryList(entries))), ..OpSnapshot::default() })
+    fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        let entries = match mode {
+            SnapshotMode::Full => self
+                .windows
+                .iter()
+                .flat_map(|(start, keys)| {
+                    keys.iter().map(move |(k, s)| (k.clone(), Value::Int(*start), Some(s.value.clone())))
+                })
+                .collect(),
+            SnapshotMode::Incremental => {
+                let live = self.dirty.iter().filter_map(|(k, start)| {
+                    let s = self.windows.get(start)?.get(k)?;
+                    Some((k.clone(), Value::Int(*start), Some(s.value.clone())))
+                });
+                let gone = self.removed.iter().map(|(k, start)| (k.clone(), Value::Int(*start), None));
+                live.chain(gone).collect()
+            }
+        };
+        self.dirty.clear();
+        self.removed.clear();
+        self.epoch += 1;
+        let delta = mode == SnapshotMode::Incremental;
+        Ok(OpSnapshot { keyed: Some(Box::new(EntryList { entries, delta })), ..OpSnapshot::default() })
     }
 
     fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
@@ -170,7 +206,7 @@ mod tests {
     fn snapshot_and_restore_keep_open_windows() {
         let mut w = TumblingWindow::new("w", Duration::from_millis(10), AggregateFn::Sum, None, ErrorPolicy::Fail);
         w.process(vec![rec(1, 0), rec(1, 3), rec(2, 12)], &mut Vec::new()).expect("p");
-        let snap = w.snapshot(CheckpointId(1)).expect("snap");
+        let snap = w.snapshot(CheckpointId(1), SnapshotMode::Full).expect("snap");
         let mut writer = crate::state::StateWriter::new(128);
         snap.keyed.expect("keyed").write_to(&mut writer);
         let (bytes, _) = writer.finish(false);

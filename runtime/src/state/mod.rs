@@ -25,17 +25,28 @@ pub struct StateEntry {
 /// State captured on the task at a barrier, turned into bytes later on another thread.
 /// The capture must be cheap (a copy of the entries, or a swap of a change set).
 pub trait KeyedSnapshot: Send + 'static {
+    /// True when the capture holds only changes on top of the previous snapshot.
+    fn is_delta(&self) -> bool;
     /// Writes every entry of the capture.
     fn write_to(self: Box<Self>, w: &mut StateWriter);
 }
 
-/// A capture that is simply a list of `(key, namespace, value)` entries.
-pub struct EntryList(pub Vec<(Value, Value, Value)>);
+/// A capture that is a list of `(key, namespace, value or tombstone)` entries.
+pub struct EntryList {
+    /// The entries; `None` deletes the entry (deltas only).
+    pub entries: Vec<(Value, Value, Option<Value>)>,
+    /// Whether this is a delta.
+    pub delta: bool,
+}
 
 impl KeyedSnapshot for EntryList {
+    fn is_delta(&self) -> bool {
+        self.delta
+    }
+
     fn write_to(self: Box<Self>, w: &mut StateWriter) {
-        for (k, ns, v) in &self.0 {
-            w.put(k, ns, Some(v));
+        for (k, ns, v) in &self.entries {
+            w.put(k, ns, v.as_ref());
         }
     }
 }
