@@ -4,10 +4,12 @@
 
 mod s3_support;
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use sluice_crds::JobConfig;
 use sluice_crds::contract::manifest::manifest_key;
-use sluice_runtime::checkpoint::restore::load_latest;
+use sluice_runtime::checkpoint::restore::{load, load_latest};
 use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{JobOutcome, RestoreMode, RuntimeConfig, run};
@@ -72,8 +74,16 @@ async fn corrupted_state_object_in_s3_is_detected_and_restore_falls_back() {
     let newest = load_latest(&store).await.expect("load").expect("some");
     assert_eq!(newest.manifest.checkpoint_id, ids[2]);
 
-    // Flip a byte in a state object of the newest checkpoint: restore skips that checkpoint.
-    let file = newest.manifest.referenced_files().next().expect("keyed state file").path.clone();
+    // Flip a byte in a state object only the newest checkpoint references (with incremental
+    // snapshots a base file may be shared by every retained checkpoint): restore skips the newest.
+    let previous = load(&store, &manifest_key(ids[1])).await.expect("previous");
+    let shared: HashSet<_> = previous.manifest.referenced_files().map(|f| f.path.clone()).collect();
+    let file = newest
+        .manifest
+        .referenced_files()
+        .map(|f| f.path.clone())
+        .find(|p| !shared.contains(p))
+        .expect("the newest checkpoint wrote a state object of its own");
     damage(&store, &file, |b| {
         let mid = b.len() / 2;
         b[mid] ^= 0x40;
