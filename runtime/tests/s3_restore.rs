@@ -99,3 +99,23 @@ async fn corrupted_state_object_in_s3_is_detected_and_restore_falls_back() {
     let outcome = run_job(job(&env, &uri, secret.path(), 60_000)).await;
     assert_eq!(outcome.restored_from, Some(ids[0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_restores_from_an_explicit_s3_manifest_uri() {
+    let env = s3_env();
+    let secret = secret_dir(&env);
+    let uri = unique_uri(&env, "restore-from");
+    run_job(job(&env, &uri, secret.path(), 60_000)).await;
+    let store = S3Store::connect(config(&env, &uri)).await.expect("connect");
+    let oldest = *list_checkpoints(&store).await.expect("list").first().expect("a checkpoint");
+
+    let config = RuntimeConfig {
+        job: job(&env, &uri, secret.path(), 60_000),
+        restore: RestoreMode::From(format!("{uri}/{}", manifest_key(oldest))),
+        run_id: "from".into(),
+        faults: Faults::none(),
+        progress: false,
+    };
+    let outcome = run(config).await.expect("job runs");
+    assert_eq!(outcome.restored_from, Some(oldest));
+}
