@@ -51,6 +51,11 @@ where
     }
     let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
     let code = err.code().unwrap_or_default();
+    // The server's own words are clearer than the SDK's debug dump of the whole response.
+    let message = match err.message() {
+        Some(text) if !code.is_empty() => format!("{code}: {text} (HTTP {status})"),
+        _ => message,
+    };
     match (status, code) {
         (404, _) | (_, "NoSuchKey") if code != "NoSuchBucket" => Failure::NotFound,
         (412, _) | (_, "PreconditionFailed") => Failure::PreconditionFailed,

@@ -5,8 +5,9 @@
 //!   [`S3Options::multipart_threshold`] up, a multipart upload whose parts go up concurrently
 //!   (at most [`S3Options::max_parts_in_flight`] at once); a failed upload is aborted. S3 shows a
 //!   multipart object only once it is completed, so both forms are atomic for readers.
-//! - [`ObjectStore::put_if_absent`] uses `If-None-Match: *` when [`S3Store::connect`]'s probe found
-//!   the server honours it, and otherwise a best-effort check (see [`ConditionalWrites`]).
+//! - [`ObjectStore::put_if_absent`] (manifests: small) is a single PUT with `If-None-Match: *` when
+//!   [`S3Store::connect`]'s probe found the server honours it, and otherwise a best-effort check
+//!   (see [`ConditionalWrites`]).
 //! - Every request is retried by [`RetryPolicy`] on throttling, 5xx, connection and timeout
 //!   errors, never on authentication or validation errors; timeouts bound each attempt, so an
 //!   unresponsive server yields a retryable error, not a hang.
