@@ -107,6 +107,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
         run_id: "bench".into(),
         faults: Faults::none(),
         progress: false,
+        control: None,
     };
     let sum_node = 2;
     let mut handles: Option<JobHandles> = None;

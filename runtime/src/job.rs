@@ -9,9 +9,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig};
-use crate::checkpoint::driver::{CheckpointStats, Driver, SharedStats, TaskHandle, stats};
+use crate::checkpoint::driver::{CheckpointStats, Driver, DriverExit, SharedStats, TaskHandle, stats};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
 use crate::checkpoint::retention::{list_checkpoints, sweep};
+use crate::control::ControlState;
 use crate::engine::channel::{Exchange, LocalExchange, MessageReceiver, MessageSender};
 use crate::engine::message::TaskId;
 use crate::engine::metrics::JobMetrics;
@@ -22,6 +23,7 @@ use crate::graph::{KeyGroupRange, PhysicalPlan};
 use crate::ops::build::{Instance, check_expressions, instantiate, sink_recovery};
 use crate::ops::{OpContext, OpError};
 use crate::storage::{self, SharedStore};
+use sluice_crds::contract::control::JobState;
 
 /// Where a run gets its initial state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,7 +37,7 @@ pub enum RestoreMode {
 }
 
 /// Everything a run needs, validated once.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// The job document.
     pub job: JobConfig,
@@ -47,6 +49,8 @@ pub struct RuntimeConfig {
     pub faults: Faults,
     /// Print a progress line every second.
     pub progress: bool,
+    /// The control endpoint's state, when one serves this run.
+    pub control: Option<Arc<ControlState>>,
 }
 
 /// Why a job stopped with an error.
@@ -295,17 +299,18 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         },
     };
     let store_for_sweep = store.clone();
-    let driver = Driver {
-        coordinator: Coordinator::new(cfg, plan.task_count(), source_tasks, first_id),
-        events: events_rx,
-        tasks: handles,
+    let driver = Driver::new(
+        Coordinator::new(cfg, plan.task_count(), source_tasks, first_id),
+        events_rx,
+        handles,
         store,
-        job: job.name.clone(),
-        max_parallelism: pipeline.max_parallelism,
-        retained: job.checkpointing.as_ref().map_or(1, |c| c.retained as usize),
-        faults: config.faults.clone(),
-        stats: stats_handle.clone(),
-    };
+        job.name.clone(),
+        pipeline.max_parallelism,
+        job.checkpointing.as_ref().map_or(1, |c| c.retained as usize),
+        config.faults.clone(),
+        stats_handle.clone(),
+    )
+    .with_control(job.checkpointing.as_ref().map(|c| c.storage.clone()), config.control.clone());
     let sources: Vec<usize> = pipeline
         .nodes
         .iter()
@@ -315,10 +320,16 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         .collect();
     let handles = JobHandles { metrics: metrics.clone(), stats: stats_handle.clone(), sources: sources.clone() };
     observe(handles.clone());
+    if let Some(c) = &config.control {
+        let _ = c.handles.set(handles.clone());
+        *c.restored_from.lock().unwrap_or_else(|p| p.into_inner()) = loaded.as_ref().map(|l| l.location.clone());
+        c.set_ready(true);
+    }
     let progress = config.progress.then(|| tokio::spawn(report_progress(handles)));
 
     let mut driver = tokio::spawn(driver.run());
     let mut driver_done = false;
+    let mut cancel = None;
     let result = loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
@@ -330,7 +341,11 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
             r = &mut driver, if !driver_done => {
                 driver_done = true;
                 match r {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(DriverExit::Done)) => {}
+                    Ok(Ok(DriverExit::Cancel(reply))) => {
+                        cancel = Some(reply);
+                        break Ok(());
+                    }
                     Ok(Err(reason)) => break Err(JobError::Checkpointing(reason)),
                     Err(e) => break Err(JobError::Checkpointing(format!("coordinator panicked: {e}"))),
                 }
@@ -338,7 +353,21 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         }
     };
     tasks.abort_all();
+    if result.is_ok() && !driver_done && cancel.is_none() {
+        // Every task finished: let the coordinator finish savepoint copies (bounded wait).
+        if tokio::time::timeout(Duration::from_secs(60), &mut driver).await.is_err() {
+            tracing::warn!("coordinator did not finish within 60 s after the tasks");
+        }
+    }
     driver.abort();
+    if let Some(c) = &config.control {
+        c.set_ready(false);
+        c.set_job_state(if result.is_ok() { JobState::Finished } else { JobState::Failed });
+    }
+    if let Some(reply) = cancel {
+        tracing::info!("stopped without savepoint on request");
+        let _ = reply.send(Ok(None));
+    }
     if let Some(p) = progress {
         p.abort();
     }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod connectors;
+pub mod control;
 pub mod engine;
 pub mod fault;
 pub mod graph;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluice_crds::JobConfig;
+use sluice_runtime::control::ControlState;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
 
@@ -44,6 +45,9 @@ enum Command {
         /// Print a progress line every second.
         #[arg(long)]
         progress: bool,
+        /// Serve the control endpoint (health, metrics, savepoints, stop) on this address.
+        #[arg(long)]
+        control_addr: Option<std::net::SocketAddr>,
     },
     /// Validate a job document and exit.
     Validate {
@@ -118,8 +122,14 @@ async fn demo(dir: &Path) -> Result<()> {
         "checkpoints every second in {}/checkpoints; stop it any time (Ctrl-C) and run it again to resume",
         abs.display()
     );
-    let config =
-        RuntimeConfig { job, restore: RestoreMode::Latest, run_id: run_id(), faults: Faults::none(), progress: true };
+    let config = RuntimeConfig {
+        job,
+        restore: RestoreMode::Latest,
+        run_id: run_id(),
+        faults: Faults::none(),
+        progress: true,
+        control: None,
+    };
     run(config).await?;
     let out = abs.join("output");
     let files: Vec<_> = std::fs::read_dir(&out)
@@ -155,7 +165,16 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::Run { job, restore, no_restore, run_id: id, fault_point, chaos_probability, progress } => {
+            Command::Run {
+                job,
+                restore,
+                no_restore,
+                run_id: id,
+                fault_point,
+                chaos_probability,
+                progress,
+                control_addr,
+            } => {
                 let job = load_job(&job)?;
                 let faults = Faults::new(fault_point.as_deref(), chaos_probability).map_err(anyhow::Error::msg)?;
                 let restore = match (restore, no_restore) {
@@ -163,7 +182,28 @@ fn main() -> ExitCode {
                     (None, true) => RestoreMode::None,
                     (None, false) => RestoreMode::Latest,
                 };
-                run(RuntimeConfig { job, restore, run_id: id.unwrap_or_else(run_id), faults, progress }).await
+                let run_id = id.unwrap_or_else(run_id);
+                let control = control_addr.map(|_| ControlState::new(&run_id));
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let server = match (control_addr, &control) {
+                    (Some(addr), Some(state)) => {
+                        let listener = tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding the control endpoint to {addr}"))?;
+                        let shutdown = async move {
+                            let _ = done_rx.await;
+                        };
+                        Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, state.clone(), shutdown)))
+                    }
+                    _ => None,
+                };
+                let result = run(RuntimeConfig { job, restore, run_id, faults, progress, control }).await;
+                let _ = done_tx.send(());
+                if let Some(server) = server {
+                    // Let in-flight requests (a stop's reply) finish.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+                }
+                result
             }
             Command::Demo { dir } => demo(&dir).await,
             Command::Bench { records, parallelism, checkpoint_interval, dir } => {

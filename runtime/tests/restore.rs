@@ -44,6 +44,7 @@ async fn run_to_end(dir: &std::path::Path, parallelism: u32) {
         run_id: "t".into(),
         faults: Faults::none(),
         progress: false,
+        control: None,
     };
     run(config).await.expect("job runs");
 }

@@ -98,6 +98,7 @@ async fn job_keeps_processing_through_a_storage_outage_and_stays_exactly_once() 
         run_id: "outage".into(),
         faults: Faults::none(),
         progress: false,
+        control: None,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let running = tokio::spawn(run_observed(runtime, move |h| {

@@ -50,6 +50,7 @@ async fn run_job(job: JobConfig) -> JobOutcome {
         run_id: "t".into(),
         faults: Faults::none(),
         progress: false,
+        control: None,
     };
     run(config).await.expect("job runs")
 }
@@ -115,6 +116,7 @@ async fn job_restores_from_an_explicit_s3_manifest_uri() {
         run_id: "from".into(),
         faults: Faults::none(),
         progress: false,
+        control: None,
     };
     let outcome = run(config).await.expect("job runs");
     assert_eq!(outcome.restored_from, Some(oldest));

@@ -38,8 +38,11 @@ pub enum Input {
     Published(CheckpointId),
     /// Publishing failed; `fatal` when another writer already owns the id.
     PublishFailed(CheckpointId, String, bool),
-    /// Someone asked for a savepoint.
-    SavepointRequested,
+    /// Someone asked for a savepoint; with `stop`, the job ends right after it.
+    SavepointRequested {
+        /// Stop the job after the savepoint.
+        stop: bool,
+    },
 }
 
 /// Something to do.
@@ -89,7 +92,8 @@ pub struct Coordinator {
     last_complete_ms: Option<u64>,
     failures: u32,
     finished_sources: HashSet<TaskId>,
-    savepoint_wanted: bool,
+    savepoint_wanted: Option<BarrierKind>,
+    stopping: bool,
     ended: bool,
 }
 
@@ -107,7 +111,8 @@ impl Coordinator {
             last_complete_ms: None,
             failures: 0,
             finished_sources: HashSet::new(),
-            savepoint_wanted: false,
+            savepoint_wanted: None,
+            stopping: false,
             ended: false,
         }
     }
@@ -127,7 +132,13 @@ impl Coordinator {
     }
 
     fn fail_checkpoint(&mut self, id: CheckpointId, reason: String, out: &mut Vec<Action>) {
-        if self.pending.remove(&id).is_none() {
+        let Some(p) = self.pending.remove(&id) else { return };
+        if p.kind == BarrierKind::StopSavepoint {
+            // Sources stopped at the barrier; without the savepoint the job cannot go on safely
+            // in this run: fail it, so that it restarts from its last checkpoint.
+            self.ended = true;
+            out.push(Action::Abort(id, reason.clone()));
+            out.push(Action::Fail(format!("stop-with-savepoint failed: checkpoint {id}: {reason}")));
             return;
         }
         self.failures += 1;
@@ -142,7 +153,7 @@ impl Coordinator {
     }
 
     fn maybe_trigger(&mut self, now: u64, out: &mut Vec<Action>) {
-        if self.ended || self.pending.len() >= self.cfg.max_concurrent.max(1) {
+        if self.ended || self.stopping || self.pending.len() >= self.cfg.max_concurrent.max(1) {
             return;
         }
         let finishing = self.all_sources_finished();
@@ -162,18 +173,21 @@ impl Coordinator {
         };
         let kind = if finishing {
             BarrierKind::Final
-        } else if self.savepoint_wanted {
-            BarrierKind::Savepoint
+        } else if let Some(k) = self.savepoint_wanted {
+            k
         } else if due {
             BarrierKind::Checkpoint
         } else {
             return;
         };
-        if paused && kind != BarrierKind::Savepoint {
+        if paused && !kind.is_savepoint() {
             return;
         }
-        if kind == BarrierKind::Savepoint {
-            self.savepoint_wanted = false;
+        if kind.is_savepoint() {
+            self.savepoint_wanted = None;
+        }
+        if kind == BarrierKind::StopSavepoint {
+            self.stopping = true;
         }
         let id = self.next_id;
         self.next_id = id.next();
@@ -218,7 +232,12 @@ impl Coordinator {
             Input::SourceFinished(task) => {
                 self.finished_sources.insert(task);
             }
-            Input::SavepointRequested => self.savepoint_wanted = true,
+            Input::SavepointRequested { stop } => {
+                let kind = if stop { BarrierKind::StopSavepoint } else { BarrierKind::Savepoint };
+                if self.savepoint_wanted != Some(BarrierKind::StopSavepoint) {
+                    self.savepoint_wanted = Some(kind);
+                }
+            }
             Input::Published(id) => {
                 if let Some(p) = self.pending.remove(&id) {
                     // Older checkpoints still in flight are subsumed by this one.
@@ -230,7 +249,7 @@ impl Coordinator {
                     self.failures = 0;
                     self.last_complete_ms = Some(now);
                     out.push(Action::NotifyComplete(id, p.kind));
-                    if p.kind == BarrierKind::Final {
+                    if matches!(p.kind, BarrierKind::Final | BarrierKind::StopSavepoint) {
                         self.ended = true;
                         out.push(Action::EndInput);
                     }
@@ -324,6 +343,24 @@ mod tests {
         let a = c.step(Input::Published(CheckpointId(2)), 14);
         assert_eq!(a, vec![Action::NotifyComplete(CheckpointId(2), BarrierKind::Final), Action::EndInput]);
         assert!(c.step(Input::Tick, 10_000).is_empty(), "nothing after the end");
+    }
+
+    #[test]
+    fn a_savepoint_jumps_the_interval_and_a_stop_savepoint_ends_the_job() {
+        let mut c = Coordinator::new(cfg(), 1, 1, CheckpointId(1));
+        c.step(Input::Tick, 0);
+        c.step(ack(1, 0), 1);
+        c.step(Input::Published(CheckpointId(1)), 2);
+        let a = c.step(Input::SavepointRequested { stop: false }, 3);
+        assert_eq!(a, vec![Action::Trigger(CheckpointId(2), BarrierKind::Savepoint)]);
+        c.step(ack(2, 0), 4);
+        c.step(Input::Published(CheckpointId(2)), 5);
+        let a = c.step(Input::SavepointRequested { stop: true }, 6);
+        assert_eq!(a, vec![Action::Trigger(CheckpointId(3), BarrierKind::StopSavepoint)]);
+        assert!(c.step(Input::Tick, 500).is_empty(), "no checkpoint after a stop barrier");
+        c.step(ack(3, 0), 501);
+        let a = c.step(Input::Published(CheckpointId(3)), 502);
+        assert_eq!(a, vec![Action::NotifyComplete(CheckpointId(3), BarrierKind::StopSavepoint), Action::EndInput]);
     }
 
     #[test]

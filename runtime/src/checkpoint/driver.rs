@@ -1,17 +1,22 @@
 //! The coordinator's I/O loop: feeds task events, publish results and clock ticks into the
 //! pure [`Coordinator`] and carries out its actions.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_crds::CheckpointId;
+use sluice_crds::contract::job_config::StorageSpec;
 use sluice_crds::contract::manifest::SnapshotKind;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::coordinator::{Action, Coordinator, Input};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
+use super::savepoint::{default_location, write_savepoint};
 use super::snapshot::checkpoint_state_prefix;
+use crate::control::{ControlCommand, ControlState};
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
 use crate::fault::Faults;
 use crate::storage::SharedStore;
@@ -44,6 +49,10 @@ pub struct CheckpointStats {
     pub latest: Option<CompletedCheckpoint>,
     /// Ids in flight.
     pub in_progress: Vec<u64>,
+    /// Failures since the last completed checkpoint.
+    pub consecutive_failures: u32,
+    /// Why the last checkpoint failed.
+    pub last_failure: Option<String>,
     /// Durations of every completed checkpoint (ms), for percentiles.
     #[serde(skip)]
     pub durations_ms: Vec<u64>,
@@ -67,6 +76,18 @@ pub struct TaskHandle {
     pub is_source: bool,
 }
 
+/// How a caller learns that a stop completed.
+pub type StopReply = oneshot::Sender<Result<Option<String>, String>>;
+
+/// A savepoint someone asked for.
+struct SavepointRequest {
+    /// Name (the control endpoint's id), also the default directory name.
+    name: String,
+    location: Option<String>,
+    /// For stop-with-savepoint: where to report the savepoint's location.
+    stop: Option<StopReply>,
+}
+
 /// Everything the loop needs.
 pub struct Driver {
     /// The decisions.
@@ -87,9 +108,140 @@ pub struct Driver {
     pub faults: Faults,
     /// Statistics for status and progress.
     pub stats: SharedStats,
+    /// The storage block (savepoint default location and options).
+    pub storage: Option<StorageSpec>,
+    /// The control endpoint's state, if one serves this job.
+    pub control: Option<Arc<ControlState>>,
+    /// Commands from the control endpoint.
+    pub commands: Option<mpsc::UnboundedReceiver<ControlCommand>>,
+    /// Savepoints asked for and not yet triggered.
+    queued: VecDeque<SavepointRequest>,
+    /// Savepoints triggered, by checkpoint.
+    in_flight: HashMap<CheckpointId, Vec<SavepointRequest>>,
+    /// Savepoint copies running.
+    copies: JoinSet<()>,
+}
+
+/// Why the loop ended without an error.
+pub enum DriverExit {
+    /// Every task finished.
+    Done,
+    /// A stop without savepoint was asked: cancel the tasks, then answer.
+    Cancel(StopReply),
+}
+
+async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<ControlCommand>>) -> ControlCommand {
+    match commands {
+        Some(rx) => match rx.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
+    /// A driver; the fields after `stats` have defaults that [`Driver::with_control`] sets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        coordinator: Coordinator,
+        events: mpsc::UnboundedReceiver<TaskEvent>,
+        tasks: Vec<TaskHandle>,
+        store: Option<SharedStore>,
+        job: String,
+        max_parallelism: u32,
+        retained: usize,
+        faults: Faults,
+        stats: SharedStats,
+    ) -> Driver {
+        Driver {
+            coordinator,
+            events,
+            tasks,
+            store,
+            job,
+            max_parallelism,
+            retained,
+            faults,
+            stats,
+            storage: None,
+            control: None,
+            commands: None,
+            queued: VecDeque::new(),
+            in_flight: HashMap::new(),
+            copies: JoinSet::new(),
+        }
+    }
+
+    /// Attaches the control endpoint and the storage block savepoints need.
+    pub fn with_control(mut self, storage: Option<StorageSpec>, control: Option<Arc<ControlState>>) -> Driver {
+        self.commands = control.as_ref().and_then(|c| c.take_commands());
+        self.storage = storage;
+        self.control = control;
+        self
+    }
+
+    fn on_command(&mut self, cmd: ControlCommand) -> Result<Option<Input>, StopReply> {
+        let no_storage = "the job has no checkpoint storage configured".to_string();
+        match cmd {
+            ControlCommand::Savepoint { id, location } => {
+                if self.store.is_none() {
+                    if let Some(c) = &self.control {
+                        c.finish_savepoint(&id, Err(no_storage));
+                    }
+                    return Ok(None);
+                }
+                self.queued.push_back(SavepointRequest { name: id, location, stop: None });
+                Ok(Some(Input::SavepointRequested { stop: false }))
+            }
+            ControlCommand::Stop { savepoint: true, reply } => {
+                if self.store.is_none() {
+                    let _ = reply.send(Err(no_storage));
+                    return Ok(None);
+                }
+                let name = format!("stop-{}", self.control.as_ref().map_or("run", |c| c.run_id.as_str()));
+                self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
+                Ok(Some(Input::SavepointRequested { stop: true }))
+            }
+            // A stop without savepoint cancels the tasks; the caller answers once they are gone.
+            ControlCommand::Stop { savepoint: false, reply } => Err(reply),
+        }
+    }
+
+    fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), String>) {
+        let Some(requests) = self.in_flight.remove(&id) else { return };
+        for req in requests {
+            let control = self.control.clone();
+            match (&outcome, self.store.clone(), self.storage.clone()) {
+                (Ok(()), Some(store), Some(spec)) => {
+                    let target = req.location.clone().unwrap_or_else(|| default_location(&spec.uri, &req.name));
+                    self.copies.spawn(async move {
+                        let result = write_savepoint(store.as_ref(), id, &target, &spec).await;
+                        match &result {
+                            Ok(loc) => tracing::info!(checkpoint = %id, location = %loc, "savepoint complete"),
+                            Err(e) => tracing::warn!(checkpoint = %id, error = %e, "savepoint copy failed"),
+                        }
+                        if let Some(c) = control {
+                            c.finish_savepoint(&req.name, result.clone());
+                        }
+                        if let Some(reply) = req.stop {
+                            let _ = reply.send(result.map(Some));
+                        }
+                    });
+                }
+                (outcome, _, _) => {
+                    let reason = outcome.clone().err().unwrap_or_else(|| "no checkpoint storage".into());
+                    if let Some(c) = control {
+                        c.finish_savepoint(&req.name, Err(reason.clone()));
+                    }
+                    if let Some(reply) = req.stop {
+                        let _ = reply.send(Err(reason));
+                    }
+                }
+            }
+        }
+    }
+
     fn send_all(&self, c: TaskControl, sources_only: bool) {
         for t in &self.tasks {
             if !sources_only || t.is_source {
@@ -100,7 +252,7 @@ impl Driver {
     }
 
     /// Runs until every task is gone (`Ok`) or the coordinator decides the job must fail.
-    pub async fn run(mut self) -> Result<(), String> {
+    pub async fn run(mut self) -> Result<DriverExit, String> {
         let started = Instant::now();
         let (results_tx, mut results) = mpsc::unbounded_channel::<Input>();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -114,16 +266,27 @@ impl Driver {
                         Input::Decline(checkpoint, format!("task {task}: {reason}"))
                     }
                     Some(TaskEvent::SourceFinished(t)) => Input::SourceFinished(t),
-                    None => return Ok(()),
+                    None => {
+                        // Every task is gone: let savepoint copies finish, then end.
+                        while self.copies.join_next().await.is_some() {}
+                        return Ok(DriverExit::Done);
+                    }
                 },
                 Some(r) = results.recv() => r,
+                cmd = next_command(&mut self.commands) => match self.on_command(cmd) {
+                    Ok(Some(input)) => input,
+                    Ok(None) => continue,
+                    Err(reply) => return Ok(DriverExit::Cancel(reply)),
+                },
                 _ = tick.tick() => Input::Tick,
             };
             let now = started.elapsed().as_millis() as u64;
             for action in self.coordinator.step(input, now) {
                 self.execute(action, &results_tx, started)?;
             }
-            stats(&self.stats).in_progress = self.coordinator.in_flight().iter().map(|c| c.0).collect();
+            let mut s = stats(&self.stats);
+            s.in_progress = self.coordinator.in_flight().iter().map(|c| c.0).collect();
+            s.consecutive_failures = self.coordinator.consecutive_failures();
         }
     }
 
@@ -136,6 +299,10 @@ impl Driver {
         match action {
             Action::Trigger(id, kind) => {
                 tracing::debug!(checkpoint = %id, ?kind, "triggering checkpoint");
+                if kind.is_savepoint() {
+                    let requests: Vec<SavepointRequest> = self.queued.drain(..).collect();
+                    self.in_flight.insert(id, requests);
+                }
                 self.send_all(TaskControl::Trigger(crate::engine::Barrier { id, kind }), true);
             }
             Action::Publish { id, kind, triggered_ms, acks } => {
@@ -181,10 +348,18 @@ impl Driver {
                 if kind != BarrierKind::Final {
                     self.spawn_sweep(); // the job sweeps once more, awaited, after the final one
                 }
+                if kind.is_savepoint() {
+                    self.finish_savepoints(id, Ok(()));
+                }
             }
             Action::Abort(id, reason) => {
                 tracing::warn!(checkpoint = %id, %reason, "checkpoint aborted");
-                stats(&self.stats).failed += 1;
+                {
+                    let mut s = stats(&self.stats);
+                    s.failed += 1;
+                    s.last_failure = Some(format!("checkpoint {id}: {reason}"));
+                }
+                self.finish_savepoints(id, Err(reason.clone()));
                 self.send_all(TaskControl::Abort(id), false);
                 self.spawn_delete(id);
             }

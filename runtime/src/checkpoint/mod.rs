@@ -6,6 +6,7 @@ pub mod driver;
 pub mod publish;
 pub mod restore;
 pub mod retention;
+pub mod savepoint;
 pub mod snapshot;
 
 pub use coordinator::{Action, Coordinator, CoordinatorConfig, Input};

@@ -31,6 +31,16 @@ pub enum BarrierKind {
     Final,
     /// A savepoint requested by a user or the operator.
     Savepoint,
+    /// A savepoint after which sources stop and tasks end without draining (stop-with-savepoint):
+    /// nothing is emitted after it, so resuming from it is exactly-once.
+    StopSavepoint,
+}
+
+impl BarrierKind {
+    /// Whether the snapshot must be full and self-contained.
+    pub fn is_savepoint(self) -> bool {
+        matches!(self, BarrierKind::Savepoint | BarrierKind::StopSavepoint)
+    }
 }
 
 /// A checkpoint barrier: everything before it belongs to checkpoint `id`.

@@ -118,6 +118,8 @@ pub struct Task {
     /// Checkpoints this task snapshotted that are neither complete nor aborted yet.
     unresolved: BTreeSet<CheckpointId>,
     pending: PendingFiles,
+    /// A stop-with-savepoint barrier passed: end without draining (no `finish`).
+    stopping: bool,
 }
 
 enum Event {
@@ -151,6 +153,7 @@ impl Task {
             chains,
             unresolved: BTreeSet::new(),
             pending: PendingFiles::default(),
+            stopping: false,
         })
     }
 
@@ -200,7 +203,11 @@ impl Task {
         self.router.broadcast(|| Message::Watermark(wm)).await.map_err(self.closed())
     }
 
+    /// Ends the task: drains the operators (unless stopping at a savepoint) and ends the outputs.
     async fn finish(&mut self) -> Result<(), TaskError> {
+        if self.stopping {
+            return self.router.broadcast(|| Message::End).await.map_err(self.closed());
+        }
         for i in 0..self.ops.len() {
             let mut out = Batch::new();
             self.ops[i].finish(&mut out).map_err(self.op_err())?;
@@ -228,12 +235,15 @@ impl Task {
         let err = self.op_err();
         for (i, op) in self.ops.iter_mut().enumerate() {
             let chain = &self.chains[offset + i];
-            let full = barrier.kind == BarrierKind::Savepoint || !settled || chain.wants_rebase();
+            let full = barrier.kind.is_savepoint() || !settled || chain.wants_rebase();
             let mode = if full { SnapshotMode::Full } else { SnapshotMode::Incremental };
             let base = if full { Vec::new() } else { chain.confirmed.clone() };
             snapshots.push((op.snapshot(barrier.id, mode).map_err(&err)?, base));
         }
         self.unresolved.insert(barrier.id);
+        if barrier.kind == BarrierKind::StopSavepoint {
+            self.stopping = true;
+        }
         self.router.broadcast(|| Message::Barrier(barrier)).await.map_err(self.closed())?;
         self.env.faults.hit("task.after_precommit");
         let captures: Vec<NodeCapture> = self
@@ -344,7 +354,7 @@ impl Task {
                     other => self.on_control(other)?,
                 }
             }
-            if exhausted {
+            if exhausted || self.stopping {
                 match self.control.recv().await {
                     Some(TaskControl::Trigger(b)) => {
                         let state = source.snapshot(b.id).map_err(self.op_err())?;
@@ -459,7 +469,11 @@ impl Task {
                 Some(Event::Input(ch, Message::End)) => {
                     ended[ch] = true;
                     live -= 1;
-                    if let Some(wm) = watermarks.end(ch) {
+                    // After a stop-with-savepoint barrier nothing may be emitted: an ended
+                    // channel must not advance the watermark (and fire windows) then.
+                    if let Some(wm) = watermarks.end(ch)
+                        && !self.stopping
+                    {
                         self.watermark(wm).await?;
                     }
                     aligner.on_end(ch)

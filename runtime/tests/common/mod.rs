@@ -70,14 +70,20 @@ pipeline:
         path
     }
 
-    fn spawn(&self, run: usize, p: u32, fault: Option<&str>) -> Child {
+    /// The command that runs the job at parallelism `p` as run number `run`.
+    pub fn command(&self, run: usize, p: u32) -> Command {
         let job = self.write_yaml(p);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-runtime"));
         cmd.arg("run").arg(&job).arg("--run-id").arg(format!("r{run}"));
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd
+    }
+
+    fn spawn(&self, run: usize, p: u32, fault: Option<&str>) -> Child {
+        let mut cmd = self.command(run, p);
         if let Some(f) = fault {
             cmd.arg("--fault-point").arg(f);
         }
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.spawn().expect("spawn sluice-runtime")
     }
 
@@ -161,6 +167,29 @@ pipeline:
             assert_eq!(temps, 0, "temp files left in {sub}");
         }
     }
+}
+
+/// A minimal HTTP/1.1 exchange with the control endpoint: returns status and body.
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Waits for a child, killing it after `limit`.
