@@ -16,6 +16,8 @@ use sluice_crds::contract::job_config::StorageSpec;
 
 pub mod local;
 pub mod memory;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 /// Result of a create-if-absent write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,14 +131,24 @@ pub async fn open(spec: &StorageSpec) -> Result<SharedStore, Error> {
     open_uri(&spec.uri, spec).await
 }
 
+#[cfg(feature = "s3")]
+async fn open_s3(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
+    Ok(Arc::new(s3::S3Store::connect(s3::S3Config::from_spec(uri, options)?).await?))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn open_s3(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
+    let _ = options;
+    Err(Error::Config(format!("{uri}: this build has no S3 support (feature `s3`)")))
+}
+
 /// Opens a store at `uri`, taking endpoint, region and credentials options from `options`
 /// (used for savepoint locations given as full URIs).
 pub async fn open_uri(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
-    let _ = options;
     if let Some(path) = uri.strip_prefix("file://") {
         Ok(Arc::new(local::LocalStore::new(path)?))
     } else if uri.starts_with("s3://") {
-        Err(Error::Config(format!("{uri}: this build has no S3 support")))
+        open_s3(uri, options).await
     } else if uri.starts_with('/') {
         Ok(Arc::new(local::LocalStore::new(uri)?))
     } else {
