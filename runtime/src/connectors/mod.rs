@@ -1,0 +1,3 @@
+//! Connectors: sources and sinks that talk to external systems.
+
+pub mod kafka;
