@@ -150,12 +150,34 @@ pub fn read_committed_small_fetches(topic: &str, partitions: i32) -> anyhow::Res
     read_with(&consumer, topic, partitions)
 }
 
+/// Reads one partition from `offset` to its end (read_committed), as a restored source does.
+pub fn read_from(topic: &str, partition: i32, offset: i64) -> anyhow::Result<Vec<Consumed>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("sluice-test-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .context("consumer")?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset)).context("assignment")?;
+    consumer.assign(&assignment).context("assign")?;
+    drain(&consumer, topic, 1)
+}
+
 fn read_with(consumer: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<Vec<Consumed>> {
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning).context("assignment")?;
     }
     consumer.assign(&assignment).context("assign")?;
+    drain(consumer, topic, partitions)
+}
+
+/// Polls until `partitions` partitions reported their end; returns the records sorted.
+fn drain(consumer: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<Vec<Consumed>> {
     let mut at_end = BTreeSet::new();
     let mut records = Vec::new();
     let deadline = Instant::now() + TIMEOUT;

@@ -1,10 +1,16 @@
-//! Fetch for `read_committed` consumers. tansu 0.6 stops a read_committed fetch at the last
-//! stable offset but always answers an empty `aborted_transactions` list, so clients would
-//! deliver the records of aborted transactions. This route runs tansu's own FetchService
-//! and then fills `aborted_transactions` the way Kafka's transaction index does: for each
-//! producer whose transactional records appear in the response, the first offset of every
-//! run that ends in an ABORT marker (looking past the response, below the last stable
-//! offset, when the marker is not in it).
+//! Fetch, fixing two gaps of tansu 0.6's FetchService (which still does the reading):
+//!
+//! 1. Mid-batch positions. tansu returns only batches whose *base* offset is at or after the
+//!    fetch offset, so a consumer positioned inside a batch (a source restored from a
+//!    checkpointed offset) never receives the rest of that batch and never reaches the end
+//!    of the partition. Kafka returns the batch containing the offset and the client skips
+//!    the records before it; this route prepends that batch.
+//! 2. Aborted transactions. tansu stops a read_committed fetch at the last stable offset
+//!    but always answers an empty `aborted_transactions` list, so clients would deliver the
+//!    records of aborted transactions. This route fills the list the way Kafka's
+//!    transaction index does: for each producer whose transactional records appear in the
+//!    response, the first offset of every run that ends in an ABORT marker (looking past
+//!    the response, below the last stable offset, when the marker is not in it).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +18,10 @@ use rama::{Context, Service};
 use tansu_sans_io::{
     BatchAttribute, ControlBatch, FetchRequest, FetchResponse, IsolationLevel,
     fetch_response::AbortedTransaction,
-    record::{deflated, inflated},
+    record::{
+        deflated::{self, Frame},
+        inflated,
+    },
 };
 use tansu_storage::{Error, FetchService, Storage, TopicId, Topition};
 use tracing::{debug, warn};
@@ -33,19 +42,38 @@ where
 
     async fn serve(&self, ctx: Context<G>, req: FetchRequest) -> Result<FetchResponse, Error> {
         let read_committed = req.isolation_level == Some(1);
+        let isolation = if read_committed { IsolationLevel::ReadCommitted } else { IsolationLevel::ReadUncommitted };
+        let requested = req.topics.clone().unwrap_or_default();
         let mut response = FetchService.serve(ctx.clone(), req).await?;
-        if !read_committed {
-            return Ok(response);
-        }
-        for topic in response.responses.iter_mut().flatten() {
+        for (index, topic) in response.responses.iter_mut().flatten().enumerate() {
             let Some(name) = topic_name(ctx.state(), topic.topic.clone(), topic.topic_id).await? else {
                 continue;
             };
+            let asked = requested.get(index).and_then(|t| t.partitions.clone()).unwrap_or_default();
             for partition in topic.partitions.iter_mut().flatten() {
+                let tp = Topition::new(name.clone(), partition.partition_index);
+                let fetch_offset =
+                    asked.iter().find(|p| p.partition == partition.partition_index).map(|p| p.fetch_offset);
+                if let Some(fetch_offset) = fetch_offset {
+                    let first_base = partition
+                        .records
+                        .as_ref()
+                        .and_then(|frame| frame.batches.first())
+                        .map(|batch| batch.base_offset);
+                    if first_base.is_none_or(|base| base > fetch_offset)
+                        && let Some(batch) = containing_batch(ctx.state(), &tp, fetch_offset, isolation).await?
+                    {
+                        debug!(?tp, fetch_offset, base = batch.base_offset, "mid-batch fetch");
+                        let frame = partition.records.get_or_insert_with(|| Frame { batches: Vec::new() });
+                        frame.batches.insert(0, batch);
+                    }
+                }
+                if !read_committed {
+                    continue;
+                }
                 let Some(frame) = partition.records.as_ref() else {
                     continue;
                 };
-                let tp = Topition::new(name.clone(), partition.partition_index);
                 let aborted = aborted_runs(ctx.state(), &tp, &frame.batches).await?;
                 debug!(?tp, ?aborted, "read_committed aborted transactions");
                 partition.aborted_transactions = Some(aborted);
@@ -53,6 +81,38 @@ where
         }
         Ok(response)
     }
+}
+
+/// The batch whose offset range holds `offset` when no batch starts there: a binary search
+/// over "first batch at or after p" probes (each a one-batch storage read).
+async fn containing_batch<G: Storage>(
+    storage: &G,
+    tp: &Topition,
+    offset: i64,
+    isolation: IsolationLevel,
+) -> Result<Option<deflated::Batch>, Error> {
+    let stage = storage.offset_stage(tp).await?;
+    let limit = match isolation {
+        IsolationLevel::ReadCommitted => stage.last_stable(),
+        IsolationLevel::ReadUncommitted => stage.high_watermark(),
+    };
+    if offset < stage.log_start() || offset >= limit {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (stage.log_start(), offset);
+    let mut best = None;
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let first = storage.fetch(tp, mid, 0, 1, isolation).await?.into_iter().next();
+        match first {
+            Some(batch) if batch.base_offset <= offset => {
+                lo = batch.base_offset + 1;
+                best = Some(batch);
+            }
+            _ => hi = mid - 1,
+        }
+    }
+    Ok(best.filter(|batch| batch.base_offset + i64::from(batch.last_offset_delta) >= offset))
 }
 
 async fn topic_name<G: Storage>(
