@@ -44,8 +44,9 @@ broker_hash() {
 
 # Prints the path of the broker binary, building it first when this machine has none.
 broker_binary() {
-  local dir bin
-  dir="$cache/broker-$(broker_hash)"
+  local hash dir bin
+  hash=$(broker_hash)
+  dir="$cache/broker-$hash"
   bin="$dir/sluice-test-broker"
   if [ ! -x "$bin" ]; then
     log "building the test broker (tansu; ~15 min on 2 cores, once per machine)"
@@ -54,6 +55,9 @@ broker_binary() {
     mkdir -p "$dir"
     cp "$cache/broker-target/release/sluice-test-broker" "$dir/.sluice-test-broker.tmp"
     mv "$dir/.sluice-test-broker.tmp" "$bin"
+    # Binaries of older broker sources are never used again.
+    find "$cache" -maxdepth 1 -type d -name 'broker-*' ! -name "broker-$hash" \
+      ! -name broker-target -exec rm -rf {} +
   fi
   echo "$bin"
 }
