@@ -19,22 +19,33 @@ use tansu_sans_io::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTx
 use tansu_storage::{Error, Storage, TxnAddPartitionService};
 use tracing::{debug, warn};
 
-/// Outcome of the last ended transaction per transactional id: (producer id, epoch,
-/// committed).
+/// How a transaction ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ended {
+    producer_id: i64,
+    producer_epoch: i16,
+    committed: bool,
+}
+
+/// Outcome of the last ended transaction per transactional id.
 #[derive(Clone, Debug, Default)]
-pub struct EndedTxns(Arc<Mutex<HashMap<String, (i64, i16, bool)>>>);
+pub struct EndedTxns(Arc<Mutex<HashMap<String, Ended>>>);
 
 impl EndedTxns {
     fn conflicting(&self, req: &EndTxnRequest) -> bool {
         let ended = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        ended.get(&req.transactional_id).is_some_and(|&(producer_id, epoch, committed)| {
-            producer_id == req.producer_id && epoch == req.producer_epoch && committed != req.committed
+        ended.get(&req.transactional_id).is_some_and(|ended| {
+            ended.producer_id == req.producer_id
+                && ended.producer_epoch == req.producer_epoch
+                && ended.committed != req.committed
         })
     }
 
     fn record(&self, req: &EndTxnRequest) {
         let mut ended = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = ended.insert(req.transactional_id.clone(), (req.producer_id, req.producer_epoch, req.committed));
+        let outcome =
+            Ended { producer_id: req.producer_id, producer_epoch: req.producer_epoch, committed: req.committed };
+        let _ = ended.insert(req.transactional_id.clone(), outcome);
     }
 
     fn forget(&self, transactional_id: &str) {

@@ -11,10 +11,12 @@ pub mod error;
 pub mod fetch;
 pub mod metadata;
 pub mod producer_identity;
+pub mod timeout_check;
 pub mod txn;
 pub mod wire;
 
 pub use error::Error;
 pub use fetch::{Isolation, PartitionEnds, partition_ends};
 pub use producer_identity::{ProducerIdentity, first_batch_identity};
+pub use timeout_check::{TimeoutBudget, TimeoutError, check_transaction_timeout};
 pub use txn::{TxnOutcome, end_transaction, init_producer_id};
