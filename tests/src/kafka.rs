@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use rdkafka::{
     ClientConfig, Message as _, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    client::{ClientContext, DefaultClientContext},
     consumer::{BaseConsumer, Consumer as _},
     error::KafkaError,
     producer::{FutureProducer, FutureRecord, Producer as _},
@@ -71,8 +71,8 @@ pub fn transactional_producer(transactional_id: &str) -> anyhow::Result<FuturePr
 
 /// Sends `values` (key = value) round-robin over `partitions` and waits for every
 /// delivery; returns (partition, offset) of each record in send order.
-pub async fn send_all(
-    producer: &FutureProducer,
+pub async fn send_all<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     topic: &str,
     partitions: i32,
     values: &[String],
