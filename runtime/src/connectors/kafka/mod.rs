@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod producer_identity;
 pub mod timeout_check;
 pub mod txn;
+pub mod txn_ids;
 pub mod wire;
 
 pub use error::Error;
@@ -20,3 +21,4 @@ pub use fetch::{Isolation, PartitionEnds, partition_ends};
 pub use producer_identity::{ProducerIdentity, first_batch_identity};
 pub use timeout_check::{TimeoutBudget, TimeoutError, check_transaction_timeout};
 pub use txn::{TxnOutcome, end_transaction, init_producer_id};
+pub use txn_ids::TxnIdPool;
