@@ -1,1 +1,3 @@
 //! Helpers shared by Sluice's cross-crate integration tests.
+
+pub mod kafka;

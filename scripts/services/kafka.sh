@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The Kafka-protocol test broker (tests/broker: tansu with the EndTxn route; see its
+# README) and what the Kafka tests need to build (a C toolchain for rdkafka's bundled
+# librdkafka). Usage: kafka.sh start|stop
+#   start: install build tools if missing, build the broker once per machine into
+#          ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/broker-<hash of its sources>/, start it on
+#          a free 127.0.0.1 port, wait until it answers, write $SLUICE_TOOLS/run/kafka.env.
+#   stop:  end the broker by its recorded PID.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+tools=${SLUICE_TOOLS:-$root/.tools}
+run_dir="$tools/run"
+env_file="$run_dir/kafka.env"
+pid_file="$run_dir/kafka.pid"
+addr_file="$run_dir/kafka.addr"
+log_file="$run_dir/kafka.log"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
+
+log() { echo "kafka.sh: $*" >&2; }
+
+# rdkafka (bundled librdkafka 2.12, newer than Debian's 2.0 package) compiles C code:
+# it needs a C compiler, make, pkg-config and zlib headers.
+ensure_build_tools() {
+  local missing=()
+  command -v cc >/dev/null || missing+=(build-essential)
+  command -v make >/dev/null || missing+=(make)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+}
+
+broker_hash() {
+  (
+    cd tests/broker
+    find Cargo.toml Cargo.lock src -type f -print0 | sort -z | xargs -0 sha256sum
+  ) | sha256sum | cut -c1-16
+}
+
+# Prints the path of the broker binary, building it first when this machine has none.
+broker_binary() {
+  local hash dir bin
+  hash=$(broker_hash)
+  dir="$cache/broker-$hash"
+  bin="$dir/sluice-test-broker"
+  if [ ! -x "$bin" ]; then
+    log "building the test broker (tansu; ~15 min on 2 cores, once per machine)"
+    CARGO_TARGET_DIR="$cache/broker-target" cargo build --release --locked \
+      --manifest-path tests/broker/Cargo.toml >&2
+    mkdir -p "$dir"
+    cp "$cache/broker-target/release/sluice-test-broker" "$dir/.sluice-test-broker.tmp"
+    mv "$dir/.sluice-test-broker.tmp" "$bin"
+    # Binaries of older broker sources are never used again.
+    find "$cache" -maxdepth 1 -type d -name 'broker-*' ! -name "broker-$hash" \
+      ! -name broker-target -exec rm -rf {} +
+  fi
+  echo "$bin"
+}
+
+running_pid() {
+  [ -f "$pid_file" ] || return 1
+  local pid
+  pid=$(cat "$pid_file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+start() {
+  mkdir -p "$run_dir"
+  if pid=$(running_pid); then
+    log "already running (pid $pid)"
+    return 0
+  fi
+  ensure_build_tools
+  local bin
+  bin=$(broker_binary)
+  rm -f "$addr_file" "$env_file"
+  nohup "$bin" --addr-file "$addr_file" >"$log_file" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$pid_file"
+  local addr=""
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "broker exited during start-up; log follows"
+      cat "$log_file" >&2
+      return 1
+    fi
+    if [ -s "$addr_file" ]; then
+      addr=$(cat "$addr_file")
+      # Answers = accepts a TCP connection on its port.
+      if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        break
+      fi
+      addr=""
+    fi
+    sleep 0.1
+  done
+  if [ -z "$addr" ]; then
+    log "broker did not answer within 30 s; log: $log_file"
+    kill "$pid" 2>/dev/null || true
+    return 1
+  fi
+  cat >"$env_file" <<ENV
+export SLUICE_TEST_KAFKA_BROKERS=$addr
+export SLUICE_TEST_KAFKA_PID=$pid
+ENV
+  log "broker ready at $addr (pid $pid)"
+}
+
+stop() {
+  local pid
+  if pid=$(running_pid); then
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    log "stopped (pid $pid)"
+  fi
+  rm -f "$pid_file" "$env_file" "$addr_file"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac
