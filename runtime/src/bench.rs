@@ -192,19 +192,17 @@ fn encoded(op: &mut crate::ops::aggregate::Aggregate, mode: crate::ops::Snapshot
     w.finish(delta).0
 }
 
+fn int_record(i: u64) -> crate::record::Record {
+    crate::record::Record { key: crate::value::Value::Int(i as i64), ts: 0, value: crate::value::Value::Int(1) }
+}
+
 fn filled(keys: u64) -> crate::ops::aggregate::Aggregate {
     use crate::ops::Operator;
     use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
     let mut op = crate::ops::aggregate::Aggregate::new("sum", AggregateFn::Sum, None, ErrorPolicy::Fail);
     let mut k = 0;
     while k < keys {
-        let batch = (k..(k + 65_536).min(keys))
-            .map(|i| crate::record::Record {
-                key: crate::value::Value::Int(i as i64),
-                ts: 0,
-                value: crate::value::Value::Int(1),
-            })
-            .collect();
+        let batch = (k..(k + 65_536).min(keys)).map(int_record).collect();
         let _ = op.process(batch, &mut Vec::new());
         k += 65_536;
     }
@@ -217,14 +215,7 @@ pub fn delta_figure(keys: u64, changed: f64) -> DeltaFigure {
     let mut op = filled(keys);
     let full_bytes = encoded(&mut op, SnapshotMode::Full).len();
     let step = (1.0 / changed).round().max(1.0) as u64;
-    let batch = (0..keys)
-        .step_by(step as usize)
-        .map(|i| crate::record::Record {
-            key: crate::value::Value::Int(i as i64),
-            ts: 0,
-            value: crate::value::Value::Int(1),
-        })
-        .collect();
+    let batch = (0..keys).step_by(step as usize).map(int_record).collect();
     let _ = op.process(batch, &mut Vec::new());
     let delta_bytes = encoded(&mut op, SnapshotMode::Incremental).len();
     DeltaFigure { keys, changed, full_bytes, delta_bytes }

@@ -331,6 +331,24 @@ impl Task {
         }
     }
 
+    /// Handles one control message in a source task; `Ok(true)` when the task has ended.
+    async fn source_control(&mut self, source: &mut dyn Source, c: Option<TaskControl>) -> Result<bool, TaskError> {
+        match c {
+            Some(TaskControl::Trigger(b)) => {
+                let state = source.snapshot(b.id).map_err(self.op_err())?;
+                self.checkpoint(b, Some(state), 0).await?;
+                Ok(false)
+            }
+            Some(TaskControl::EndInput) => {
+                self.drain_control()?;
+                self.finish().await?;
+                Ok(true)
+            }
+            Some(other) => self.on_control(other).map(|()| false),
+            None => Err(TaskError::Coordinator { task: self.id }),
+        }
+    }
+
     async fn run_source(
         mut self,
         mut source: Box<dyn Source>,
@@ -342,30 +360,15 @@ impl Task {
         let mut exhausted = false;
         loop {
             while let Ok(c) = self.control.try_recv() {
-                match c {
-                    TaskControl::Trigger(b) => {
-                        let state = source.snapshot(b.id).map_err(self.op_err())?;
-                        self.checkpoint(b, Some(state), 0).await?;
-                    }
-                    TaskControl::EndInput => {
-                        self.drain_control()?;
-                        return self.finish().await;
-                    }
-                    other => self.on_control(other)?,
+                if self.source_control(source.as_mut(), Some(c)).await? {
+                    return Ok(());
                 }
             }
             if exhausted || self.stopping {
-                match self.control.recv().await {
-                    Some(TaskControl::Trigger(b)) => {
-                        let state = source.snapshot(b.id).map_err(self.op_err())?;
-                        self.checkpoint(b, Some(state), 0).await?;
-                    }
-                    Some(TaskControl::EndInput) => {
-                        self.drain_control()?;
-                        return self.finish().await;
-                    }
-                    Some(other) => self.on_control(other)?,
-                    None => return Err(TaskError::Coordinator { task: self.id }),
+                // No more data: wait for barriers and the end of input.
+                let c = self.control.recv().await;
+                if self.source_control(source.as_mut(), c).await? {
+                    return Ok(());
                 }
                 continue;
             }
@@ -382,20 +385,12 @@ impl Task {
                     tokio::task::yield_now().await;
                 }
                 SourcePoll::Idle(d) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        c = self.control.recv() => match c {
-                            Some(TaskControl::Trigger(b)) => {
-                                let state = source.snapshot(b.id).map_err(self.op_err())?;
-                                self.checkpoint(b, Some(state), 0).await?;
-                            }
-                            Some(TaskControl::EndInput) => {
-                                self.drain_control()?;
-                                return self.finish().await;
-                            }
-                            Some(other) => self.on_control(other)?,
-                            None => return Err(TaskError::Coordinator { task: self.id }),
-                        }
+                    let c = tokio::select! {
+                        _ = tokio::time::sleep(d) => continue,
+                        c = self.control.recv() => c,
+                    };
+                    if self.source_control(source.as_mut(), c).await? {
+                        return Ok(());
                     }
                 }
                 SourcePoll::Finished => {

@@ -6,19 +6,45 @@ use sluice_crds::contract::pipeline::{ErrorPolicy, KeyBySpec};
 
 use super::expr::Expr;
 use super::{OpError, Operator, emit_all};
-use crate::record::Batch;
+use crate::record::{Batch, Record};
 use crate::value::Value;
 
-/// Applies the error policy to a per-record failure: `Ok(false)` drops the record.
-fn on_record_error(policy: ErrorPolicy, dropped: &mut u64, err: OpError) -> Result<bool, OpError> {
-    if policy == ErrorPolicy::Skip && err.is_data_error() {
-        *dropped += 1;
-        if *dropped == 1 || dropped.is_power_of_two() {
-            tracing::warn!(error = %err, dropped = *dropped, "dropping record per errorPolicy: skip");
+/// Runs `f` on every record of `batch`, keeping those it accepts (`Ok(true)`) and applying the
+/// job's error policy to data errors: `skip` drops the record and counts it, `fail` stops at the
+/// first error. Then emits what is left.
+fn apply_each(
+    policy: ErrorPolicy,
+    dropped: &mut u64,
+    mut batch: Batch,
+    out: &mut Batch,
+    mut f: impl FnMut(&mut Record) -> Result<bool, OpError>,
+) -> Result<(), OpError> {
+    let mut failure = None;
+    batch.retain_mut(|r| {
+        if failure.is_some() {
+            return false;
         }
-        Ok(false)
-    } else {
-        Err(err)
+        match f(r) {
+            Ok(keep) => keep,
+            Err(e) if policy == ErrorPolicy::Skip && e.is_data_error() => {
+                *dropped += 1;
+                if *dropped == 1 || dropped.is_power_of_two() {
+                    tracing::warn!(error = %e, dropped = *dropped, "dropping record per errorPolicy: skip");
+                }
+                false
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            emit_all(out, batch);
+            Ok(())
+        }
     }
 }
 
@@ -45,31 +71,11 @@ impl Operator for Map {
             emit_all(out, batch);
             return Ok(());
         }
-        let mut ctx = Expr::context();
-        let mut err = None;
-        batch.retain_mut(|r| {
-            if err.is_some() {
-                return false;
-            }
-            match self.expr.eval(&mut ctx, r) {
-                Ok(v) => {
-                    r.value = v;
-                    true
-                }
-                Err(e) => match on_record_error(self.policy, &mut self.dropped, e) {
-                    Ok(keep) => keep,
-                    Err(e) => {
-                        err = Some(e);
-                        false
-                    }
-                },
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        emit_all(out, batch);
-        Ok(())
+        let (expr, mut ctx) = (&self.expr, Expr::context());
+        apply_each(self.policy, &mut self.dropped, batch, out, |r| {
+            r.value = expr.eval(&mut ctx, r)?;
+            Ok(true)
+        })
     }
 }
 
@@ -89,34 +95,16 @@ impl Filter {
 }
 
 impl Operator for Filter {
-    fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
-        let mut ctx = Expr::context();
-        let mut err = None;
-        batch.retain(|r| {
-            if err.is_some() {
-                return false;
-            }
-            let result = self.expr.eval(&mut ctx, r).and_then(|v| match v {
-                Value::Bool(b) => Ok(b),
-                other => Err(OpError::Expression {
-                    node: self.node.clone(),
-                    expr: "filter".into(),
-                    message: format!("must yield a bool, got {}", other.type_name()),
-                }),
-            });
-            match result {
-                Ok(keep) => keep,
-                Err(e) => on_record_error(self.policy, &mut self.dropped, e).unwrap_or_else(|e| {
-                    err = Some(e);
-                    false
-                }),
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        emit_all(out, batch);
-        Ok(())
+    fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError> {
+        let (expr, node, mut ctx) = (&self.expr, &self.node, Expr::context());
+        apply_each(self.policy, &mut self.dropped, batch, out, |r| match expr.eval(&mut ctx, r)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(OpError::Expression {
+                node: node.clone(),
+                expr: "filter".into(),
+                message: format!("must yield a bool, got {}", other.type_name()),
+            }),
+        })
     }
 }
 
@@ -138,38 +126,20 @@ impl KeyBy {
 }
 
 impl Operator for KeyBy {
-    fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
-        let mut ctx = Expr::context();
-        let mut err = None;
-        batch.retain_mut(|r| {
-            if err.is_some() {
-                return false;
-            }
-            let key = match (&self.field, &self.expr) {
+    fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError> {
+        let (node, field, expr, mut ctx) = (&self.node, &self.field, &self.expr, Expr::context());
+        apply_each(self.policy, &mut self.dropped, batch, out, |r| {
+            r.key = match (field, expr) {
                 (Some(f), _) => r.value.get_path(f).cloned().ok_or_else(|| OpError::Malformed {
-                    node: self.node.clone(),
+                    node: node.clone(),
                     location: format!("ts {}", r.ts),
                     message: format!("no field {f:?} in {}", r.value),
-                }),
-                (None, Some(e)) => e.eval(&mut ctx, r),
-                (None, None) => Ok(Value::Null),
+                })?,
+                (None, Some(e)) => e.eval(&mut ctx, r)?,
+                (None, None) => Value::Null,
             };
-            match key {
-                Ok(k) => {
-                    r.key = k;
-                    true
-                }
-                Err(e) => on_record_error(self.policy, &mut self.dropped, e).unwrap_or_else(|e| {
-                    err = Some(e);
-                    false
-                }),
-            }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        emit_all(out, batch);
-        Ok(())
+            Ok(true)
+        })
     }
 }
 
