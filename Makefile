@@ -2,7 +2,7 @@
 .PHONY: demo test bench build fmt lint
 
 demo:
-	cargo build --release -p sluice-runtime
+	cargo build --release -p sluice-runtime --no-default-features
 	./target/release/sluice-runtime demo
 
 test:

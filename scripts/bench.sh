@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 n=${BENCH_RECORDS:-50000000}
 out=.bench
 mkdir -p "$out"
-cargo build --release -q -p sluice-runtime
+cargo build --release -q -p sluice-runtime --no-default-features
 bin=target/release/sluice-runtime
 
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
