@@ -10,6 +10,9 @@ use sluice_crds::contract::manifest::{MANIFESTS_PREFIX, Manifest, manifest_key, 
 use crate::fault::Faults;
 use crate::storage::{self, ObjectStore};
 
+/// Unfinished writes older than this are abandoned (no checkpoint upload runs this long).
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What a sweep did and found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +97,11 @@ pub async fn sweep(store: &dyn ObjectStore, retained: usize, faults: &Faults) ->
     }
     report.files_deleted = doomed.len();
     store.delete(&doomed).await?;
+    // Parts of uploads whose writer died (long past any live upload) go too.
+    let abandoned = store.remove_abandoned_writes(ABANDONED_AFTER).await?;
+    if abandoned > 0 {
+        tracing::info!(abandoned, "removed unfinished uploads");
+    }
     Ok(report)
 }
 

@@ -121,6 +121,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
     /// Deletes objects; keys that do not exist are ignored.
     async fn delete(&self, keys: &[String]) -> Result<(), Error>;
+    /// Removes the remains of writes that never finished and are older than `older_than`
+    /// (multipart upload parts on S3). Stores whose writes leave nothing behind do nothing.
+    async fn remove_abandoned_writes(&self, older_than: std::time::Duration) -> Result<usize, Error> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 /// A shared handle to a store.

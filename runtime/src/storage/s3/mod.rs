@@ -239,6 +239,10 @@ fn build_client(config: &S3Config) -> Client {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    async fn remove_abandoned_writes(&self, older_than: std::time::Duration) -> Result<usize, Error> {
+        self.abort_incomplete_uploads(older_than).await
+    }
+
     fn describe(&self) -> String {
         self.describe.to_string()
     }
