@@ -142,7 +142,7 @@ mod tests {
         }
     }
 
-    /// Property: over random sequences of checkpoint / complete / fail / savepoint / GC, the sweep
+    /// Property: over random sequences of checkpoint / complete / fail / savepoint / restore / GC, the sweep
     /// never deletes a file that a retained checkpoint, an in-flight checkpoint or a savepoint
     /// references, and it leaves no orphan of a failed checkpoint older than the latest one.
     #[tokio::test]
@@ -158,7 +158,7 @@ mod tests {
             let mut completed: Vec<(u64, Vec<String>)> = Vec::new();
             let mut savepoint_files: Vec<String> = Vec::new();
             for _ in 0..60 {
-                match rng.random_range(0..6) {
+                match rng.random_range(0..7) {
                     0 | 1 if in_flight.is_none() => {
                         // Snapshot: a new base, or a delta on the completed chain.
                         let id = next;
@@ -188,6 +188,12 @@ mod tests {
                     }
                     3 => {
                         in_flight = None; // failed: its own file is an orphan now
+                    }
+                    6 => {
+                        // Crash and restore from a retained checkpoint: the in-flight one is
+                        // lost, and the new run starts its chain with a full base.
+                        in_flight = None;
+                        chain.clear();
                     }
                     4 => {
                         let key = format!("savepoints/sp-{}/state/x.state", next);
