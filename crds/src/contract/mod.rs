@@ -1,5 +1,6 @@
 //! What the operator and the runtime exchange. Every document carries a `version` field.
 
+pub mod control;
 pub mod job_config;
 pub mod manifest;
 pub mod pipeline;
