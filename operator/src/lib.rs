@@ -20,6 +20,8 @@ pub mod store;
 pub mod telemetry;
 
 #[cfg(test)]
+mod controller_tests;
+#[cfg(test)]
 mod fixtures;
 
 pub use context::Context;
