@@ -136,7 +136,12 @@ impl DesiredCondition {
 
 /// Merges desired conditions into the previous ones: `lastTransitionTime` is kept when the
 /// status did not flip and set to `now` when it did; conditions not mentioned are kept.
-pub fn merge(previous: &[Condition], desired: &[DesiredCondition], generation: Option<i64>, now: &Time) -> Vec<Condition> {
+pub fn merge(
+    previous: &[Condition],
+    desired: &[DesiredCondition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
     let mut out: Vec<Condition> = Vec::with_capacity(ConditionType::ALL.len());
     for t in ConditionType::ALL {
         let old = previous.iter().find(|c| c.type_ == t.as_str());
@@ -177,19 +182,28 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_status_flips() {
-        let first = merge(&[], &[DesiredCondition::new(ConditionType::Ready, false, Reason::Deploying, "")], Some(1), &at(10));
-        let same = merge(&first, &[DesiredCondition::new(ConditionType::Ready, false, Reason::PodsNotReady, "x")], Some(1), &at(20));
+        let first =
+            merge(&[], &[DesiredCondition::new(ConditionType::Ready, false, Reason::Deploying, "")], Some(1), &at(10));
+        let same = merge(
+            &first,
+            &[DesiredCondition::new(ConditionType::Ready, false, Reason::PodsNotReady, "x")],
+            Some(1),
+            &at(20),
+        );
         assert_eq!(same[0].last_transition_time, at(10));
         assert_eq!(same[0].reason, "PodsNotReady");
-        let flipped = merge(&same, &[DesiredCondition::new(ConditionType::Ready, true, Reason::Running, "")], Some(2), &at(30));
+        let flipped =
+            merge(&same, &[DesiredCondition::new(ConditionType::Ready, true, Reason::Running, "")], Some(2), &at(30));
         assert_eq!(flipped[0].last_transition_time, at(30));
         assert_eq!(flipped[0].status, "True");
     }
 
     #[test]
     fn conditions_not_mentioned_are_kept() {
-        let first = merge(&[], &[DesiredCondition::new(ConditionType::Degraded, true, Reason::PodFailed, "")], None, &at(1));
-        let next = merge(&first, &[DesiredCondition::new(ConditionType::Ready, true, Reason::Running, "")], None, &at(2));
+        let first =
+            merge(&[], &[DesiredCondition::new(ConditionType::Degraded, true, Reason::PodFailed, "")], None, &at(1));
+        let next =
+            merge(&first, &[DesiredCondition::new(ConditionType::Ready, true, Reason::Running, "")], None, &at(2));
         assert_eq!(next.len(), 2);
         assert!(find(&next, ConditionType::Degraded).is_some());
     }

@@ -15,6 +15,8 @@ use crate::contract::pipeline::Pipeline;
 use crate::restart::RestartStrategy;
 
 /// Desired state of a streaming job.
+// Several printer columns share a `type_`; clippy mistakes that for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "sluice.dev",
@@ -25,9 +27,24 @@ use crate::restart::RestartStrategy;
     status = "StreamJobStatus",
     scale(spec_replicas_path = ".spec.parallelism", status_replicas_path = ".status.parallelism"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
-    printcolumn(name = "Parallelism", type_ = "integer", json_path = ".status.parallelism", description = "Parallelism of the running attempt"),
-    printcolumn(name = "Last Checkpoint", type_ = "date", json_path = ".status.checkpoints.latest.completedAt", description = "When the latest checkpoint completed"),
-    printcolumn(name = "Restarts", type_ = "integer", json_path = ".status.restarts", description = "Restarts after failures"),
+    printcolumn(
+        name = "Parallelism",
+        type_ = "integer",
+        json_path = ".status.parallelism",
+        description = "Parallelism of the running attempt"
+    ),
+    printcolumn(
+        name = "Last Checkpoint",
+        type_ = "date",
+        json_path = ".status.checkpoints.latest.completedAt",
+        description = "When the latest checkpoint completed"
+    ),
+    printcolumn(
+        name = "Restarts",
+        type_ = "integer",
+        json_path = ".status.restarts",
+        description = "Restarts after failures"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     doc = "A streaming job run by the Sluice runtime with exactly-once checkpoints."
 )]

@@ -62,8 +62,7 @@ fn rejections(object: &Value) -> Vec<String> {
     let openapi = openapi_schema();
     let json_schema = to_json_schema(&openapi, false);
     let validator = jsonschema::validator_for(&json_schema).expect("schema compiles");
-    let mut out: Vec<String> =
-        validator.iter_errors(object).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
+    let mut out: Vec<String> = validator.iter_errors(object).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
     if let Err(errors) = kube::core::cel::Validator::new().validate_with_defaults(&openapi, object, None) {
         out.extend(errors.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)));
     }

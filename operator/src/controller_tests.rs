@@ -54,7 +54,13 @@ fn with_status(mut j: StreamJob, s: StreamJobStatus) -> StreamJob {
 }
 
 fn running_status(attempt: u32) -> StreamJobStatus {
-    StreamJobStatus { phase: Phase::Running, attempt, spec_hash: Some(hash()), parallelism: Some(2), ..Default::default() }
+    StreamJobStatus {
+        phase: Phase::Running,
+        attempt,
+        spec_hash: Some(hash()),
+        parallelism: Some(2),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
@@ -83,7 +89,19 @@ async fn first_deploy_applies_config_service_pod_then_status_and_event() {
     let pod = api.expect(Method::POST, PODS).await;
     assert_eq!(pod.body["metadata"]["name"], "demo-1-0");
     let args = pod.body["spec"]["containers"][0]["args"].clone();
-    assert_eq!(args, json!(["sluice-runtime", "run", "/etc/sluice/job.yaml", "--no-restore", "--control-addr", "0.0.0.0:9090", "--run-id", "demo-1"]));
+    assert_eq!(
+        args,
+        json!([
+            "sluice-runtime",
+            "run",
+            "/etc/sluice/job.yaml",
+            "--no-restore",
+            "--control-addr",
+            "0.0.0.0:9090",
+            "--run-id",
+            "demo-1"
+        ])
+    );
     pod.echo();
     let status = api.expect(Method::PATCH, &format!("{JOB}/status?")).await;
     assert_eq!(status.body["status"]["phase"], "Deploying");
@@ -174,9 +192,16 @@ async fn a_running_job_reports_the_runtimes_latest_checkpoint_in_status() {
     assert_eq!(s["checkpoints"]["latest"]["id"], 12);
     assert_eq!(s["checkpoints"]["latest"]["sizeBytes"], 2048);
     assert_eq!(s["checkpoints"]["latest"]["completedAt"], "2023-11-14T22:13:20Z");
-    let ready = s["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").expect("Ready").clone();
+    let ready =
+        s["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Ready").expect("Ready").clone();
     assert_eq!(ready["status"], "True");
-    let healthy = s["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "CheckpointHealthy").expect("c").clone();
+    let healthy = s["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "CheckpointHealthy")
+        .expect("c")
+        .clone();
     assert_eq!(healthy["status"], "True");
     status.reply(serde_json::to_value(&j).expect("json"));
     assert_eq!(api.expect(Method::POST, EVENTS).await.body["reason"], "Running");
@@ -188,7 +213,8 @@ async fn a_running_job_reports_the_runtimes_latest_checkpoint_in_status() {
 async fn deleting_a_job_stops_its_pods_before_the_finalizer_goes() {
     let (ctx, mut api) = Context::test(None, Arc::new(MemoryStore::new()));
     let mut j = with_status(finalized(job()), running_status(1));
-    j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+    j.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
     // Pods still there: they are deleted and the finalizer stays (the reconcile errors to retry).
     let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx.clone()));
     api.expect(Method::GET, PODS).await.reply(pod_list(vec![pod_json(1, "Running", true)]));
@@ -199,7 +225,11 @@ async fn deleting_a_job_stops_its_pods_before_the_finalizer_goes() {
     let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
     api.expect(Method::GET, PODS).await.reply(pod_list(vec![]));
     let patch = api.expect(Method::PATCH, &format!("{JOB}?")).await;
-    assert!(patch.body.to_string().contains("remove") || patch.body.to_string().contains("finalizers"), "{}", patch.body);
+    assert!(
+        patch.body.to_string().contains("remove") || patch.body.to_string().contains("finalizers"),
+        "{}",
+        patch.body
+    );
     let mut gone = j.clone();
     gone.metadata.finalizers = None;
     patch.reply(serde_json::to_value(&gone).expect("json"));

@@ -44,7 +44,9 @@ pub struct Seen {
 impl Seen {
     /// Answers with `json` and status 200.
     pub fn reply(self, json: serde_json::Value) {
-        self.send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&json).expect("json"))).expect("response"));
+        self.send.send_response(
+            Response::builder().body(Body::from(serde_json::to_vec(&json).expect("json"))).expect("response"),
+        );
     }
 
     /// Answers with the request's own body (what an apply or create would return).
@@ -62,14 +64,19 @@ impl ApiServerVerifier {
         assert_eq!(request.method(), method, "unexpected method for {uri}");
         assert!(uri.starts_with(path), "expected {method} {path}…, got {uri}");
         let bytes = request.into_body().collect_bytes().await.expect("body");
-        let body = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let body =
+            if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
         Seen { uri, body, send }
     }
 
     /// Asserts the operator sends nothing more.
     pub async fn done(mut self) {
         let next = tokio::time::timeout(std::time::Duration::from_millis(50), self.0.next_request()).await;
-        assert!(matches!(next, Err(_) | Ok(None)), "unexpected extra request: {:?}", next.ok().flatten().map(|(r, _)| r.uri().to_string()));
+        assert!(
+            matches!(next, Err(_) | Ok(None)),
+            "unexpected extra request: {:?}",
+            next.ok().flatten().map(|(r, _)| r.uri().to_string())
+        );
     }
 }
 

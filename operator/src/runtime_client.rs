@@ -62,18 +62,29 @@ impl HttpRuntime {
 #[async_trait]
 impl RuntimeApi for HttpRuntime {
     async fn job_status(&self, pod_ip: &str) -> Result<JobStatus, Error> {
-        let addr = if pod_ip.contains(':') { format!("[{pod_ip}]:{CONTROL_PORT}") } else { format!("{pod_ip}:{CONTROL_PORT}") };
+        let addr = if pod_ip.contains(':') {
+            format!("[{pod_ip}]:{CONTROL_PORT}")
+        } else {
+            format!("{pod_ip}:{CONTROL_PORT}")
+        };
         let unreachable = |message: String| Error::Unreachable { addr: addr.clone(), message };
-        let uri: http::Uri = format!("http://{addr}{CHECKPOINTS}").parse().map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
+        let uri: http::Uri = format!("http://{addr}{CHECKPOINTS}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| unreachable(e.to_string()))?;
         let call = async {
             let resp = self.client.get(uri).await.map_err(|e| unreachable(e.to_string()))?;
             let status = resp.status();
             let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
             Ok::<_, Error>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, call).await.map_err(|_| unreachable("timed out".into()))??;
+        let (status, body) =
+            tokio::time::timeout(self.timeout, call).await.map_err(|_| unreachable("timed out".into()))??;
         if !status.is_success() {
-            return Err(Error::Status { addr, status: status.as_u16(), body: String::from_utf8_lossy(&body).into_owned() });
+            return Err(Error::Status {
+                addr,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
         }
         serde_json::from_slice(&body).map_err(|e| Error::Decode { addr, message: e.to_string() })
     }

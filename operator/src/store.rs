@@ -68,7 +68,10 @@ impl KubeStores {
 
     async fn credentials_dir(&self, namespace: &str, secret: &str) -> Result<PathBuf, Error> {
         let err = |message: String| Error::Credentials { secret: secret.to_string(), message };
-        let s = Api::<Secret>::namespaced(self.client.clone(), namespace).get(secret).await.map_err(|e| err(e.to_string()))?;
+        let s = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get(secret)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let data = s.data.unwrap_or_default();
         let dir = self.credentials_root.join(namespace).join(secret);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| err(e.to_string()))?;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use sluice_crds::contract::job_config::{JOB_CONFIG_VERSION, JobConfig};
 use sluice_crds::StreamJob;
+use sluice_crds::contract::job_config::{JOB_CONFIG_VERSION, JobConfig};
 
 use super::labels;
 

@@ -63,7 +63,10 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
     }];
     let mut volumes = vec![Volume {
         name: "job".into(),
-        config_map: Some(ConfigMapVolumeSource { name: labels::config_map_name(&name), ..ConfigMapVolumeSource::default() }),
+        config_map: Some(ConfigMapVolumeSource {
+            name: labels::config_map_name(&name),
+            ..ConfigMapVolumeSource::default()
+        }),
         ..Volume::default()
     }];
     if let Some(secret) = spec.checkpointing.as_ref().and_then(|c| c.storage.credentials_secret.clone()) {
@@ -148,8 +151,15 @@ mod tests {
         assert_eq!(
             c.args.clone().expect("args"),
             [
-                "sluice-runtime", "run", "/etc/sluice/job.yaml", "--restore", uri.as_str(), "--control-addr",
-                "0.0.0.0:9090", "--run-id", "demo-3"
+                "sluice-runtime",
+                "run",
+                "/etc/sluice/job.yaml",
+                "--restore",
+                uri.as_str(),
+                "--control-addr",
+                "0.0.0.0:9090",
+                "--run-id",
+                "demo-3"
             ]
         );
         let mounts = c.volume_mounts.clone().expect("mounts");

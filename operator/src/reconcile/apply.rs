@@ -26,7 +26,11 @@ pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &C
 
 async fn delete_pods(ctx: &Context, ns: &str, names: &[String], force: bool) -> Result<(), Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let params = if force { DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() } } else { DeleteParams::default() };
+    let params = if force {
+        DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }
+    } else {
+        DeleteParams::default()
+    };
     for name in names {
         match pods.delete(name, &params).await {
             Ok(_) => tracing::info!(pod = %name, force, "deleted pod"),
@@ -37,7 +41,14 @@ async fn delete_pods(ctx: &Context, ns: &str, names: &[String], force: bool) -> 
     Ok(())
 }
 
-async fn launch(job: &StreamJob, ctx: &Context, ns: &str, attempt: u32, restore: &Restore, spec_hash: &str) -> Result<(), Error> {
+async fn launch(
+    job: &StreamJob,
+    ctx: &Context,
+    ns: &str,
+    attempt: u32,
+    restore: &Restore,
+    spec_hash: &str,
+) -> Result<(), Error> {
     let ssa = PatchParams::apply(FIELD_MANAGER).force();
     let cm = build::config_map::config_map(job);
     let cm_name = cm.name_any();

@@ -158,18 +158,19 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
     let pods: Vec<ObservedPod> = list.items.iter().filter_map(observe_pod).collect();
     let current = pods.iter().map(|p| p.attempt).max().unwrap_or(0).max(job.status.as_ref().map_or(0, |s| s.attempt));
 
-    let runtime = match list.items.iter().find(|p| {
-        observe_pod(p).is_some_and(|o| o.attempt == current && matches!(o.state, PodState::Running { .. }))
-    }) {
-        Some(pod) => match pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
-            Some(ip) => match ctx.runtime.job_status(&ip).await {
-                Ok(s) => RuntimeObservation::Status(s),
-                Err(e) => RuntimeObservation::Unreachable(e.to_string()),
+    let runtime =
+        match list.items.iter().find(|p| {
+            observe_pod(p).is_some_and(|o| o.attempt == current && matches!(o.state, PodState::Running { .. }))
+        }) {
+            Some(pod) => match pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+                Some(ip) => match ctx.runtime.job_status(&ip).await {
+                    Ok(s) => RuntimeObservation::Status(s),
+                    Err(e) => RuntimeObservation::Unreachable(e.to_string()),
+                },
+                None => RuntimeObservation::NotQueried,
             },
             None => RuntimeObservation::NotQueried,
-        },
-        None => RuntimeObservation::NotQueried,
-    };
+        };
 
     let store = match &job.spec.checkpointing {
         None => StoreObservation::NotConfigured,

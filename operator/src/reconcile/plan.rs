@@ -11,9 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sluice_crds::conditions::{ConditionType as T, DesiredCondition, Reason};
 use sluice_crds::contract::control::JobState;
 use sluice_crds::restart::RestartStrategy;
-use sluice_crds::stream_job::{
-    CheckpointStatus, CheckpointsStatus, DesiredState, RecoveryStatus, UpgradeMode,
-};
+use sluice_crds::stream_job::{CheckpointStatus, CheckpointsStatus, DesiredState, RecoveryStatus, UpgradeMode};
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
 
 use super::observe::{Observed, ObservedPod, PodState, RuntimeObservation, StoreObservation};
@@ -232,7 +230,11 @@ impl<'a> Planner<'a> {
                 return;
             }
             // Pods gone without a reason the operator knows of: treat as a failure.
-            return self.recover(current, &pods, (Reason::PodDeleted, format!("the pods of attempt {current} are gone")));
+            return self.recover(
+                current,
+                &pods,
+                (Reason::PodDeleted, format!("the pods of attempt {current} are gone")),
+            );
         }
         self.healthy(&pods);
     }
@@ -240,7 +242,10 @@ impl<'a> Planner<'a> {
     /// Why the current attempt failed, if it did.
     fn failure_of(&self, current: u32, pods: &[&ObservedPod]) -> Option<(Reason, String)> {
         if let Some(p) = pods.iter().find(|p| p.state == PodState::NodeLost) {
-            return Some((Reason::NodeLost, p.failure.clone().unwrap_or_else(|| format!("node of pod {} lost", p.name))));
+            return Some((
+                Reason::NodeLost,
+                p.failure.clone().unwrap_or_else(|| format!("node of pod {} lost", p.name)),
+            ));
         }
         if let Some(p) = pods.iter().find(|p| p.state == PodState::Failed) {
             return Some((Reason::PodFailed, p.failure.clone().unwrap_or_else(|| format!("pod {} failed", p.name))));
@@ -273,7 +278,12 @@ impl<'a> Planner<'a> {
         self.plan.status.error = Some(why.clone());
         self.set_phase(Phase::Recovering);
         self.cond(T::Ready, false, reason, why.clone());
-        self.cond(T::Progressing, true, Reason::StoppingAttempt, format!("recovering from the failure of attempt {current}"));
+        self.cond(
+            T::Progressing,
+            true,
+            Reason::StoppingAttempt,
+            format!("recovering from the failure of attempt {current}"),
+        );
         self.cond(T::Degraded, true, reason, why.clone());
         if first_seen {
             self.event(true, reason, format!("attempt {current} failed: {why}"));
@@ -294,11 +304,17 @@ impl<'a> Planner<'a> {
         }
         let delay = strategy.delay(in_window);
         let failed_at = recovery.failed_at.map(|t| t.0).unwrap_or(self.now);
-        let ready_at = failed_at.checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX));
+        let ready_at =
+            failed_at.checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX));
         if let Ok(ready_at) = ready_at {
             if self.now < ready_at {
                 let wait = Duration::try_from(self.now.duration_until(ready_at)).unwrap_or(REQUEUE_BUSY);
-                self.cond(T::Progressing, true, Reason::BackoffWaiting, format!("relaunching in {}s (backoff)", wait.as_secs()));
+                self.cond(
+                    T::Progressing,
+                    true,
+                    Reason::BackoffWaiting,
+                    format!("relaunching in {}s (backoff)", wait.as_secs()),
+                );
                 self.plan.requeue_after = wait;
                 return;
             }
@@ -316,7 +332,12 @@ impl<'a> Planner<'a> {
         self.plan.status.recovery = None;
         self.plan.status.error = Some(message.clone());
         self.cond(T::Ready, false, Reason::RestartLimitExceeded, message.clone());
-        self.cond(T::Progressing, false, Reason::RestartLimitExceeded, "the job will not be restarted until its spec changes");
+        self.cond(
+            T::Progressing,
+            false,
+            Reason::RestartLimitExceeded,
+            "the job will not be restarted until its spec changes",
+        );
         self.cond(T::Degraded, true, Reason::RestartLimitExceeded, message.clone());
         self.event(true, Reason::RestartLimitExceeded, message);
         self.plan.requeue_after = REQUEUE_IDLE;
@@ -357,7 +378,8 @@ impl<'a> Planner<'a> {
     }
 
     fn invalid_spec(&mut self, current: u32, problem: String) {
-        let running = self.pods_of(current).iter().any(|p| matches!(p.state, PodState::Running { .. } | PodState::Pending));
+        let running =
+            self.pods_of(current).iter().any(|p| matches!(p.state, PodState::Running { .. } | PodState::Pending));
         if !running {
             self.set_phase(Phase::Failed);
         }
@@ -385,7 +407,12 @@ impl<'a> Planner<'a> {
             Ok(r) => r,
             Err(message) => {
                 self.cond(T::CheckpointHealthy, false, Reason::StorageUnavailable, message.clone());
-                self.cond(T::Degraded, true, Reason::StorageUnavailable, format!("waiting for checkpoint storage: {message}"));
+                self.cond(
+                    T::Degraded,
+                    true,
+                    Reason::StorageUnavailable,
+                    format!("waiting for checkpoint storage: {message}"),
+                );
                 self.plan.requeue_after = REQUEUE_STORAGE;
                 return;
             }
@@ -422,7 +449,11 @@ impl<'a> Planner<'a> {
         if why == Why::Upgrade && self.spec.upgrade_mode == UpgradeMode::Savepoint {
             // Hook for the savepoint issue: take a savepoint through the runtime's
             // `POST /v1/stop {savepoint: true}` before deleting pods, then restore from it.
-            self.event(true, Reason::SavepointUpgradeFallback, "upgradeMode savepoint is not implemented yet; used the latest checkpoint");
+            self.event(
+                true,
+                Reason::SavepointUpgradeFallback,
+                "upgradeMode savepoint is not implemented yet; used the latest checkpoint",
+            );
         }
         self.plan.requeue_after = REQUEUE_BUSY;
     }
@@ -460,7 +491,12 @@ impl<'a> Planner<'a> {
         } else {
             self.set_phase(Phase::Deploying);
             self.cond(T::Ready, false, Reason::PodsNotReady, "waiting for the runtime to become ready");
-            self.cond(T::Progressing, true, Reason::Deploying, format!("attempt {} starting", self.plan.status.attempt));
+            self.cond(
+                T::Progressing,
+                true,
+                Reason::Deploying,
+                format!("attempt {} starting", self.plan.status.attempt),
+            );
             self.plan.requeue_after = REQUEUE_BUSY;
         }
     }
@@ -500,7 +536,11 @@ impl<'a> Planner<'a> {
                 (_, RuntimeObservation::Status(s)) if s.consecutive_failures > 0 => (
                     false,
                     Reason::CheckpointsFailing,
-                    format!("{} consecutive checkpoint failures: {}", s.consecutive_failures, s.last_failure.clone().unwrap_or_default()),
+                    format!(
+                        "{} consecutive checkpoint failures: {}",
+                        s.consecutive_failures,
+                        s.last_failure.clone().unwrap_or_default()
+                    ),
                 ),
                 _ if self.plan.status.checkpoints.as_ref().and_then(|c| c.latest.as_ref()).is_none() => {
                     (false, Reason::NoCheckpointYet, String::new())

@@ -266,7 +266,8 @@ fn storage_unreachable_delays_recovery_instead_of_losing_state() {
 #[test]
 fn restart_budget_exhausted_fails_the_job_with_a_reason() {
     let mut st = status(Phase::Recovering, 4);
-    st.recovery = Some(RecoveryStatus { failed_attempt: 4, failed_at: Some(Time(at(0))), reason: Some("exit 1".into()) });
+    st.recovery =
+        Some(RecoveryStatus { failed_attempt: 4, failed_at: Some(Time(at(0))), reason: Some("exit 1".into()) });
     st.recent_restarts = vec![Time(at(-30)), Time(at(-20)), Time(at(-10))];
     let mut s = spec();
     s.restart_strategy = Some(serde_json::from_value(serde_json::json!({"maxRestarts": 3})).expect("strategy"));
@@ -384,7 +385,11 @@ fn arb_status() -> impl Strategy<Value = StreamJobStatus> {
             phase,
             attempt,
             spec_hash: Some(if same_hash { HASH.into() } else { "old".into() }),
-            recovery: recovery.map(|(a, t)| RecoveryStatus { failed_attempt: a, failed_at: Some(Time(at(t))), reason: None }),
+            recovery: recovery.map(|(a, t)| RecoveryStatus {
+                failed_attempt: a,
+                failed_at: Some(Time(at(t))),
+                reason: None,
+            }),
             recent_restarts: (0..recent).map(|i| Time(at(-(i as i64)))).collect(),
             ..StreamJobStatus::default()
         },
@@ -392,7 +397,10 @@ fn arb_status() -> impl Strategy<Value = StreamJobStatus> {
 }
 
 fn arb_spec() -> impl Strategy<Value = StreamJobSpec> {
-    (any::<bool>(), proptest::sample::select(vec![UpgradeMode::Stateless, UpgradeMode::LastState, UpgradeMode::Savepoint]))
+    (
+        any::<bool>(),
+        proptest::sample::select(vec![UpgradeMode::Stateless, UpgradeMode::LastState, UpgradeMode::Savepoint]),
+    )
         .prop_map(|(suspended, mode)| {
             let mut s = spec();
             s.state = if suspended { DesiredState::Suspended } else { DesiredState::Running };

@@ -15,12 +15,18 @@ use crate::error::Error;
 /// The status the plan asks for, with conditions merged (`now` for changed transitions).
 pub fn next_status(previous: &StreamJobStatus, plan: &Plan, now: jiff::Timestamp) -> StreamJobStatus {
     let mut status = plan.status.clone();
-    status.conditions = conditions::merge(&previous.conditions, &plan.conditions, plan.status.observed_generation, &Time(now));
+    status.conditions =
+        conditions::merge(&previous.conditions, &plan.conditions, plan.status.observed_generation, &Time(now));
     status
 }
 
 /// Writes `status` unless it equals what the object already has.
-pub async fn write(job: &StreamJob, previous: &StreamJobStatus, status: &StreamJobStatus, ctx: &Context) -> Result<(), Error> {
+pub async fn write(
+    job: &StreamJob,
+    previous: &StreamJobStatus,
+    status: &StreamJobStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
     if job.status.is_some() && previous == status {
         return Ok(());
     }
