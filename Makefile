@@ -19,3 +19,26 @@ fmt:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# ---- kind: Sluice on a local Kubernetes cluster (needs Docker, kind and kubectl) -------------
+# `make kind-up kind-images kind-deploy` gives a cluster with the operator, MinIO and Kafka;
+# `make kind-e2e` runs the end-to-end test (tests/e2e/kind.sh); `make kind-down` deletes it all.
+.PHONY: kind-up kind-images kind-deploy kind-e2e kind-down validate-manifests
+
+kind-up:
+	bash scripts/kind.sh up
+
+kind-images:
+	bash scripts/kind.sh images
+
+kind-deploy:
+	bash scripts/kind.sh deploy
+
+kind-e2e:
+	bash tests/e2e/kind.sh
+
+kind-down:
+	bash scripts/kind.sh down
+
+validate-manifests:
+	bash scripts/validate-manifests.sh

@@ -1,4 +1,16 @@
 //! Sluice's streaming engine: a dataflow of sources, operators and sinks with barrier
 //! checkpoints, keyed state in key groups, and two-phase-commit sinks.
 
+pub mod bench;
+pub mod checkpoint;
+pub mod connectors;
+pub mod control;
+pub mod engine;
+pub mod fault;
+pub mod graph;
+pub mod job;
+pub mod ops;
+pub mod record;
+pub mod state;
 pub mod storage;
+pub mod value;

@@ -1,3 +1,268 @@
-//! `sluice-runtime`: runs a job document.
+//! `sluice-runtime`: runs a job document (the operator's pods run `sluice-runtime run`), checks
+//! one, or runs the embedded demo.
 
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluice_crds::JobConfig;
+use sluice_runtime::control::ControlState;
+use sluice_runtime::fault::Faults;
+use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
+
+#[derive(Parser)]
+#[command(name = "sluice-runtime", version, about = "Sluice streaming runtime")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job document; restores from the latest completed checkpoint unless told otherwise.
+    Run {
+        /// The job document (YAML).
+        job: PathBuf,
+        /// Restore from this checkpoint manifest or savepoint directory URI.
+        #[arg(long, conflicts_with = "no_restore")]
+        restore: Option<String>,
+        /// Start fresh even if checkpoints exist.
+        #[arg(long)]
+        no_restore: bool,
+        /// Unique id of this run (names temp files); random by default.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Crash on purpose at this fault point (`name` or `name@N`), for recovery tests.
+        #[arg(long, env = "SLUICE_FAULT_POINT")]
+        fault_point: Option<String>,
+        /// Chaos mode: crash at any fault point with this probability per pass.
+        #[arg(long, env = "SLUICE_CHAOS_PROBABILITY")]
+        chaos_probability: Option<f64>,
+        /// Print a progress line every second.
+        #[arg(long)]
+        progress: bool,
+        /// Serve the control endpoint (health, metrics, savepoints, stop) on this address.
+        #[arg(long)]
+        control_addr: Option<std::net::SocketAddr>,
+    },
+    /// Validate a job document and exit.
+    Validate {
+        /// The job document (YAML).
+        job: PathBuf,
+    },
+    /// Run one configuration of the benchmark workload and print its figures.
+    Bench {
+        /// Records to generate.
+        #[arg(long, default_value_t = 50_000_000)]
+        records: u64,
+        /// Parallelism.
+        #[arg(long, default_value_t = 1)]
+        parallelism: u32,
+        /// Checkpoint interval (e.g. `1s`); checkpoints off when absent.
+        #[arg(long)]
+        checkpoint_interval: Option<humantime::Duration>,
+        /// Directory for checkpoints.
+        #[arg(long, default_value = ".bench/checkpoints")]
+        dir: PathBuf,
+        /// Distinct keys (state size).
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+    },
+    /// Print keyed-state figures: incremental bytes at 1 % / 10 % change, restore time by size.
+    BenchState,
+    /// Run the embedded demo job (generator → keyBy → windowed count → file sink).
+    Demo {
+        /// Directory for checkpoints and output.
+        #[arg(long, default_value = ".demo")]
+        dir: PathBuf,
+    },
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+fn load_job(path: &Path) -> Result<JobConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    JobConfig::from_yaml(&text).with_context(|| format!("invalid job document {}", path.display()))
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+async fn run(config: RuntimeConfig) -> Result<()> {
+    let name = config.job.name.clone();
+    let outcome = job::run(config).await.with_context(|| format!("job {name} failed"))?;
+    let s = &outcome.checkpoints;
+    println!(
+        "job {name} finished: {} source records in {:.1}s, {} checkpoints completed, {} failed{}",
+        outcome.source_records,
+        outcome.elapsed.as_secs_f64(),
+        s.completed,
+        s.failed,
+        outcome.restored_from.map(|c| format!(", restored from checkpoint {c}")).unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn demo(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let abs = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let yaml = include_str!("../jobs/demo.yaml").replace("DEMO_DIR", &abs.display().to_string());
+    let job = JobConfig::from_yaml(&yaml).context("embedded demo job")?;
+    println!("Sluice demo: 6M generated events → keyBy (100 users) → 10 s windowed count → exactly-once files");
+    println!(
+        "checkpoints every second in {}/checkpoints; stop it any time (Ctrl-C) and run it again to resume",
+        abs.display()
+    );
+    let config = RuntimeConfig {
+        job,
+        restore: RestoreMode::Latest,
+        run_id: run_id(),
+        faults: Faults::none(),
+        progress: true,
+        control: None,
+    };
+    run(config).await?;
+    let out = abs.join("output");
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .with_context(|| format!("listing {}", out.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
+        .collect();
+    let bytes: u64 = files.iter().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    println!("output: {} committed files ({}) in {}", files.len(), human_bytes(bytes), out.display());
+    println!("each line is one window: {{\"key\":…,\"value\":{{\"key\":…,\"start\":…,\"end\":…,\"value\":count}}}}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Validate { job } => {
+                let job = load_job(&job)?;
+                println!(
+                    "job {} is valid ({} nodes, {} edges)",
+                    job.name,
+                    job.pipeline.nodes.len(),
+                    job.pipeline.edges.len()
+                );
+                Ok(())
+            }
+            Command::Run {
+                job,
+                restore,
+                no_restore,
+                run_id: id,
+                fault_point,
+                chaos_probability,
+                progress,
+                control_addr,
+            } => {
+                let job = load_job(&job)?;
+                let faults = Faults::new(fault_point.as_deref(), chaos_probability).map_err(anyhow::Error::msg)?;
+                let restore = match (restore, no_restore) {
+                    (Some(uri), _) => RestoreMode::From(uri),
+                    (None, true) => RestoreMode::None,
+                    (None, false) => RestoreMode::Latest,
+                };
+                let run_id = id.unwrap_or_else(run_id);
+                let control = control_addr.map(|_| ControlState::new(&run_id));
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let server = match (control_addr, &control) {
+                    (Some(addr), Some(state)) => {
+                        let listener = tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding the control endpoint to {addr}"))?;
+                        let shutdown = async move {
+                            let _ = done_rx.await;
+                        };
+                        Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, state.clone(), shutdown)))
+                    }
+                    _ => None,
+                };
+                let result = run(RuntimeConfig { job, restore, run_id, faults, progress, control }).await;
+                let _ = done_tx.send(());
+                if let Some(server) = server {
+                    // Let in-flight requests (a stop's reply) finish.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+                }
+                result
+            }
+            Command::Demo { dir } => demo(&dir).await,
+            Command::BenchState => {
+                for keys in [100_000u64, 1_000_000] {
+                    for changed in [0.01, 0.10] {
+                        let f = sluice_runtime::bench::delta_figure(keys, changed);
+                        println!(
+                            "DELTA keys={keys} changed={:.0}% fullBytes={} deltaBytes={} deltaOverFull={:.3}",
+                            changed * 100.0,
+                            f.full_bytes,
+                            f.delta_bytes,
+                            f.delta_bytes as f64 / f.full_bytes as f64
+                        );
+                    }
+                }
+                for keys in [100_000u64, 1_000_000, 5_000_000] {
+                    let f = sluice_runtime::bench::restore_figure(keys);
+                    println!("RESTORE keys={keys} bytes={} ms={:.0}", f.bytes, f.millis);
+                }
+                Ok(())
+            }
+            Command::Bench { records, parallelism, checkpoint_interval, dir, keys } => {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                let dir = std::fs::canonicalize(&dir)?;
+                let cfg = sluice_runtime::bench::BenchConfig {
+                    records,
+                    parallelism,
+                    checkpoint_interval: checkpoint_interval.map(Into::into),
+                    dir,
+                    keys,
+                };
+                let r = sluice_runtime::bench::run(&cfg).await.context("benchmark run failed")?;
+                println!(
+                    "RESULT engine=sluice p={parallelism} n={records} keys={keys} checkpoints={} steadyRecPerSec={:.0} recPerSecWall={:.0} ckptCompleted={} ckptP50Ms={} ckptP99Ms={} ckptMaxMs={} ckptBytes={} peakRssBytes={}",
+                    checkpoint_interval.map_or("off".to_string(), |i| i.to_string()),
+                    r.steady_rate,
+                    r.overall_rate,
+                    r.checkpoints,
+                    r.ckpt_p50_ms,
+                    r.ckpt_p99_ms,
+                    r.ckpt_max_ms,
+                    r.ckpt_bytes,
+                    r.peak_rss
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -187,14 +187,17 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         inputs[t].push((f, e.partition));
         outputs[f] += 1;
         let (pf, pt) = (p.parallelism_of(&p.nodes[f]), p.parallelism_of(&p.nodes[t]));
-        if e.partition == Partitioning::Forward && pf != pt {
+        if e.partition == Partitioning::Forward && pf != pt && pf > 0 && pt > 0 {
             errs.add(
                 format!("{ep}.partition"),
                 format!("forward needs equal parallelism on both ends ({pf} vs {pt}); use rebalance or hash"),
             );
         }
-        if let Some(kind) = p.nodes[t].kind() {
-            if kind.is_keyed() && e.partition != Partitioning::Hash {
+        if let Some(kind) = p.nodes[t].kind()
+            && kind.is_keyed()
+            && e.partition != Partitioning::Hash
+        {
+            {
                 errs.add(
                     format!("{ep}.partition"),
                     format!("{:?} is a keyed {} and needs partition: hash", e.to, kind.name()),
@@ -236,17 +239,11 @@ fn validate_kind(kind: &NodeKind<'_>, np: &str, errs: &mut Errors) {
                 errs.add(format!("{np}.generator.ratePerSecond"), "must be ≥ 1 (omit it for no limit)");
             }
         }
-        NodeKind::JsonFile(j) => {
-            if j.path.is_empty() {
-                errs.add(format!("{np}.jsonFile.path"), "must not be empty");
-            }
-        }
+        NodeKind::JsonFile(j) if j.path.is_empty() => errs.add(format!("{np}.jsonFile.path"), "must not be empty"),
         NodeKind::Map(m) if m.expr.trim().is_empty() => errs.add(format!("{np}.map.expr"), "must not be empty"),
         NodeKind::Filter(m) if m.expr.trim().is_empty() => errs.add(format!("{np}.filter.expr"), "must not be empty"),
-        NodeKind::KeyBy(k) => {
-            if k.field.is_some() == k.expr.is_some() {
-                errs.add(format!("{np}.keyBy"), "set exactly one of field, expr");
-            }
+        NodeKind::KeyBy(k) if k.field.is_some() == k.expr.is_some() => {
+            errs.add(format!("{np}.keyBy"), "set exactly one of field, expr")
         }
         NodeKind::Window(w) if w.size < Duration::from_millis(1) => {
             errs.add(format!("{np}.window.size"), "must be ≥ 1ms")
@@ -283,5 +280,94 @@ impl Pipeline {
     /// The effective parallelism of a node: its own, else the pipeline's, else 1.
     pub fn parallelism_of(&self, node: &super::pipeline::Node) -> u32 {
         node.parallelism.or(self.parallelism).unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::JobConfig;
+
+    const GOOD: &str = r#"
+name: demo
+checkpointing:
+  interval: 1s
+  storage: {uri: "file:///tmp/ckpt"}
+pipeline:
+  nodes:
+    - {id: gen, generator: {count: 10}}
+    - {id: win, window: {size: 1s, function: count}}
+    - {id: out, fileSink: {path: /tmp/out}}
+  edges:
+    - {from: gen, to: win, partition: hash}
+    - {from: win, to: out}
+"#;
+
+    fn error_of(yaml: &str) -> String {
+        JobConfig::from_yaml(yaml).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn the_good_document_is_accepted() {
+        JobConfig::from_yaml(GOOD).expect("valid");
+    }
+
+    #[test]
+    fn unknown_operator_names_the_node() {
+        let e = error_of(&GOOD.replace("{id: gen, generator: {count: 10}}", "{id: gen, generatr: {count: 10}}"));
+        assert!(e.contains("pipeline.nodes[0]") && e.contains("generatr"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_names_its_path() {
+        let e = error_of(&GOOD.replace("{size: 1s, function: count}", "{size: 1s}"));
+        assert!(e.contains("pipeline.nodes[1].window") && e.contains("function"), "{e}");
+        let e = error_of(&GOOD.replace("name: demo\n", ""));
+        assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn zero_parallelism_names_the_field() {
+        let e = error_of(&GOOD.replace("{id: out, fileSink", "{id: out, parallelism: 0, fileSink"));
+        assert_eq!(e, "pipeline.nodes[2].parallelism: must be ≥ 1");
+    }
+
+    #[test]
+    fn dangling_edges_name_the_end() {
+        let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: sink}"));
+        assert!(e.contains("pipeline.edges[1].to: unknown node \"sink\""), "{e}");
+    }
+
+    #[test]
+    fn cycles_are_rejected() {
+        let yaml = GOOD.replace(
+            "    - {from: win, to: out}",
+            "    - {from: win, to: out}\n    - {from: win, to: win2, partition: hash}\n    - {from: win2, to: win, partition: hash}",
+        )
+        .replace("    - {id: out,", "    - {id: win2, window: {size: 1s, function: count}}\n    - {id: out,");
+        let e = error_of(&yaml);
+        assert!(e.contains("pipeline.edges: the graph has a cycle"), "{e}");
+    }
+
+    #[test]
+    fn keyed_operators_need_hash_edges_and_forward_needs_equal_parallelism() {
+        let e = error_of(&GOOD.replace("{from: gen, to: win, partition: hash}", "{from: gen, to: win}"));
+        assert!(e.contains("pipeline.edges[0].partition") && e.contains("partition: hash"), "{e}");
+        let e = error_of(&GOOD.replace("{id: out, fileSink", "{id: out, parallelism: 2, fileSink"));
+        assert!(e.contains("pipeline.edges[1].partition: forward needs equal parallelism"), "{e}");
+    }
+
+    #[test]
+    fn bad_durations_and_storage_are_named() {
+        let e = error_of(&GOOD.replace("interval: 1s", "interval: soon"));
+        assert!(e.contains("checkpointing.interval"), "{e}");
+        let e = error_of(&GOOD.replace("file:///tmp/ckpt", "ftp://x"));
+        assert!(e.contains("checkpointing.storage.uri"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = GOOD.replace("name: demo", "name: Demo!").replace("{count: 10}", "{count: 10, keys: 0}");
+        let e = JobConfig::from_yaml(&yaml).expect_err("invalid");
+        assert_eq!(e.errors.len(), 2, "{e}");
     }
 }

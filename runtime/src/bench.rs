@@ -1,0 +1,251 @@
+//! The shared benchmark workload (`make bench`), the same as the Flink reference in
+//! `shared/bench/`: `generator 0..N → map (key = i % 100000, value 1) → hash by key → running
+//! sum per key → discard`, with checkpoints off or every interval to a local directory.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_crds::JobConfig;
+
+use crate::checkpoint::driver::stats;
+use crate::fault::Faults;
+use crate::job::{self, JobError, JobHandles, RestoreMode, RuntimeConfig};
+
+/// One benchmark configuration.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Records to generate.
+    pub records: u64,
+    /// Parallelism of every node.
+    pub parallelism: u32,
+    /// Checkpoint interval; `None` for checkpoints off.
+    pub checkpoint_interval: Option<Duration>,
+    /// Directory for checkpoints.
+    pub dir: std::path::PathBuf,
+    /// Distinct keys (state size); the shared workload uses 100 000.
+    pub keys: u64,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct BenchResult {
+    /// Steady-state records/s at the keyed operator, between 10 % and 80 % of the records.
+    pub steady_rate: f64,
+    /// Records / wall time of the whole run.
+    pub overall_rate: f64,
+    /// Completed checkpoints.
+    pub checkpoints: u64,
+    /// Median checkpoint duration, trigger → complete (ms).
+    pub ckpt_p50_ms: u64,
+    /// 99th percentile checkpoint duration (ms).
+    pub ckpt_p99_ms: u64,
+    /// Longest checkpoint (ms).
+    pub ckpt_max_ms: u64,
+    /// Mean bytes per checkpoint.
+    pub ckpt_bytes: u64,
+    /// Peak resident memory of the process (bytes), from /proc.
+    pub peak_rss: u64,
+}
+
+/// The job document of the workload.
+pub fn job(cfg: &BenchConfig) -> JobConfig {
+    let checkpointing = match cfg.checkpoint_interval {
+        Some(i) => format!(
+            "checkpointing:\n  interval: {}ms\n  retained: 1\n  storage:\n    uri: file://{}\n",
+            i.as_millis(),
+            cfg.dir.display()
+        ),
+        None => String::new(),
+    };
+    let yaml = format!(
+        r#"name: bench
+{checkpointing}pipeline:
+  parallelism: {p}
+  nodes:
+    - id: source
+      generator: {{count: {n}, keys: {keys}, splits: {p}}}
+    - id: to-kv
+      map: {{expr: "1"}}
+    - id: sum
+      aggregate: {{function: sum}}
+    - id: discard
+      discard: {{}}
+  edges:
+    - {{from: source, to: to-kv}}
+    - {{from: to-kv, to: sum, partition: hash}}
+    - {{from: sum, to: discard}}
+"#,
+        p = cfg.parallelism,
+        n = cfg.records,
+        keys = cfg.keys
+    );
+    // The workload is fixed and valid; a failure here is a bug in this file.
+    JobConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("benchmark job is invalid: {e}"))
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Peak resident set size of this process, in bytes (0 where /proc is unavailable).
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs one configuration and measures it.
+pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
+    let samples: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let (sampler_samples, n) = (samples.clone(), cfg.records);
+    let config = RuntimeConfig {
+        job: job(cfg),
+        restore: RestoreMode::None,
+        run_id: "bench".into(),
+        faults: Faults::none(),
+        progress: false,
+        control: None,
+    };
+    let sum_node = 2;
+    let mut handles: Option<JobHandles> = None;
+    let start = Instant::now();
+    let sampler = Arc::new(Mutex::new(None::<tokio::task::JoinHandle<()>>));
+    let sampler_slot = sampler.clone();
+    let outcome = job::run_observed(config, |h| {
+        handles = Some(h.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                let c = h.metrics.per_node[sum_node].records_in.load(std::sync::atomic::Ordering::Relaxed);
+                sampler_samples.lock().unwrap_or_else(|p| p.into_inner()).push((Instant::now(), c));
+                if c >= n {
+                    break;
+                }
+            }
+        });
+        *sampler_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    })
+    .await?;
+    if let Some(t) = sampler.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        t.abort();
+    }
+    let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let at = |frac: f64| samples.iter().find(|(_, c)| *c as f64 >= frac * n as f64).copied();
+    let steady_rate = match (at(0.1), at(0.8)) {
+        (Some((t1, c1)), Some((t2, c2))) if t2 > t1 => (c2 - c1) as f64 / (t2 - t1).as_secs_f64(),
+        _ => 0.0,
+    };
+    let s = handles.map(|h| stats(&h.stats).clone()).unwrap_or_default();
+    let mut d = s.durations_ms.clone();
+    d.sort_unstable();
+    let ckpt_bytes = s.latest.as_ref().map_or(0, |l| l.size_bytes);
+    Ok(BenchResult {
+        steady_rate,
+        overall_rate: n as f64 / start.elapsed().as_secs_f64(),
+        checkpoints: outcome.checkpoints.completed,
+        ckpt_p50_ms: percentile(&d, 0.5),
+        ckpt_p99_ms: percentile(&d, 0.99),
+        ckpt_max_ms: d.last().copied().unwrap_or(0),
+        ckpt_bytes,
+        peak_rss: peak_rss(),
+    })
+}
+
+/// Bytes a checkpoint writes at a given change rate, against the full state.
+#[derive(Clone, Debug)]
+pub struct DeltaFigure {
+    /// Keys in state.
+    pub keys: u64,
+    /// Fraction of keys changed between two checkpoints.
+    pub changed: f64,
+    /// Bytes of a full snapshot.
+    pub full_bytes: usize,
+    /// Bytes of the incremental snapshot.
+    pub delta_bytes: usize,
+}
+
+/// Time to restore keyed state of a given size.
+#[derive(Clone, Debug)]
+pub struct RestoreFigure {
+    /// Keys in state.
+    pub keys: u64,
+    /// Bytes of the state file.
+    pub bytes: usize,
+    /// Verify (CRC) + decode + load into the operator, milliseconds.
+    pub millis: f64,
+}
+
+fn encoded(op: &mut crate::ops::aggregate::Aggregate, mode: crate::ops::SnapshotMode) -> Vec<u8> {
+    use crate::ops::Operator;
+    let Ok(snap) = op.snapshot(sluice_crds::CheckpointId(1), mode) else { return Vec::new() };
+    let Some(keyed) = snap.keyed else { return Vec::new() };
+    let delta = keyed.is_delta();
+    let mut w = crate::state::StateWriter::new(128);
+    keyed.write_to(&mut w);
+    w.finish(delta).0
+}
+
+fn filled(keys: u64) -> crate::ops::aggregate::Aggregate {
+    use crate::ops::Operator;
+    use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
+    let mut op = crate::ops::aggregate::Aggregate::new("sum", AggregateFn::Sum, None, ErrorPolicy::Fail);
+    let mut k = 0;
+    while k < keys {
+        let batch = (k..(k + 65_536).min(keys))
+            .map(|i| crate::record::Record {
+                key: crate::value::Value::Int(i as i64),
+                ts: 0,
+                value: crate::value::Value::Int(1),
+            })
+            .collect();
+        let _ = op.process(batch, &mut Vec::new());
+        k += 65_536;
+    }
+    op
+}
+
+/// Delta size at `changed` fraction of `keys` keys changed, against the full snapshot.
+pub fn delta_figure(keys: u64, changed: f64) -> DeltaFigure {
+    use crate::ops::{Operator, SnapshotMode};
+    let mut op = filled(keys);
+    let full_bytes = encoded(&mut op, SnapshotMode::Full).len();
+    let step = (1.0 / changed).round().max(1.0) as u64;
+    let batch = (0..keys)
+        .step_by(step as usize)
+        .map(|i| crate::record::Record {
+            key: crate::value::Value::Int(i as i64),
+            ts: 0,
+            value: crate::value::Value::Int(1),
+        })
+        .collect();
+    let _ = op.process(batch, &mut Vec::new());
+    let delta_bytes = encoded(&mut op, SnapshotMode::Incremental).len();
+    DeltaFigure { keys, changed, full_bytes, delta_bytes }
+}
+
+/// Restore time of a full snapshot of `keys` keys (verify, decode, load).
+pub fn restore_figure(keys: u64) -> RestoreFigure {
+    use crate::ops::{Operator, Restored, SnapshotMode};
+    let mut op = filled(keys);
+    let bytes = encoded(&mut op, SnapshotMode::Full);
+    let crc = crc32c::crc32c(&bytes);
+    let start = Instant::now();
+    let entries = crate::state::decode_state_file(
+        "bench",
+        &bytes,
+        bytes.len() as u64,
+        crc,
+        crate::graph::KeyGroupRange { start: 0, end: 127 },
+    )
+    .unwrap_or_default();
+    let mut fresh = filled(0);
+    let _ = fresh.restore(Restored { keyed: entries, operator_state: Vec::new() });
+    RestoreFigure { keys, bytes: bytes.len(), millis: start.elapsed().as_secs_f64() * 1000.0 }
+}

@@ -1,0 +1,402 @@
+//! The coordinator's I/O loop: feeds task events, publish results and clock ticks into the
+//! pure [`Coordinator`] and carries out its actions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice_crds::CheckpointId;
+use sluice_crds::contract::job_config::StorageSpec;
+use sluice_crds::contract::manifest::SnapshotKind;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::coordinator::{Action, Coordinator, Input};
+use super::publish::{PublishError, build_manifest, now_ms, publish};
+use super::retention::sweep;
+use super::savepoint::{default_location, write_savepoint};
+use super::snapshot::checkpoint_state_prefix;
+use crate::control::{ControlCommand, ControlState};
+use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
+use crate::fault::Faults;
+use crate::storage::SharedStore;
+
+/// A completed checkpoint, as reported in status and progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedCheckpoint {
+    /// Checkpoint id.
+    pub id: u64,
+    /// Completion time, ms since the epoch.
+    pub completed_at_ms: u64,
+    /// Trigger → complete, milliseconds.
+    pub duration_ms: u64,
+    /// Bytes of state the manifest references.
+    pub size_bytes: u64,
+    /// Manifest location.
+    pub location: String,
+}
+
+/// Checkpoint statistics of the running job.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointStats {
+    /// Completed checkpoints.
+    pub completed: u64,
+    /// Failed or aborted checkpoints.
+    pub failed: u64,
+    /// The latest completed one.
+    pub latest: Option<CompletedCheckpoint>,
+    /// Ids in flight.
+    pub in_progress: Vec<u64>,
+    /// Failures since the last completed checkpoint.
+    pub consecutive_failures: u32,
+    /// What the last retention sweep found (live / shared / orphan bytes).
+    pub storage: Option<super::retention::SweepReport>,
+    /// Why the last checkpoint failed.
+    pub last_failure: Option<String>,
+    /// Durations of every completed checkpoint (ms), for percentiles.
+    #[serde(skip)]
+    pub durations_ms: Vec<u64>,
+}
+
+/// Shared, rarely-updated checkpoint statistics.
+pub type SharedStats = Arc<Mutex<CheckpointStats>>;
+
+/// Locks the stats (a poisoned lock still holds valid counters).
+pub fn stats(s: &SharedStats) -> std::sync::MutexGuard<'_, CheckpointStats> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A task as the coordinator addresses it.
+pub struct TaskHandle {
+    /// The task.
+    pub id: TaskId,
+    /// Its control channel.
+    pub control: mpsc::UnboundedSender<TaskControl>,
+    /// Whether it runs a source.
+    pub is_source: bool,
+}
+
+/// How a caller learns that a stop completed.
+pub type StopReply = oneshot::Sender<Result<Option<String>, String>>;
+
+/// A savepoint someone asked for.
+struct SavepointRequest {
+    /// Name (the control endpoint's id), also the default directory name.
+    name: String,
+    location: Option<String>,
+    /// For stop-with-savepoint: where to report the savepoint's location.
+    stop: Option<StopReply>,
+}
+
+/// Everything the loop needs.
+pub struct Driver {
+    /// The decisions.
+    pub coordinator: Coordinator,
+    /// Reports from tasks.
+    pub events: mpsc::UnboundedReceiver<TaskEvent>,
+    /// Every task.
+    pub tasks: Vec<TaskHandle>,
+    /// Checkpoint storage.
+    pub store: Option<SharedStore>,
+    /// Job name (in manifests).
+    pub job: String,
+    /// Key groups (in manifests).
+    pub max_parallelism: u32,
+    /// Completed checkpoints to keep.
+    pub retained: usize,
+    /// Fault plan.
+    pub faults: Faults,
+    /// Statistics for status and progress.
+    pub stats: SharedStats,
+    /// The storage block (savepoint default location and options).
+    pub storage: Option<StorageSpec>,
+    /// The control endpoint's state, if one serves this job.
+    pub control: Option<Arc<ControlState>>,
+    /// Commands from the control endpoint.
+    pub commands: Option<mpsc::UnboundedReceiver<ControlCommand>>,
+    /// Savepoints asked for and not yet triggered.
+    queued: VecDeque<SavepointRequest>,
+    /// Savepoints triggered, by checkpoint.
+    in_flight: HashMap<CheckpointId, Vec<SavepointRequest>>,
+    /// Savepoint copies running.
+    copies: JoinSet<()>,
+}
+
+/// Why the loop ended without an error.
+pub enum DriverExit {
+    /// Every task finished.
+    Done,
+    /// A stop without savepoint was asked: cancel the tasks, then answer.
+    Cancel(StopReply),
+}
+
+async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<ControlCommand>>) -> ControlCommand {
+    match commands {
+        Some(rx) => match rx.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// A driver; the fields after `stats` have defaults that [`Driver::with_control`] sets.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        coordinator: Coordinator,
+        events: mpsc::UnboundedReceiver<TaskEvent>,
+        tasks: Vec<TaskHandle>,
+        store: Option<SharedStore>,
+        job: String,
+        max_parallelism: u32,
+        retained: usize,
+        faults: Faults,
+        stats: SharedStats,
+    ) -> Driver {
+        Driver {
+            coordinator,
+            events,
+            tasks,
+            store,
+            job,
+            max_parallelism,
+            retained,
+            faults,
+            stats,
+            storage: None,
+            control: None,
+            commands: None,
+            queued: VecDeque::new(),
+            in_flight: HashMap::new(),
+            copies: JoinSet::new(),
+        }
+    }
+
+    /// Attaches the control endpoint and the storage block savepoints need.
+    pub fn with_control(mut self, storage: Option<StorageSpec>, control: Option<Arc<ControlState>>) -> Driver {
+        self.commands = control.as_ref().and_then(|c| c.take_commands());
+        self.storage = storage;
+        self.control = control;
+        self
+    }
+
+    fn on_command(&mut self, cmd: ControlCommand) -> Result<Option<Input>, StopReply> {
+        let no_storage = "the job has no checkpoint storage configured".to_string();
+        match cmd {
+            ControlCommand::Savepoint { id, location } => {
+                if self.store.is_none() {
+                    if let Some(c) = &self.control {
+                        c.finish_savepoint(&id, Err(no_storage));
+                    }
+                    return Ok(None);
+                }
+                self.queued.push_back(SavepointRequest { name: id, location, stop: None });
+                Ok(Some(Input::SavepointRequested { stop: false }))
+            }
+            ControlCommand::Stop { savepoint: true, reply } => {
+                if self.store.is_none() {
+                    let _ = reply.send(Err(no_storage));
+                    return Ok(None);
+                }
+                let name = format!("stop-{}", self.control.as_ref().map_or("run", |c| c.run_id.as_str()));
+                self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
+                Ok(Some(Input::SavepointRequested { stop: true }))
+            }
+            // A stop without savepoint cancels the tasks; the caller answers once they are gone.
+            ControlCommand::Stop { savepoint: false, reply } => Err(reply),
+        }
+    }
+
+    fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), String>) {
+        let Some(requests) = self.in_flight.remove(&id) else { return };
+        for req in requests {
+            let control = self.control.clone();
+            match (&outcome, self.store.clone(), self.storage.clone()) {
+                (Ok(()), Some(store), Some(spec)) => {
+                    let target = req.location.clone().unwrap_or_else(|| default_location(&spec.uri, &req.name));
+                    self.copies.spawn(async move {
+                        let result = write_savepoint(store.as_ref(), id, &target, &spec).await;
+                        match &result {
+                            Ok(loc) => tracing::info!(checkpoint = %id, location = %loc, "savepoint complete"),
+                            Err(e) => tracing::warn!(checkpoint = %id, error = %e, "savepoint copy failed"),
+                        }
+                        if let Some(c) = control {
+                            c.finish_savepoint(&req.name, result.clone());
+                        }
+                        if let Some(reply) = req.stop {
+                            let _ = reply.send(result.map(Some));
+                        }
+                    });
+                }
+                (outcome, _, _) => {
+                    let reason = outcome.clone().err().unwrap_or_else(|| "no checkpoint storage".into());
+                    if let Some(c) = control {
+                        c.finish_savepoint(&req.name, Err(reason.clone()));
+                    }
+                    if let Some(reply) = req.stop {
+                        let _ = reply.send(Err(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_all(&self, c: TaskControl, sources_only: bool) {
+        for t in &self.tasks {
+            if !sources_only || t.is_source {
+                // A task that already ended does not need to hear it.
+                let _ = t.control.send(c);
+            }
+        }
+    }
+
+    /// Runs until every task is gone (`Ok`) or the coordinator decides the job must fail.
+    pub async fn run(mut self) -> Result<DriverExit, String> {
+        let started = Instant::now();
+        let (results_tx, mut results) = mpsc::unbounded_channel::<Input>();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let input = tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(TaskEvent::Ack(a)) => Input::Ack(a),
+                    Some(TaskEvent::Decline { checkpoint, task, reason }) => {
+                        tracing::warn!(%checkpoint, %task, %reason, "task declined checkpoint");
+                        Input::Decline(checkpoint, format!("task {task}: {reason}"))
+                    }
+                    Some(TaskEvent::SourceFinished(t)) => Input::SourceFinished(t),
+                    None => {
+                        // Every task is gone: let savepoint copies finish, then end.
+                        while self.copies.join_next().await.is_some() {}
+                        return Ok(DriverExit::Done);
+                    }
+                },
+                Some(r) = results.recv() => r,
+                cmd = next_command(&mut self.commands) => match self.on_command(cmd) {
+                    Ok(Some(input)) => input,
+                    Ok(None) => continue,
+                    Err(reply) => return Ok(DriverExit::Cancel(reply)),
+                },
+                _ = tick.tick() => Input::Tick,
+            };
+            let now = started.elapsed().as_millis() as u64;
+            for action in self.coordinator.step(input, now) {
+                self.execute(action, &results_tx, started)?;
+            }
+            let mut s = stats(&self.stats);
+            s.in_progress = self.coordinator.in_flight().iter().map(|c| c.0).collect();
+            s.consecutive_failures = self.coordinator.consecutive_failures();
+        }
+    }
+
+    fn execute(
+        &mut self,
+        action: Action,
+        results: &mpsc::UnboundedSender<Input>,
+        started: Instant,
+    ) -> Result<(), String> {
+        match action {
+            Action::Trigger(id, kind) => {
+                tracing::debug!(checkpoint = %id, ?kind, "triggering checkpoint");
+                if kind.is_savepoint() {
+                    let requests: Vec<SavepointRequest> = self.queued.drain(..).collect();
+                    self.in_flight.insert(id, requests);
+                }
+                self.send_all(TaskControl::Trigger(crate::engine::Barrier { id, kind }), true);
+            }
+            Action::Publish { id, kind, triggered_ms, acks } => {
+                let Some(store) = self.store.clone() else {
+                    let _ = results.send(Input::PublishFailed(id, "no checkpoint storage".into(), false));
+                    return Ok(());
+                };
+                let snapshot_kind =
+                    if kind == BarrierKind::Savepoint { SnapshotKind::Savepoint } else { SnapshotKind::Checkpoint };
+                let trigger_epoch_ms =
+                    now_ms().saturating_sub((started.elapsed().as_millis() as u64).saturating_sub(triggered_ms));
+                let manifest =
+                    build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
+                let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
+                let location = format!("{}/{}", store.describe(), sluice_crds::contract::manifest::manifest_key(id));
+                tokio::spawn(async move {
+                    faults.hit("coordinator.before_publish");
+                    let input = match publish(store.as_ref(), &manifest).await {
+                        Ok(()) => {
+                            let mut s = stats(&shared);
+                            let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
+                            s.durations_ms.push(duration);
+                            s.latest = Some(CompletedCheckpoint {
+                                id: id.0,
+                                completed_at_ms: manifest.completed_at_ms,
+                                duration_ms: duration,
+                                size_bytes: manifest.state_bytes(),
+                                location,
+                            });
+                            Input::Published(id)
+                        }
+                        Err(e @ PublishError::AlreadyPublished(_)) => Input::PublishFailed(id, e.to_string(), true),
+                        Err(e) => Input::PublishFailed(id, e.to_string(), false),
+                    };
+                    let _ = results.send(input);
+                });
+            }
+            Action::NotifyComplete(id, kind) => {
+                self.faults.hit("coordinator.after_publish");
+                stats(&self.stats).completed += 1;
+                tracing::debug!(checkpoint = %id, ?kind, "checkpoint complete");
+                self.send_all(TaskControl::Complete(id), false);
+                if kind != BarrierKind::Final {
+                    self.spawn_sweep(); // the job sweeps once more, awaited, after the final one
+                }
+                if kind.is_savepoint() {
+                    self.finish_savepoints(id, Ok(()));
+                }
+            }
+            Action::Abort(id, reason) => {
+                tracing::warn!(checkpoint = %id, %reason, "checkpoint aborted");
+                {
+                    let mut s = stats(&self.stats);
+                    s.failed += 1;
+                    s.last_failure = Some(format!("checkpoint {id}: {reason}"));
+                }
+                self.finish_savepoints(id, Err(reason.clone()));
+                self.send_all(TaskControl::Abort(id), false);
+                self.spawn_delete(id);
+            }
+            Action::EndInput => self.send_all(TaskControl::EndInput, true),
+            Action::Fail(reason) => return Err(reason),
+        }
+        Ok(())
+    }
+
+    fn spawn_sweep(&self) {
+        let Some(store) = self.store.clone() else { return };
+        let (retained, faults, shared) = (self.retained, self.faults.clone(), self.stats.clone());
+        tokio::spawn(async move {
+            match sweep(store.as_ref(), retained, &faults).await {
+                Ok(r) => {
+                    if r.files_deleted + r.manifests_deleted > 0 {
+                        tracing::debug!(?r, "retention sweep");
+                    }
+                    stats(&shared).storage = Some(r);
+                }
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed; will retry after the next checkpoint"),
+            }
+        });
+    }
+
+    fn spawn_delete(&self, id: CheckpointId) {
+        let Some(store) = self.store.clone() else { return };
+        tokio::spawn(async move {
+            let prefix = checkpoint_state_prefix(id);
+            if let Ok(objs) = store.list(&prefix).await {
+                let keys: Vec<String> = objs.into_iter().map(|o| o.key).collect();
+                if let Err(e) = store.delete(&keys).await {
+                    tracing::debug!(error = %e, checkpoint = %id, "could not delete files of aborted checkpoint (the sweep will)");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,195 @@
+//! Restore: find the newest checkpoint whose manifest and state files all verify (falling back
+//! to older retained ones, loudly), then deal its state out to the new plan's subtasks — keyed
+//! state by key group, list state round-robin — which is what makes rescaling work.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use sluice_crds::CheckpointId;
+use sluice_crds::contract::manifest::{Manifest, latest_restorable, manifest_key};
+use sluice_crds::contract::pipeline::Pipeline;
+
+use super::retention::list_checkpoints;
+use crate::graph::KeyGroupRange;
+use crate::ops::Restored;
+use crate::state::{StateEntry, decode_state_file};
+use crate::storage::{self, ObjectStore};
+use crate::value::Value;
+
+/// Why restoring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Storage failed while reading.
+    #[error("reading checkpoint storage: {0}")]
+    Storage(#[from] storage::Error),
+    /// A manifest or state file failed verification.
+    #[error("checkpoint at {key} is unusable: {reason}")]
+    Corrupt {
+        /// The manifest key.
+        key: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Checkpoints exist but none verifies: refuse to start fresh silently (that could
+    /// duplicate output). The operator surfaces this; a user may choose `--no-restore`.
+    #[error(
+        "none of the {count} completed checkpoints in {store} verifies (newest problem: {last}); refusing to start fresh — use --no-restore to discard state"
+    )]
+    NothingRestorable {
+        /// The store.
+        store: String,
+        /// How many were tried.
+        count: usize,
+        /// The last error.
+        last: String,
+    },
+    /// The checkpoint does not fit this job.
+    #[error("checkpoint {id} does not fit this job: {reason}")]
+    Incompatible {
+        /// The checkpoint.
+        id: CheckpointId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A verified checkpoint with its state files in memory.
+#[derive(Debug)]
+pub struct LoadedCheckpoint {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// State file bytes by path, each already checked against the manifest's size and CRC.
+    pub files: HashMap<String, Bytes>,
+    /// Where it came from, for logs and status.
+    pub location: String,
+}
+
+/// Reads and verifies the manifest at `key` and every file it references.
+pub async fn load(store: &dyn ObjectStore, key: &str) -> Result<LoadedCheckpoint, RestoreError> {
+    let corrupt = |reason: String| RestoreError::Corrupt { key: key.to_string(), reason };
+    let bytes = store.get(key).await?;
+    let manifest = Manifest::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let mut files = HashMap::new();
+    for f in manifest.referenced_files() {
+        if files.contains_key(&f.path) {
+            continue;
+        }
+        let data = match store.get(&f.path).await {
+            Ok(d) => d,
+            Err(e) if e.is_not_found() => return Err(corrupt(format!("state file {} is missing", f.path))),
+            Err(e) => return Err(e.into()),
+        };
+        if data.len() as u64 != f.size_bytes {
+            return Err(corrupt(format!("state file {} is {} bytes, expected {}", f.path, data.len(), f.size_bytes)));
+        }
+        let crc = crc32c::crc32c(&data);
+        if crc != f.crc32c {
+            return Err(corrupt(format!("state file {} fails its checksum ({crc:08x} ≠ {:08x})", f.path, f.crc32c)));
+        }
+        files.insert(f.path.clone(), data);
+    }
+    Ok(LoadedCheckpoint { manifest, files, location: format!("{}/{key}", store.describe()) })
+}
+
+/// The newest completed checkpoint that verifies, or `None` when the store has none.
+pub async fn load_latest(store: &dyn ObjectStore) -> Result<Option<LoadedCheckpoint>, RestoreError> {
+    let ids = latest_restorable(list_checkpoints(store).await?);
+    let count = ids.len();
+    let mut last = String::new();
+    for id in ids {
+        match load(store, &manifest_key(id)).await {
+            Ok(c) => return Ok(Some(c)),
+            Err(RestoreError::Corrupt { key, reason }) => {
+                tracing::warn!(checkpoint = %id, %key, %reason, "checkpoint failed verification; falling back to the previous one");
+                last = reason;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if count == 0 { Ok(None) } else { Err(RestoreError::NothingRestorable { store: store.describe(), count, last }) }
+}
+
+/// State dealt out to the subtasks of a plan.
+#[derive(Debug, Default)]
+pub struct RestorePlan {
+    /// The restored checkpoint.
+    pub checkpoint: Option<CheckpointId>,
+    /// Operator state per (node index, subtask).
+    pub operators: HashMap<(usize, u32), Restored>,
+    /// Committables per sink node index, to recover before start.
+    pub committables: HashMap<usize, Vec<serde_json::Value>>,
+}
+
+impl RestorePlan {
+    /// Takes the restored state of one subtask (empty if none).
+    pub fn take(&mut self, node: usize, subtask: u32) -> Restored {
+        self.operators.remove(&(node, subtask)).unwrap_or_default()
+    }
+}
+
+/// Deals a checkpoint's state out to `pipeline`'s subtasks.
+pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestorePlan, RestoreError> {
+    let m = &loaded.manifest;
+    let id = m.checkpoint_id;
+    if m.max_parallelism != pipeline.max_parallelism {
+        return Err(RestoreError::Incompatible {
+            id,
+            reason: format!(
+                "maxParallelism was {} and is now {}; key groups cannot change",
+                m.max_parallelism, pipeline.max_parallelism
+            ),
+        });
+    }
+    for t in &m.tasks {
+        if !pipeline.nodes.iter().any(|n| n.id == t.node) {
+            tracing::warn!(node = %t.node, checkpoint = %id, "the checkpoint has state for a node the job no longer has; dropping it");
+        }
+    }
+    let mut plan = RestorePlan { checkpoint: Some(id), ..RestorePlan::default() };
+    for (idx, node) in pipeline.nodes.iter().enumerate() {
+        let mut old: Vec<_> = m.tasks.iter().filter(|t| t.node == node.id).collect();
+        old.sort_by_key(|t| t.subtask);
+        let p = pipeline.parallelism_of(node);
+        let list: Vec<&serde_json::Value> = old.iter().flat_map(|t| &t.operator_state).collect();
+        let committables: Vec<serde_json::Value> = old.iter().flat_map(|t| t.committables.iter().cloned()).collect();
+        if !committables.is_empty() {
+            plan.committables.insert(idx, committables);
+        }
+        if old.is_empty() {
+            continue;
+        }
+        for subtask in 0..p {
+            let range = KeyGroupRange::for_subtask(subtask, p, m.max_parallelism);
+            let mut keyed = Vec::new();
+            // Each old subtask's files are a base followed by deltas, in order; old subtasks own
+            // disjoint key groups, so their chains fold independently.
+            for t in &old {
+                let mut folded: HashMap<(Value, Value), StateEntry> = HashMap::new();
+                for f in &t.files {
+                    let file_range = KeyGroupRange { start: f.key_group_start, end: f.key_group_end };
+                    if !file_range.overlaps(&range) {
+                        continue;
+                    }
+                    let bytes = loaded.files.get(&f.path).ok_or_else(|| RestoreError::Corrupt {
+                        key: loaded.location.clone(),
+                        reason: format!("state file {} was not loaded", f.path),
+                    })?;
+                    let entries = decode_state_file(&f.path, bytes, f.size_bytes, f.crc32c, range)
+                        .map_err(|e| RestoreError::Corrupt { key: loaded.location.clone(), reason: e.to_string() })?;
+                    for e in entries {
+                        let id = (e.key.clone(), e.namespace.clone());
+                        if e.value.is_some() {
+                            folded.insert(id, e);
+                        } else {
+                            folded.remove(&id);
+                        }
+                    }
+                }
+                keyed.extend(folded.into_values());
+            }
+            let operator_state = list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()).collect();
+            plan.operators.insert((idx, subtask), Restored { keyed, operator_state });
+        }
+    }
+    Ok(plan)
+}

@@ -1,0 +1,126 @@
+//! Two-phase commit for exactly-once sinks, as Flink's `TwoPhaseCommitSinkFunction`:
+//!
+//! 1. `begin` a transaction lazily when the first record after a barrier arrives;
+//! 2. at a barrier, `pre_commit` it (flush, make durable, keep invisible) and put the
+//!    committable into the checkpoint — with every earlier committable not yet committed;
+//! 3. when the checkpoint completes, `commit` every pending committable up to it (idempotent);
+//! 4. on restore, [`SinkRecovery::recover`] commits the restored checkpoint's committables and
+//!    aborts everything else the job may have left behind, before any subtask starts.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_crds::CheckpointId;
+
+use crate::fault::Faults;
+use crate::ops::{OpError, OpSnapshot, Operator, SnapshotMode};
+use crate::record::Batch;
+
+/// The transaction lifecycle of one sink subtask.
+pub trait TwoPhaseCommit: Send {
+    /// An open transaction.
+    type Txn: Send;
+    /// What the checkpoint stores to finish a pre-committed transaction later.
+    type Committable: Serialize + DeserializeOwned + Send;
+    /// Opens a transaction.
+    fn begin(&mut self) -> Result<Self::Txn, OpError>;
+    /// Writes records into the open transaction.
+    fn write(&mut self, txn: &mut Self::Txn, batch: &Batch) -> Result<(), OpError>;
+    /// Makes the transaction durable but invisible; returns how to commit it.
+    fn pre_commit(&mut self, txn: Self::Txn) -> Result<Self::Committable, OpError>;
+    /// Makes a pre-committed transaction visible. Must be idempotent.
+    fn commit(&mut self, committable: &Self::Committable) -> Result<(), OpError>;
+    /// Throws an open transaction away.
+    fn abort(&mut self, txn: Self::Txn) -> Result<(), OpError>;
+}
+
+/// Resolves a sink's transactions after a restart; run once per sink node before tasks start.
+pub trait SinkRecovery: Send + Sync {
+    /// Commits `committables` (from the restored checkpoint) and aborts every other transaction
+    /// the job left open. Returns how many were committed and how many aborted.
+    fn recover(&self, committables: &[serde_json::Value]) -> Result<(usize, usize), OpError>;
+}
+
+/// Adapts a [`TwoPhaseCommit`] implementation to the [`Operator`] lifecycle.
+pub struct TwoPhaseCommitSink<T: TwoPhaseCommit> {
+    inner: T,
+    node: String,
+    current: Option<T::Txn>,
+    pending: Vec<(CheckpointId, T::Committable)>,
+    checkpointing: bool,
+    faults: Faults,
+}
+
+impl<T: TwoPhaseCommit> TwoPhaseCommitSink<T> {
+    /// Wraps a sink. Without checkpointing, everything commits when input ends.
+    pub fn new(inner: T, node: &str, checkpointing: bool, faults: Faults) -> Self {
+        TwoPhaseCommitSink { inner, node: node.into(), current: None, pending: Vec::new(), checkpointing, faults }
+    }
+
+    fn commit_up_to(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
+        let ready = self.pending.iter().take_while(|(id, _)| *id <= checkpoint).count();
+        for (_, c) in &self.pending[..ready] {
+            self.inner.commit(c)?;
+            // Some transactions (of this sink, or of this job's other sinks) are committed, not all.
+            self.faults.hit("sink.mid_commit");
+        }
+        self.pending.drain(..ready);
+        Ok(())
+    }
+}
+
+impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
+    fn process(&mut self, batch: Batch, _out: &mut Batch) -> Result<(), OpError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = match self.current.as_mut() {
+            Some(t) => t,
+            None => self.current.insert(self.inner.begin()?),
+        };
+        self.inner.write(txn, &batch)
+    }
+
+    fn snapshot(&mut self, checkpoint: CheckpointId, _mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        if let Some(txn) = self.current.take() {
+            let c = self.inner.pre_commit(txn)?;
+            self.pending.push((checkpoint, c));
+        }
+        let committables = self
+            .pending
+            .iter()
+            .map(|(id, c)| {
+                serde_json::to_value(c)
+                    .map(|v| serde_json::json!({"checkpoint": id.0, "txn": v}))
+                    .map_err(|e| OpError::Commit { node: self.node.clone(), checkpoint: id.0, message: e.to_string() })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(OpSnapshot { committables, ..OpSnapshot::default() })
+    }
+
+    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
+        self.commit_up_to(checkpoint)
+    }
+
+    fn finish(&mut self, _out: &mut Batch) -> Result<(), OpError> {
+        if let Some(txn) = self.current.take() {
+            if self.checkpointing {
+                tracing::warn!(node = %self.node, "records after the final checkpoint: committing them directly");
+            }
+            let c = self.inner.pre_commit(txn)?;
+            self.pending.push((CheckpointId(u64::MAX), c));
+        }
+        if !self.checkpointing || self.pending.iter().all(|(id, _)| id.0 == u64::MAX) {
+            self.commit_up_to(CheckpointId(u64::MAX))?;
+        }
+        Ok(())
+    }
+}
+
+/// Unwraps the `{checkpoint, txn}` envelope [`TwoPhaseCommitSink`] stores committables in.
+pub fn committable_txn<C: DeserializeOwned>(node: &str, v: &serde_json::Value) -> Result<(u64, C), OpError> {
+    let checkpoint = v.get("checkpoint").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let txn = v.get("txn").cloned().unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(txn)
+        .map(|c| (checkpoint, c))
+        .map_err(|e| OpError::Restore { node: node.into(), message: format!("committable: {e}") })
+}

@@ -1,0 +1,110 @@
+//! Sends a task's output batches along its output edges: forward (same subtask), rebalance
+//! (round-robin per batch) or hash (key → key group → subtask, batched per target).
+
+use sluice_crds::contract::pipeline::Partitioning;
+
+use super::channel::{Closed, MessageSender};
+use super::message::Message;
+use crate::graph::key_groups::{key_group, subtask_for_group};
+use crate::record::Batch;
+
+/// One output edge of a task: a sender per downstream subtask it may reach.
+pub struct OutputEdge {
+    partition: Partitioning,
+    senders: Vec<Box<dyn MessageSender>>,
+    buffers: Vec<Batch>,
+    next: usize,
+    max_parallelism: u32,
+    /// Downstream subtask of each key group (hash edges).
+    owner: Vec<u32>,
+}
+
+impl OutputEdge {
+    /// An edge; for forward, `senders` holds the one same-index subtask, otherwise every
+    /// downstream subtask in order.
+    pub fn new(partition: Partitioning, senders: Vec<Box<dyn MessageSender>>, max_parallelism: u32) -> OutputEdge {
+        let buffers =
+            if partition == Partitioning::Hash { senders.iter().map(|_| Batch::new()).collect() } else { Vec::new() };
+        let p = senders.len() as u32;
+        let owner = if partition == Partitioning::Hash {
+            (0..max_parallelism).map(|g| subtask_for_group(g, p, max_parallelism)).collect()
+        } else {
+            Vec::new()
+        };
+        OutputEdge { partition, senders, buffers, next: 0, max_parallelism, owner }
+    }
+
+    async fn send_batch(&mut self, batch: Batch) -> Result<(), Closed> {
+        match self.partition {
+            Partitioning::Forward => self.senders[0].send(Message::Batch(batch)).await,
+            Partitioning::Rebalance => {
+                let i = self.next;
+                self.next = (self.next + 1) % self.senders.len();
+                self.senders[i].send(Message::Batch(batch)).await
+            }
+            Partitioning::Hash => {
+                let p = self.senders.len() as u32;
+                if p == 1 {
+                    return self.senders[0].send(Message::Batch(batch)).await;
+                }
+                let share = batch.len() / self.buffers.len() + 16;
+                for b in &mut self.buffers {
+                    b.reserve(share);
+                }
+                for r in batch {
+                    let group = key_group(r.key.stable_hash(), self.max_parallelism);
+                    self.buffers[self.owner[group as usize] as usize].push(r);
+                }
+                for i in 0..self.buffers.len() {
+                    if !self.buffers[i].is_empty() {
+                        let full = std::mem::take(&mut self.buffers[i]);
+                        self.senders[i].send(Message::Batch(full)).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// All output edges of a task.
+#[derive(Default)]
+pub struct Router {
+    edges: Vec<OutputEdge>,
+}
+
+impl Router {
+    /// A router over `edges`.
+    pub fn new(edges: Vec<OutputEdge>) -> Router {
+        Router { edges }
+    }
+
+    /// Whether the task has no output edge (a sink chain).
+    pub fn is_empty(&self) -> bool {
+        self.edges.is_empty()
+    }
+
+    /// Sends a batch on every edge (cloning for all but the last).
+    pub async fn route(&mut self, batch: Batch) -> Result<(), Closed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = self.edges.len();
+        let mut batch = Some(batch);
+        for (i, edge) in self.edges.iter_mut().enumerate() {
+            let b = if i + 1 == n { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
+            edge.send_batch(b).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a control message (watermark, barrier, end) to every downstream subtask.
+    pub async fn broadcast(&mut self, make: impl Fn() -> Message) -> Result<(), Closed> {
+        for edge in &mut self.edges {
+            for s in &mut edge.senders {
+                s.send(make()).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! Instantiates the built-in sources and operators from a node's spec.
+
+use sluice_crds::contract::pipeline::{ErrorPolicy, Node, NodeKind};
+
+use super::aggregate::Aggregate;
+use super::expr::Expr;
+use super::generator::Generator;
+use super::json_file::JsonFileSource;
+use super::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
+use super::window::TumblingWindow;
+use super::{OpContext, OpError, Operator, Source};
+use crate::connectors::file::sink::{FileSink, FileSinkRecovery};
+use crate::connectors::two_phase::{SinkRecovery, TwoPhaseCommitSink};
+use crate::fault::Faults;
+
+/// A node instance: a source or an operator.
+pub enum Instance {
+    /// Produces records.
+    Source(Box<dyn Source>),
+    /// Transforms or consumes records.
+    Operator(Box<dyn Operator>),
+}
+
+/// Builds the subtask `ctx` of `node`.
+pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Faults) -> Result<Instance, OpError> {
+    let id = node.id.as_str();
+    let Some(kind) = node.kind() else {
+        return Err(OpError::Restore {
+            node: id.into(),
+            message: "node has no single operator (validate the job)".into(),
+        });
+    };
+    Ok(match kind {
+        NodeKind::Generator(g) => Instance::Source(Box::new(Generator::new(g.clone(), ctx))),
+        NodeKind::JsonFile(j) => Instance::Source(Box::new(JsonFileSource::new(j.clone(), ctx, policy))),
+        NodeKind::Map(m) => Instance::Operator(Box::new(Map::new(Expr::compile(id, &m.expr)?, policy))),
+        NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, Expr::compile(id, &f.expr)?, policy))),
+        NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),
+        NodeKind::Aggregate(a) => Instance::Operator(Box::new(Aggregate::new(id, a.function, a.field.clone(), policy))),
+        NodeKind::Window(w) => {
+            Instance::Operator(Box::new(TumblingWindow::new(id, w.size, w.function, w.field.clone(), policy)))
+        }
+        NodeKind::FileSink(f) => {
+            let sink = FileSink::new(id, &f.path, ctx.subtask, &ctx.run_id)?;
+            Instance::Operator(Box::new(TwoPhaseCommitSink::new(sink, id, ctx.checkpointing, faults.clone())))
+        }
+        NodeKind::Stdout => Instance::Operator(Box::new(StdoutSink)),
+        NodeKind::Discard => Instance::Operator(Box::new(DiscardSink)),
+    })
+}
+
+/// The recovery of a transactional sink node, if the node is one.
+pub fn sink_recovery(node: &Node) -> Option<Box<dyn SinkRecovery>> {
+    match node.kind()? {
+        NodeKind::FileSink(f) => Some(Box::new(FileSinkRecovery::new(&node.id, &f.path))),
+        _ => None,
+    }
+}
+
+/// Compiles every expression of the pipeline, so a bad one fails before the job starts.
+pub fn check_expressions(nodes: &[Node]) -> Result<(), OpError> {
+    for node in nodes {
+        match node.kind() {
+            Some(NodeKind::Map(m)) => drop(Expr::compile(&node.id, &m.expr)?),
+            Some(NodeKind::Filter(f)) => drop(Expr::compile(&node.id, &f.expr)?),
+            Some(NodeKind::KeyBy(k)) => {
+                if let Some(e) = &k.expr {
+                    drop(Expr::compile(&node.id, e)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! CEL expressions over a record (`value`, `key`, `ts`), compiled once per operator.
+//! Expressions that reference no variable are evaluated once and reused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::objects::{Key, Map};
+use cel::{Context, Program};
+
+use super::OpError;
+use crate::record::Record;
+use crate::value::Value;
+
+/// A compiled CEL expression.
+pub struct Expr {
+    node: String,
+    source: String,
+    program: Program,
+    constant: Option<Value>,
+}
+
+impl Expr {
+    /// Compiles `source`; errors name the node and the expression.
+    pub fn compile(node: &str, source: &str) -> Result<Expr, OpError> {
+        let error = |message: String| OpError::Expression { node: node.into(), expr: source.into(), message };
+        let program = Program::compile(source).map_err(|e| error(e.to_string()))?;
+        let variables: Vec<String> = program.references().variables().into_iter().map(String::from).collect();
+        let unknown: Vec<&String> =
+            variables.iter().filter(|v| !matches!(v.as_str(), "value" | "key" | "ts")).collect();
+        if !unknown.is_empty() {
+            return Err(error(format!("unknown variable(s) {unknown:?}; use value, key or ts")));
+        }
+        let mut expr = Expr { node: node.into(), source: source.into(), program, constant: None };
+        if variables.is_empty() {
+            let ctx = Context::default();
+            let v = expr.program.execute(&ctx).map_err(|e| error(e.to_string()))?;
+            expr.constant = Some(from_cel(v).map_err(error)?);
+        }
+        Ok(expr)
+    }
+
+    /// The expression's value when it references no variable (evaluated once at compile time).
+    pub fn constant(&self) -> Option<&Value> {
+        self.constant.as_ref()
+    }
+
+    /// A slot for the evaluation context; keep one per batch and pass it to [`Expr::eval`],
+    /// which creates the context only when the expression is not a constant.
+    pub fn context() -> Option<Context<'static, 'static>> {
+        None
+    }
+
+    /// Evaluates the expression for one record.
+    pub fn eval(&self, root: &mut Option<Context<'static, 'static>>, r: &Record) -> Result<Value, OpError> {
+        if let Some(c) = &self.constant {
+            return Ok(c.clone());
+        }
+        let root = root.get_or_insert_with(Context::default);
+        let mut ctx = root.new_inner_scope();
+        ctx.add_variable_from_value("value", to_cel(&r.value));
+        ctx.add_variable_from_value("key", to_cel(&r.key));
+        ctx.add_variable_from_value("ts", cel::Value::Int(r.ts));
+        let v = self.program.execute(&ctx).map_err(|e| self.error(r, e.to_string()))?;
+        from_cel(v).map_err(|m| self.error(r, m))
+    }
+
+    fn error(&self, r: &Record, message: String) -> OpError {
+        OpError::Expression {
+            node: self.node.clone(),
+            expr: self.source.clone(),
+            message: format!("{message} (record key {}, value {})", r.key, r.value),
+        }
+    }
+}
+
+/// Converts a record value to a CEL value.
+pub fn to_cel(v: &Value) -> cel::Value {
+    match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Int(i) => cel::Value::Int(*i),
+        Value::Float(f) => cel::Value::Float(*f),
+        Value::Str(s) => cel::Value::String(Arc::new(s.to_string())),
+        Value::List(l) => cel::Value::List(Arc::new(l.iter().map(to_cel).collect())),
+        Value::Map(m) => {
+            let map: HashMap<Key, cel::Value> =
+                m.iter().map(|(k, v)| (Key::String(Arc::new(k.to_string())), to_cel(v))).collect();
+            cel::Value::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// Converts a CEL result back to a record value.
+pub fn from_cel(v: cel::Value) -> Result<Value, String> {
+    Ok(match v {
+        cel::Value::Null => Value::Null,
+        cel::Value::Bool(b) => Value::Bool(b),
+        cel::Value::Int(i) => Value::Int(i),
+        cel::Value::UInt(u) => i64::try_from(u).map(Value::Int).unwrap_or(Value::Float(u as f64)),
+        cel::Value::Float(f) => Value::Float(f),
+        cel::Value::String(s) => Value::str(&s),
+        cel::Value::List(l) => Value::List(Arc::new(l.iter().cloned().map(from_cel).collect::<Result<_, _>>()?)),
+        cel::Value::Map(m) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, v) in m.map.iter() {
+                let key: Arc<str> = match k {
+                    Key::String(s) => Arc::from(s.as_str()),
+                    Key::Int(i) => Arc::from(i.to_string().as_str()),
+                    Key::Uint(u) => Arc::from(u.to_string().as_str()),
+                    Key::Bool(b) => Arc::from(b.to_string().as_str()),
+                };
+                out.insert(key, from_cel(v.clone())?);
+            }
+            Value::Map(Arc::new(out))
+        }
+        other => return Err(format!("unsupported result type {:?}", other.type_of())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(value: Value) -> Record {
+        Record { key: Value::Int(3), ts: 10, value }
+    }
+
+    #[test]
+    fn evaluates_over_value_key_and_ts() {
+        let e = Expr::compile("m", "value.n * 2 + key + ts").expect("compiles");
+        let mut ctx = Expr::context();
+        let v = e.eval(&mut ctx, &rec(Value::map([("n", Value::Int(5))]))).expect("evals");
+        assert_eq!(v, Value::Int(23));
+    }
+
+    #[test]
+    fn builds_maps_and_folds_constants() {
+        let e = Expr::compile("m", r#"{"user": value, "n": 1}"#).expect("compiles");
+        let v = e.eval(&mut Expr::context(), &rec(Value::str("ann"))).expect("evals");
+        assert_eq!(v.get_path("user"), Some(&Value::str("ann")));
+        let c = Expr::compile("m", "1 + 1").expect("compiles");
+        assert_eq!(c.constant, Some(Value::Int(2)));
+    }
+
+    #[test]
+    fn bad_expressions_name_node_and_expression() {
+        let err = Expr::compile("my-map", "value +").err().expect("fails").to_string();
+        assert!(err.contains("my-map") && err.contains("value +"), "{err}");
+        let err = Expr::compile("my-map", "foo + 1").err().expect("fails").to_string();
+        assert!(err.contains("unknown variable"), "{err}");
+    }
+}

@@ -1,0 +1,225 @@
+//! The lifecycle traits every source and operator implements, and the built-in ones.
+//! They are called "ops" because "operator" already names the Kubernetes operator.
+//!
+//! An [`Operator`] receives batches and emits batches; at a checkpoint barrier the task calls
+//! [`Operator::snapshot`], which must only *capture* state (cheap); encoding and upload happen
+//! off the task. A [`Source`] produces batches and reports replayable positions.
+//!
+//! A user operator is a plain struct:
+//!
+//! ```
+//! use sluice_runtime::ops::{Operator, OpError};
+//! use sluice_runtime::record::Batch;
+//! use sluice_runtime::value::Value;
+//!
+//! /// Doubles integer values.
+//! struct Double;
+//!
+//! impl Operator for Double {
+//!     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
+//!         for r in &mut batch {
+//!             if let Value::Int(i) = r.value {
+//!                 r.value = Value::Int(i * 2);
+//!             }
+//!         }
+//!         sluice_runtime::ops::emit_all(out, batch);
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+pub mod aggregate;
+pub mod build;
+pub mod expr;
+pub mod generator;
+pub mod json_file;
+pub mod simple;
+pub mod window;
+
+use sluice_crds::CheckpointId;
+
+use crate::graph::KeyGroupRange;
+use crate::record::Batch;
+use crate::state::{KeyedSnapshot, StateEntry};
+
+/// Appends `batch` to `out` without copying when `out` is empty (the common case on a chain).
+#[inline]
+pub fn emit_all(out: &mut Batch, mut batch: Batch) {
+    if out.is_empty() {
+        std::mem::swap(out, &mut batch);
+    } else {
+        out.append(&mut batch);
+    }
+}
+
+/// Where an operator instance runs.
+#[derive(Clone, Debug)]
+pub struct OpContext {
+    /// Node id.
+    pub node: String,
+    /// This subtask's index.
+    pub subtask: u32,
+    /// The node's parallelism.
+    pub parallelism: u32,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// Key groups this subtask owns.
+    pub key_groups: KeyGroupRange,
+    /// Unique id of this run of the job (names temp files and transactions).
+    pub run_id: String,
+    /// Whether the job takes checkpoints (sinks commit on completion) or not (sinks commit at end).
+    pub checkpointing: bool,
+}
+
+/// How much keyed state a snapshot must contain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Every entry: a new base (first checkpoint of a run, savepoints, compaction).
+    Full,
+    /// Only the entries changed (and deleted) since the previous snapshot.
+    Incremental,
+}
+
+/// What an operator contributes to a checkpoint.
+#[derive(Default)]
+pub struct OpSnapshot {
+    /// Keyed state, captured; encoded and uploaded asynchronously.
+    pub keyed: Option<Box<dyn KeyedSnapshot>>,
+    /// Operator list state (source positions …), redistributed round-robin on rescale.
+    pub operator_state: Vec<serde_json::Value>,
+    /// Pre-committed sink transactions to commit once the checkpoint completes.
+    pub committables: Vec<serde_json::Value>,
+}
+
+/// State handed back to an operator on restore.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Keyed entries of this subtask's key groups.
+    pub keyed: Vec<StateEntry>,
+    /// This subtask's share of the operator list state.
+    pub operator_state: Vec<serde_json::Value>,
+}
+
+/// Failure inside an operator or source. [`OpError::is_data_error`] tells input problems
+/// (the job's error policy applies) from system ones.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// A CEL expression does not compile or does not evaluate.
+    #[error("node {node}: expression {expr:?}: {message}")]
+    Expression {
+        /// Node id.
+        node: String,
+        /// The expression.
+        expr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An input record cannot be decoded or lacks what the operator needs.
+    #[error("node {node}: malformed record at {location}: {message}")]
+    Malformed {
+        /// Node id.
+        node: String,
+        /// Where (file:offset, partition:offset, …).
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file operation failed.
+    #[error("node {node}: {op} {path}: {source}")]
+    Io {
+        /// Node id.
+        node: String,
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Restored state does not fit the operator.
+    #[error("node {node}: cannot restore state: {message}")]
+    Restore {
+        /// Node id.
+        node: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A pre-committed transaction could not be committed (data-loss risk).
+    #[error("node {node}: commit of checkpoint {checkpoint} failed: {message}")]
+    Commit {
+        /// Node id.
+        node: String,
+        /// The checkpoint whose committable failed.
+        checkpoint: u64,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl OpError {
+    /// True when the problem is in the input data rather than the system.
+    pub fn is_data_error(&self) -> bool {
+        matches!(self, OpError::Malformed { .. } | OpError::Expression { .. })
+    }
+}
+
+/// A transformation or sink: batches in, batches out.
+pub trait Operator: Send {
+    /// Loads restored state; called before any batch.
+    fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
+        let _ = restored;
+        Ok(())
+    }
+    /// Processes one batch, appending any output to `out`.
+    fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError>;
+    /// The event-time watermark advanced to `watermark`; windows may fire.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
+        let _ = (watermark, out);
+        Ok(())
+    }
+    /// Captures state at a barrier. Keep it cheap: heavy work belongs in the returned capture.
+    /// With [`SnapshotMode::Incremental`], keyed state may hold only what changed since the
+    /// previous snapshot (a delta); either way the operator starts a new change set.
+    fn snapshot(&mut self, checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        let _ = (checkpoint, mode);
+        Ok(OpSnapshot::default())
+    }
+    /// Checkpoint `checkpoint` is complete (its manifest is published): sinks commit.
+    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
+        let _ = checkpoint;
+        Ok(())
+    }
+    /// All input has ended; emit what remains.
+    fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
+        let _ = out;
+        Ok(())
+    }
+}
+
+/// What a [`Source::poll`] call produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourcePoll {
+    /// Records were appended (possibly zero after skipping bad input).
+    Data,
+    /// Nothing available now; poll again after about this long.
+    Idle(std::time::Duration),
+    /// The source is exhausted.
+    Finished,
+}
+
+/// A replayable source of records.
+pub trait Source: Send {
+    /// Restores positions from checkpointed list state (this subtask's share), or starts fresh
+    /// with `None`.
+    fn open(&mut self, restored: Option<Vec<serde_json::Value>>) -> Result<(), OpError>;
+    /// Appends up to `max` records to `out`.
+    fn poll(&mut self, out: &mut Batch, max: usize) -> Result<SourcePoll, OpError>;
+    /// The event time below which no further record will come (per this subtask).
+    fn watermark(&self) -> i64;
+    /// The current positions, as list state (one element per split).
+    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<Vec<serde_json::Value>, OpError>;
+    /// Records skipped as malformed so far.
+    fn malformed_count(&self) -> u64 {
+        0
+    }
+}

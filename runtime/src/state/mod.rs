@@ -1,0 +1,103 @@
+//! Keyed state: entries `(key, namespace) → value` grouped by key group, captured cheaply on the
+//! task at a barrier and encoded into checksummed, immutable state files off the task.
+
+pub mod file;
+
+use crate::graph::key_groups::key_group;
+use crate::value::Value;
+
+pub use file::{StateFileError, decode_state_file};
+
+/// One keyed-state entry. `namespace` separates several values under one key (e.g. a window's
+/// start); `value` is `None` for a deletion (in incremental files).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateEntry {
+    /// Key group of `key`.
+    pub key_group: u32,
+    /// The record key.
+    pub key: Value,
+    /// Sub-key within the key (window start, …); `Null` when unused.
+    pub namespace: Value,
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Value>,
+}
+
+/// State captured on the task at a barrier, turned into bytes later on another thread.
+/// The capture must be cheap (a copy of the entries, or a swap of a change set).
+pub trait KeyedSnapshot: Send + 'static {
+    /// True when the capture holds only changes on top of the previous snapshot.
+    fn is_delta(&self) -> bool;
+    /// Writes every entry of the capture.
+    fn write_to(self: Box<Self>, w: &mut StateWriter);
+}
+
+/// A capture that is a list of `(key, namespace, value or tombstone)` entries.
+pub struct EntryList {
+    /// The entries; `None` deletes the entry (deltas only).
+    pub entries: Vec<(Value, Value, Option<Value>)>,
+    /// Whether this is a delta.
+    pub delta: bool,
+}
+
+impl KeyedSnapshot for EntryList {
+    fn is_delta(&self) -> bool {
+        self.delta
+    }
+
+    fn write_to(self: Box<Self>, w: &mut StateWriter) {
+        for (k, ns, v) in &self.entries {
+            w.put(k, ns, v.as_ref());
+        }
+    }
+}
+
+/// Accumulates entries, then produces a state file sorted by key group.
+pub struct StateWriter {
+    max_parallelism: u32,
+    staging: Vec<u8>,
+    index: Vec<(u32, usize, usize)>,
+}
+
+impl StateWriter {
+    /// A writer for a job with `max_parallelism` key groups.
+    pub fn new(max_parallelism: u32) -> StateWriter {
+        StateWriter { max_parallelism, staging: Vec::new(), index: Vec::new() }
+    }
+
+    /// Adds an entry (or, with `None`, a tombstone).
+    pub fn put(&mut self, key: &Value, namespace: &Value, value: Option<&Value>) {
+        let group = key_group(key.stable_hash(), self.max_parallelism);
+        let start = self.staging.len();
+        key.encode(&mut self.staging);
+        namespace.encode(&mut self.staging);
+        match value {
+            Some(v) => {
+                self.staging.push(1);
+                v.encode(&mut self.staging);
+            }
+            None => self.staging.push(0),
+        }
+        self.index.push((group, start, self.staging.len() - start));
+    }
+
+    /// Number of entries written so far.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no entry was written.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The encoded file, with the first and last key group it covers (`None` when empty).
+    pub fn finish(mut self, delta: bool) -> (Vec<u8>, Option<(u32, u32)>) {
+        self.index.sort_by_key(|&(g, _, _)| g);
+        let span = match (self.index.first(), self.index.last()) {
+            (Some(f), Some(l)) => Some((f.0, l.0)),
+            _ => None,
+        };
+        let bytes = file::encode(&self.staging, &self.index, delta);
+        (bytes, span)
+    }
+}

@@ -1,0 +1,241 @@
+//! The exactly-once kill harness shared by the kill tests (local directory, S3, …): runs a
+//! bounded job as a child process, kills it at random moments and at every protocol fault
+//! point, restarts it (at varying parallelism), and checks the committed output exactly.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// The job's shape: `count` sequence numbers, `keys` keys, windows of `window_ms` event time.
+#[derive(Clone, Debug)]
+pub struct KillJob {
+    /// Records generated.
+    pub count: u64,
+    /// Distinct keys (`seq % keys`).
+    pub keys: u64,
+    /// Tumbling window size, ms of event time (one record per ms).
+    pub window_ms: u64,
+    /// Generator rate limit, records per second.
+    pub rate: u64,
+    /// The `storage:` block of the job, as YAML lines (indented 4 spaces).
+    pub storage_yaml: String,
+    /// Working directory for output (and local checkpoints).
+    pub dir: PathBuf,
+}
+
+impl KillJob {
+    /// Writes the job document for parallelism `p`.
+    pub fn write_yaml(&self, p: u32) -> PathBuf {
+        let path = self.dir.join("job.yaml");
+        let yaml = format!(
+            r#"name: kill-test
+checkpointing:
+  interval: 200ms
+  timeout: 20s
+  retained: 2
+  tolerableFailures: 1000
+  storage:
+{storage}
+pipeline:
+  maxParallelism: 64
+  parallelism: {p}
+  nodes:
+    - id: gen
+      generator: {{count: {count}, keys: {keys}, ratePerSecond: {rate}, eventTimeStepMs: 1, splits: 6}}
+    - id: win
+      window: {{size: {window}ms, function: count}}
+    - id: win-out
+      parallelism: 1
+      fileSink: {{path: {out}/windows}}
+    - id: pass
+      fileSink: {{path: {out}/pass}}
+  edges:
+    - {{from: gen, to: win, partition: hash}}
+    - {{from: win, to: win-out, partition: rebalance}}
+    - {{from: gen, to: pass}}
+"#,
+            storage = self.storage_yaml,
+            count = self.count,
+            keys = self.keys,
+            rate = self.rate,
+            window = self.window_ms,
+            out = self.dir.display(),
+        );
+        std::fs::write(&path, yaml).expect("write job");
+        path
+    }
+
+    /// The command that runs the job at parallelism `p` as run number `run`.
+    pub fn command(&self, run: usize, p: u32) -> Command {
+        let job = self.write_yaml(p);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-runtime"));
+        cmd.arg("run").arg(&job).arg("--run-id").arg(format!("r{run}"));
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd
+    }
+
+    fn spawn(&self, run: usize, p: u32, fault: Option<&str>) -> Child {
+        let mut cmd = self.command(run, p);
+        if let Some(f) = fault {
+            cmd.arg("--fault-point").arg(f);
+        }
+        cmd.spawn().expect("spawn sluice-runtime")
+    }
+
+    /// Runs the kill schedule, then a last run to completion. Returns how many runs crashed.
+    pub fn run_with_kills(&self, random_kills: usize, faults: &[&str]) -> usize {
+        let mut rng = rand::rng();
+        let mut crashed = 0;
+        let mut run = 0;
+        let mut schedule: Vec<Option<&str>> = faults.iter().map(|f| Some(*f)).collect();
+        schedule.extend(std::iter::repeat_n(None, random_kills));
+        // Interleave fault runs among the random kills.
+        for i in (1..schedule.len()).rev() {
+            let j = rng.random_range(0..=i);
+            schedule.swap(i, j);
+        }
+        for fault in schedule {
+            run += 1;
+            let p = [1, 2, 3][run % 3];
+            let mut child = self.spawn(run, p, fault);
+            let status = match fault {
+                None => {
+                    std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
+                    let _ = child.kill();
+                    child.wait().expect("wait")
+                }
+                Some(_) => wait_with_timeout(&mut child, Duration::from_secs(60)),
+            };
+            if !status.success() {
+                crashed += 1;
+            } else {
+                // The job finished before the kill landed: nothing more to run.
+                return crashed;
+            }
+        }
+        run += 1;
+        let mut child = self.spawn(run, 2, None);
+        let status = wait_with_timeout(&mut child, Duration::from_secs(300));
+        if !status.success() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("final run failed ({status}): {err}");
+        }
+        crashed
+    }
+
+    /// Checks the committed output: every sequence number exactly once in `pass`, every window
+    /// count exact and emitted once, no temp file anywhere.
+    pub fn verify(&self) {
+        let pass = read_committed(&self.dir.join("pass"));
+        let mut seen = vec![0u8; self.count as usize];
+        for v in &pass {
+            let seq = v["value"].as_u64().expect("seq") as usize;
+            seen[seq] = seen[seq].saturating_add(1);
+        }
+        let lost = seen.iter().filter(|&&c| c == 0).count();
+        let dup = seen.iter().filter(|&&c| c > 1).count();
+        assert_eq!((lost, dup), (0, 0), "pass-through: {lost} lost, {dup} duplicated of {}", self.count);
+        assert_eq!(pass.len() as u64, self.count);
+
+        let mut windows: HashMap<(i64, i64), i64> = HashMap::new();
+        for v in read_committed(&self.dir.join("windows")) {
+            let w = &v["value"];
+            let key = (w["key"].as_i64().expect("key"), w["start"].as_i64().expect("start"));
+            let prev = windows.insert(key, w["value"].as_i64().expect("count"));
+            assert!(prev.is_none(), "window {key:?} emitted twice");
+        }
+        let mut expected: HashMap<(i64, i64), i64> = HashMap::new();
+        for seq in 0..self.count {
+            let start = (seq - seq % self.window_ms) as i64;
+            *expected.entry(((seq % self.keys) as i64, start)).or_default() += 1;
+        }
+        assert_eq!(windows.len(), expected.len(), "number of windows");
+        for (k, v) in &expected {
+            assert_eq!(windows.get(k), Some(v), "window {k:?}");
+        }
+        for sub in ["pass", "windows"] {
+            let temps = list(&self.dir.join(sub)).into_iter().filter(|n| n.ends_with(".inprogress")).count();
+            assert_eq!(temps, 0, "temp files left in {sub}");
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 exchange with the control endpoint: returns status and body.
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Waits for a child, killing it after `limit`.
+pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("child did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(e) => e.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every JSON line of every committed `part-*` file in `dir`.
+pub fn read_committed(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for name in list(dir) {
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(dir.join(&name)).expect("read part file");
+        for line in text.lines() {
+            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line in {name}: {e}: {line}")));
+        }
+    }
+    out
+}
+
+/// Every fault point of the protocol, each hit on a later pass so some progress comes first.
+pub const FAULT_RUNS: &[&str] = &[
+    "task.after_precommit@3",
+    "snapshot.mid_write@4",
+    "coordinator.before_publish@2",
+    "coordinator.after_publish@2",
+    "sink.mid_commit@2",
+    "restore.after_sink_recovery@1",
+    "retention.mid_sweep@3",
+];

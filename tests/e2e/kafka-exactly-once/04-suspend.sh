@@ -1,0 +1,3 @@
+# shellcheck shell=bash
+log "suspending $JOB"
+kube patch sj "$JOB" --type merge -p '{"spec":{"state":"suspended"}}'
