@@ -41,10 +41,10 @@ fn to_json_schema(v: &Value, strict: bool) -> Value {
                 };
                 out.insert(k.clone(), converted);
             }
-            if out.get("nullable") == Some(&Value::Bool(true)) {
-                if let Some(t) = out.get("type").cloned() {
-                    out.insert("type".into(), serde_json::json!([t, "null"]));
-                }
+            if out.get("nullable") == Some(&Value::Bool(true))
+                && let Some(t) = out.get("type").cloned()
+            {
+                out.insert("type".into(), serde_json::json!([t, "null"]));
             }
             let preserve = out.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
             if strict && out.contains_key("properties") && !preserve && !out.contains_key("additionalProperties") {

@@ -263,7 +263,7 @@ impl<'a> Planner<'a> {
     }
 
     fn recover(&mut self, current: u32, pods: &[&ObservedPod], (reason, message): (Reason, String)) {
-        let first_seen = !self.old.recovery.as_ref().is_some_and(|r| r.failed_attempt == current);
+        let first_seen = self.old.recovery.as_ref().is_none_or(|r| r.failed_attempt != current);
         let recovery = if first_seen {
             RecoveryStatus {
                 failed_attempt: current,
@@ -306,18 +306,18 @@ impl<'a> Planner<'a> {
         let failed_at = recovery.failed_at.map(|t| t.0).unwrap_or(self.now);
         let ready_at =
             failed_at.checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX));
-        if let Ok(ready_at) = ready_at {
-            if self.now < ready_at {
-                let wait = Duration::try_from(self.now.duration_until(ready_at)).unwrap_or(REQUEUE_BUSY);
-                self.cond(
-                    T::Progressing,
-                    true,
-                    Reason::BackoffWaiting,
-                    format!("relaunching in {}s (backoff)", wait.as_secs()),
-                );
-                self.plan.requeue_after = wait;
-                return;
-            }
+        if let Ok(ready_at) = ready_at
+            && self.now < ready_at
+        {
+            let wait = Duration::try_from(self.now.duration_until(ready_at)).unwrap_or(REQUEUE_BUSY);
+            self.cond(
+                T::Progressing,
+                true,
+                Reason::BackoffWaiting,
+                format!("relaunching in {}s (backoff)", wait.as_secs()),
+            );
+            self.plan.requeue_after = wait;
+            return;
         }
         self.relaunch(Why::Failure, current);
     }
