@@ -174,7 +174,8 @@ impl<'a> Planner<'a> {
         if self.spec.state == DesiredState::Suspended {
             return self.suspend();
         }
-        let same_spec = self.old.spec_hash.as_deref() == Some(self.obs.desired_hash.as_str());
+        // A status without a hash (lost or pre-dating hashes) defers to the pods' annotations.
+        let same_spec = self.old.spec_hash.as_deref().is_none_or(|h| h == self.obs.desired_hash);
         if matches!(self.old.phase, Phase::Failed | Phase::Finished) && same_spec && current > 0 {
             // Terminal until the spec (or restartNonce) changes.
             let leftovers = self.pods_of(current);
@@ -481,6 +482,11 @@ impl<'a> Planner<'a> {
         let ready = !pods.is_empty() && pods.iter().all(|p| p.state == PodState::Running { ready: true });
         self.plan.status.error = None;
         self.plan.status.recovery = None;
+        if self.plan.status.spec_hash.is_none() {
+            // Adopted pods (status lost): they run the desired spec, so record it.
+            self.plan.status.spec_hash = Some(self.obs.desired_hash.clone());
+            self.plan.status.parallelism = Some(self.spec.parallelism);
+        }
         self.cond(T::Degraded, false, Reason::AsExpected, "");
         if ready {
             self.set_phase(Phase::Running);

@@ -336,6 +336,13 @@ fn a_pod_newer_than_status_is_adopted_not_duplicated() {
 }
 
 #[test]
+fn a_lost_status_adopts_running_pods_without_restarting_them() {
+    let p = plan(&spec(), &StreamJobStatus::default(), &observed(vec![running(3)]), at(0));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!((p.status.attempt, p.status.phase), (3, Phase::Running));
+}
+
+#[test]
 fn finished_pods_finish_the_job() {
     let p = plan(&spec(), &status(Phase::Running, 1), &observed(vec![pod(1, PodState::Succeeded)]), at(0));
     assert_eq!(p.status.phase, Phase::Finished);
