@@ -26,3 +26,36 @@ async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connects");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .expect("writes");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("reads");
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_healthz_and_prefixed_metrics() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::default().register(&mut registry);
+        metrics.observe_reconcile(std::time::Duration::from_millis(3));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move { axum::serve(listener, router(Arc::new(registry))).await });
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        let m = get(addr, "/metrics").await;
+        assert!(m.contains("sluice_operator_reconciles_total 1"), "{m}");
+        assert!(m.contains("sluice_operator_reconcile_duration_seconds_count 1"), "{m}");
+        server.abort();
+    }
+}

@@ -50,23 +50,21 @@ pub trait RuntimeApi: Send + Sync {
 pub struct HttpRuntime {
     client: Client<HttpConnector, Full<Bytes>>,
     timeout: std::time::Duration,
+    port: u16,
 }
 
 impl HttpRuntime {
     /// A client whose calls give up after `timeout`.
     pub fn new(timeout: std::time::Duration) -> Self {
-        HttpRuntime { client: Client::builder(TokioExecutor::new()).build_http(), timeout }
+        HttpRuntime { client: Client::builder(TokioExecutor::new()).build_http(), timeout, port: CONTROL_PORT }
     }
 }
 
 #[async_trait]
 impl RuntimeApi for HttpRuntime {
     async fn job_status(&self, pod_ip: &str) -> Result<JobStatus, Error> {
-        let addr = if pod_ip.contains(':') {
-            format!("[{pod_ip}]:{CONTROL_PORT}")
-        } else {
-            format!("{pod_ip}:{CONTROL_PORT}")
-        };
+        let addr =
+            if pod_ip.contains(':') { format!("[{pod_ip}]:{}", self.port) } else { format!("{pod_ip}:{}", self.port) };
         let unreachable = |message: String| Error::Unreachable { addr: addr.clone(), message };
         let uri: http::Uri = format!("http://{addr}{CHECKPOINTS}")
             .parse()
@@ -87,5 +85,34 @@ impl RuntimeApi for HttpRuntime {
             });
         }
         serde_json::from_slice(&body).map_err(|e| Error::Decode { addr, message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Json;
+    use axum::routing::get;
+    use sluice_crds::contract::control::JobState;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_the_job_status_from_a_control_endpoint_and_reports_a_dead_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        let app = axum::Router::new().route(
+            CHECKPOINTS,
+            get(|| async {
+                Json(serde_json::json!({"version": 1, "runId": "demo-1", "state": "running", "completed": 3}))
+            }),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = HttpRuntime { port, ..HttpRuntime::new(std::time::Duration::from_secs(2)) };
+        let status = client.job_status("127.0.0.1").await.expect("answers");
+        assert_eq!((status.state, status.completed, status.run_id.as_str()), (JobState::Running, 3, "demo-1"));
+        server.abort();
+        let _ = server.await;
+        let err = client.job_status("127.0.0.1").await.expect_err("nobody listens");
+        assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     }
 }
