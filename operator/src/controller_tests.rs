@@ -236,3 +236,36 @@ async fn deleting_a_job_stops_its_pods_before_the_finalizer_goes() {
     task.await.expect("joins").expect("finalizer removed");
     api.done().await;
 }
+
+#[tokio::test]
+async fn leader_election_creates_the_lease_when_there_is_none_and_respects_another_holder() {
+    let (ctx, mut api) = Context::test(None, Arc::new(MemoryStore::new()));
+    let lock = crate::leader::LeaseLock::new(
+        ctx.client.clone(),
+        "sluice-system",
+        "sluice-operator",
+        "me",
+        std::time::Duration::from_secs(15),
+    );
+    let lock = Arc::new(lock);
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/sluice-system/leases";
+    let l = lock.clone();
+    let task = tokio::spawn(async move { l.try_acquire_or_renew().await });
+    let get = api.expect(Method::GET, &format!("{LEASE}/sluice-operator")).await;
+    get.send_status(404, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}));
+    let create = api.expect(Method::POST, &format!("{LEASE}?")).await;
+    assert_eq!(create.body["spec"]["holderIdentity"], "me");
+    assert_eq!(create.body["spec"]["leaseDurationSeconds"], 15);
+    create.echo();
+    assert!(task.await.expect("joins").expect("no API error"), "holds the lease");
+
+    let l = lock.clone();
+    let task = tokio::spawn(async move { l.try_acquire_or_renew().await });
+    let renewed_now = jiff::Timestamp::now().to_string();
+    api.expect(Method::GET, &format!("{LEASE}/sluice-operator")).await.reply(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "sluice-operator", "namespace": "sluice-system", "resourceVersion": "5"},
+        "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15, "renewTime": renewed_now}
+    }));
+    assert!(!task.await.expect("joins").expect("no API error"), "another replica's valid lease is not taken");
+}

@@ -49,6 +49,16 @@ impl Seen {
         );
     }
 
+    /// Answers with an HTTP error status and a `Status` body.
+    pub fn send_status(self, code: u16, json: serde_json::Value) {
+        self.send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&json).expect("json")))
+                .expect("response"),
+        );
+    }
+
     /// Answers with the request's own body (what an apply or create would return).
     pub fn echo(self) {
         let body = self.body.clone();
