@@ -177,9 +177,14 @@ impl<'a> Planner<'a> {
         // A status without a hash (lost or pre-dating hashes) defers to the pods' annotations.
         let same_spec = self.old.spec_hash.as_deref().is_none_or(|h| h == self.obs.desired_hash);
         if matches!(self.old.phase, Phase::Failed | Phase::Finished) && same_spec && current > 0 {
-            // Terminal until the spec (or restartNonce) changes.
-            let leftovers = self.pods_of(current);
-            self.delete(&leftovers);
+            // Terminal until the spec (or restartNonce) changes. Exited pods stay for their
+            // logs; anything still alive goes.
+            let alive: Vec<&'a ObservedPod> = self
+                .pods_of(current)
+                .into_iter()
+                .filter(|p| matches!(p.state, PodState::Pending | PodState::Running { .. } | PodState::NodeLost))
+                .collect();
+            self.delete(&alive);
             self.plan.requeue_after = REQUEUE_IDLE;
             return;
         }

@@ -343,10 +343,13 @@ fn a_lost_status_adopts_running_pods_without_restarting_them() {
 }
 
 #[test]
-fn finished_pods_finish_the_job() {
+fn finished_pods_finish_the_job_and_stay_for_their_logs() {
     let p = plan(&spec(), &status(Phase::Running, 1), &observed(vec![pod(1, PodState::Succeeded)]), at(0));
     assert_eq!(p.status.phase, Phase::Finished);
     assert!(p.actions.is_empty());
+    let again = plan(&spec(), &p.status, &observed(vec![pod(1, PodState::Succeeded)]), at(1));
+    assert!(again.actions.is_empty());
+    assert_eq!(again.status.phase, Phase::Finished);
 }
 
 // ---- properties ----
