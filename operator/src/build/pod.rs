@@ -28,6 +28,7 @@ pub fn args(job: &str, attempt: u32, restore: &Restore) -> Vec<String> {
     match restore {
         Restore::From(uri) => a.extend(["--restore".to_string(), uri.clone()]),
         Restore::Fresh => a.push("--no-restore".to_string()),
+        Restore::Latest => {}
     }
     a.extend([
         "--control-addr".to_string(),

@@ -74,6 +74,9 @@ pub enum StoreObservation {
     NotConfigured,
     /// Storage answered; the newest readable checkpoint, if any.
     Latest(Option<RestorePoint>),
+    /// Storage the operator cannot reach itself (`file://` on a pod volume): the runtime picks
+    /// the restore point.
+    RuntimeManaged,
     /// Storage could not be read; relaunching from an older state would break exactly-once,
     /// so recovery waits.
     Unavailable(String),
@@ -174,6 +177,7 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
 
     let store = match &job.spec.checkpointing {
         None => StoreObservation::NotConfigured,
+        Some(c) if c.storage.uri.starts_with("file://") => StoreObservation::RuntimeManaged,
         Some(c) => match crate::recovery::latest_restore_point(ctx.stores.as_ref(), &ns, &c.storage).await {
             Ok(p) => StoreObservation::Latest(p),
             Err(e) => StoreObservation::Unavailable(e.to_string()),

@@ -32,6 +32,9 @@ pub enum Restore {
     Fresh,
     /// `--restore <uri>`: a checkpoint manifest or savepoint directory.
     From(String),
+    /// No flag: the runtime restores the latest completed checkpoint of its own storage (used
+    /// when the operator cannot read that storage, e.g. `file://` on a pod volume).
+    Latest,
 }
 
 /// A change to child objects.
@@ -430,7 +433,7 @@ impl<'a> Planner<'a> {
         s.parallelism = Some(self.spec.parallelism);
         s.restored_from = match &restore {
             Restore::From(p) => Some(p.clone()),
-            Restore::Fresh => None,
+            Restore::Fresh | Restore::Latest => None,
         };
         s.recovery = None;
         if why == Why::Failure {
@@ -448,6 +451,7 @@ impl<'a> Planner<'a> {
         let from = match &restore {
             Restore::From(p) => format!("restoring from {p}"),
             Restore::Fresh => "with empty state".to_string(),
+            Restore::Latest => "restoring the latest checkpoint in its storage".to_string(),
         };
         self.cond(T::Ready, false, Reason::Deploying, format!("attempt {attempt} starting"));
         self.cond(T::Progressing, true, reason, format!("{verb}: attempt {attempt} {from}"));
@@ -480,6 +484,7 @@ impl<'a> Planner<'a> {
             StoreObservation::Latest(Some(point)) => Ok(Restore::From(point.path.clone())),
             StoreObservation::Latest(None) => Ok(initial()),
             StoreObservation::Unavailable(e) => Err(e.clone()),
+            StoreObservation::RuntimeManaged => Ok(Restore::Latest),
         }
     }
 

@@ -264,6 +264,17 @@ fn storage_unreachable_delays_recovery_instead_of_losing_state() {
 }
 
 #[test]
+fn file_storage_lets_the_runtime_pick_the_latest_checkpoint() {
+    let mut st = status(Phase::Recovering, 1);
+    st.recovery = Some(RecoveryStatus { failed_attempt: 1, failed_at: Some(Time(at(0))), reason: None });
+    let mut o = observed(vec![]);
+    o.store = StoreObservation::RuntimeManaged;
+    let p = plan(&spec(), &st, &o, at(100));
+    assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
+    assert_eq!(crate::build::pod::args("demo", 2, &Restore::Latest).len(), 7, "no --restore / --no-restore flag");
+}
+
+#[test]
 fn restart_budget_exhausted_fails_the_job_with_a_reason() {
     let mut st = status(Phase::Recovering, 4);
     st.recovery =
@@ -386,6 +397,7 @@ fn arb_store() -> impl Strategy<Value = StoreObservation> {
         Just(StoreObservation::Latest(None)),
         Just(observed(vec![]).store),
         Just(StoreObservation::Unavailable("down".into())),
+        Just(StoreObservation::RuntimeManaged),
     ]
 }
 
