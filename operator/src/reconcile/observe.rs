@@ -180,6 +180,12 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
         Some(c) if c.storage.uri.starts_with("file://") => StoreObservation::RuntimeManaged,
         Some(c) => match crate::recovery::latest_restore_point(ctx.stores.as_ref(), &ns, &c.storage).await {
             Ok(p) => StoreObservation::Latest(p),
+            // This operator build cannot open such a store (e.g. no S3 support compiled in):
+            // the runtime, which can, picks the latest checkpoint itself.
+            Err(crate::store::Error::Open(sluice_runtime::storage::Error::Config(m))) => {
+                tracing::warn!(job = %name, message = %m, "cannot read checkpoint storage; the runtime will choose the restore point");
+                StoreObservation::RuntimeManaged
+            }
             Err(e) => StoreObservation::Unavailable(e.to_string()),
         },
     };
