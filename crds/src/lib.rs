@@ -1,12 +1,28 @@
 //! The contract of Sluice: the `StreamJob` custom resource, the job document the runtime runs,
 //! and the checkpoint manifest both sides read. Serde types and pure functions only — no I/O.
 
+pub mod checkpointing;
+pub mod conditions;
 pub mod contract;
+pub mod restart;
+pub mod stream_job;
 
 /// API group of every Sluice custom resource.
 pub const GROUP: &str = "sluice.dev";
 /// API version served by this crate.
 pub const VERSION: &str = "v1alpha1";
+/// Finalizer the operator puts on every StreamJob so it stops the job's pods before the
+/// object goes away.
+pub const FINALIZER: &str = "sluice.dev/cleanup";
+/// Pod label: name of the StreamJob a pod belongs to.
+pub const LABEL_JOB: &str = "sluice.dev/job";
+/// Pod label: attempt number of the pod (a decimal integer).
+pub const LABEL_ATTEMPT: &str = "sluice.dev/attempt";
+/// Annotation on pods: hash of the spec fields the pod was built from (detects spec changes).
+pub const ANNOTATION_SPEC_HASH: &str = "sluice.dev/spec-hash";
+/// Annotation on pods: the restore point the attempt started from (`--restore` argument).
+pub const ANNOTATION_RESTORED_FROM: &str = "sluice.dev/restored-from";
 
 pub use contract::job_config::{JobConfig, ValidationError};
 pub use contract::manifest::{CheckpointId, Manifest};
+pub use stream_job::{Phase, StreamJob, StreamJobSpec, StreamJobStatus};

@@ -1,0 +1,124 @@
+//! Test fixtures: a [`Context`] over kube's mock API server (tower-test), and a verifier that
+//! answers the operator's requests one by one, asserting each method and path.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use kube::client::Body;
+use sluice_crds::contract::control::JobStatus;
+use sluice_crds::contract::manifest::{CheckpointId, MANIFEST_VERSION, Manifest, SnapshotKind, manifest_key};
+use sluice_runtime::storage::memory::MemoryStore;
+use sluice_runtime::storage::{ObjectStore, SharedStore};
+use tower_test::mock::{self, Handle, SendResponse};
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::runtime_client::{self, RuntimeApi};
+use crate::store::FixedStore;
+
+/// A runtime whose control endpoint returns a fixed answer (or none).
+pub struct FakeRuntime(pub Option<JobStatus>);
+
+#[async_trait]
+impl RuntimeApi for FakeRuntime {
+    async fn job_status(&self, pod_ip: &str) -> Result<JobStatus, runtime_client::Error> {
+        self.0.clone().ok_or_else(|| runtime_client::Error::Unreachable { addr: pod_ip.into(), message: "fake".into() })
+    }
+}
+
+/// Answers the operator's API requests in a test.
+pub struct ApiServerVerifier(Handle<Request<Body>, Response<Body>>);
+
+/// One request the operator sent.
+pub struct Seen {
+    /// Path and query.
+    pub uri: String,
+    /// Parsed JSON body (Null when empty).
+    pub body: serde_json::Value,
+    send: SendResponse<Response<Body>>,
+}
+
+impl Seen {
+    /// Answers with `json` and status 200.
+    pub fn reply(self, json: serde_json::Value) {
+        self.send.send_response(
+            Response::builder().body(Body::from(serde_json::to_vec(&json).expect("json"))).expect("response"),
+        );
+    }
+
+    /// Answers with an HTTP error status and a `Status` body.
+    pub fn send_status(self, code: u16, json: serde_json::Value) {
+        self.send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&json).expect("json")))
+                .expect("response"),
+        );
+    }
+
+    /// Answers with the request's own body (what an apply or create would return).
+    pub fn echo(self) {
+        let body = self.body.clone();
+        self.reply(body);
+    }
+}
+
+impl ApiServerVerifier {
+    /// The next request; asserts its method and that its URI starts with `path`.
+    pub async fn expect(&mut self, method: Method, path: &str) -> Seen {
+        let (request, send) = self.0.next_request().await.expect("the operator sent no further request");
+        let uri = request.uri().to_string();
+        assert_eq!(request.method(), method, "unexpected method for {uri}");
+        assert!(uri.starts_with(path), "expected {method} {path}…, got {uri}");
+        let bytes = request.into_body().collect_bytes().await.expect("body");
+        let body =
+            if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        Seen { uri, body, send }
+    }
+
+    /// Asserts the operator sends nothing more.
+    pub async fn done(mut self) {
+        let next = tokio::time::timeout(std::time::Duration::from_millis(50), self.0.next_request()).await;
+        assert!(
+            matches!(next, Err(_) | Ok(None)),
+            "unexpected extra request: {:?}",
+            next.ok().flatten().map(|(r, _)| r.uri().to_string())
+        );
+    }
+}
+
+/// A store holding one completed checkpoint, id 7.
+pub async fn store_with_checkpoint() -> SharedStore {
+    let mem = MemoryStore::new();
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        job: "demo".into(),
+        checkpoint_id: CheckpointId(7),
+        kind: SnapshotKind::Checkpoint,
+        triggered_at_ms: 1_700_000_000_000,
+        completed_at_ms: 1_700_000_000_040,
+        max_parallelism: 128,
+        tasks: vec![],
+    };
+    mem.put(&manifest_key(CheckpointId(7)), Bytes::from(m.encode())).await.expect("put");
+    Arc::new(mem)
+}
+
+impl Context {
+    /// A context over the mock API server, with the given runtime answer and store.
+    pub fn test(runtime: Option<JobStatus>, store: SharedStore) -> (Arc<Context>, ApiServerVerifier) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let ctx = Context::new(
+            client,
+            Config::test(),
+            Arc::new(Metrics::default()),
+            Arc::new(FakeRuntime(runtime)),
+            Arc::new(FixedStore(store)),
+        );
+        (Arc::new(ctx), ApiServerVerifier(handle))
+    }
+}

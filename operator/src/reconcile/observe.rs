@@ -1,0 +1,206 @@
+//! Reads what exists: the job's pods, the runtime's control endpoint and the latest checkpoint
+//! in storage, into an [`Observed`]. Never writes.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+use sluice_crds::contract::control::{JobState, JobStatus};
+use sluice_crds::{ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::recovery::RestorePoint;
+
+/// Phase of one runtime pod, reduced to what the planner needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodState {
+    /// Scheduled or starting, not running yet.
+    Pending,
+    /// Running; `ready` tells whether `/readyz` passes.
+    Running {
+        /// The runtime answers `/readyz`.
+        ready: bool,
+    },
+    /// The runtime exited 0 (bounded job finished).
+    Succeeded,
+    /// The runtime exited non-zero or was killed.
+    Failed,
+    /// The pod's node stopped reporting (phase `Unknown` or reason `NodeLost`).
+    NodeLost,
+}
+
+/// One runtime pod of the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedPod {
+    /// Pod name.
+    pub name: String,
+    /// Attempt the pod belongs to.
+    pub attempt: u32,
+    /// What it is doing.
+    pub state: PodState,
+    /// A deletion is already under way.
+    pub terminating: bool,
+    /// Spec hash the pod was built from.
+    pub spec_hash: Option<String>,
+    /// Why it failed, in words (container exit code / reason), when it did.
+    pub failure: Option<String>,
+}
+
+/// What the runtime's control endpoint said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeObservation {
+    /// Not asked (no running pod of the current attempt).
+    NotQueried,
+    /// Asked, no answer.
+    Unreachable(String),
+    /// The answer.
+    Status(JobStatus),
+}
+
+impl RuntimeObservation {
+    /// The job state the runtime reported, if it answered.
+    pub fn job_state(&self) -> Option<JobState> {
+        match self {
+            RuntimeObservation::Status(s) => Some(s.state),
+            _ => None,
+        }
+    }
+}
+
+/// What checkpoint storage said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreObservation {
+    /// The job has no checkpointing block.
+    NotConfigured,
+    /// Storage answered; the newest readable checkpoint, if any.
+    Latest(Option<RestorePoint>),
+    /// Storage the operator cannot reach itself (`file://` on a pod volume): the runtime picks
+    /// the restore point.
+    RuntimeManaged,
+    /// Storage could not be read; relaunching from an older state would break exactly-once,
+    /// so recovery waits.
+    Unavailable(String),
+}
+
+/// Everything the planner looks at, besides spec and status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// `metadata.generation` of the StreamJob.
+    pub generation: Option<i64>,
+    /// The StreamJob is being deleted.
+    pub deleting: bool,
+    /// The job's pods, every attempt.
+    pub pods: Vec<ObservedPod>,
+    /// The current attempt's runtime.
+    pub runtime: RuntimeObservation,
+    /// The latest checkpoint.
+    pub store: StoreObservation,
+    /// Hash of the spec fields pods are built from, for the current spec.
+    pub desired_hash: String,
+    /// Problems with the spec beyond what the CRD checks (field path: message).
+    pub invalid: Option<String>,
+}
+
+/// Reduces a pod to an [`ObservedPod`]; `None` for pods without a readable attempt label.
+pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
+    let attempt = pod.labels().get(LABEL_ATTEMPT)?.parse().ok()?;
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let reason = status.and_then(|s| s.reason.as_deref());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let state = match (phase, reason) {
+        (_, Some("NodeLost")) | ("Unknown", _) => PodState::NodeLost,
+        ("Running", _) => PodState::Running { ready },
+        ("Succeeded", _) => PodState::Succeeded,
+        ("Failed", _) => PodState::Failed,
+        _ => PodState::Pending,
+    };
+    let failure = match state {
+        PodState::Failed | PodState::NodeLost => Some(describe_failure(pod)),
+        _ => None,
+    };
+    Some(ObservedPod {
+        name: pod.name_any(),
+        attempt,
+        state,
+        terminating: pod.meta().deletion_timestamp.is_some(),
+        spec_hash: pod.annotations().get(ANNOTATION_SPEC_HASH).cloned(),
+        failure,
+    })
+}
+
+fn describe_failure(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref().and_then(|st| st.terminated.clone())));
+    match (terminated, status.and_then(|s| s.reason.clone())) {
+        (Some(t), _) => format!(
+            "pod {} exited with code {}{}",
+            pod.name_any(),
+            t.exit_code,
+            t.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        ),
+        (None, Some(r)) => format!("pod {}: {r}", pod.name_any()),
+        (None, None) => format!("pod {} failed", pod.name_any()),
+    }
+}
+
+/// Reads pods (a consistent list from the API server, not a cache: a stale cache could hide a
+/// pod just created and lead to a second attempt), the runtime status and the latest checkpoint.
+pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let list = pods_api
+        .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
+        .await
+        .map_err(|source| Error::ListPods { job: name.clone(), source })?;
+    let pods: Vec<ObservedPod> = list.items.iter().filter_map(observe_pod).collect();
+    let current = pods.iter().map(|p| p.attempt).max().unwrap_or(0).max(job.status.as_ref().map_or(0, |s| s.attempt));
+
+    let runtime =
+        match list.items.iter().find(|p| {
+            observe_pod(p).is_some_and(|o| o.attempt == current && matches!(o.state, PodState::Running { .. }))
+        }) {
+            Some(pod) => match pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+                Some(ip) => match ctx.runtime.job_status(&ip).await {
+                    Ok(s) => RuntimeObservation::Status(s),
+                    Err(e) => RuntimeObservation::Unreachable(e.to_string()),
+                },
+                None => RuntimeObservation::NotQueried,
+            },
+            None => RuntimeObservation::NotQueried,
+        };
+
+    let store = match &job.spec.checkpointing {
+        None => StoreObservation::NotConfigured,
+        Some(c) if c.storage.uri.starts_with("file://") => StoreObservation::RuntimeManaged,
+        Some(c) => match crate::recovery::latest_restore_point(ctx.stores.as_ref(), &ns, &c.storage).await {
+            Ok(p) => StoreObservation::Latest(p),
+            // This operator build cannot open such a store (e.g. no S3 support compiled in):
+            // the runtime, which can, picks the latest checkpoint itself.
+            Err(crate::store::Error::Open(sluice_runtime::storage::Error::Config(m))) => {
+                tracing::warn!(job = %name, message = %m, "cannot read checkpoint storage; the runtime will choose the restore point");
+                StoreObservation::RuntimeManaged
+            }
+            Err(e) => StoreObservation::Unavailable(e.to_string()),
+        },
+    };
+
+    let invalid = sluice_crds::contract::validate::validate_pipeline_at(&job.spec.pipeline, "spec.pipeline")
+        .err()
+        .map(|e| e.to_string());
+
+    Ok(Observed {
+        generation: job.meta().generation,
+        deleting: job.meta().deletion_timestamp.is_some(),
+        pods,
+        runtime,
+        store,
+        desired_hash: crate::build::spec_hash(&job.spec),
+        invalid,
+    })
+}

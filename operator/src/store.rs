@@ -1,0 +1,105 @@
+//! Checkpoint storage access: opens the job's object store (list/read/delete). It makes no
+//! decisions; [`crate::recovery`] does.
+//!
+//! Backed by `sluice_runtime::storage`. S3 needs the runtime's `s3` feature (added by the
+//! storage issue); until it is enabled, opening an `s3://` store fails with a configuration
+//! error and the job reports `StorageUnavailable`.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use sluice_crds::checkpointing::CheckpointStorage;
+use sluice_runtime::storage::{self as rstorage, SharedStore};
+
+/// Why checkpoint storage could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the credentials Secret failed.
+    #[error("reading storage credentials Secret {secret:?}: {message}")]
+    Credentials {
+        /// Secret name.
+        secret: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Opening the store failed.
+    #[error("opening checkpoint storage: {0}")]
+    Open(#[source] rstorage::Error),
+    /// Listing manifests failed.
+    #[error("listing checkpoint manifests: {0}")]
+    List(#[source] rstorage::Error),
+    /// Reading a manifest failed.
+    #[error("reading a checkpoint manifest: {0}")]
+    Read(#[source] rstorage::Error),
+}
+
+impl Error {
+    /// Whether trying again later may help (every storage error is retried by requeueing;
+    /// this decides the log level and the condition wording).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Credentials { .. } => true,
+            Error::Open(e) | Error::List(e) | Error::Read(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Opens the object store a job's checkpointing block names.
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    /// The store for `storage`, with credentials from the job's namespace.
+    async fn open(&self, namespace: &str, storage: &CheckpointStorage) -> Result<SharedStore, Error>;
+}
+
+/// Opens stores for real: credentials come from the named Secret, written to a private
+/// directory the storage backend reads (`credentialsDir`).
+pub struct KubeStores {
+    client: kube::Client,
+    credentials_root: PathBuf,
+}
+
+impl KubeStores {
+    /// Stores whose credentials are copied under `credentials_root`.
+    pub fn new(client: kube::Client, credentials_root: PathBuf) -> Self {
+        KubeStores { client, credentials_root }
+    }
+
+    async fn credentials_dir(&self, namespace: &str, secret: &str) -> Result<PathBuf, Error> {
+        let err = |message: String| Error::Credentials { secret: secret.to_string(), message };
+        let s = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get(secret)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let data = s.data.unwrap_or_default();
+        let dir = self.credentials_root.join(namespace).join(secret);
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| err(e.to_string()))?;
+        for key in ["accessKeyId", "secretAccessKey"] {
+            let value = data.get(key).ok_or_else(|| err(format!("key {key:?} missing")))?;
+            tokio::fs::write(dir.join(key), &value.0).await.map_err(|e| err(e.to_string()))?;
+        }
+        Ok(dir)
+    }
+}
+
+#[async_trait]
+impl StoreFactory for KubeStores {
+    async fn open(&self, namespace: &str, storage: &CheckpointStorage) -> Result<SharedStore, Error> {
+        let mut spec = storage.to_job_config();
+        if let Some(secret) = &storage.credentials_secret {
+            spec.credentials_dir = Some(self.credentials_dir(namespace, secret).await?.to_string_lossy().into_owned());
+        }
+        rstorage::open(&spec).await.map_err(Error::Open)
+    }
+}
+
+/// Always returns the same store (tests, and single-store setups).
+pub struct FixedStore(pub SharedStore);
+
+#[async_trait]
+impl StoreFactory for FixedStore {
+    async fn open(&self, _namespace: &str, _storage: &CheckpointStorage) -> Result<SharedStore, Error> {
+        Ok(self.0.clone())
+    }
+}
