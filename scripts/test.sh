@@ -10,6 +10,9 @@ mkdir -p "$SLUICE_TOOLS/run"
 echo "== static checks"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Generated CRD in sync, manifests valid against the Kubernetes schemas, kustomizations build,
+# shell scripts pass shellcheck (installs its validator into a cached venv on first use).
+bash scripts/validate-manifests.sh
 
 # Each scripts/services/NAME.sh takes `start` (install if needed, start on loopback, write
 # $SLUICE_TOOLS/run/NAME.env with the variables the tests read) and `stop` (by recorded PID).

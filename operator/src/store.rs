@@ -1,9 +1,8 @@
 //! Checkpoint storage access: opens the job's object store (list/read/delete). It makes no
 //! decisions; [`crate::recovery`] does.
 //!
-//! Backed by `sluice_runtime::storage`. S3 needs the runtime's `s3` feature (added by the
-//! storage issue); until it is enabled, opening an `s3://` store fails with a configuration
-//! error and the job reports `StorageUnavailable`.
+//! Backed by `sluice_runtime::storage` (with its `s3` feature, without Kafka). A store that
+//! cannot be opened fails with a configuration error and the job reports `StorageUnavailable`.
 
 use std::path::PathBuf;
 
