@@ -2,7 +2,8 @@
 # `make bench`: the shared workload (see shared/bench/README.md) at parallelism 1 and 2, with
 # checkpoints off and every 1 s, printing steady-state throughput, checkpoint cost and duration.
 # BENCH_RECORDS sets N (default 50M). BENCH_FLINK=1 also runs the Flink reference side by side
-# (needs java/javac; fetches Flink's jars from PyPI once) and prints Sluice/Flink ratios.
+# (needs java/javac; fetches Flink's jars from PyPI once; FLINK_RECORDS overrides its N, which
+# defaults to the reference's 100M at p=1 and 150M at p=2) and prints Sluice/Flink ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${BENCH_RECORDS:-50000000}
@@ -52,7 +53,9 @@ if [ "${BENCH_FLINK:-0}" = 1 ]; then
     for ck in off 1s; do
       mode=off; [ "$ck" = off ] || mode=hashmap
       log="$out/flink-p$p-$ck.log"
-      bash ../shared/bench/flink/run.sh mode=$mode p=$p n="$n" interval=1000 >"$log" 2>&1 || true
+      # Flink under-reports on runs shorter than 30 s: give it the reference run lengths.
+      fn=${FLINK_RECORDS:-$([ "$p" = 1 ] && echo 100000000 || echo 150000000)}
+      bash ../shared/bench/flink/run.sh mode=$mode p=$p n="$fn" interval=1000 >"$log" 2>&1 || true
       # Steady-state rate: sum of the subtasks' STEADY rates, as for Sluice.
       fr=$(awk '/^STEADY/ { for (i=1;i<=NF;i++) if ($i ~ /^recPerSec=/) { split($i,a,"="); s+=a[2] } } END { printf "%.0f", s }' "$log")
       rate[flink-$p-$ck]=$fr
