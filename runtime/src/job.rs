@@ -200,6 +200,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         faults: config.faults.clone(),
         metrics: metrics.clone(),
         events: events_tx,
+        io: tokio::runtime::Handle::current(),
     });
 
     // Channels: senders[edge][upstream subtask], receivers[chain][downstream subtask].
@@ -277,7 +278,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             let task = Task::new(id, nodes, ops, restored, Router::new(outputs), ctl_rx, env.clone())?;
             handles.push(TaskHandle { id, control: ctl_tx, is_source });
-            tasks.spawn(task.run(head));
+            spawn_task_thread(&mut tasks, id, task.run(head));
         }
     }
     drop(env);
@@ -384,6 +385,31 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         source_records: metrics.source_records(&sources),
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs a task on a thread of its own (with a single-threaded async runtime for its channels),
+/// so that every task gets a core of its own as the OS schedules it; storage I/O and the
+/// coordinator stay on the main runtime. The join set sees the task's result.
+fn spawn_task_thread(
+    tasks: &mut JoinSet<Result<(), TaskError>>,
+    id: TaskId,
+    fut: impl std::future::Future<Output = Result<(), TaskError>> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name(format!("sluice-{id}")).spawn(move || {
+        let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(fut),
+            Err(e) => Err(TaskError::Thread { task: id, message: format!("cannot start its runtime: {e}") }),
+        };
+        let _ = tx.send(result);
+    });
+    let spawn_error = spawned.err().map(|e| e.to_string());
+    tasks.spawn(async move {
+        if let Some(message) = spawn_error {
+            return Err(TaskError::Thread { task: id, message });
+        }
+        rx.await.unwrap_or_else(|_| Err(TaskError::Thread { task: id, message: "panicked".into() }))
+    });
 }
 
 /// A task that failed because its downstream closed is a symptom: report the real cause.

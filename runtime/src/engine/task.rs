@@ -46,6 +46,14 @@ pub enum TaskError {
         /// The task.
         task: TaskId,
     },
+    /// The task's thread could not start or died.
+    #[error("task {task}: thread failed: {message}")]
+    Thread {
+        /// The task.
+        task: TaskId,
+        /// What happened.
+        message: String,
+    },
 }
 
 /// What every task shares: where state goes, how to report, what to count.
@@ -62,6 +70,8 @@ pub struct TaskEnv {
     pub metrics: Arc<JobMetrics>,
     /// Reports to the coordinator.
     pub events: mpsc::UnboundedSender<TaskEvent>,
+    /// The runtime that does storage I/O (snapshot uploads), apart from the task threads.
+    pub io: tokio::runtime::Handle,
 }
 
 /// A node of the task's chain.
@@ -253,7 +263,8 @@ impl Task {
             .map(|(n, (snapshot, base))| NodeCapture { node: n.id.clone(), parallelism: n.parallelism, snapshot, base })
             .collect();
         let (env, task, pending) = (self.env.clone(), self.id, self.pending.clone());
-        tokio::spawn(async move {
+        let io = env.io.clone();
+        io.spawn(async move {
             let Some(store) = env.store.clone() else {
                 let reason = "the job has no checkpoint storage".to_string();
                 let _ = env.events.send(TaskEvent::Decline { checkpoint: barrier.id, task, reason });
@@ -359,9 +370,17 @@ impl Task {
         let mut last_wm = i64::MIN;
         let mut exhausted = false;
         loop {
-            while let Ok(c) = self.control.try_recv() {
-                if self.source_control(source.as_mut(), Some(c)).await? {
-                    return Ok(());
+            loop {
+                match self.control.try_recv() {
+                    Ok(c) => {
+                        if self.source_control(source.as_mut(), Some(c)).await? {
+                            return Ok(());
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        return Err(TaskError::Coordinator { task: self.id });
+                    }
                 }
             }
             if exhausted || self.stopping {

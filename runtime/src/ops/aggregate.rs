@@ -80,8 +80,10 @@ pub struct Aggregate {
     field: Option<String>,
     policy: ErrorPolicy,
     state: ValueMap<Slot>,
-    /// Keys changed since the last snapshot, each once.
+    /// Keys changed since the last snapshot, each once — until more than half the keys are:
+    /// then the list stops growing and the capture scans the slots for the current epoch.
     dirty: Vec<Value>,
+    dirty_overflow: bool,
     epoch: u64,
     dropped: u64,
 }
@@ -96,6 +98,7 @@ impl Aggregate {
             policy,
             state: ValueMap::default(),
             dirty: Vec::new(),
+            dirty_overflow: false,
             epoch: 1,
             dropped: 0,
         }
@@ -124,7 +127,7 @@ impl Operator for Aggregate {
 
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
         let mut failure = None;
-        let Aggregate { node, function, field, policy, state, dirty, epoch, dropped } = self;
+        let Aggregate { node, function, field, policy, state, dirty, dirty_overflow, epoch, dropped } = self;
         let (function, policy, epoch) = (*function, *policy, *epoch);
         batch.retain_mut(|r| {
             if failure.is_some() {
@@ -143,7 +146,9 @@ impl Operator for Aggregate {
                 Some(slot) => {
                     if slot.epoch != epoch {
                         slot.epoch = epoch;
-                        dirty.push(r.key.clone());
+                        if !*dirty_overflow {
+                            dirty.push(r.key.clone());
+                        }
                     }
                     // Integer fast path: update in place, no allocation, no re-hash.
                     if let (Value::Int(a), Value::Int(b)) = (&mut slot.value, input) {
@@ -163,7 +168,9 @@ impl Operator for Aggregate {
                 }
                 None => accumulate(function, None, input).inspect(|v| {
                     state.insert(r.key.clone(), Slot { value: v.clone(), epoch });
-                    dirty.push(r.key.clone());
+                    if !*dirty_overflow {
+                        dirty.push(r.key.clone());
+                    }
                 }),
             };
             match result {
@@ -180,6 +187,10 @@ impl Operator for Aggregate {
         if let Some(e) = failure {
             return Err(e);
         }
+        if !*dirty_overflow && dirty.len() > 1024 && dirty.len() * 2 > state.len() {
+            *dirty_overflow = true;
+            dirty.clear();
+        }
         emit_all(out, batch);
         Ok(())
     }
@@ -189,6 +200,14 @@ impl Operator for Aggregate {
             SnapshotMode::Full => {
                 self.state.iter().map(|(k, s)| (k.clone(), Value::Null, Some(s.value.clone()))).collect()
             }
+            SnapshotMode::Incremental if self.dirty_overflow => {
+                let epoch = self.epoch;
+                self.state
+                    .iter()
+                    .filter(|(_, s)| s.epoch == epoch)
+                    .map(|(k, s)| (k.clone(), Value::Null, Some(s.value.clone())))
+                    .collect()
+            }
             SnapshotMode::Incremental => self
                 .dirty
                 .iter()
@@ -196,6 +215,7 @@ impl Operator for Aggregate {
                 .collect(),
         };
         self.dirty.clear();
+        self.dirty_overflow = false;
         self.epoch += 1;
         let delta = mode == SnapshotMode::Incremental;
         Ok(OpSnapshot { keyed: Some(Box::new(EntryList { entries, delta })), ..OpSnapshot::default() })
@@ -205,6 +225,7 @@ impl Operator for Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::SnapshotMode;
     use crate::record::Record;
 
     fn batch(pairs: &[(i64, i64)]) -> Batch {
@@ -218,6 +239,36 @@ mod tests {
         op.process(batch(&[(1, 5), (2, 1), (1, 7)]), &mut out).expect("process");
         let vals: Vec<_> = out.iter().map(|r| r.value.as_i64().unwrap_or(-1)).collect();
         assert_eq!(vals, vec![5, 1, 12]);
+    }
+
+    fn delta_keys(op: &mut Aggregate) -> Vec<i64> {
+        let snap = op.snapshot(CheckpointId(1), SnapshotMode::Incremental).expect("snapshot");
+        let mut w = crate::state::StateWriter::new(128);
+        snap.keyed.expect("keyed").write_to(&mut w);
+        let (bytes, _) = w.finish(true);
+        let range = crate::graph::KeyGroupRange { start: 0, end: 127 };
+        let entries = crate::state::decode_state_file("t", &bytes, bytes.len() as u64, crc32c::crc32c(&bytes), range)
+            .expect("decode");
+        let mut keys: Vec<i64> = entries.iter().filter_map(|e| e.key.as_i64()).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn incremental_capture_is_exact_whether_few_or_most_keys_changed() {
+        let mut op = Aggregate::new("sum", AggregateFn::Sum, None, ErrorPolicy::Fail);
+        let all: Vec<(i64, i64)> = (0..5000).map(|k| (k, 1)).collect();
+        op.process(batch(&all), &mut Vec::new()).expect("p");
+        op.snapshot(CheckpointId(1), SnapshotMode::Full).expect("full");
+        // Most keys change: the change list overflows and the capture scans by epoch.
+        let most: Vec<(i64, i64)> = (0..4000).map(|k| (k, 1)).collect();
+        op.process(batch(&most), &mut Vec::new()).expect("p");
+        assert!(op.dirty_overflow);
+        assert_eq!(delta_keys(&mut op), (0..4000).collect::<Vec<_>>());
+        // Then a few: tracked by the list again.
+        op.process(batch(&[(7, 1), (4999, 1), (7, 1)]), &mut Vec::new()).expect("p");
+        assert!(!op.dirty_overflow);
+        assert_eq!(delta_keys(&mut op), vec![7, 4999]);
     }
 
     #[test]
