@@ -39,7 +39,7 @@ done
 # Throughput while large checkpoints upload (2M keys, ~24 MB of state), vs checkpoints off.
 big=${BENCH_BIG_KEYS:-2000000}
 for ck in off 1s; do
-  args=(bench --records "$n" --parallelism 1 --keys "$big" --dir "$out/checkpoints")
+  args=(bench --records "${BENCH_BIG_RECORDS:-100000000}" --parallelism 1 --keys "$big" --dir "$out/checkpoints")
   [ "$ck" = off ] || args+=(--checkpoint-interval "$ck")
   line=$("$bin" "${args[@]}" 2>/dev/null | grep '^RESULT')
   echo "$line" >>"$out/results.txt"
