@@ -115,11 +115,7 @@ pub struct Consumed {
 /// Reads every partition of `topic` from the beginning to its end (the last stable offset
 /// for read_committed) with librdkafka, partitions assigned explicitly.
 pub fn read_all(topic: &str, partitions: i32, isolation: Isolation) -> anyhow::Result<Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("sluice-test-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
+    let consumer: BaseConsumer = reader_config()
         .set(
             "isolation.level",
             match isolation {
@@ -133,14 +129,20 @@ pub fn read_all(topic: &str, partitions: i32, isolation: Isolation) -> anyhow::R
     read_with(&consumer, topic, partitions)
 }
 
-/// Like [`read_all`] with small fetches, so one transaction spans many fetch answers.
-pub fn read_committed_small_fetches(topic: &str, partitions: i32) -> anyhow::Result<Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+/// The configuration every test reader starts from (read_committed unless overridden).
+fn reader_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers())
         .set("group.id", unique("sluice-test-reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", "read_committed");
+    c
+}
+
+/// Like [`read_all`] with small fetches, so one transaction spans many fetch answers.
+pub fn read_committed_small_fetches(topic: &str, partitions: i32) -> anyhow::Result<Vec<Consumed>> {
+    let consumer: BaseConsumer = reader_config()
         .set("fetch.max.bytes", "1024")
         .set("message.max.bytes", "1000")
         .set("max.partition.fetch.bytes", "512")
@@ -152,15 +154,7 @@ pub fn read_committed_small_fetches(topic: &str, partitions: i32) -> anyhow::Res
 
 /// Reads one partition from `offset` to its end (read_committed), as a restored source does.
 pub fn read_from(topic: &str, partition: i32, offset: i64) -> anyhow::Result<Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", unique("sluice-test-reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .context("consumer")?;
+    let consumer: BaseConsumer = reader_config().set("fetch.wait.max.ms", "100").create().context("consumer")?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(offset)).context("assignment")?;
     consumer.assign(&assignment).context("assign")?;

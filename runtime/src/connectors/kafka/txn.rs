@@ -101,12 +101,7 @@ pub async fn end_transaction(
                     error: Some(error),
                 });
             }
-            Some(
-                ResponseError::ConcurrentTransactions
-                | ResponseError::NotCoordinator
-                | ResponseError::CoordinatorLoadInProgress
-                | ResponseError::CoordinatorNotAvailable,
-            ) if attempt < ATTEMPTS => tokio::time::sleep(BACKOFF).await,
+            Some(e) if is_transient(e) && attempt < ATTEMPTS => tokio::time::sleep(BACKOFF).await,
             _ => {
                 return Err(Error::check("EndTxn", code, None)
                     .err()
@@ -114,6 +109,17 @@ pub async fn end_transaction(
             }
         }
     }
+}
+
+/// Coordinator answers that mean "try again shortly".
+fn is_transient(e: ResponseError) -> bool {
+    matches!(
+        e,
+        ResponseError::ConcurrentTransactions
+            | ResponseError::NotCoordinator
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::CoordinatorNotAvailable
+    )
 }
 
 /// InitProducerId for `transactional_id`: fences every older producer of the id, aborts
@@ -143,12 +149,7 @@ pub async fn init_producer_id(
                     producer_epoch: response.producer_epoch,
                 });
             }
-            Some(
-                ResponseError::ConcurrentTransactions
-                | ResponseError::NotCoordinator
-                | ResponseError::CoordinatorLoadInProgress
-                | ResponseError::CoordinatorNotAvailable,
-            ) if attempt < ATTEMPTS => tokio::time::sleep(BACKOFF).await,
+            Some(e) if is_transient(e) && attempt < ATTEMPTS => tokio::time::sleep(BACKOFF).await,
             _ => {
                 Error::check("InitProducerId", response.error_code, None)?;
             }
