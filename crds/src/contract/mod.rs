@@ -2,6 +2,8 @@
 
 pub mod control;
 pub mod job_config;
+pub mod kafka;
+mod kafka_validate;
 pub mod manifest;
 pub mod pipeline;
 pub mod validate;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::kafka::{KafkaSinkSpec, KafkaSourceSpec};
+
 /// Default number of key groups: the upper bound for any node's parallelism.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
 
@@ -45,6 +47,16 @@ pub enum ErrorPolicy {
     Fail,
     /// Skip the record and count it in `sluice_runtime_malformed_records_total`.
     Skip,
+    /// Copy the record to its source's dead-letter topic (`kafkaSource.deadLetterTopic`), then
+    /// skip and count it; operators past the source skip and count.
+    DeadLetter,
+}
+
+impl ErrorPolicy {
+    /// True when a malformed record is dropped (and counted) instead of failing the job.
+    pub fn skips(self) -> bool {
+        self != ErrorPolicy::Fail
+    }
 }
 
 /// One vertex of the graph. Exactly one operator block must be set.
@@ -62,6 +74,9 @@ pub struct Node {
     /// Source: line-delimited JSON files, replayable by byte offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_file: Option<JsonFileSpec>,
+    /// Source: a Kafka topic, replayable from checkpointed offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_source: Option<KafkaSourceSpec>,
     /// Operator: replace each record's value with a CEL expression's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
@@ -80,6 +95,9 @@ pub struct Node {
     /// Sink: exactly-once files (two-phase commit: temp file, pre-commit, rename on completion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sink: Option<FileSinkSpec>,
+    /// Sink: a Kafka topic (exactly-once through transactions, at-least-once, or none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_sink: Option<KafkaSinkSpec>,
     /// Sink: print records to standard output (at-least-once, for debugging).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout: Option<EmptySpec>,
@@ -95,6 +113,8 @@ pub enum NodeKind<'a> {
     Generator(&'a GeneratorSpec),
     /// See [`JsonFileSpec`].
     JsonFile(&'a JsonFileSpec),
+    /// See [`KafkaSourceSpec`].
+    KafkaSource(&'a KafkaSourceSpec),
     /// See [`MapSpec`].
     Map(&'a MapSpec),
     /// See [`FilterSpec`].
@@ -107,6 +127,8 @@ pub enum NodeKind<'a> {
     Window(&'a WindowSpec),
     /// See [`FileSinkSpec`].
     FileSink(&'a FileSinkSpec),
+    /// See [`KafkaSinkSpec`].
+    KafkaSink(&'a KafkaSinkSpec),
     /// Standard output sink.
     Stdout,
     /// Discarding sink.
@@ -116,12 +138,12 @@ pub enum NodeKind<'a> {
 impl NodeKind<'_> {
     /// True for nodes that produce records and take no input.
     pub fn is_source(&self) -> bool {
-        matches!(self, NodeKind::Generator(_) | NodeKind::JsonFile(_))
+        matches!(self, NodeKind::Generator(_) | NodeKind::JsonFile(_) | NodeKind::KafkaSource(_))
     }
 
     /// True for nodes that consume records and emit none.
     pub fn is_sink(&self) -> bool {
-        matches!(self, NodeKind::FileSink(_) | NodeKind::Stdout | NodeKind::Discard)
+        matches!(self, NodeKind::FileSink(_) | NodeKind::KafkaSink(_) | NodeKind::Stdout | NodeKind::Discard)
     }
 
     /// True for operators whose state is partitioned by key (their inputs must be hash edges).
@@ -134,12 +156,14 @@ impl NodeKind<'_> {
         match self {
             NodeKind::Generator(_) => "generator",
             NodeKind::JsonFile(_) => "jsonFile",
+            NodeKind::KafkaSource(_) => "kafkaSource",
             NodeKind::Map(_) => "map",
             NodeKind::Filter(_) => "filter",
             NodeKind::KeyBy(_) => "keyBy",
             NodeKind::Aggregate(_) => "aggregate",
             NodeKind::Window(_) => "window",
             NodeKind::FileSink(_) => "fileSink",
+            NodeKind::KafkaSink(_) => "kafkaSink",
             NodeKind::Stdout => "stdout",
             NodeKind::Discard => "discard",
         }
@@ -155,6 +179,9 @@ impl Node {
         }
         if let Some(s) = &self.json_file {
             kinds.push(NodeKind::JsonFile(s));
+        }
+        if let Some(s) = &self.kafka_source {
+            kinds.push(NodeKind::KafkaSource(s));
         }
         if let Some(s) = &self.map {
             kinds.push(NodeKind::Map(s));
@@ -173,6 +200,9 @@ impl Node {
         }
         if let Some(s) = &self.file_sink {
             kinds.push(NodeKind::FileSink(s));
+        }
+        if let Some(s) = &self.kafka_sink {
+            kinds.push(NodeKind::KafkaSink(s));
         }
         if self.stdout.is_some() {
             kinds.push(NodeKind::Stdout);

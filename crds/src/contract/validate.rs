@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::job_config::{JOB_CONFIG_VERSION, JobConfig};
-use super::pipeline::{NodeKind, Partitioning, Pipeline};
+use super::pipeline::{ErrorPolicy, NodeKind, Partitioning, Pipeline};
 
 /// Largest supported number of key groups (as in Flink).
 pub const MAX_KEY_GROUPS: u32 = 32_768;
@@ -50,11 +50,13 @@ impl fmt::Display for ValidationError {
     }
 }
 
+/// Field errors collected while validating.
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    /// Records that the field at `path` is wrong.
+    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError { path: path.into(), message: message.into() });
     }
 }
@@ -97,6 +99,7 @@ pub(crate) fn validate(config: &JobConfig) -> Result<(), ValidationError> {
         }
     }
     validate_pipeline(&config.pipeline, "pipeline", &mut errs);
+    super::kafka_validate::transaction_timeouts(config, &mut errs);
     if errs.0.is_empty() { Ok(()) } else { Err(ValidationError { errors: errs.0 }) }
 }
 
@@ -155,8 +158,8 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         }
         let kinds = node.kinds();
         match kinds.len() {
-            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, map, filter, keyBy, aggregate, window, fileSink, stdout, discard"),
-            1 => validate_kind(&kinds[0], &np, errs),
+            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, map, filter, keyBy, aggregate, window, fileSink, kafkaSink, stdout, discard"),
+            1 => validate_kind(&kinds[0], p.error_policy, &np, errs),
             _ => errs.add(
                 np.clone(),
                 format!("several operators set ({}): set exactly one", kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")),
@@ -226,7 +229,7 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
     }
 }
 
-fn validate_kind(kind: &NodeKind<'_>, np: &str, errs: &mut Errors) {
+fn validate_kind(kind: &NodeKind<'_>, policy: ErrorPolicy, np: &str, errs: &mut Errors) {
     match kind {
         NodeKind::Generator(g) => {
             if g.keys < 1 {
@@ -249,6 +252,8 @@ fn validate_kind(kind: &NodeKind<'_>, np: &str, errs: &mut Errors) {
             errs.add(format!("{np}.window.size"), "must be ≥ 1ms")
         }
         NodeKind::FileSink(f) if f.path.is_empty() => errs.add(format!("{np}.fileSink.path"), "must not be empty"),
+        NodeKind::KafkaSource(k) => super::kafka_validate::source(k, policy, &format!("{np}.kafkaSource"), errs),
+        NodeKind::KafkaSink(k) => super::kafka_validate::sink(k, &format!("{np}.kafkaSink"), errs),
         _ => {}
     }
 }

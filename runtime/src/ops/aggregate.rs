@@ -107,7 +107,7 @@ impl Aggregate {
 
 /// Applies the error policy to a bad record: `Some(error)` to fail, `None` to drop it.
 fn reject(policy: ErrorPolicy, dropped: &mut u64, node: &str, key: &Value, message: String) -> Option<OpError> {
-    if policy == ErrorPolicy::Skip {
+    if policy.skips() {
         *dropped += 1;
         None
     } else {

@@ -44,9 +44,29 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
             let sink = FileSink::new(id, &f.path, ctx.subtask, &ctx.run_id)?;
             Instance::Operator(Box::new(TwoPhaseCommitSink::new(sink, id, ctx.checkpointing, faults.clone())))
         }
+        NodeKind::KafkaSource(_) | NodeKind::KafkaSink(_) => return kafka_nodes(id, kind, ctx, policy, faults),
         NodeKind::Stdout => Instance::Operator(Box::new(StdoutSink)),
         NodeKind::Discard => Instance::Operator(Box::new(DiscardSink)),
     })
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_nodes(id: &str, kind: NodeKind<'_>, _: OpContext, _: ErrorPolicy, _: &Faults) -> Result<Instance, OpError> {
+    Err(OpError::Restore {
+        node: id.into(),
+        message: format!("{} needs a runtime built with the `kafka` feature", kind.name()),
+    })
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_nodes(
+    id: &str,
+    kind: NodeKind<'_>,
+    ctx: OpContext,
+    policy: ErrorPolicy,
+    faults: &Faults,
+) -> Result<Instance, OpError> {
+    crate::connectors::kafka::build::instantiate(id, kind, ctx, policy, faults)
 }
 
 /// The recovery of a transactional sink node, if the node is one.

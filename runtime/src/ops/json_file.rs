@@ -160,7 +160,7 @@ impl Source for JsonFileSource {
                     produced += 1;
                 }
                 Ok(None) => {}
-                Err(e) if self.policy == ErrorPolicy::Skip => {
+                Err(e) if self.policy.skips() => {
                     self.malformed += 1;
                     tracing::warn!(error = %e, "skipping malformed record");
                 }

@@ -26,7 +26,7 @@ fn apply_each(
         }
         match f(r) {
             Ok(keep) => keep,
-            Err(e) if policy == ErrorPolicy::Skip && e.is_data_error() => {
+            Err(e) if policy.skips() && e.is_data_error() => {
                 *dropped += 1;
                 if *dropped == 1 || dropped.is_power_of_two() {
                     tracing::warn!(error = %e, dropped = *dropped, "dropping record per errorPolicy: skip");

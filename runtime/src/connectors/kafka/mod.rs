@@ -7,6 +7,7 @@
 //! TCP connection (no TLS/SASL yet).
 
 pub mod broker_config;
+pub mod build;
 pub mod error;
 pub mod fetch;
 pub mod metadata;
