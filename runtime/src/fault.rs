@@ -14,8 +14,12 @@ pub const POINTS: &[&str] = &[
     "coordinator.before_publish",
     // The manifest is published; no task was told, so no sink committed.
     "coordinator.after_publish",
+    // A sink is about to pre-commit at a barrier (its transaction still open).
+    "sink.before_precommit",
     // A sink committed one transaction; the job's other pending ones are not committed yet.
     "sink.mid_commit",
+    // Sink recovery committed one listed transaction; the others are not finished yet.
+    "sink.mid_recovery",
     // Restore chose a checkpoint and recovered sinks, before tasks start.
     "restore.after_sink_recovery",
     // Retention deleted old manifests but not yet their unreferenced files.

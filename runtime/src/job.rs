@@ -12,6 +12,7 @@ use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig};
 use crate::checkpoint::driver::{CheckpointStats, Driver, DriverExit, SharedStats, TaskHandle, stats};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
 use crate::checkpoint::retention::{list_checkpoints, sweep};
+use crate::connectors::two_phase::RecoveryContext;
 use crate::control::ControlState;
 use crate::engine::channel::{Exchange, LocalExchange, MessageReceiver, MessageSender};
 use crate::engine::message::TaskId;
@@ -170,10 +171,17 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     // Resolve every transactional sink before anything runs: commit what the checkpoint lists,
     // abort the rest.
     for (idx, node) in pipeline.nodes.iter().enumerate() {
-        if let Some(recovery) = sink_recovery(node) {
+        if let Some(recovery) = sink_recovery(node, job) {
             let committables = restore_plan.committables.remove(&idx).unwrap_or_default();
+            let ctx = RecoveryContext {
+                store: store.as_deref(),
+                checkpoint: restored_from,
+                parallelism: pipeline.parallelism_of(node),
+                faults: &config.faults,
+            };
             let (committed, aborted) = recovery
-                .recover(&committables)
+                .recover(&ctx, &committables)
+                .await
                 .map_err(|source| JobError::SinkRecovery { node: node.id.clone(), source })?;
             if committed + aborted > 0 {
                 tracing::info!(node = %node.id, committed, aborted, "recovered sink transactions");
@@ -245,7 +253,9 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
                     max_parallelism: pipeline.max_parallelism,
                     key_groups: KeyGroupRange::for_subtask(subtask, chain.parallelism, pipeline.max_parallelism),
                     run_id: config.run_id.clone(),
+                    job: job.name.clone(),
                     checkpointing: job.checkpointing.is_some(),
+                    max_concurrent_checkpoints: job.checkpointing.as_ref().map_or(1, |c| c.max_concurrent),
                 };
                 let was_restored = restore_plan.operators.contains_key(&(n, subtask));
                 let r = restore_plan.take(n, subtask);

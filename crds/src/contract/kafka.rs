@@ -82,6 +82,13 @@ pub struct KafkaSourceSpec {
     /// headers naming the source topic, partition, offset and the error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
+    /// Throttle: at most this many records per second over the whole source (all subtasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u64>,
+    /// Read each partition only up to the end offset it had when the job first assigned it
+    /// (kept in the checkpoint), then finish: a bounded job (backfills, tests, verification).
+    #[serde(default)]
+    pub stop_at_end: bool,
     /// Extra librdkafka consumer properties (security settings …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,

@@ -187,9 +187,25 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
                 }
                 keyed.extend(folded.into_values());
             }
-            let operator_state = list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()).collect();
+            let operator_state = deal_list_state(&list, subtask, p);
             plan.operators.insert((idx, subtask), Restored { keyed, operator_state });
         }
     }
     Ok(plan)
+}
+
+/// Subtask `subtask`'s share of a node's list state at parallelism `p`. Elements that carry
+/// an integer `split` (generator splits, Kafka partitions) go to `split % p`, as a fresh start
+/// assigns them, so a source can tell its own new splits from another subtask's restored
+/// ones; other elements are dealt round-robin.
+fn deal_list_state(list: &[&serde_json::Value], subtask: u32, p: u32) -> Vec<serde_json::Value> {
+    let split = |v: &serde_json::Value| v.get("split").and_then(serde_json::Value::as_u64);
+    if !list.is_empty() && list.iter().all(|v| split(v).is_some()) {
+        list.iter()
+            .filter(|v| split(v).is_some_and(|s| s % u64::from(p) == u64::from(subtask)))
+            .map(|v| (*v).clone())
+            .collect()
+    } else {
+        list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()).collect()
+    }
 }

@@ -14,6 +14,7 @@ use sluice_crds::CheckpointId;
 use crate::fault::Faults;
 use crate::ops::{OpError, OpSnapshot, Operator, SnapshotMode};
 use crate::record::Batch;
+use crate::storage::ObjectStore;
 
 /// The transaction lifecycle of one sink subtask.
 pub trait TwoPhaseCommit: Send {
@@ -31,13 +32,38 @@ pub trait TwoPhaseCommit: Send {
     fn commit(&mut self, committable: &Self::Committable) -> Result<(), OpError>;
     /// Throws an open transaction away.
     fn abort(&mut self, txn: Self::Txn) -> Result<(), OpError>;
+    /// Checkpoint `checkpoint` records `listed` as its pending transactions.
+    fn on_snapshot(&mut self, checkpoint: CheckpointId, listed: &[&Self::Committable]) {
+        let _ = (checkpoint, listed);
+    }
+    /// Checkpoint `checkpoint` completed (called before its transactions are committed).
+    fn on_complete(&mut self, checkpoint: CheckpointId) {
+        let _ = checkpoint;
+    }
+}
+
+/// What a sink's recovery may need besides the committables.
+pub struct RecoveryContext<'a> {
+    /// The job's checkpoint store, when it takes checkpoints (sinks may keep notes there).
+    pub store: Option<&'a dyn ObjectStore>,
+    /// The checkpoint being restored (its committables are the ones passed), if any.
+    pub checkpoint: Option<CheckpointId>,
+    /// The node's parallelism in the attempt about to start.
+    pub parallelism: u32,
+    /// Crash points (recovery itself can be interrupted).
+    pub faults: &'a Faults,
 }
 
 /// Resolves a sink's transactions after a restart; run once per sink node before tasks start.
+#[async_trait::async_trait]
 pub trait SinkRecovery: Send + Sync {
     /// Commits `committables` (from the restored checkpoint) and aborts every other transaction
     /// the job left open. Returns how many were committed and how many aborted.
-    fn recover(&self, committables: &[serde_json::Value]) -> Result<(usize, usize), OpError>;
+    async fn recover(
+        &self,
+        ctx: &RecoveryContext<'_>,
+        committables: &[serde_json::Value],
+    ) -> Result<(usize, usize), OpError>;
 }
 
 /// Adapts a [`TwoPhaseCommit`] implementation to the [`Operator`] lifecycle.
@@ -82,9 +108,12 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
 
     fn snapshot(&mut self, checkpoint: CheckpointId, _mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
         if let Some(txn) = self.current.take() {
+            self.faults.hit("sink.before_precommit");
             let c = self.inner.pre_commit(txn)?;
             self.pending.push((checkpoint, c));
         }
+        let listed: Vec<&T::Committable> = self.pending.iter().map(|(_, c)| c).collect();
+        self.inner.on_snapshot(checkpoint, &listed);
         let committables = self
             .pending
             .iter()
@@ -98,6 +127,7 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
     }
 
     fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
+        self.inner.on_complete(checkpoint);
         self.commit_up_to(checkpoint)
     }
 

@@ -355,7 +355,12 @@ impl Task {
                 self.finish().await?;
                 Ok(true)
             }
-            Some(other) => self.on_control(other).map(|()| false),
+            Some(other) => {
+                if let TaskControl::Complete(id) = &other {
+                    source.checkpoint_complete(*id).map_err(self.op_err())?;
+                }
+                self.on_control(other).map(|()| false)
+            }
             None => Err(TaskError::Coordinator { task: self.id }),
         }
     }

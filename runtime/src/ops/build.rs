@@ -1,5 +1,6 @@
 //! Instantiates the built-in sources and operators from a node's spec.
 
+use sluice_crds::contract::job_config::JobConfig;
 use sluice_crds::contract::pipeline::{ErrorPolicy, Node, NodeKind};
 
 use super::aggregate::Aggregate;
@@ -69,11 +70,16 @@ fn kafka_nodes(
     crate::connectors::kafka::build::instantiate(id, kind, ctx, policy, faults)
 }
 
-/// The recovery of a transactional sink node, if the node is one.
-pub fn sink_recovery(node: &Node) -> Option<Box<dyn SinkRecovery>> {
+/// The recovery of a transactional sink node of `job`, if the node is one.
+pub fn sink_recovery(node: &Node, job: &JobConfig) -> Option<Box<dyn SinkRecovery>> {
     match node.kind()? {
         NodeKind::FileSink(f) => Some(Box::new(FileSinkRecovery::new(&node.id, &f.path))),
-        _ => None,
+        #[cfg(feature = "kafka")]
+        NodeKind::KafkaSink(k) => crate::connectors::kafka::recovery::for_sink(&node.id, k, job),
+        _ => {
+            let _ = job;
+            None
+        }
     }
 }
 

@@ -4,12 +4,11 @@
 //! `s+2S`, …). Each split's next sequence number is checkpointed as one element of list state,
 //! so a restore at another parallelism simply deals the splits out again.
 
-use std::time::{Duration, Instant};
-
 use serde::{Deserialize, Serialize};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::GeneratorSpec;
 
+use super::rate::RateLimit;
 use super::{OpContext, OpError, Source, SourcePoll};
 use crate::record::{Batch, Record};
 use crate::value::Value;
@@ -27,16 +26,14 @@ pub struct Generator {
     ctx: OpContext,
     splits: Vec<SplitPosition>,
     cursor: usize,
-    rate_per_subtask: Option<f64>,
-    started: Instant,
-    emitted: u64,
+    rate: Option<RateLimit>,
 }
 
 impl Generator {
     /// A generator subtask; call [`Source::open`] before polling.
     pub fn new(spec: GeneratorSpec, ctx: OpContext) -> Generator {
-        let rate_per_subtask = spec.rate_per_second.map(|r| r as f64 / f64::from(ctx.parallelism.max(1)));
-        Generator { spec, ctx, splits: Vec::new(), cursor: 0, rate_per_subtask, started: Instant::now(), emitted: 0 }
+        let rate = spec.rate_per_second.map(|r| RateLimit::new(r as f64 / f64::from(ctx.parallelism.max(1))));
+        Generator { spec, ctx, splits: Vec::new(), cursor: 0, rate }
     }
 
     fn exhausted(&self, pos: &SplitPosition) -> bool {
@@ -74,21 +71,18 @@ impl Source for Generator {
                 });
             }
         }
-        self.started = Instant::now();
-        self.emitted = 0;
+        if let Some(r) = self.rate.as_mut() {
+            r.restart();
+        }
         Ok(())
     }
 
     fn poll(&mut self, out: &mut Batch, max: usize) -> Result<SourcePoll, OpError> {
-        let mut budget = max;
-        if let Some(rate) = self.rate_per_subtask {
-            let allowed = (self.started.elapsed().as_secs_f64() * rate) as u64;
-            let available = allowed.saturating_sub(self.emitted);
-            if available == 0 {
-                return Ok(SourcePoll::Idle(Duration::from_secs_f64((1.0 / rate).clamp(0.0005, 0.01))));
-            }
-            budget = budget.min(available as usize);
-        }
+        let budget = match self.rate.as_ref().map(|r| r.budget(max)) {
+            None => max,
+            Some(Ok(n)) => n,
+            Some(Err(wait)) => return Ok(SourcePoll::Idle(wait)),
+        };
         let n = self.splits.len();
         let Some(idx) = (0..n).map(|k| (self.cursor + k) % n).find(|&i| !self.exhausted(&self.splits[i])) else {
             return Ok(SourcePoll::Finished);
@@ -109,7 +103,9 @@ impl Source for Generator {
             produced += 1;
         }
         self.splits[idx].next = seq;
-        self.emitted += produced as u64;
+        if let Some(r) = self.rate.as_mut() {
+            r.emitted(produced);
+        }
         Ok(SourcePoll::Data)
     }
 
@@ -135,7 +131,9 @@ mod tests {
             max_parallelism: 128,
             key_groups: KeyGroupRange::for_subtask(subtask, parallelism, 128),
             run_id: "r".into(),
+            job: "job".into(),
             checkpointing: true,
+            max_concurrent_checkpoints: 1,
         }
     }
 

@@ -200,7 +200,9 @@ mod tests {
             max_parallelism: 128,
             key_groups: KeyGroupRange { start: 0, end: 127 },
             run_id: "r".into(),
+            job: "job".into(),
             checkpointing: true,
+            max_concurrent_checkpoints: 1,
         };
         let spec = JsonFileSpec {
             path: path.display().to_string(),

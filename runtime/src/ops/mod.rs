@@ -33,6 +33,7 @@ pub mod build;
 pub mod expr;
 pub mod generator;
 pub mod json_file;
+pub mod rate;
 pub mod simple;
 pub mod window;
 
@@ -67,8 +68,12 @@ pub struct OpContext {
     pub key_groups: KeyGroupRange,
     /// Unique id of this run of the job (names temp files and transactions).
     pub run_id: String,
+    /// The job's name (stable across runs: names transactional ids).
+    pub job: String,
     /// Whether the job takes checkpoints (sinks commit on completion) or not (sinks commit at end).
     pub checkpointing: bool,
+    /// How many checkpoints may be in flight at once (bounds pending sink transactions).
+    pub max_concurrent_checkpoints: u32,
 }
 
 /// How much keyed state a snapshot must contain.
@@ -142,6 +147,14 @@ pub enum OpError {
         /// Node id.
         node: String,
         /// What is wrong.
+        message: String,
+    },
+    /// An external system (a broker, a store) failed or refused a request.
+    #[error("node {node}: {message}")]
+    External {
+        /// Node id.
+        node: String,
+        /// What was being done and what went wrong.
         message: String,
     },
     /// A pre-committed transaction could not be committed (data-loss risk).
@@ -221,5 +234,10 @@ pub trait Source: Send {
     /// Records skipped as malformed so far.
     fn malformed_count(&self) -> u64 {
         0
+    }
+    /// Checkpoint `checkpoint` is complete (e.g. commit offsets back to a consumer group).
+    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
+        let _ = checkpoint;
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::connectors::two_phase::{SinkRecovery, TwoPhaseCommit, committable_txn};
+use crate::connectors::two_phase::{RecoveryContext, SinkRecovery, TwoPhaseCommit, committable_txn};
 use crate::ops::OpError;
 use crate::record::Batch;
 
@@ -138,8 +138,13 @@ impl FileSinkRecovery {
     }
 }
 
+#[async_trait::async_trait]
 impl SinkRecovery for FileSinkRecovery {
-    fn recover(&self, committables: &[serde_json::Value]) -> Result<(usize, usize), OpError> {
+    async fn recover(
+        &self,
+        _ctx: &RecoveryContext<'_>,
+        committables: &[serde_json::Value],
+    ) -> Result<(usize, usize), OpError> {
         let mut keep = HashSet::new();
         let mut committed = 0;
         for v in committables {
@@ -215,6 +220,12 @@ mod tests {
         assert!(visible(dir.path()).is_empty());
     }
 
+    fn recover(r: &FileSinkRecovery, listed: &[serde_json::Value]) -> Result<(usize, usize), OpError> {
+        let faults = crate::fault::Faults::default();
+        let ctx = RecoveryContext { store: None, checkpoint: None, parallelism: 1, faults: &faults };
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(r.recover(&ctx, listed))
+    }
+
     #[test]
     fn recovery_commits_listed_transactions_and_deletes_the_rest() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -234,8 +245,8 @@ mod tests {
 
         let listed = vec![serde_json::json!({"checkpoint": 4, "txn": c1})];
         let recovery = FileSinkRecovery::new("out", dir.path());
-        assert_eq!(recovery.recover(&listed).expect("recover"), (1, 2));
-        assert_eq!(recovery.recover(&listed).expect("again"), (0, 0), "recovery is idempotent");
+        assert_eq!(recover(&recovery, &listed).expect("recover"), (1, 2));
+        assert_eq!(recover(&recovery, &listed).expect("again"), (0, 0), "recovery is idempotent");
         let names = visible(dir.path());
         assert_eq!(names.iter().filter(|n| n.starts_with("part-out-")).count(), 1);
         assert!(names.iter().any(|n| n.starts_with(".other-node-")), "other nodes' files are left alone");
@@ -248,8 +259,7 @@ mod tests {
             temp: dir.path().join(".gone.inprogress").display().to_string(),
             target: dir.path().join("part-gone.jsonl").display().to_string(),
         };
-        let err = FileSinkRecovery::new("out", dir.path())
-            .recover(&[serde_json::json!({"checkpoint": 9, "txn": c})])
+        let err = recover(&FileSinkRecovery::new("out", dir.path()), &[serde_json::json!({"checkpoint": 9, "txn": c})])
             .expect_err("must fail");
         assert!(matches!(err, OpError::Commit { checkpoint: 9, .. }), "{err}");
     }

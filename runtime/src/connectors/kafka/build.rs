@@ -1,7 +1,12 @@
 //! Instantiates `kafkaSource` and `kafkaSink` nodes.
 
+use sluice_crds::contract::kafka::DeliveryGuarantee;
 use sluice_crds::contract::pipeline::{ErrorPolicy, NodeKind};
 
+use super::plain_sink::KafkaPlainSink;
+use super::sink::KafkaTxnSink;
+use super::source::KafkaSource;
+use crate::connectors::two_phase::TwoPhaseCommitSink;
 use crate::fault::Faults;
 use crate::ops::build::Instance;
 use crate::ops::{OpContext, OpError};
@@ -14,6 +19,15 @@ pub fn instantiate(
     policy: ErrorPolicy,
     faults: &Faults,
 ) -> Result<Instance, OpError> {
-    let _ = (ctx, policy, faults);
-    Err(OpError::Restore { node: id.into(), message: format!("{} is not implemented yet", kind.name()) })
+    Ok(match kind {
+        NodeKind::KafkaSource(spec) => Instance::Source(Box::new(KafkaSource::new(spec.clone(), ctx, policy))),
+        NodeKind::KafkaSink(spec) if spec.semantic == DeliveryGuarantee::ExactlyOnce => {
+            let sink = KafkaTxnSink::new(spec, &ctx);
+            Instance::Operator(Box::new(TwoPhaseCommitSink::new(sink, id, ctx.checkpointing, faults.clone())))
+        }
+        NodeKind::KafkaSink(spec) => Instance::Operator(Box::new(KafkaPlainSink::new(id, spec)?)),
+        other => {
+            return Err(OpError::Restore { node: id.into(), message: format!("{} is not a Kafka node", other.name()) });
+        }
+    })
 }

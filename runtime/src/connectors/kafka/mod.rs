@@ -8,13 +8,21 @@
 
 pub mod broker_config;
 pub mod build;
+pub mod codec;
 pub mod error;
 pub mod fetch;
+pub mod io;
 pub mod metadata;
+pub mod plain_sink;
+pub mod producer;
 pub mod producer_identity;
+pub mod recovery;
+pub mod sink;
+pub mod source;
 pub mod timeout_check;
 pub mod txn;
 pub mod txn_ids;
+pub mod verify;
 pub mod wire;
 
 pub use error::Error;

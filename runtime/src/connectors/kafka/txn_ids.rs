@@ -1,8 +1,6 @@
 //! The exactly-once sink's transactional ids: a bounded, deterministic pool per subtask,
 //! derived from job, node and subtask index only, so a restarted or rescaled job can name
 //! (and therefore commit or fence) every transaction any earlier attempt may have opened.
-//!
-//! Proposal for the sink (issue 5); nothing else depends on it yet.
 
 /// Names the transactional ids of one sink node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +14,27 @@ impl TxnIdPool {
     /// whose transaction may be pending at once (max concurrent checkpoints + 1 for the
     /// transaction being written). `slots` below 1 counts as 1.
     pub fn new(job: &str, node: &str, slots: u32) -> Self {
-        Self { prefix: format!("sluice-{job}-{node}"), slots: slots.max(1) }
+        Self::with_prefix(&format!("sluice-{job}-{node}"), slots)
+    }
+
+    /// The pool with an explicit prefix (`kafkaSink.transactionalIdPrefix`).
+    pub fn with_prefix(prefix: &str, slots: u32) -> Self {
+        Self { prefix: prefix.to_owned(), slots: slots.max(1) }
+    }
+
+    /// The prefix every id of the pool starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Number of ids per subtask.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// The id of `slot` of `subtask`.
+    pub fn slot_id(&self, subtask: u32, slot: u32) -> String {
+        format!("{}-{subtask}-{slot}", self.prefix)
     }
 
     /// The id a subtask uses for checkpoint `checkpoint_id`'s transaction: slots rotate

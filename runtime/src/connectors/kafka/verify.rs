@@ -1,0 +1,192 @@
+//! The exactly-once verifier for Kafka: produce sequence-numbered input to a topic, and after
+//! the job drains read an output topic with a read_committed consumer and report lost,
+//! duplicated and out-of-place records — and any transaction left open (last stable offset
+//! below the high watermark), which would block read_committed readers.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use super::io::{block_on, first_broker};
+use super::partition_ends;
+use crate::value::Value;
+use crate::verify::{SequenceCheck, VerifyReport};
+
+/// A verifier step failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {message}")]
+pub struct VerifyError {
+    /// What was being done.
+    pub step: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn fail(step: &'static str) -> impl Fn(KafkaError) -> VerifyError {
+    move |e| VerifyError { step, message: e.to_string() }
+}
+
+/// Upper bound for any one broker interaction.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates `topic` with `partitions` partitions (replication 1) unless it exists.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), VerifyError> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(fail("admin client"))?;
+    let topic_owned = topic.to_owned();
+    let results = block_on(async move {
+        admin
+            .create_topics(
+                &[NewTopic::new(&topic_owned, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
+            .await
+    })
+    .map_err(|m| VerifyError { step: "create topic", message: m })?
+    .map_err(fail("create topic"))?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(VerifyError { step: "create topic", message: format!("{name}: {code}") }),
+        }
+    }
+    Ok(())
+}
+
+/// Produces `count` records `{"seq": i}` to `topic`: key `i % keys` (text), timestamp
+/// `start_ms + i`, so event time advances one millisecond per sequence number.
+pub fn produce(bootstrap: &str, topic: &str, count: u64, keys: u64, start_ms: i64) -> Result<(), VerifyError> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(fail("producer"))?;
+    let (mut key, mut value) = (String::new(), String::new());
+    for i in 0..count {
+        use std::fmt::Write as _;
+        key.clear();
+        value.clear();
+        let _ = write!(key, "{}", i % keys.max(1));
+        let _ = write!(value, "{{\"seq\":{i}}}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value).timestamp(start_ms + i as i64);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(fail("produce")(e)),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).map_err(fail("flush"))
+}
+
+/// Partitions of `topic` whose last stable offset is below the high watermark: an open
+/// transaction. Waits up to `grace` for them to close first.
+pub fn open_transactions(bootstrap: &str, topic: &str, grace: Duration) -> Result<Vec<(i32, i64, i64)>, VerifyError> {
+    let partitions = partition_count(bootstrap, topic)?;
+    let started = Instant::now();
+    loop {
+        let mut open = Vec::new();
+        for p in 0..partitions {
+            let (b, t) = (first_broker(bootstrap), topic.to_owned());
+            let ends = block_on(async move { partition_ends(&b, &t, p).await })
+                .map_err(|m| VerifyError { step: "partition ends", message: m })?
+                .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })?;
+            if ends.last_stable_offset < ends.high_watermark {
+                open.push((p, ends.last_stable_offset, ends.high_watermark));
+            }
+        }
+        if open.is_empty() || started.elapsed() >= grace {
+            return Ok(open);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn partition_count(bootstrap: &str, topic: &str) -> Result<i32, VerifyError> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(fail("consumer"))?;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).map_err(fail("metadata"))?;
+    let n = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+    i32::try_from(n).map_err(|e| VerifyError { step: "metadata", message: e.to_string() })
+}
+
+/// Every committed record of `topic` (read_committed, from the start up to the last stable
+/// offset of each partition), as (key, value) decoded from JSON (text keys stay text).
+pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(Value, Value)>, VerifyError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-verify")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(fail("consumer"))?;
+    let partitions = partition_count(bootstrap, topic)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(fail("assign"))?;
+        let (b, t) = (first_broker(bootstrap), topic.to_owned());
+        let e = block_on(async move { partition_ends(&b, &t, p).await })
+            .map_err(|m| VerifyError { step: "partition ends", message: m })?
+            .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })?;
+        ends.push(e.last_stable_offset);
+    }
+    consumer.assign(&tpl).map_err(fail("assign"))?;
+    let mut done: Vec<bool> = ends.iter().map(|&e| e <= 0).collect();
+    let mut out = Vec::new();
+    let mut last_progress = Instant::now();
+    while !done.iter().all(|d| *d) {
+        if last_progress.elapsed() > TIMEOUT {
+            return Err(VerifyError { step: "read", message: format!("no progress for {TIMEOUT:?}") });
+        }
+        let Some(next) = consumer.poll(Duration::from_millis(100)) else { continue };
+        last_progress = Instant::now();
+        let (partition, at) = match next {
+            Ok(m) => {
+                let key = match m.key() {
+                    None => Value::Null,
+                    Some(k) => Value::str(&String::from_utf8_lossy(k)),
+                };
+                let value = m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null);
+                out.push((key, value));
+                (m.partition(), m.offset() + 1)
+            }
+            Err(KafkaError::PartitionEOF(p)) => {
+                let at = consumer.position().ok().and_then(|t| match t.find_partition(topic, p)?.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+                (p, at.unwrap_or(0))
+            }
+            Err(e) => return Err(fail("read")(e)),
+        };
+        if let Some(i) = usize::try_from(partition).ok().filter(|&i| i < ends.len())
+            && at >= ends[i]
+        {
+            done[i] = true;
+        }
+    }
+    Ok(out)
+}
+
+/// Checks `topic`'s committed records: the integer at `field` (a dotted path into the value)
+/// must cover `0..expected` exactly once.
+pub fn check_topic(bootstrap: &str, topic: &str, field: &str, expected: u64) -> Result<VerifyReport, VerifyError> {
+    let mut check = SequenceCheck::new(expected);
+    for (_, value) in read_committed(bootstrap, topic)? {
+        check.add(value.get_path(field).and_then(Value::as_i64));
+    }
+    Ok(check.report())
+}
