@@ -16,6 +16,7 @@ fn killed_and_restarted_job_commits_every_record_exactly_once() {
         rate: 50_000,
         storage_yaml: format!("    uri: file://{}/checkpoints", dir.path().display()),
         dir: dir.path().to_path_buf(),
+        custom_yaml: None,
     };
     let crashed = job.run_with_kills(20, FAULT_RUNS);
     assert!(crashed >= 20, "only {crashed} runs crashed: the kills did not land mid-job");

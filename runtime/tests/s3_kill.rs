@@ -21,6 +21,7 @@ fn killed_and_restarted_job_with_s3_checkpoints_commits_every_record_exactly_onc
         rate: 50_000,
         storage_yaml: storage_yaml(&env, &unique_uri(&env, "kill"), secret.path()),
         dir: dir.path().to_path_buf(),
+        custom_yaml: None,
     };
     let crashed = job.run_with_kills(20, FAULT_RUNS);
     assert!(crashed >= 20, "only {crashed} runs crashed: the kills did not land mid-job");

@@ -87,6 +87,7 @@ async fn job_keeps_processing_through_a_storage_outage_and_stays_exactly_once() 
         rate: 40_000,
         storage_yaml: storage_yaml(&env, &uri, secret.path()),
         dir: dir.path().to_path_buf(),
+        custom_yaml: None,
     };
     // The kill test's job, with a checkpoint timeout short enough to fail checkpoints mid-outage.
     let yaml = std::fs::read_to_string(job.write_yaml(2)).expect("read job");

@@ -29,6 +29,7 @@ fn savepoint_stop_and_restore_at_another_parallelism_is_exactly_once() {
         rate: 100_000,
         storage_yaml: format!("    uri: file://{}/checkpoints", dir.path().display()),
         dir: dir.path().to_path_buf(),
+        custom_yaml: None,
     };
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = job.command(1, 2).arg("--control-addr").arg(&addr).spawn().expect("spawn");

@@ -26,12 +26,18 @@ pub struct KillJob {
     pub storage_yaml: String,
     /// Working directory for output (and local checkpoints).
     pub dir: PathBuf,
+    /// A whole job document to run instead of the built-in one; `{p}` stands for the parallelism.
+    pub custom_yaml: Option<String>,
 }
 
 impl KillJob {
     /// Writes the job document for parallelism `p`.
     pub fn write_yaml(&self, p: u32) -> PathBuf {
         let path = self.dir.join("job.yaml");
+        if let Some(template) = &self.custom_yaml {
+            std::fs::write(&path, template.replace("{p}", &p.to_string())).expect("write job");
+            return path;
+        }
         let yaml = format!(
             r#"name: kill-test
 checkpointing:
@@ -98,6 +104,11 @@ pipeline:
         for i in (1..schedule.len()).rev() {
             let j = rng.random_range(0..=i);
             schedule.swap(i, j);
+        }
+        // The first run is a random kill, so every fault run restores a checkpoint (some fault
+        // points are only reached while recovering one).
+        if let Some(first_kill) = schedule.iter().position(Option::is_none) {
+            schedule.swap(0, first_kill);
         }
         for fault in schedule {
             run += 1;
