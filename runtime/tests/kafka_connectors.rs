@@ -1,0 +1,196 @@
+//! The Kafka connectors' recovery and error paths against the real test broker: the commit
+//! after a crash that followed checkpoint completion, lingering transactions of a killed
+//! attempt, transaction-timeout checks, and malformed records under each error policy.
+//! Needs `scripts/services/kafka.sh start` (fails with instructions otherwise).
+
+#![cfg(feature = "kafka")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use sluice_runtime::connectors::kafka::verify;
+
+fn brokers() -> String {
+    match std::env::var("SLUICE_TEST_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "SLUICE_TEST_KAFKA_BROKERS is not set: run `bash scripts/services/kafka.sh start && source .tools/run/kafka.env` (or `make test`)"
+        ),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A Kafka → Kafka pass-through job document.
+fn pass_job(dir: &Path, source_extra: &str, policy: &str, sink_extra: &str, input: &str, output: &str) -> std::path::PathBuf {
+    let brokers = brokers();
+    let yaml = format!(
+        r#"name: {name}
+checkpointing:
+  interval: 200ms
+  timeout: 20s
+  storage:
+    uri: file://{dir}/checkpoints
+pipeline:
+  errorPolicy: {policy}
+  nodes:
+    - id: in
+      kafkaSource: {{bootstrapServers: "{brokers}", topic: {input}, stopAtEnd: true{source_extra}}}
+    - id: out
+      kafkaSink: {{bootstrapServers: "{brokers}", topic: {output}, transactionTimeout: 5m{sink_extra}}}
+  edges:
+    - {{from: in, to: out}}
+"#,
+        dir = dir.display(),
+        // Jobs of one name share transactional ids: tests running at once must not fence each other.
+        name = unique("kafka-conn"),
+    );
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, yaml).expect("write job");
+    path
+}
+
+fn run(job: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
+        .arg("run")
+        .arg(job)
+        .args(args)
+        .env("RUST_LOG", "warn,rdkafka=off")
+        .output()
+        .expect("run sluice-runtime")
+}
+
+fn topics(partitions: i32) -> (String, String) {
+    let (input, output) = (unique("in"), unique("out"));
+    verify::create_topic(&brokers(), &input, partitions).expect("input topic");
+    verify::create_topic(&brokers(), &output, partitions).expect("output topic");
+    (input, output)
+}
+
+/// Crash at `fault`, check that the pre-committed output is not visible yet (a transaction is
+/// open), restart, and check everything arrived exactly once with nothing left open.
+fn crash_then_recover(fault: &str) {
+    let brokers = brokers();
+    let (input, output) = topics(2);
+    verify::produce(&brokers, &input, 20_000, 100, 1_700_000_000_000).expect("produce");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = pass_job(dir.path(), ", ratePerSecond: 10000", "fail", "", &input, &output);
+    let crashed = run(&job, &["--fault-point", fault]);
+    assert!(!crashed.status.success(), "the fault point {fault} must crash the job");
+    let open = verify::open_transactions(&brokers, &output, Duration::ZERO).expect("ends");
+    assert!(!open.is_empty(), "after a crash at {fault} a pre-committed transaction must still be open");
+    let before = verify::check_topic(&brokers, &output, "seq", 20_000).expect("read");
+    assert!(before.lost > 0, "nothing may be visible beyond the committed transactions: {before}");
+
+    let finished = run(&job, &[]);
+    assert!(finished.status.success(), "restart failed: {}", String::from_utf8_lossy(&finished.stderr));
+    let open = verify::open_transactions(&brokers, &output, Duration::from_secs(5)).expect("ends");
+    assert!(open.is_empty(), "transactions left open after recovery: {open:?}");
+    let report = verify::check_topic(&brokers, &output, "seq", 20_000).expect("read");
+    assert!(report.is_exactly_once(), "{report}");
+}
+
+#[test]
+fn commit_after_a_crash_that_followed_checkpoint_completion() {
+    // The manifest is published, no sink was told: the restart must commit the transactions.
+    crash_then_recover("coordinator.after_publish@3");
+}
+
+#[test]
+fn transactions_of_a_killed_attempt_are_aborted_on_restart() {
+    // Killed with a transaction open (written, never pre-committed): the restart fences it, the
+    // last stable offset advances, and the replay writes those records again exactly once.
+    crash_then_recover("sink.before_precommit@3");
+}
+
+#[test]
+fn transaction_timeout_above_the_broker_maximum_is_refused_naming_both_values() {
+    let (input, output) = topics(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = pass_job(dir.path(), "", "fail", "", &input, &output);
+    let text = std::fs::read_to_string(&job).expect("read").replace("transactionTimeout: 5m", "transactionTimeout: 20m");
+    std::fs::write(&job, text).expect("write");
+    let out = run(&job, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("1200000") && stderr.contains("transaction.max.timeout.ms = 900000"), "{stderr}");
+}
+
+#[test]
+fn transaction_timeout_shorter_than_a_checkpoint_cycle_is_rejected_with_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = pass_job(dir.path(), "", "fail", "", "in", "out");
+    let text = std::fs::read_to_string(&job).expect("read").replace("transactionTimeout: 5m", "transactionTimeout: 10s");
+    std::fs::write(&job, text).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-runtime")).arg("validate").arg(&job).output().expect("validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success());
+    assert!(text.contains("pipeline.nodes[1].kafkaSink.transactionTimeout") && text.contains("10000"), "{text}");
+}
+
+/// Produces 100 good records with 3 malformed ones among them; returns the input topic.
+fn input_with_malformed(input: &str) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("producer");
+    for i in 0..100 {
+        let payload = format!("{{\"seq\":{i}}}");
+        producer.send(BaseRecord::to(input).key("k").payload(&payload)).expect("send");
+        if i % 40 == 0 {
+            producer.send(BaseRecord::to(input).key("k").payload("{broken")).expect("send");
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+#[test]
+fn malformed_records_fail_the_job_by_default_naming_where_they_are() {
+    let (input, output) = topics(1);
+    input_with_malformed(&input);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&pass_job(dir.path(), "", "fail", "", &input, &output), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("malformed record at {input}/0@1")) && stderr.contains("invalid JSON"), "{stderr}");
+}
+
+#[test]
+fn malformed_records_are_skipped_or_dead_lettered_per_policy() {
+    let brokers = brokers();
+    for policy in ["skip", "deadLetter"] {
+        let (input, output) = topics(1);
+        input_with_malformed(&input);
+        let dlq = unique("dlq");
+        verify::create_topic(&brokers, &dlq, 1).expect("dlq topic");
+        let extra = if policy == "deadLetter" { format!(", deadLetterTopic: {dlq}") } else { String::new() };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = run(&pass_job(dir.path(), &extra, policy, "", &input, &output), &[]);
+        assert!(out.status.success(), "{policy}: {}", String::from_utf8_lossy(&out.stderr));
+        let report = verify::check_topic(&brokers, &output, "seq", 100).expect("read");
+        assert!(report.is_exactly_once(), "{policy}: {report}");
+
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "dlq-check")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&dlq]).expect("subscribe");
+        let mut dead = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(if policy == "deadLetter" { 20 } else { 3 });
+        while dead.len() < 3 && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                dead.push(m.payload().map(<[u8]>::to_vec).unwrap_or_default());
+            }
+        }
+        match policy {
+            "deadLetter" => assert_eq!(dead, vec![b"{broken".to_vec(); 3], "the dead-letter topic holds the raw records"),
+            _ => assert!(dead.is_empty(), "skip writes no dead letters"),
+        }
+    }
+}
