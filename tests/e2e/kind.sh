@@ -30,7 +30,7 @@ RUN_ID="e2e-$(date +%s)"
 JOB="$RUN_ID"
 INPUT_TOPIC="$RUN_ID-in"
 OUTPUT_TOPIC="$RUN_ID-out"
-EXAMPLE=manifests/examples/kafka/streamjob-kafka-to-kafka.yaml
+EXAMPLE=manifests/examples/streamjob-kafka-to-kafka.yaml
 SCENARIO=tests/e2e/kafka-exactly-once
 PRODUCER_PID=""
 export NS RECORDS RUN_ID JOB INPUT_TOPIC OUTPUT_TOPIC EXAMPLE

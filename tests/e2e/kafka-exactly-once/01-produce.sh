@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # PRODUCER_PID is read by later steps
-# Sequence-numbered input, {"seq":1} … {"seq":RECORDS}, produced in the background at about
+# Sequence-numbered input, {"seq":0} … {"seq":RECORDS-1}, produced in the background at about
 # 1000 records/s (100 every 0.1 s), so the next steps act while the stream flows.
 log "producing $RECORDS records to $INPUT_TOPIC in the background"
 (
@@ -8,7 +8,7 @@ log "producing $RECORDS records to $INPUT_TOPIC in the background"
   while [ "$i" -lt "$RECORDS" ]; do
     j=$((i + 100))
     [ "$j" -le "$RECORDS" ] || j=$RECORDS
-    seq $((i + 1)) "$j" | awk '{ printf "{\"seq\":%d}\n", $1 }'
+    seq "$i" $((j - 1)) | awk '{ printf "{\"seq\":%d}\n", $1 }'
     i=$j
     sleep 0.1
   done
