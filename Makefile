@@ -1,5 +1,5 @@
 # The two set-up commands (README): `make demo` and `make test`. `make bench` prints figures.
-.PHONY: demo test bench build fmt lint
+.PHONY: demo test bench bench-kafka build fmt lint
 
 demo:
 	cargo build --release -p sluice-runtime --no-default-features
@@ -10,6 +10,10 @@ test:
 
 bench:
 	bash scripts/bench.sh
+
+# Kafka → Kafka figures (starts the test broker; see scripts/bench-kafka.sh).
+bench-kafka:
+	bash scripts/bench-kafka.sh
 
 build:
 	cargo build --workspace

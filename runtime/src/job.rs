@@ -82,6 +82,17 @@ pub enum JobError {
     Checkpointing(String),
 }
 
+impl JobError {
+    /// True when pre-committed output of a completed checkpoint could not be committed.
+    pub fn is_data_loss(&self) -> bool {
+        matches!(
+            self,
+            JobError::SinkRecovery { source: OpError::Commit { .. }, .. }
+                | JobError::Task(TaskError::Op { source: OpError::Commit { .. }, .. })
+        )
+    }
+}
+
 /// What a finished run reports.
 #[derive(Debug)]
 pub struct JobOutcome {

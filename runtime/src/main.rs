@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use sluice_crds::JobConfig;
 use sluice_runtime::control::ControlState;
 use sluice_runtime::fault::Faults;
-use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
+use sluice_runtime::job::{self, JobError, RestoreMode, RuntimeConfig, human_bytes};
 
 #[derive(Parser)]
 #[command(name = "sluice-runtime", version, about = "Sluice streaming runtime")]
@@ -130,6 +130,26 @@ enum VerifyCommand {
         #[arg(long, default_value_t = 1_700_000_000_000)]
         start_ms: i64,
     },
+    /// Measure end-to-end latency: produce to `input` at `rate` records/s stamped with the
+    /// wall-clock time, read `output` read_committed, print delay percentiles.
+    #[cfg(feature = "kafka")]
+    KafkaLatency {
+        /// Bootstrap servers.
+        #[arg(long)]
+        bootstrap: String,
+        /// Topic the job reads.
+        #[arg(long)]
+        input: String,
+        /// Topic the job writes.
+        #[arg(long)]
+        output: String,
+        /// Records per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// How long to produce and measure.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Check a Kafka topic with a read_committed consumer: every number in 0..count exactly
     /// once and no transaction left open. Exit 0 only for a perfect run.
     #[cfg(feature = "kafka")]
@@ -214,6 +234,9 @@ async fn demo(dir: &Path) -> Result<()> {
     println!("each line is one window: {{\"key\":…,\"value\":{{\"key\":…,\"start\":…,\"end\":…,\"value\":count}}}}");
     Ok(())
 }
+
+/// Where Kubernetes reads a container's termination message (written only when it exists).
+const TERMINATION_LOG: &str = "/dev/termination-log";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -303,6 +326,29 @@ fn main() -> ExitCode {
                 .context("producer thread")?
             }
             #[cfg(feature = "kafka")]
+            Command::Verify(VerifyCommand::KafkaLatency { bootstrap, input, output, rate, seconds }) => {
+                use sluice_runtime::connectors::kafka::verify;
+                let b = bootstrap.clone();
+                let reader =
+                    tokio::task::spawn_blocking(move || verify::measure_latency(&b, &output, seconds + 5));
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let sent = tokio::task::spawn_blocking(move || verify::produce_live(&bootstrap, &input, rate, seconds))
+                    .await
+                    .context("producer thread")??;
+                let mut delays = reader.await.context("consumer thread")??;
+                delays.sort_unstable();
+                let pct = |q: f64| delays.get(((delays.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(-1);
+                println!(
+                    "LATENCY sent={sent} received={} p50={}ms p90={}ms p99={}ms max={}ms",
+                    delays.len(),
+                    pct(0.5),
+                    pct(0.9),
+                    pct(0.99),
+                    pct(1.0)
+                );
+                Ok(())
+            }
+            #[cfg(feature = "kafka")]
             Command::Verify(VerifyCommand::Kafka { bootstrap, topic, count, field }) => {
                 use sluice_runtime::connectors::kafka::verify;
                 tokio::task::spawn_blocking(move || {
@@ -372,7 +418,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let data_loss = e.chain().any(|c| c.downcast_ref::<JobError>().is_some_and(JobError::is_data_loss));
+            // Kubernetes shows this file as the container's termination message.
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(TERMINATION_LOG) {
+                use std::io::Write as _;
+                let _ = write!(f, "{}{e:#}", if data_loss { "DataLossRisk: " } else { "" });
+            }
+            if data_loss { ExitCode::from(sluice_crds::contract::control::EXIT_DATA_LOSS) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -29,7 +29,14 @@ fn unique(prefix: &str) -> String {
 }
 
 /// A Kafka → Kafka pass-through job document.
-fn pass_job(dir: &Path, source_extra: &str, policy: &str, sink_extra: &str, input: &str, output: &str) -> std::path::PathBuf {
+fn pass_job(
+    dir: &Path,
+    source_extra: &str,
+    policy: &str,
+    sink_extra: &str,
+    input: &str,
+    output: &str,
+) -> std::path::PathBuf {
     let brokers = brokers();
     let yaml = format!(
         r#"name: {name}
@@ -115,7 +122,8 @@ fn transaction_timeout_above_the_broker_maximum_is_refused_naming_both_values() 
     let (input, output) = topics(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let job = pass_job(dir.path(), "", "fail", "", &input, &output);
-    let text = std::fs::read_to_string(&job).expect("read").replace("transactionTimeout: 5m", "transactionTimeout: 20m");
+    let text =
+        std::fs::read_to_string(&job).expect("read").replace("transactionTimeout: 5m", "transactionTimeout: 20m");
     std::fs::write(&job, text).expect("write");
     let out = run(&job, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -127,7 +135,8 @@ fn transaction_timeout_above_the_broker_maximum_is_refused_naming_both_values() 
 fn transaction_timeout_shorter_than_a_checkpoint_cycle_is_rejected_with_its_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = pass_job(dir.path(), "", "fail", "", "in", "out");
-    let text = std::fs::read_to_string(&job).expect("read").replace("transactionTimeout: 5m", "transactionTimeout: 10s");
+    let text =
+        std::fs::read_to_string(&job).expect("read").replace("transactionTimeout: 5m", "transactionTimeout: 10s");
     std::fs::write(&job, text).expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice-runtime")).arg("validate").arg(&job).output().expect("validate");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -156,7 +165,10 @@ fn malformed_records_fail_the_job_by_default_naming_where_they_are() {
     let out = run(&pass_job(dir.path(), "", "fail", "", &input, &output), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains(&format!("malformed record at {input}/0@1")) && stderr.contains("invalid JSON"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("malformed record at {input}/0@1")) && stderr.contains("invalid JSON"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -189,8 +201,42 @@ fn malformed_records_are_skipped_or_dead_lettered_per_policy() {
             }
         }
         match policy {
-            "deadLetter" => assert_eq!(dead, vec![b"{broken".to_vec(); 3], "the dead-letter topic holds the raw records"),
+            "deadLetter" => {
+                assert_eq!(dead, vec![b"{broken".to_vec(); 3], "the dead-letter topic holds the raw records")
+            }
             _ => assert!(dead.is_empty(), "skip writes no dead letters"),
         }
     }
+}
+
+#[test]
+fn a_completed_checkpoint_whose_transaction_the_broker_aborted_fails_the_job_as_data_loss() {
+    let brokers = brokers();
+    let (input, output) = topics(1);
+    verify::produce(&brokers, &input, 20_000, 100, 1_700_000_000_000).expect("produce");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = pass_job(dir.path(), ", ratePerSecond: 10000", "fail", "", &input, &output);
+    let crashed = run(&job, &["--fault-point", "coordinator.after_publish@3"]);
+    assert!(!crashed.status.success());
+    // Someone else takes over the sink's transactional ids: the broker aborts the pre-committed
+    // transactions of the completed checkpoint.
+    let text = std::fs::read_to_string(&job).expect("job");
+    let name = text.lines().next().and_then(|l| l.strip_prefix("name: ")).expect("job name").to_owned();
+    for slot in 0..4 {
+        let id = format!("sluice-{name}-out-0-{slot}");
+        let bootstrap = brokers.clone();
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(sluice_runtime::connectors::kafka::init_producer_id(&bootstrap, &id, 60_000))
+            .expect("fence");
+    }
+    let out = run(&job, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(i32::from(sluice_crds::contract::control::EXIT_DATA_LOSS)), "{stderr}");
+    assert!(
+        stderr.contains("of completed checkpoint")
+            && stderr.contains(&format!("sluice-{name}-out-0-"))
+            && stderr.contains("lost"),
+        "the error names checkpoint, transactional id and the loss: {stderr}"
+    );
 }

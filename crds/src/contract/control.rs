@@ -185,6 +185,11 @@ pub struct ErrorResponse {
     pub error: String,
 }
 
+/// Exit status of a runtime that stopped because pre-committed output could not be committed
+/// (a transaction the broker already aborted): records of a completed checkpoint are lost. The
+/// operator reports it as the `DataLossRisk` condition instead of restarting blindly.
+pub const EXIT_DATA_LOSS: u8 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,3 +190,67 @@ pub fn check_topic(bootstrap: &str, topic: &str, field: &str, expected: u64) -> 
     }
     Ok(check.report())
 }
+
+/// Produces `{"seq": i}` records at `rate` per second for `seconds`, each stamped with the
+/// wall-clock time it was sent (for end-to-end latency). Returns how many were sent.
+pub fn produce_live(bootstrap: &str, topic: &str, rate: u64, seconds: u64) -> Result<u64, VerifyError> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "1")
+        .create()
+        .map_err(fail("producer"))?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut value = String::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            use std::fmt::Write as _;
+            value.clear();
+            let _ = write!(value, "{{\"seq\":{sent}}}");
+            let record = BaseRecord::<str, str>::to(topic).payload(&value).timestamp(now_ms());
+            if producer.send(record).is_err() {
+                producer.poll(Duration::from_millis(1));
+                break;
+            }
+            sent += 1;
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    producer.flush(Duration::from_secs(60)).map_err(fail("flush"))?;
+    Ok(sent)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Reads `topic` read_committed from its end for `seconds` and returns, per record, the delay
+/// in milliseconds between its timestamp and the moment this consumer received it.
+pub fn measure_latency(bootstrap: &str, topic: &str, seconds: u64) -> Result<Vec<i64>, VerifyError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-latency")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(fail("consumer"))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partition_count(bootstrap, topic)? {
+        tpl.add_partition_offset(topic, p, Offset::End).map_err(fail("assign"))?;
+    }
+    consumer.assign(&tpl).map_err(fail("assign"))?;
+    let started = Instant::now();
+    let mut delays = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50))
+            && let Some(ts) = m.timestamp().to_millis()
+        {
+            delays.push(now_ms() - ts);
+        }
+    }
+    Ok(delays)
+}
