@@ -111,12 +111,8 @@ enum VerifyCommand {
     /// `start + i` ms), creating the topic when it is missing.
     #[cfg(feature = "kafka")]
     ProduceKafka {
-        /// Bootstrap servers.
-        #[arg(long)]
-        bootstrap: String,
-        /// Topic.
-        #[arg(long)]
-        topic: String,
+        #[command(flatten)]
+        target: KafkaTopic,
         /// Number of records.
         #[arg(long)]
         count: u64,
@@ -154,12 +150,8 @@ enum VerifyCommand {
     /// once and no transaction left open. Exit 0 only for a perfect run.
     #[cfg(feature = "kafka")]
     Kafka {
-        /// Bootstrap servers.
-        #[arg(long)]
-        bootstrap: String,
-        /// Topic.
-        #[arg(long)]
-        topic: String,
+        #[command(flatten)]
+        target: KafkaTopic,
         /// Number of records expected.
         #[arg(long)]
         count: u64,
@@ -167,6 +159,18 @@ enum VerifyCommand {
         #[arg(long, default_value = "seq")]
         field: String,
     },
+}
+
+/// A Kafka topic and where to reach it.
+#[cfg(feature = "kafka")]
+#[derive(clap::Args)]
+struct KafkaTopic {
+    /// Bootstrap servers.
+    #[arg(long)]
+    bootstrap: String,
+    /// Topic.
+    #[arg(long)]
+    topic: String,
 }
 
 fn init_logs(format: &str) {
@@ -314,7 +318,7 @@ fn main() -> ExitCode {
                 if report.is_exactly_once() { Ok(()) } else { anyhow::bail!("output is not exactly-once") }
             }
             #[cfg(feature = "kafka")]
-            Command::Verify(VerifyCommand::ProduceKafka { bootstrap, topic, count, keys, partitions, start_ms }) => {
+            Command::Verify(VerifyCommand::ProduceKafka { target: KafkaTopic { bootstrap, topic }, count, keys, partitions, start_ms }) => {
                 use sluice_runtime::connectors::kafka::verify;
                 tokio::task::spawn_blocking(move || {
                     verify::create_topic(&bootstrap, &topic, partitions)?;
@@ -349,7 +353,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             #[cfg(feature = "kafka")]
-            Command::Verify(VerifyCommand::Kafka { bootstrap, topic, count, field }) => {
+            Command::Verify(VerifyCommand::Kafka { target: KafkaTopic { bootstrap, topic }, count, field }) => {
                 use sluice_runtime::connectors::kafka::verify;
                 tokio::task::spawn_blocking(move || {
                     let open = verify::open_transactions(&bootstrap, &topic, std::time::Duration::from_secs(10))?;

@@ -303,6 +303,10 @@ impl KafkaSource {
 impl Source for KafkaSource {
     fn open(&mut self, restored: Option<Vec<serde_json::Value>>) -> Result<(), OpError> {
         let mut config = client_config(&self.spec.bootstrap_servers, &self.spec.properties);
+        if !self.spec.properties.contains_key("fetch.wait.max.ms") {
+            // librdkafka's 500 ms is latency on brokers that hold a fetch for its full wait.
+            config.set("fetch.wait.max.ms", "50");
+        }
         let group = self.spec.group_id.clone().unwrap_or_else(|| format!("sluice-{}-{}", self.ctx.job, self.ctx.node));
         config
             .set("group.id", group)
