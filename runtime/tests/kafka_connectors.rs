@@ -240,3 +240,56 @@ fn a_completed_checkpoint_whose_transaction_the_broker_aborted_fails_the_job_as_
         "the error names checkpoint, transactional id and the loss: {stderr}"
     );
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[test]
+fn start_from_a_timestamp_and_offsets_committed_back_to_the_group() {
+    let brokers = brokers();
+    let (input, output) = topics(2);
+    // Two rounds of 500 records, 2 s apart; the job starts from a moment between them. (Record
+    // timestamps are the production time, so brokers that look up by log-append time agree.)
+    verify::produce(&brokers, &input, 500, 10, now_ms()).expect("produce");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let start = now_ms();
+    std::thread::sleep(Duration::from_millis(500));
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    for i in 500..1_000 {
+        let payload = format!("{{\"seq\":{i}}}");
+        producer.send(BaseRecord::to(&input).key(&format!("{}", i % 10)).payload(&payload)).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+
+    let group = unique("group");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!(", startFrom: timestamp, startTimestampMs: {start}, groupId: {group}");
+    let out = run(&pass_job(dir.path(), &extra, "fail", "", &input, &output), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut seqs: Vec<i64> = verify::read_committed(&brokers, &output)
+        .expect("read")
+        .into_iter()
+        .filter_map(|(_, v)| v.get_path("seq").and_then(sluice_runtime::value::Value::as_i64))
+        .collect();
+    seqs.sort_unstable();
+    let (first, last, n) = (seqs.first().copied(), seqs.last().copied(), seqs.len());
+    assert_eq!((first, last, n), (Some(500), Some(999), 500), "exactly the records produced after the start time");
+
+    // Lag monitoring: the group's committed offsets reach each partition's end.
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", &group).create().expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&input, 0);
+    tpl.add_partition(&input, 1);
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            other => panic!("partition {} has no committed offset: {other:?}", e.partition()),
+        })
+        .sum();
+    assert_eq!(total, 1_000, "committed offsets are each partition's end");
+}
