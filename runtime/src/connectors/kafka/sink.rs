@@ -179,11 +179,12 @@ impl TwoPhaseCommit for KafkaTxnSink {
                 c.transactional_id
             ))
         })?;
-        producer.commit_transaction(PRODUCER_TIMEOUT).map_err(|e| OpError::Commit {
+        // Not a data-loss error yet: the restart's recovery retries the commit from the
+        // checkpoint and is the one to tell "lost" from "could not reach the broker".
+        producer.commit_transaction(PRODUCER_TIMEOUT).map_err(|e| OpError::External {
             node: self.node.clone(),
-            checkpoint: 0,
             message: format!(
-                "commit of transaction {} (producer {:?}, first record {:?}) failed: {e}",
+                "commit of transaction {} (producer {:?}, first record {:?}) failed: {e}; recovery will retry it",
                 c.transactional_id, c.identity, c.first
             ),
         })?;
