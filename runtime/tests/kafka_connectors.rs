@@ -82,7 +82,8 @@ fn topics(partitions: i32) -> (String, String) {
 }
 
 /// Crash at `fault`, check that the pre-committed output is not visible yet (a transaction is
-/// open), restart, and check everything arrived exactly once with nothing left open.
+/// open), recover only (and check nothing is left open), then run to the end and check
+/// everything arrived exactly once.
 fn crash_then_recover(fault: &str) {
     let brokers = brokers();
     let (input, output) = topics(2);
@@ -95,6 +96,12 @@ fn crash_then_recover(fault: &str) {
     assert!(!open.is_empty(), "after a crash at {fault} a pre-committed transaction must still be open");
     let before = verify::check_topic(&brokers, &output, "seq", 20_000).expect("read");
     assert!(before.lost > 0, "nothing may be visible beyond the committed transactions: {before}");
+
+    // Recovery alone (crash right after it, before any producer starts) closes them all.
+    let recovered = run(&job, &["--fault-point", "restore.after_sink_recovery@1"]);
+    assert!(!recovered.status.success(), "the run must stop right after recovery");
+    let open = verify::open_transactions(&brokers, &output, Duration::from_secs(2)).expect("ends");
+    assert!(open.is_empty(), "recovery left transactions open (last stable offset stuck): {open:?}");
 
     let finished = run(&job, &[]);
     assert!(finished.status.success(), "restart failed: {}", String::from_utf8_lossy(&finished.stderr));
