@@ -18,7 +18,8 @@ pub const POINTS: &[&str] = &[
     "sink.before_precommit",
     // A sink committed one transaction; the job's other pending ones are not committed yet.
     "sink.mid_commit",
-    // Sink recovery committed one listed transaction; the others are not finished yet.
+    // Sink recovery committed one listed transaction (the others are not finished yet), or
+    // finished committing and has not fenced the job's other transactions yet.
     "sink.mid_recovery",
     // Restore chose a checkpoint and recovered sinks, before tasks start.
     "restore.after_sink_recovery",

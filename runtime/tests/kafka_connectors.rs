@@ -119,9 +119,10 @@ fn commit_after_a_crash_that_followed_checkpoint_completion() {
 
 #[test]
 fn transactions_of_a_killed_attempt_are_aborted_on_restart() {
-    // Killed with a transaction open (written, never pre-committed): the restart fences it, the
-    // last stable offset advances, and the replay writes those records again exactly once.
-    crash_then_recover("sink.before_precommit@3");
+    // Killed after pre-committing (flushed to the broker, open) but before its checkpoint could
+    // complete: no completed checkpoint lists the transaction, so recovery must abort it — the
+    // last stable offset advances — and the replay writes those records again exactly once.
+    crash_then_recover("task.after_precommit@3");
 }
 
 #[test]

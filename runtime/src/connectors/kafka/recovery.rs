@@ -214,6 +214,8 @@ impl SinkRecovery for KafkaSinkRecovery {
                 self.record_committed(ctx, restored.0.max(done.unwrap_or(0))).await?;
             }
         }
+        // Committed (or skipped), not yet fenced: a crash here must leave nothing inconsistent.
+        ctx.faults.hit("sink.mid_recovery");
         let range = self.id_range(ctx).await?;
         let fenced = self.fence(&bootstrap, range).await?;
         tracing::info!(node = %self.node, job = %self.job_prefix, committed, fenced, ?range, "Kafka sink recovered");
