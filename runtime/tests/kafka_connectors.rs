@@ -301,3 +301,19 @@ fn start_from_a_timestamp_and_offsets_committed_back_to_the_group() {
         .sum();
     assert_eq!(total, 1_000, "committed offsets are each partition's end");
 }
+
+#[test]
+fn at_least_once_sink_loses_nothing_across_a_crash() {
+    let brokers = brokers();
+    let (input, output) = topics(2);
+    verify::produce(&brokers, &input, 20_000, 100, 1_700_000_000_000).expect("produce");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = pass_job(dir.path(), ", ratePerSecond: 10000", "fail", ", semantic: at-least-once", &input, &output);
+    let crashed = run(&job, &["--fault-point", "task.after_precommit@3"]);
+    assert!(!crashed.status.success(), "the fault point must crash the job");
+    let finished = run(&job, &[]);
+    assert!(finished.status.success(), "restart failed: {}", String::from_utf8_lossy(&finished.stderr));
+    let report = verify::check_topic(&brokers, &output, "seq", 20_000).expect("read");
+    assert_eq!((report.lost, report.out_of_place), (0, 0), "at-least-once: {report}");
+    assert!(report.duplicated > 0, "the replay after the crash writes some records again: {report}");
+}
