@@ -164,6 +164,12 @@ impl Encoder {
 
 /// Waits until every sent record is acknowledged; fails on any delivery error.
 pub fn flush(node: &str, producer: &TrackedProducer, topic: &str) -> Result<(), OpError> {
+    // rdkafka's `flush` sleeps in 100 ms polls between checks; serve delivery reports in
+    // 1 ms polls instead, so a barrier waits for the acknowledgements, not for the timer.
+    let deadline = std::time::Instant::now() + PRODUCER_TIMEOUT;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
     producer
         .flush(PRODUCER_TIMEOUT)
         .map_err(|e| OpError::External { node: node.into(), message: format!("flush to {topic}: {e}") })?;
