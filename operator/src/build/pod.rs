@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::DeepMerge;
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Pod, PodSpec, Probe, SecretVolumeSource, Volume,
-    VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Pod, PodSpec, Probe,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
@@ -22,6 +22,30 @@ use crate::reconcile::plan::Restore;
 /// Name of the runtime container (a `podTemplate` container of this name is merged into it).
 pub const CONTAINER: &str = "runtime";
 
+/// StreamJob annotation turning on the runtime's chaos mode: the probability (0 to 1) of
+/// crashing at each checkpoint-protocol fault point, to watch recovery and then run the verifier.
+pub const ANNOTATION_CHAOS_PROBABILITY: &str = "sluice.dev/chaos-probability";
+
+/// The chaos probability the job's annotation asks for, when it is a number in [0, 1].
+fn chaos_probability(job: &StreamJob) -> Option<String> {
+    let raw = job.annotations().get(ANNOTATION_CHAOS_PROBABILITY)?;
+    let p: f64 = raw.trim().parse().ok()?;
+    (0.0..=1.0).contains(&p).then(|| raw.trim().to_string())
+}
+
+/// Least privilege for the runtime container: it needs no root, no capabilities and no
+/// writable root filesystem (sinks and local checkpoints go to mounted volumes).
+fn security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+        ..SecurityContext::default()
+    }
+}
+
 /// The `sluice-runtime` command line of an attempt.
 pub fn args(job: &str, attempt: u32, restore: &Restore) -> Vec<String> {
     let mut a = vec!["sluice-runtime".to_string(), "run".to_string(), format!("{CONFIG_DIR}/{JOB_FILE}")];
@@ -31,6 +55,8 @@ pub fn args(job: &str, attempt: u32, restore: &Restore) -> Vec<String> {
         Restore::Latest => {}
     }
     a.extend([
+        "--log-format".to_string(),
+        "json".to_string(),
         "--control-addr".to_string(),
         format!("0.0.0.0:{CONTROL_PORT}"),
         "--run-id".to_string(),
@@ -115,6 +141,10 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
                 readiness_probe: Some(probe(READYZ, 5, 1)),
                 resources: spec.resources.clone(),
                 volume_mounts: Some(mounts),
+                env: chaos_probability(job).map(|p| {
+                    vec![EnvVar { name: "SLUICE_CHAOS_PROBABILITY".into(), value: Some(p), ..EnvVar::default() }]
+                }),
+                security_context: Some(security_context()),
                 ..Container::default()
             }],
             volumes: Some(volumes),
@@ -157,6 +187,8 @@ mod tests {
                 "/etc/sluice/job.yaml",
                 "--restore",
                 uri.as_str(),
+                "--log-format",
+                "json",
                 "--control-addr",
                 "0.0.0.0:9090",
                 "--run-id",
@@ -168,6 +200,34 @@ mod tests {
         let volumes = spec.volumes.expect("volumes");
         assert!(volumes.iter().any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("minio")));
         assert_eq!(p.metadata.labels.expect("labels")["sluice.dev/attempt"], "3");
+    }
+
+    #[test]
+    fn runtime_container_runs_with_least_privilege() {
+        let p = pod(&job(), 1, 0, &Restore::Latest, "h");
+        let sc = p.spec.expect("spec").containers[0].security_context.clone().expect("security context");
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_string()]));
+        assert_eq!(sc.seccomp_profile.map(|s| s.type_), Some("RuntimeDefault".to_string()));
+    }
+
+    #[test]
+    fn chaos_annotation_sets_the_runtime_chaos_probability() {
+        let env_of = |value: Option<&str>| {
+            let mut j = job();
+            if let Some(v) = value {
+                j.metadata.annotations =
+                    Some(BTreeMap::from([(ANNOTATION_CHAOS_PROBABILITY.to_string(), v.to_string())]));
+            }
+            pod(&j, 1, 0, &Restore::Latest, "h").spec.expect("spec").containers[0].env.clone()
+        };
+        let env = env_of(Some("0.05")).expect("env");
+        assert_eq!((env[0].name.as_str(), env[0].value.as_deref()), ("SLUICE_CHAOS_PROBABILITY", Some("0.05")));
+        assert!(env_of(None).is_none());
+        assert!(env_of(Some("2")).is_none(), "out of [0, 1]: ignored");
+        assert!(env_of(Some("often")).is_none(), "not a number: ignored");
     }
 
     #[test]
