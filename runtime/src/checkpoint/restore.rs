@@ -109,6 +109,12 @@ pub async fn load_latest(store: &dyn ObjectStore) -> Result<Option<LoadedCheckpo
     if count == 0 { Ok(None) } else { Err(RestoreError::NothingRestorable { store: store.describe(), count, last }) }
 }
 
+/// The id of a new attempt's first checkpoint: after every id ever published (a newer one may
+/// exist than the one restored, e.g. when it failed verification) and after the restored one.
+pub fn first_checkpoint_id(newest_published: Option<CheckpointId>, restored: Option<CheckpointId>) -> CheckpointId {
+    newest_published.max(restored).map_or(CheckpointId(1), CheckpointId::next)
+}
+
 /// State dealt out to the subtasks of a plan.
 #[derive(Debug, Default)]
 pub struct RestorePlan {

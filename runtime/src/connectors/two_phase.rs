@@ -57,7 +57,7 @@ impl<T: TwoPhaseCommit> TwoPhaseCommitSink<T> {
     }
 
     fn commit_up_to(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
-        let ready = self.pending.iter().take_while(|(id, _)| *id <= checkpoint).count();
+        let ready = ready_to_commit(self.pending.iter().map(|(id, _)| *id), checkpoint);
         for (_, c) in &self.pending[..ready] {
             self.inner.commit(c)?;
             // Some transactions (of this sink, or of this job's other sinks) are committed, not all.
@@ -114,6 +114,12 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
         }
         Ok(())
     }
+}
+
+/// How many of the pending transactions (oldest first, by the checkpoint that pre-committed
+/// them) checkpoint `completed`'s completion commits: every one up to and including it.
+pub fn ready_to_commit(pending: impl IntoIterator<Item = CheckpointId>, completed: CheckpointId) -> usize {
+    pending.into_iter().take_while(|id| *id <= completed).count()
 }
 
 /// Unwraps the `{checkpoint, txn}` envelope [`TwoPhaseCommitSink`] stores committables in.
