@@ -30,8 +30,19 @@
 //!   coordinator hears of it, between two commits, between two sinks' recoveries). The operator then
 //!   relaunches. It may also relaunch while the old attempt is still alive (a **zombie**: a lost
 //!   node, a slow termination); the zombie keeps running every step of the protocol.
-//! - **Asynchronous snapshot upload**: a task captures its state at the barrier and acks after a
-//!   separate upload step.
+//!
+//! # Reductions (why the state space stays small without losing a crash point)
+//!
+//! - A task's snapshot upload and its ack are one step with the barrier's handling: a crash
+//!   between capture and ack loses only memory, which every crash loses anyway, so the external
+//!   world (store and sink transactions) cannot tell it from a crash just before the step. The
+//!   sink's pre-commit is part of that step and is an external effect: crash after pre-commit,
+//!   before the manifest, is reached (recovery then aborts it).
+//! - Task reports reach the coordinator at once: it only counts acks, so their order is moot.
+//! - A record at the head of an unblocked channel is moved on at once (a partial-order
+//!   reduction): reading a record commutes with every other task's step, and it is invisible
+//!   until the barrier behind it is handled. Barriers, ends, control messages, publishes, commits
+//!   and crashes keep every interleaving.
 //!
 //! # What is abstracted
 //!
@@ -52,6 +63,22 @@
 //! aborted and all committed by the end, at most one publish per checkpoint id, every quiescent
 //! state is the finished job; and `sometimes` properties showing the interesting states are
 //! reached (so the checks are not vacuous).
+//!
+//! # Finding: an old attempt still running when the relaunch recovers
+//!
+//! With [`Variant::Engine`] and a zombie, the checker finds (test
+//! `without_the_claim_an_old_attempt_can_publish_transactions_recovery_aborted`): the old attempt
+//! pre-commits checkpoint N+1's transactions; the relaunch restores N and its sink recovery aborts
+//! them (Kafka: InitProducerId fences and aborts); the old attempt then publishes N+1 first
+//! (create-if-absent does not help: nobody else has written N+1 yet). N+1 is complete, its source
+//! offsets are past records whose only transactions were aborted: those records are lost, and
+//! every later restore of N+1 fails to commit them. [`Variant::ClaimBeforeRecovery`] fixes it and
+//! passes every property: before recovering sinks, the relaunch re-publishes its restored
+//! checkpoint under the next id (create-if-absent); the old attempt's publish of that id then
+//! fails and it stops. A related hazard is left out of the model on purpose: an attempt replaced
+//! *before it even restored* may restore and recover later than its replacement and abort the
+//! replacement's published transactions; only the operator can prevent that (never launch a new
+//! attempt while an older pod may still start).
 //!
 //! # Variants
 //!
