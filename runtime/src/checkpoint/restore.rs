@@ -199,3 +199,15 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_attempt_numbers_after_every_published_id() {
+        assert_eq!(first_checkpoint_id(None, None), CheckpointId(1));
+        assert_eq!(first_checkpoint_id(Some(CheckpointId(7)), Some(CheckpointId(5))), CheckpointId(8));
+        assert_eq!(first_checkpoint_id(None, Some(CheckpointId(5))), CheckpointId(6), "a savepoint restore");
+    }
+}

@@ -130,3 +130,17 @@ pub fn committable_txn<C: DeserializeOwned>(node: &str, v: &serde_json::Value) -
         .map(|c| (checkpoint, c))
         .map_err(|e| OpError::Restore { node: node.into(), message: format!("committable: {e}") })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_commits_every_pending_transaction_up_to_its_checkpoint() {
+        let pending = [CheckpointId(3), CheckpointId(4), CheckpointId(6)];
+        assert_eq!(ready_to_commit(pending, CheckpointId(2)), 0);
+        assert_eq!(ready_to_commit(pending, CheckpointId(4)), 2, "an older pending one commits too");
+        assert_eq!(ready_to_commit(pending, CheckpointId(5)), 2);
+        assert_eq!(ready_to_commit(pending, CheckpointId(9)), 3);
+    }
+}
