@@ -87,6 +87,7 @@
 //! checker finds a counterexample for each broken one.
 
 pub mod properties;
+pub mod run;
 pub mod state;
 pub mod step;
 

@@ -4,8 +4,8 @@
 use stateright::{Model, Property};
 
 use super::ProtocolModel;
+use super::run::finished;
 use super::state::{Rec, State, TxnStatus};
-use super::step::finished;
 
 /// Exactly once, at the end of the job, in every sink.
 pub const EXACTLY_ONCE: &str = "finished job: every input committed exactly once in every sink";
