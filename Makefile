@@ -46,3 +46,10 @@ kind-down:
 
 validate-manifests:
 	bash scripts/validate-manifests.sh
+
+# Model check of the checkpoint + two-phase-commit + recovery protocol (issue 9): the bounded
+# configurations run in `make test`; these larger ones take minutes and several GB of memory.
+.PHONY: check-model
+
+check-model:
+	cargo test -p sluice-runtime --test protocol_model larger -- --ignored --test-threads=1 --nocapture

@@ -177,7 +177,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         Some(s) => list_checkpoints(s.as_ref()).await?.last().copied(),
         None => None,
     };
-    let first_id = existing.max(restored_from).map_or(CheckpointId(1), CheckpointId::next);
+    let first_id = restore::first_checkpoint_id(existing, restored_from);
 
     // Resolve every transactional sink before anything runs: commit what the checkpoint lists,
     // abort the rest.

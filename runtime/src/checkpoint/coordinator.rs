@@ -2,7 +2,7 @@
 //! publish results, finished sources) go in, actions (trigger, publish, notify, abort, end,
 //! fail) come out. The driver does the I/O; tests and the model checker drive this directly.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_crds::CheckpointId;
 
@@ -71,17 +71,18 @@ pub enum Action {
     Fail(String),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Pending {
     kind: BarrierKind,
     triggered_ms: u64,
     acks: Vec<TaskAck>,
-    acked: HashSet<TaskId>,
+    acked: BTreeSet<TaskId>,
     publishing: bool,
 }
 
-/// Coordinator state.
-#[derive(Debug)]
+/// Coordinator state (ordered sets, so that `Debug` output is deterministic: the model checker
+/// fingerprints it).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Coordinator {
     cfg: CoordinatorConfig,
     tasks: usize,
@@ -91,7 +92,7 @@ pub struct Coordinator {
     last_trigger_ms: Option<u64>,
     last_complete_ms: Option<u64>,
     failures: u32,
-    finished_sources: HashSet<TaskId>,
+    finished_sources: BTreeSet<TaskId>,
     savepoint_wanted: Option<BarrierKind>,
     stopping: bool,
     ended: bool,
@@ -110,7 +111,7 @@ impl Coordinator {
             last_trigger_ms: None,
             last_complete_ms: None,
             failures: 0,
-            finished_sources: HashSet::new(),
+            finished_sources: BTreeSet::new(),
             savepoint_wanted: None,
             stopping: false,
             ended: false,
@@ -194,7 +195,7 @@ impl Coordinator {
         self.last_trigger_ms = Some(now);
         self.pending.insert(
             id,
-            Pending { kind, triggered_ms: now, acks: Vec::new(), acked: HashSet::new(), publishing: false },
+            Pending { kind, triggered_ms: now, acks: Vec::new(), acked: BTreeSet::new(), publishing: false },
         );
         out.push(Action::Trigger(id, kind));
     }

@@ -109,6 +109,12 @@ pub async fn load_latest(store: &dyn ObjectStore) -> Result<Option<LoadedCheckpo
     if count == 0 { Ok(None) } else { Err(RestoreError::NothingRestorable { store: store.describe(), count, last }) }
 }
 
+/// The id of a new attempt's first checkpoint: after every id ever published (a newer one may
+/// exist than the one restored, e.g. when it failed verification) and after the restored one.
+pub fn first_checkpoint_id(newest_published: Option<CheckpointId>, restored: Option<CheckpointId>) -> CheckpointId {
+    newest_published.max(restored).map_or(CheckpointId(1), CheckpointId::next)
+}
+
 /// State dealt out to the subtasks of a plan.
 #[derive(Debug, Default)]
 pub struct RestorePlan {
@@ -207,5 +213,30 @@ fn deal_list_state(list: &[&serde_json::Value], subtask: u32, p: u32) -> Vec<ser
             .collect()
     } else {
         list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_attempt_numbers_after_every_published_id() {
+        assert_eq!(first_checkpoint_id(None, None), CheckpointId(1));
+        assert_eq!(first_checkpoint_id(Some(CheckpointId(7)), Some(CheckpointId(5))), CheckpointId(8));
+        assert_eq!(first_checkpoint_id(None, Some(CheckpointId(5))), CheckpointId(6), "a savepoint restore");
+    }
+
+    #[test]
+    fn splits_go_where_a_fresh_start_puts_them_other_list_state_round_robin() {
+        let splits: Vec<serde_json::Value> = (0..7).map(|s| serde_json::json!({"split": s, "next": 0})).collect();
+        let refs: Vec<&serde_json::Value> = splits.iter().collect();
+        let of = |subtask| -> Vec<u64> {
+            deal_list_state(&refs, subtask, 3).iter().filter_map(|v| v["split"].as_u64()).collect()
+        };
+        assert_eq!((of(0), of(1), of(2)), (vec![0, 3, 6], vec![1, 4], vec![2, 5]));
+        let plain = [serde_json::json!("a"), serde_json::json!("b"), serde_json::json!("c")];
+        let refs: Vec<&serde_json::Value> = plain.iter().collect();
+        assert_eq!(deal_list_state(&refs, 1, 2), vec![serde_json::json!("b")]);
     }
 }

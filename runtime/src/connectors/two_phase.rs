@@ -83,7 +83,7 @@ impl<T: TwoPhaseCommit> TwoPhaseCommitSink<T> {
     }
 
     fn commit_up_to(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
-        let ready = self.pending.iter().take_while(|(id, _)| *id <= checkpoint).count();
+        let ready = ready_to_commit(self.pending.iter().map(|(id, _)| *id), checkpoint);
         for (_, c) in &self.pending[..ready] {
             self.inner.commit(c)?;
             // Some transactions (of this sink, or of this job's other sinks) are committed, not all.
@@ -146,6 +146,12 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
     }
 }
 
+/// How many of the pending transactions (oldest first, by the checkpoint that pre-committed
+/// them) checkpoint `completed`'s completion commits: every one up to and including it.
+pub fn ready_to_commit(pending: impl IntoIterator<Item = CheckpointId>, completed: CheckpointId) -> usize {
+    pending.into_iter().take_while(|id| *id <= completed).count()
+}
+
 /// Unwraps the `{checkpoint, txn}` envelope [`TwoPhaseCommitSink`] stores committables in.
 pub fn committable_txn<C: DeserializeOwned>(node: &str, v: &serde_json::Value) -> Result<(u64, C), OpError> {
     let checkpoint = v.get("checkpoint").and_then(serde_json::Value::as_u64).unwrap_or(0);
@@ -153,4 +159,18 @@ pub fn committable_txn<C: DeserializeOwned>(node: &str, v: &serde_json::Value) -
     serde_json::from_value(txn)
         .map(|c| (checkpoint, c))
         .map_err(|e| OpError::Restore { node: node.into(), message: format!("committable: {e}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_commits_every_pending_transaction_up_to_its_checkpoint() {
+        let pending = [CheckpointId(3), CheckpointId(4), CheckpointId(6)];
+        assert_eq!(ready_to_commit(pending, CheckpointId(2)), 0);
+        assert_eq!(ready_to_commit(pending, CheckpointId(4)), 2, "an older pending one commits too");
+        assert_eq!(ready_to_commit(pending, CheckpointId(5)), 2);
+        assert_eq!(ready_to_commit(pending, CheckpointId(9)), 3);
+    }
 }

@@ -16,7 +16,7 @@ pub enum Alignment {
 }
 
 /// Tracks one alignment at a time over `n` channels.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BarrierAligner {
     received: Vec<bool>,
     ended: Vec<bool>,

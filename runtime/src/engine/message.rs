@@ -23,7 +23,7 @@ impl fmt::Display for TaskId {
 }
 
 /// Why a barrier was injected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BarrierKind {
     /// A periodic checkpoint.
     Checkpoint,
@@ -44,7 +44,7 @@ impl BarrierKind {
 }
 
 /// A checkpoint barrier: everything before it belongs to checkpoint `id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Barrier {
     /// The checkpoint.
     pub id: CheckpointId,
