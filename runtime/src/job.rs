@@ -8,6 +8,7 @@ use sluice_crds::{CheckpointId, JobConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::checkpoint::claim;
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig};
 use crate::checkpoint::driver::{CheckpointStats, Driver, DriverExit, SharedStats, TaskHandle, stats};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
@@ -117,21 +118,26 @@ pub struct JobHandles {
     pub sources: Vec<usize>,
 }
 
+/// The restore point, and whether it is the job's own checkpoint (or none) — a state a new
+/// attempt may claim (see `checkpoint::claim`).
 async fn load_restore_point(
     config: &RuntimeConfig,
     store: Option<&SharedStore>,
-) -> Result<Option<LoadedCheckpoint>, JobError> {
+) -> Result<(Option<LoadedCheckpoint>, bool), JobError> {
     match &config.restore {
-        RestoreMode::None => Ok(None),
+        RestoreMode::None => Ok((None, true)),
         RestoreMode::Latest => match store {
-            Some(s) => Ok(restore::load_latest(s.as_ref()).await?),
-            None => Ok(None),
+            Some(s) => Ok((restore::load_latest(s.as_ref()).await?, true)),
+            None => Ok((None, false)),
         },
         RestoreMode::From(uri) => {
             let (root, key) = match uri.rsplit_once("/manifests/") {
                 Some((root, name)) => (root.to_string(), format!("manifests/{name}")),
                 None => (uri.trim_end_matches('/').to_string(), "_manifest.json".to_string()),
             };
+            let own = config.job.checkpointing.as_ref().is_some_and(|c| {
+                key.starts_with("manifests/") && c.storage.uri.trim_end_matches('/') == root.trim_end_matches('/')
+            });
             let default = sluice_crds::contract::job_config::StorageSpec {
                 uri: root.clone(),
                 endpoint: None,
@@ -141,7 +147,7 @@ async fn load_restore_point(
             };
             let options = config.job.checkpointing.as_ref().map(|c| &c.storage).unwrap_or(&default);
             let s = storage::open_uri(&root, options).await?;
-            Ok(Some(restore::load(s.as_ref(), &key).await?))
+            Ok((Some(restore::load(s.as_ref(), &key).await?), own))
         }
     }
 }
@@ -164,7 +170,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     };
 
     // Restore, and continue checkpoint ids after every id ever published.
-    let loaded = load_restore_point(&config, store.as_ref()).await?;
+    let (loaded, claimable) = load_restore_point(&config, store.as_ref()).await?;
     let mut restore_plan = match &loaded {
         Some(l) => {
             tracing::info!(checkpoint = %l.manifest.checkpoint_id, location = %l.location, "restoring");
@@ -177,7 +183,18 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         Some(s) => list_checkpoints(s.as_ref()).await?.last().copied(),
         None => None,
     };
-    let first_id = restore::first_checkpoint_id(existing, restored_from);
+    let mut first_id = restore::first_checkpoint_id(existing, restored_from);
+    // Fence an older attempt that may still run (see `checkpoint::claim`): only where this
+    // attempt restores the job's own latest state (or starts without state); a savepoint
+    // restore follows a stop, and its files live elsewhere.
+    if let Some(s) = &store
+        && claimable
+    {
+        claim::claim(s.as_ref(), &job.name, pipeline.max_parallelism, loaded.as_ref().map(|l| &l.manifest), first_id)
+            .await
+            .map_err(|e| JobError::Checkpointing(format!("claiming checkpoint {first_id} before recovery: {e}")))?;
+        first_id = first_id.next();
+    }
 
     // Resolve every transactional sink before anything runs: commit what the checkpoint lists,
     // abort the rest.
@@ -357,6 +374,14 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
             joined = tasks.join_next() => match joined {
                 None => break Ok(()),
                 Some(Ok(Ok(()))) => {}
+                // A task that lost its coordinator reports the coordinator's reason instead.
+                Some(Ok(Err(e @ TaskError::Coordinator { .. }))) if !driver_done => {
+                    driver_done = true;
+                    break Err(match tokio::time::timeout(Duration::from_secs(5), &mut driver).await {
+                        Ok(Ok(Err(reason))) => JobError::Checkpointing(reason),
+                        _ => first_cause(e, &mut tasks).await,
+                    });
+                }
                 Some(Ok(Err(e))) => break Err(first_cause(e, &mut tasks).await),
                 Some(Err(e)) => break Err(JobError::Checkpointing(format!("task panicked: {e}"))),
             },

@@ -22,3 +22,48 @@ fn killed_and_restarted_job_commits_every_record_exactly_once() {
     assert!(crashed >= 20, "only {crashed} runs crashed: the kills did not land mid-job");
     job.verify();
 }
+
+/// Two attempts alive at once: a relaunch starts while the attempt it replaces still runs (a
+/// pod the operator believes dead). The relaunch claims the next checkpoint id before touching
+/// the sinks, so the old attempt's next publish fails and it stops; the output stays exact.
+#[test]
+fn an_old_attempt_still_running_beside_its_relaunch_is_stopped_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = KillJob {
+        count: 200_000,
+        keys: 100,
+        window_ms: 10_000,
+        rate: 50_000,
+        storage_yaml: format!("    uri: file://{}/checkpoints", dir.path().display()),
+        dir: dir.path().to_path_buf(),
+        custom_yaml: None,
+    };
+    let mut old = job.command(1, 2).spawn().expect("spawn the old attempt");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The relaunch; if the old attempt published a newer checkpoint between the relaunch's
+    // listing and its claim, the relaunch is the stale one: launch again, as the operator would.
+    let mut run = 2;
+    loop {
+        let out = job.command(run, 3).output().expect("run the relaunch");
+        if out.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("already published"), "the relaunch failed for another reason: {stderr}");
+        assert!(run < 5, "the relaunch never won its claim: {stderr}");
+        run += 1;
+    }
+    let status = common::wait_with_timeout(&mut old, std::time::Duration::from_secs(60));
+    let mut stderr = String::new();
+    if let Some(mut e) = old.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(!status.success(), "the old attempt must stop once the relaunch claimed its next checkpoint");
+    assert!(stderr.contains("already published"), "the old attempt stops as stale: {stderr}");
+    // Temp files the old attempt opened after the relaunch's recovery are invisible garbage;
+    // the next start's recovery deletes them (and, the input being done, adds nothing).
+    let again = job.command(run + 1, 1).output().expect("run once more");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    job.verify();
+}

@@ -1,6 +1,7 @@
 //! Checkpoints: the coordinator's decisions (pure), the asynchronous snapshot upload, manifest
 //! publication, restore, and retention.
 
+pub mod claim;
 pub mod coordinator;
 pub mod driver;
 pub mod publish;

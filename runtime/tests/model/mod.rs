@@ -66,13 +66,13 @@
 //!
 //! # Finding: an old attempt still running when the relaunch recovers
 //!
-//! With [`Variant::Engine`] and a zombie, the checker finds (test
+//! With [`Variant::NoClaim`] and a zombie, the checker finds (test
 //! `without_the_claim_an_old_attempt_can_publish_transactions_recovery_aborted`): the old attempt
 //! pre-commits checkpoint N+1's transactions; the relaunch restores N and its sink recovery aborts
 //! them (Kafka: InitProducerId fences and aborts); the old attempt then publishes N+1 first
 //! (create-if-absent does not help: nobody else has written N+1 yet). N+1 is complete, its source
 //! offsets are past records whose only transactions were aborted: those records are lost, and
-//! every later restore of N+1 fails to commit them. [`Variant::ClaimBeforeRecovery`] fixes it and
+//! every later restore of N+1 fails to commit them. [`Variant::Engine`] fixes it and
 //! passes every property: before recovering sinks, the relaunch re-publishes its restored
 //! checkpoint under the next id (create-if-absent); the old attempt's publish of that id then
 //! fails and it stops. A related hazard is left out of the model on purpose: an attempt replaced
@@ -83,7 +83,7 @@
 //! # Variants
 //!
 //! [`Variant`] breaks the protocol on purpose (commit before publish, recovery without abort,
-//! publish that overwrites) or fixes it ([`Variant::ClaimBeforeRecovery`]); the tests assert the
+//! publish that overwrites) or fixes it ([`Variant::Engine`]); the tests assert the
 //! checker finds a counterexample for each broken one.
 
 pub mod properties;
@@ -94,12 +94,13 @@ pub mod step;
 /// Which protocol the model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// The protocol as the runtime implements it.
+    /// The protocol as the runtime implements it: before touching the sinks, a new attempt
+    /// re-publishes its restored checkpoint under the next id (create-if-absent,
+    /// `runtime/src/checkpoint/claim.rs`), so an old attempt still running can no longer publish
+    /// a checkpoint whose transactions recovery is about to abort.
     Engine,
-    /// The runtime plus a proposed fix: before touching the sinks, a new attempt re-publishes
-    /// its restored checkpoint under the next id (create-if-absent), so a zombie can no longer
-    /// publish a checkpoint whose transactions recovery is about to abort.
-    ClaimBeforeRecovery,
+    /// Broken (the runtime before this model found the gap): no claim before recovery.
+    NoClaim,
     /// Broken: sinks commit as soon as every task acked, before the manifest is written.
     CommitBeforePublish,
     /// Broken: sink recovery commits the listed transactions but aborts nothing else.

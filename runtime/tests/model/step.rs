@@ -64,7 +64,7 @@ impl ProtocolModel {
         let restored = newest.and_then(|id| s.manifests.get(&id).map(|m| (id, m.clone())));
         let existing = s.manifests.keys().last().copied();
         let mut first_id = first_checkpoint_id(existing, newest);
-        if self.variant == Variant::ClaimBeforeRecovery {
+        if self.variant == Variant::Engine {
             let copy = restored.as_ref().map(|(_, m)| Manifest { by: a, ..m.clone() }).unwrap_or(Manifest {
                 offsets: vec![0; self.sources],
                 committables: vec![Vec::new(); self.sinks],

@@ -124,16 +124,25 @@ impl KafkaSinkRecovery {
             .map_err(|e| self.err(format!("kafkaSink.transactionTimeout: {e}")))
     }
 
+    /// Commits the listed transactions pre-committed after checkpoint `done` (older ones an
+    /// earlier recovery already committed); returns how many, and the newest checkpoint id
+    /// whose transactions are now all committed.
     async fn commit_listed(
         &self,
         ctx: &RecoveryContext<'_>,
         bootstrap: &str,
         committables: &[serde_json::Value],
-    ) -> Result<usize, OpError> {
+        done: u64,
+    ) -> Result<(usize, u64), OpError> {
         let mut committed = 0;
+        let mut newest = done;
         for v in committables {
             let (checkpoint, c): (u64, KafkaCommittable) = committable_txn(&self.node, v)?;
+            newest = newest.max(checkpoint);
             let Some(identity) = c.identity else { continue };
+            if checkpoint <= done {
+                continue;
+            }
             match end_transaction(bootstrap, &c.transactional_id, identity, TxnOutcome::Commit).await {
                 Ok(()) => committed += 1,
                 Err(e @ Error::TransactionLost { .. }) => {
@@ -154,7 +163,7 @@ impl KafkaSinkRecovery {
             }
             ctx.faults.hit("sink.mid_recovery");
         }
-        Ok(committed)
+        Ok((committed, newest))
     }
 
     /// Reads, widens and writes back the id range; returns what must be fenced.
@@ -210,15 +219,10 @@ impl SinkRecovery for KafkaSinkRecovery {
     ) -> Result<(usize, usize), OpError> {
         let bootstrap = first_broker(&self.spec.bootstrap_servers);
         self.check_timeout(&bootstrap).await?;
-        let mut committed = 0;
-        if let Some(restored) = ctx.checkpoint {
-            let done = self.committed_through(ctx).await?;
-            if done.is_some_and(|d| restored.0 <= d) {
-                tracing::info!(node = %self.node, checkpoint = restored.0, "its transactions were committed by an earlier recovery");
-            } else {
-                committed = self.commit_listed(ctx, &bootstrap, committables).await?;
-                self.record_committed(ctx, restored.0.max(done.unwrap_or(0))).await?;
-            }
+        let done = self.committed_through(ctx).await?.unwrap_or(0);
+        let (committed, newest) = self.commit_listed(ctx, &bootstrap, committables, done).await?;
+        if newest > done {
+            self.record_committed(ctx, newest).await?;
         }
         // Committed (or skipped), not yet fenced: a crash here must leave nothing inconsistent.
         ctx.faults.hit("sink.mid_recovery");
