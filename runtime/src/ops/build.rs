@@ -11,6 +11,8 @@ use super::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
 use super::window::TumblingWindow;
 use super::{OpContext, OpError, Operator, Source};
 use crate::connectors::file::sink::{FileSink, FileSinkRecovery};
+#[cfg(feature = "kafka")]
+use crate::connectors::kafka::build::instantiate as kafka_nodes;
 use crate::connectors::two_phase::{SinkRecovery, TwoPhaseCommitSink};
 use crate::fault::Faults;
 
@@ -51,23 +53,13 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
     })
 }
 
+/// Kafka nodes need the `kafka` feature; see `connectors::kafka::build` when it is on.
 #[cfg(not(feature = "kafka"))]
 fn kafka_nodes(id: &str, kind: NodeKind<'_>, _: OpContext, _: ErrorPolicy, _: &Faults) -> Result<Instance, OpError> {
     Err(OpError::Restore {
         node: id.into(),
         message: format!("{} needs a runtime built with the `kafka` feature", kind.name()),
     })
-}
-
-#[cfg(feature = "kafka")]
-fn kafka_nodes(
-    id: &str,
-    kind: NodeKind<'_>,
-    ctx: OpContext,
-    policy: ErrorPolicy,
-    faults: &Faults,
-) -> Result<Instance, OpError> {
-    crate::connectors::kafka::build::instantiate(id, kind, ctx, policy, faults)
 }
 
 /// The recovery of a transactional sink node of `job`, if the node is one.
