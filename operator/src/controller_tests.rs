@@ -219,6 +219,18 @@ async fn deleting_a_job_stops_its_pods_before_the_finalizer_goes() {
     let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx.clone()));
     api.expect(Method::GET, PODS).await.reply(pod_list(vec![pod_json(1, "Running", true)]));
     api.expect(Method::DELETE, &format!("{PODS}/demo-1-0?")).await.reply(pod_json(1, "Running", true));
+    let status = api.expect(Method::PATCH, &format!("{JOB}/status?")).await;
+    let deleting = status.body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .any(|c| c["type"] == "Progressing" && c["reason"] == "Deleting");
+    assert!(deleting, "{}", status.body);
+    status.reply(serde_json::to_value(&j).expect("json"));
+    // The runtime does not answer: no final savepoint, and the Warning says so.
+    let event = api.expect(Method::POST, EVENTS).await;
+    assert_eq!((event.body["type"].as_str(), event.body["reason"].as_str()), (Some("Warning"), Some("SavepointFailed")));
+    event.echo();
     let err = task.await.expect("joins").expect_err("waits for the pods");
     assert!(matches!(err, crate::Error::PodsTerminating(1)), "{err}");
     // Pods gone: the finalizer is removed.

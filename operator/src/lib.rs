@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod recovery;
 pub mod runtime_client;
+pub mod savepoint;
 pub mod store;
 pub mod telemetry;
 
