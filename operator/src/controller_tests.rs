@@ -15,20 +15,20 @@ use crate::context::Context;
 use crate::controller::reconcile;
 use crate::fixtures::store_with_checkpoint;
 
-const PODS: &str = "/api/v1/namespaces/ns/pods";
-const JOB: &str = "/apis/sluice.dev/v1alpha1/namespaces/ns/streamjobs/demo";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+pub(crate) const PODS: &str = "/api/v1/namespaces/ns/pods";
+pub(crate) const JOB: &str = "/apis/sluice.dev/v1alpha1/namespaces/ns/streamjobs/demo";
+pub(crate) const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 
-fn finalized(mut j: StreamJob) -> StreamJob {
+pub(crate) fn finalized(mut j: StreamJob) -> StreamJob {
     j.metadata.finalizers = Some(vec![FINALIZER.into()]);
     j
 }
 
-fn hash() -> String {
+pub(crate) fn hash() -> String {
     crate::build::spec_hash(&job().spec)
 }
 
-fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Value {
+pub(crate) fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Value {
     json!({
         "metadata": {
             "name": format!("demo-{attempt}-0"), "namespace": "ns",
@@ -44,16 +44,16 @@ fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Value {
     })
 }
 
-fn pod_list(items: Vec<serde_json::Value>) -> serde_json::Value {
+pub(crate) fn pod_list(items: Vec<serde_json::Value>) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
 }
 
-fn with_status(mut j: StreamJob, s: StreamJobStatus) -> StreamJob {
+pub(crate) fn with_status(mut j: StreamJob, s: StreamJobStatus) -> StreamJob {
     j.status = Some(s);
     j
 }
 
-fn running_status(attempt: u32) -> StreamJobStatus {
+pub(crate) fn running_status(attempt: u32) -> StreamJobStatus {
     StreamJobStatus {
         phase: Phase::Running,
         attempt,

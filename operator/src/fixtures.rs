@@ -116,7 +116,7 @@ impl ApiServerVerifier {
     }
 
     /// Asserts the operator sends nothing more.
-    pub async fn done(mut self) {
+    pub async fn done(&mut self) {
         let next = tokio::time::timeout(std::time::Duration::from_millis(50), self.0.next_request()).await;
         assert!(
             matches!(next, Err(_) | Ok(None)),

@@ -21,6 +21,8 @@ pub mod store;
 pub mod telemetry;
 
 #[cfg(test)]
+mod controller_savepoint_tests;
+#[cfg(test)]
 mod controller_tests;
 #[cfg(test)]
 mod fixtures;

@@ -123,6 +123,8 @@ pub(super) struct Planner<'a> {
 
 /// Decides what to do. Pure: the same inputs always give the same plan.
 pub fn plan(spec: &StreamJobSpec, status: &StreamJobStatus, observed: &Observed, now: Timestamp) -> Plan {
+    // Status times have second precision (see `ms_to_time`).
+    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let mut p = Planner {
         spec,
         old: status,
@@ -568,6 +570,8 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// Whole seconds: a `metav1.Time` is written with second precision, so finer times would read
+/// back different and make every reconcile rewrite an unchanged status.
 fn ms_to_time(ms: u64) -> Option<Time> {
-    i64::try_from(ms).ok().and_then(|ms| Timestamp::from_millisecond(ms).ok()).map(Time)
+    i64::try_from(ms / 1000).ok().and_then(|s| Timestamp::from_second(s).ok()).map(Time)
 }

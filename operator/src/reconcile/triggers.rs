@@ -217,14 +217,16 @@ impl Planner<'_> {
             sp.pending_disposal.clear();
         }
         let busy = self.last_in_flight().is_some()
-            || self.plan.status.operation.as_ref().is_some_and(|o| o.savepoint_path.is_some() && o.error.is_none())
-                && self.plan.status.operation.as_ref().is_some_and(|o| {
-                    o.step == sluice_crds::savepoints::OperationStep::Savepoint
-                });
+            || self.plan.status.operation.as_ref().is_some_and(|o| {
+                o.step == sluice_crds::savepoints::OperationStep::Savepoint && o.error.is_none()
+            });
+        let was_idle = sluice_crds::conditions::find(&self.old.conditions, T::SavepointInProgress)
+            .is_some_and(|c| c.status == "False");
         if !self.plan.conditions.iter().any(|c| c.type_ == T::SavepointInProgress) {
             if busy {
                 self.cond(T::SavepointInProgress, true, Reason::SavepointTriggered, "");
-            } else {
+            } else if !was_idle {
+                // An idle condition keeps the reason of the last savepoint (no status churn).
                 self.cond(T::SavepointInProgress, false, Reason::AsExpected, "");
             }
         }
