@@ -145,7 +145,10 @@ async fn savepoint_annotation_on_a_suspended_job_fails_in_status_and_as_a_warnin
     assert!(last["error"].as_str().expect("error").contains("not running"), "{last}");
     status.reply(serde_json::to_value(&j).expect("json"));
     let event = api.expect(Method::POST, EVENTS).await;
-    assert_eq!((event.body["type"].as_str(), event.body["reason"].as_str()), (Some("Warning"), Some("SavepointFailed")));
+    assert_eq!(
+        (event.body["type"].as_str(), event.body["reason"].as_str()),
+        (Some("Warning"), Some("SavepointFailed"))
+    );
     event.echo();
     task.await.expect("joins").expect("reconciles");
     api.done().await;

@@ -229,7 +229,10 @@ async fn deleting_a_job_stops_its_pods_before_the_finalizer_goes() {
     status.reply(serde_json::to_value(&j).expect("json"));
     // The runtime does not answer: no final savepoint, and the Warning says so.
     let event = api.expect(Method::POST, EVENTS).await;
-    assert_eq!((event.body["type"].as_str(), event.body["reason"].as_str()), (Some("Warning"), Some("SavepointFailed")));
+    assert_eq!(
+        (event.body["type"].as_str(), event.body["reason"].as_str()),
+        (Some("Warning"), Some("SavepointFailed"))
+    );
     event.echo();
     let err = task.await.expect("joins").expect_err("waits for the pods");
     assert!(matches!(err, crate::Error::PodsTerminating(1)), "{err}");

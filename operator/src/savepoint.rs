@@ -26,11 +26,7 @@ pub fn annotation_value(annotations: &std::collections::BTreeMap<String, String>
 
 /// The triggers whose values differ from the ones last acted on (annotation first). A value
 /// triggers once: after it is recorded in status it is no longer new.
-pub fn new_triggers(
-    annotation: Option<&str>,
-    nonce: Option<i64>,
-    seen: Option<&SavepointsStatus>,
-) -> Vec<NewTrigger> {
+pub fn new_triggers(annotation: Option<&str>, nonce: Option<i64>, seen: Option<&SavepointsStatus>) -> Vec<NewTrigger> {
     let mut out = Vec::new();
     if let Some(a) = annotation
         && seen.and_then(|s| s.observed_annotation.as_deref()) != Some(a)
@@ -98,10 +94,10 @@ mod tests {
         assert_eq!(none, vec![NewTrigger::Annotation("1".into())]);
         let seen = SavepointsStatus { observed_annotation: Some("1".into()), ..Default::default() };
         assert!(new_triggers(Some("1"), None, Some(&seen)).is_empty());
-        assert_eq!(new_triggers(Some("2"), Some(4), Some(&seen)), vec![
-            NewTrigger::Annotation("2".into()),
-            NewTrigger::Nonce(4)
-        ]);
+        assert_eq!(
+            new_triggers(Some("2"), Some(4), Some(&seen)),
+            vec![NewTrigger::Annotation("2".into()), NewTrigger::Nonce(4)]
+        );
         let annotations = [(ANNOTATION_SAVEPOINT.to_string(), "  ".to_string())].into_iter().collect();
         assert_eq!(annotation_value(&annotations), None, "an empty value is no trigger");
     }

@@ -17,12 +17,7 @@ use crate::error::Error;
 
 /// Applies `actions` in order; stops at the first Kubernetes API failure (the next reconcile
 /// re-plans). Runtime and storage failures are outcomes, not errors.
-pub async fn apply(
-    job: &StreamJob,
-    actions: &[Action],
-    spec_hash: &str,
-    ctx: &Context,
-) -> Result<Vec<Outcome>, Error> {
+pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &Context) -> Result<Vec<Outcome>, Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let mut outcomes = Vec::new();
     for action in actions {

@@ -37,8 +37,8 @@ impl<'a> Planner<'a> {
             return Err("checkpointing is not configured".into());
         }
         let pods = self.pods_of(current);
-        let ready = !pods.is_empty()
-            && pods.iter().all(|p| p.state == PodState::Running { ready: true } && !p.terminating);
+        let ready =
+            !pods.is_empty() && pods.iter().all(|p| p.state == PodState::Running { ready: true } && !p.terminating);
         if current == 0 || !ready {
             return Err(format!("the job is not running (phase {})", self.old.phase.as_str()));
         }

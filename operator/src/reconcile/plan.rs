@@ -463,8 +463,7 @@ impl<'a> Planner<'a> {
     fn restore_for(&self, why: Why) -> Result<Restore, String> {
         let initial = || self.spec.initial_savepoint_path.clone().map(Restore::From).unwrap_or(Restore::Fresh);
         let op = self.old.operation.as_ref();
-        if let Some(path) = op.filter(|o| o.restore == RestoreMode::Savepoint).and_then(|o| o.savepoint_path.clone())
-        {
+        if let Some(path) = op.filter(|o| o.restore == RestoreMode::Savepoint).and_then(|o| o.savepoint_path.clone()) {
             return Ok(Restore::From(path));
         }
         if let (Why::Resume, Some(path)) = (why, self.old.resume_from.clone()) {

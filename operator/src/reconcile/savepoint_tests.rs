@@ -60,7 +60,10 @@ fn a_new_annotation_value_records_a_pending_savepoint_then_asks_the_runtime_once
     o.annotation = Some("1700000001".into());
     let p = plan(&spec(), &running_seen("old"), &o, at(5));
     let l = last(&p);
-    assert_eq!((l.value.as_str(), l.trigger, l.state), ("1700000001", SavepointTrigger::Annotation, SavepointState::Pending));
+    assert_eq!(
+        (l.value.as_str(), l.trigger, l.state),
+        ("1700000001", SavepointTrigger::Annotation, SavepointState::Pending)
+    );
     let path = l.path.clone().expect("path decided before asking");
     assert!(path.starts_with("s3://bucket/demo/savepoints/sp-"), "{path}");
     assert!(p.actions.is_empty(), "the runtime is asked only once the trigger is persisted");
@@ -97,7 +100,7 @@ fn a_new_annotation_value_records_a_pending_savepoint_then_asks_the_runtime_once
     assert_eq!((l.state, l.path.as_deref()), (SavepointState::Completed, Some(path.as_str())));
     assert!(l.completed_at.is_some());
     assert_eq!(p4.status.savepoints.as_ref().map(|s| s.history.len()), Some(1));
-    assert_eq!(cond(&p4, T::SavepointInProgress).0, false);
+    assert!(!cond(&p4, T::SavepointInProgress).0);
     assert!(p4.events.iter().any(|e| e.reason == Reason::SavepointCompleted));
 }
 
@@ -211,10 +214,10 @@ fn history_is_bounded_and_what_falls_out_is_disposed_of_after_it_is_recorded() {
     let p = plan(&s, &st, &live(), at(10));
     let sp = p.status.savepoints.clone().expect("savepoints");
     assert_eq!(sp.history.iter().map(|h| h.value.as_str()).collect::<Vec<_>>(), vec!["4", "3"]);
-    assert_eq!(sp.pending_disposal, vec![
-        "s3://bucket/demo/savepoints/sp-2".to_string(),
-        "s3://bucket/demo/savepoints/sp-1".to_string()
-    ]);
+    assert_eq!(
+        sp.pending_disposal,
+        vec!["s3://bucket/demo/savepoints/sp-2".to_string(), "s3://bucket/demo/savepoints/sp-1".to_string()]
+    );
     assert!(!p.actions.iter().any(|a| matches!(a, Action::DisposeSavepoint { .. })), "queued first");
     // Next reconcile (job not even running): the queued disposals are carried out.
     let mut p2 = plan(&s, &p.status, &observed(vec![]), at(11));
@@ -222,15 +225,16 @@ fn history_is_bounded_and_what_falls_out_is_disposed_of_after_it_is_recorded() {
     assert_eq!(disposals.len(), 2);
     absorb(
         &mut p2,
-        vec![Outcome::Disposed { path: "s3://bucket/demo/savepoints/sp-2".into(), result: Ok(()) }, Outcome::Disposed {
-            path: "s3://bucket/demo/savepoints/sp-1".into(),
-            result: Err("503".into()),
-        }],
+        vec![
+            Outcome::Disposed { path: "s3://bucket/demo/savepoints/sp-2".into(), result: Ok(()) },
+            Outcome::Disposed { path: "s3://bucket/demo/savepoints/sp-1".into(), result: Err("503".into()) },
+        ],
         at(11),
     );
-    assert_eq!(p2.status.savepoints.expect("sp").pending_disposal, vec![
-        "s3://bucket/demo/savepoints/sp-1".to_string()
-    ]);
+    assert_eq!(
+        p2.status.savepoints.expect("sp").pending_disposal,
+        vec!["s3://bucket/demo/savepoints/sp-1".to_string()]
+    );
 }
 
 #[test]
@@ -298,7 +302,10 @@ fn operator_restart_during_the_savepoint_step_finds_the_savepoint_and_does_not_s
     let p = plan(&s, &p.status, &after, at(5));
     assert_eq!(stop_actions(&p), 0, "never a second stop");
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
-    assert_eq!(p.status.operation.as_ref().map(|o| (o.step, o.restore)), Some((OperationStep::Stop, RestoreMode::Savepoint)));
+    assert_eq!(
+        p.status.operation.as_ref().map(|o| (o.step, o.restore)),
+        Some((OperationStep::Stop, RestoreMode::Savepoint))
+    );
     // Restart again before the launch: pods gone → launch from the savepoint.
     let p = plan(&s, &p.status, &Observed { pods: vec![], ..o.clone() }, at(6));
     assert_eq!(launches(&p), vec![(2, Restore::From(STOP1.into()))]);
@@ -354,7 +361,8 @@ fn without_fallback_a_failed_savepoint_keeps_the_old_attempt_and_retries() {
 
 #[test]
 fn last_state_and_stateless_upgrades_write_their_step_before_deleting_pods() {
-    for (mode, restore) in [(UpgradeMode::LastState, RestoreMode::LastState), (UpgradeMode::Stateless, RestoreMode::Fresh)]
+    for (mode, restore) in
+        [(UpgradeMode::LastState, RestoreMode::LastState), (UpgradeMode::Stateless, RestoreMode::Fresh)]
     {
         let s = savepoint_spec(mode);
         let mut o = live();
@@ -366,7 +374,8 @@ fn last_state_and_stateless_upgrades_write_their_step_before_deleting_pods() {
         let p = plan(&s, &p.status, &o, at(1));
         assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
         let p = plan(&s, &p.status, &Observed { pods: vec![], ..o }, at(2));
-        let expected = if mode == UpgradeMode::Stateless { Restore::Fresh } else { Restore::From(super::plan_tests::CHK.into()) };
+        let expected =
+            if mode == UpgradeMode::Stateless { Restore::Fresh } else { Restore::From(super::plan_tests::CHK.into()) };
         assert_eq!(launches(&p), vec![(2, expected)]);
     }
 }
@@ -405,7 +414,10 @@ fn suspend_stops_with_a_savepoint_and_resume_restores_it_even_across_operator_re
     let o = live();
     let p = plan(&s, &status(Phase::Running, 1), &o, at(0));
     assert_eq!(p.status.phase, Phase::Suspending);
-    assert_eq!(p.status.operation.as_ref().map(|o| (o.kind, o.step)), Some((OperationKind::Suspend, OperationStep::Savepoint)));
+    assert_eq!(
+        p.status.operation.as_ref().map(|o| (o.kind, o.step)),
+        Some((OperationKind::Suspend, OperationStep::Savepoint))
+    );
     assert!(p.actions.is_empty());
     // Restart: the persisted step asks for the stop; the answer is lost with the operator.
     let p1 = plan(&s, &p.status, &o, at(1));
@@ -434,7 +446,10 @@ fn deletion_takes_a_final_savepoint_before_the_finalizer_goes_across_operator_re
     let mut o = live();
     o.deleting = true;
     let p = plan(&spec(), &status(Phase::Running, 1), &o, at(0));
-    assert_eq!(p.status.operation.as_ref().map(|o| (o.kind, o.step)), Some((OperationKind::Delete, OperationStep::Savepoint)));
+    assert_eq!(
+        p.status.operation.as_ref().map(|o| (o.kind, o.step)),
+        Some((OperationKind::Delete, OperationStep::Savepoint))
+    );
     assert!(p.actions.is_empty() && !p.cleanup_done);
     // Restart: the persisted step stops with a savepoint.
     let p1 = plan(&spec(), &p.status, &o, at(1));

@@ -69,7 +69,11 @@ impl Planner<'_> {
             (Ok(_), Some(c)) => {
                 let path = savepoint::trigger_location(&c.storage.uri, self.now.as_millisecond());
                 info.path = Some(path.clone());
-                self.event(false, Reason::SavepointTriggered, format!("savepoint {} triggered into {path}", info.value));
+                self.event(
+                    false,
+                    Reason::SavepointTriggered,
+                    format!("savepoint {} triggered into {path}", info.value),
+                );
                 self.cond(T::SavepointInProgress, true, Reason::SavepointTriggered, path);
                 self.plan.requeue_after = self.plan.requeue_after.min(REQUEUE_NOW);
             }
@@ -217,9 +221,12 @@ impl Planner<'_> {
             sp.pending_disposal.clear();
         }
         let busy = self.last_in_flight().is_some()
-            || self.plan.status.operation.as_ref().is_some_and(|o| {
-                o.step == sluice_crds::savepoints::OperationStep::Savepoint && o.error.is_none()
-            });
+            || self
+                .plan
+                .status
+                .operation
+                .as_ref()
+                .is_some_and(|o| o.step == sluice_crds::savepoints::OperationStep::Savepoint && o.error.is_none());
         let was_idle = sluice_crds::conditions::find(&self.old.conditions, T::SavepointInProgress)
             .is_some_and(|c| c.status == "False");
         if !self.plan.conditions.iter().any(|c| c.type_ == T::SavepointInProgress) {
