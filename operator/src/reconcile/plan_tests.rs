@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use sluice_crds::contract::control::{JobState, JobStatus};
+use sluice_crds::savepoints::OperationStatus;
 use sluice_crds::stream_job::{DesiredState, RecoveryStatus, UpgradeMode};
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
 
@@ -437,9 +438,31 @@ fn arb_store() -> impl Strategy<Value = StoreObservation> {
     ]
 }
 
+fn arb_operation() -> impl Strategy<Value = Option<OperationStatus>> {
+    use sluice_crds::savepoints::{OperationKind as K, OperationStep as S, RestoreMode as R};
+    proptest::option::of((
+        proptest::sample::select(vec![K::Upgrade, K::Suspend, K::Delete]),
+        proptest::sample::select(vec![S::Savepoint, S::Stop]),
+        proptest::sample::select(vec![R::Savepoint, R::LastState, R::Fresh]),
+        0u32..5,
+        any::<bool>(),
+    ))
+    .prop_map(|o| {
+        o.map(|(kind, step, restore, attempt, failed)| OperationStatus {
+            kind,
+            step,
+            attempt,
+            restore,
+            savepoint_path: Some(format!("s3://bucket/demo/savepoints/stop-demo-{attempt}")),
+            started_at: None,
+            error: failed.then(|| "stop failed".into()),
+        })
+    })
+}
+
 fn arb_status() -> impl Strategy<Value = StreamJobStatus> {
-    (arb_phase(), 0u32..5, any::<bool>(), proptest::option::of((0u32..5, -20i64..20)), 0usize..12).prop_map(
-        |(phase, attempt, same_hash, recovery, recent)| StreamJobStatus {
+    ((arb_phase(), 0u32..5, any::<bool>(), proptest::option::of((0u32..5, -20i64..20)), 0usize..12), arb_operation())
+        .prop_map(|((phase, attempt, same_hash, recovery, recent), operation)| StreamJobStatus {
             phase,
             attempt,
             spec_hash: Some(if same_hash { HASH.into() } else { "old".into() }),
@@ -449,9 +472,9 @@ fn arb_status() -> impl Strategy<Value = StreamJobStatus> {
                 reason: None,
             }),
             recent_restarts: (0..recent).map(|i| Time(at(-(i as i64)))).collect(),
+            operation,
             ..StreamJobStatus::default()
-        },
-    )
+        })
 }
 
 fn arb_spec() -> impl Strategy<Value = StreamJobSpec> {
@@ -488,7 +511,10 @@ proptest! {
             prop_assert!(!deleting && spec.state == DesiredState::Running);
             prop_assert!(*attempt > st.attempt);
             prop_assert_eq!(p.status.attempt, *attempt);
-            prop_assert!(!matches!(store, StoreObservation::Unavailable(_)) || *restore == Restore::Fresh);
+            // Without storage only a start that needs no checkpoint lookup may go ahead: fresh,
+            // or the flow's own savepoint.
+            let from_savepoint = matches!(restore, Restore::From(p) if p.contains("/savepoints/"));
+            prop_assert!(!matches!(store, StoreObservation::Unavailable(_)) || *restore == Restore::Fresh || from_savepoint);
         }
         prop_assert!(p.status.restarts >= st.restarts);
         prop_assert!(p.status.attempt >= st.attempt);
