@@ -17,12 +17,19 @@ pub enum ConditionType {
     CheckpointHealthy,
     /// Something needs a human or is being worked around (failures, invalid spec, storage down).
     Degraded,
+    /// A savepoint (triggered, or a stop-with-savepoint of a flow) is being taken.
+    SavepointInProgress,
 }
 
 impl ConditionType {
     /// Every condition type, in the order they are written.
-    pub const ALL: [ConditionType; 4] =
-        [ConditionType::Ready, ConditionType::Progressing, ConditionType::CheckpointHealthy, ConditionType::Degraded];
+    pub const ALL: [ConditionType; 5] = [
+        ConditionType::Ready,
+        ConditionType::Progressing,
+        ConditionType::CheckpointHealthy,
+        ConditionType::Degraded,
+        ConditionType::SavepointInProgress,
+    ];
 
     /// The `type` string.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +38,7 @@ impl ConditionType {
             ConditionType::Progressing => "Progressing",
             ConditionType::CheckpointHealthy => "CheckpointHealthy",
             ConditionType::Degraded => "Degraded",
+            ConditionType::SavepointInProgress => "SavepointInProgress",
         }
     }
 }
@@ -80,8 +88,20 @@ pub enum Reason {
     RuntimeUnreachable,
     /// Nothing to report.
     AsExpected,
-    /// The savepoint upgrade mode is not implemented yet; the upgrade used the latest checkpoint.
+    /// No savepoint could be taken for an upgrade or suspend; the latest checkpoint is used.
     SavepointUpgradeFallback,
+    /// A savepoint was triggered.
+    SavepointTriggered,
+    /// A savepoint completed.
+    SavepointCompleted,
+    /// A savepoint failed (or was triggered while the job was not running).
+    SavepointFailed,
+    /// A savepoint fell out of history and was deleted from storage.
+    SavepointDisposed,
+    /// A stop-with-savepoint is under way before pods are deleted.
+    StoppingWithSavepoint,
+    /// The job is being deleted; its pods are stopped before the finalizer goes.
+    Deleting,
 }
 
 impl Reason {
@@ -110,6 +130,12 @@ impl Reason {
             Reason::RuntimeUnreachable => "RuntimeUnreachable",
             Reason::AsExpected => "AsExpected",
             Reason::SavepointUpgradeFallback => "SavepointUpgradeFallback",
+            Reason::SavepointTriggered => "SavepointTriggered",
+            Reason::SavepointCompleted => "SavepointCompleted",
+            Reason::SavepointFailed => "SavepointFailed",
+            Reason::SavepointDisposed => "SavepointDisposed",
+            Reason::StoppingWithSavepoint => "StoppingWithSavepoint",
+            Reason::Deleting => "Deleting",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod checkpointing;
 pub mod conditions;
 pub mod contract;
 pub mod restart;
+pub mod savepoints;
 pub mod stream_job;
 
 /// API group of every Sluice custom resource.
@@ -14,6 +15,8 @@ pub const VERSION: &str = "v1alpha1";
 /// Finalizer the operator puts on every StreamJob so it stops the job's pods before the
 /// object goes away.
 pub const FINALIZER: &str = "sluice.dev/cleanup";
+/// Annotation on a StreamJob: any new value triggers one savepoint.
+pub const ANNOTATION_SAVEPOINT: &str = "sluice.dev/savepoint";
 /// Pod label: name of the StreamJob a pod belongs to.
 pub const LABEL_JOB: &str = "sluice.dev/job";
 /// Pod label: attempt number of the pod (a decimal integer).

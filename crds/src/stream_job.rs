@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpointing::CheckpointingSpec;
 use crate::contract::pipeline::Pipeline;
 use crate::restart::RestartStrategy;
+use crate::savepoints::{OperationStatus, SavepointDisposal, SavepointHistory, SavepointsStatus};
 
 /// Desired state of a streaming job.
 // Several printer columns share a `type_`; clippy mistakes that for a repeated attribute.
@@ -90,7 +91,8 @@ pub struct StreamJobSpec {
     /// Periodic checkpoints and their storage. Without it the job keeps no state across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpointing: Option<CheckpointingSpec>,
-    /// `running` or `suspended` (pods stopped; the last checkpoint stays for a later resume).
+    /// `running` or `suspended` (stop with a savepoint, pods deleted; `running` again resumes
+    /// from that savepoint).
     #[serde(default)]
     pub state: DesiredState,
     /// How a spec change reaches the running job.
@@ -100,9 +102,25 @@ pub struct StreamJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     pub initial_savepoint_path: Option<String>,
-    /// Change this number to trigger a savepoint.
+    /// Change this number to trigger a savepoint (like a new `sluice.dev/savepoint` annotation
+    /// value). A value already set when the job is first deployed does not trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_trigger_nonce: Option<i64>,
+    /// How many savepoints `status.savepoints.history` keeps, and for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_history: Option<SavepointHistory>,
+    /// What happens to a savepoint that falls out of history: `Retain` (default) keeps its
+    /// files, `Delete` removes them from checkpoint storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_disposal: Option<SavepointDisposal>,
+    /// Take a final savepoint before the job's pods are stopped on deletion. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_on_deletion: Option<bool>,
+    /// `upgradeMode: savepoint` only: when no savepoint can be taken (the job is unhealthy or
+    /// the savepoint fails), upgrade from the latest completed checkpoint instead. Default true;
+    /// with false the operator keeps retrying the savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state_fallback: Option<bool>,
     /// Change this number to restart the job (through an upgrade in `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,
@@ -151,7 +169,7 @@ pub enum DesiredState {
     /// Keep the job running.
     #[default]
     Running,
-    /// Stop the job's pods; resuming restores from the latest checkpoint.
+    /// Stop the job with a savepoint and delete its pods; resuming restores from it.
     Suspended,
 }
 
@@ -162,8 +180,8 @@ pub enum UpgradeMode {
     /// Stop the job and start the new spec without state.
     #[default]
     Stateless,
-    /// Take a savepoint, stop, and start the new spec from it (savepoint issue; until then
-    /// handled as `last-state`).
+    /// Stop with a savepoint and start the new spec from it (falls back to the latest
+    /// checkpoint when the job is unhealthy and `lastStateFallback` allows).
     Savepoint,
     /// Stop the job and start the new spec from its latest completed checkpoint.
     LastState,
@@ -263,6 +281,15 @@ pub struct StreamJobStatus {
     /// Last error, in words (cleared when the job runs again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Savepoint triggers, their history and disposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoints: Option<SavepointsStatus>,
+    /// The multi-step flow under way (upgrade, suspend, delete), written before each step acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationStatus>,
+    /// Savepoint the next attempt restores from (set by a suspend's stop-with-savepoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<String>,
 }
 
 /// Checkpoint progress of the job.

@@ -33,6 +33,9 @@ pub struct Config {
     /// Timeout of calls to a runtime's control endpoint.
     #[arg(long, env = "SLUICE_RUNTIME_TIMEOUT", value_parser = humantime::parse_duration, default_value = "3s")]
     pub runtime_timeout: Duration,
+    /// Timeout of a stop-with-savepoint call (final checkpoint, savepoint copy, sink commits).
+    #[arg(long, env = "SLUICE_STOP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub stop_timeout: Duration,
 }
 
 /// Field manager of every server-side apply and the Events' reporting controller.
@@ -50,6 +53,7 @@ impl Config {
             lease_duration: Duration::from_secs(15),
             credentials_dir: std::env::temp_dir().join("sluice-operator-test"),
             runtime_timeout: Duration::from_secs(1),
+            stop_timeout: Duration::from_secs(5),
         }
     }
 }

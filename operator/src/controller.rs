@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
@@ -15,8 +15,7 @@ use sluice_crds::{FINALIZER, LABEL_JOB, StreamJob};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::reconcile::observe::{self, Observed, RuntimeObservation, StoreObservation};
-use crate::reconcile::{apply, plan, status};
+use crate::reconcile::{absorb, apply, observe, plan, status};
 
 /// Reconciles one StreamJob.
 pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -45,48 +44,43 @@ pub async fn reconcile(job: Arc<StreamJob>, ctx: Arc<Context>) -> Result<Action,
 }
 
 async fn reconcile_job(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
+    let (plan, _) = reconcile_once(job, ctx).await?;
+    Ok(Action::requeue(plan.requeue_after))
+}
+
+/// observe → plan → apply → absorb the answers → write status → record Events.
+async fn reconcile_once(job: &StreamJob, ctx: &Context) -> Result<(plan::Plan, usize), Error> {
     let observed = observe::observe(job, ctx).await?;
     let previous = job.status.clone().unwrap_or_default();
     let now = jiff::Timestamp::now();
-    let plan = plan::plan(&job.spec, &previous, &observed, now);
+    let mut plan = plan::plan(&job.spec, &previous, &observed, now);
     if !plan.actions.is_empty() {
         tracing::info!(job = %job.name_any(), actions = ?plan.actions, phase = plan.status.phase.as_str(), "applying plan");
     }
-    apply::apply(job, &plan.actions, &observed.desired_hash, ctx).await?;
+    let outcomes = apply::apply(job, &plan.actions, &observed.desired_hash, ctx).await?;
+    absorb::absorb(&mut plan, outcomes, now);
     let next = status::next_status(&previous, &plan, now);
-    status::write(job, &previous, &next, ctx).await?;
+    if !plan.cleanup_done {
+        // A job whose finalizer goes next needs no further status.
+        status::write(job, &previous, &next, ctx).await?;
+    }
     status::record_events(job, &plan, ctx).await;
     for action in &plan.actions {
         if matches!(action, plan::Action::Launch { .. }) && next.restarts > previous.restarts {
             ctx.metrics.restarts.inc();
         }
     }
-    ctx.metrics.set_phase(&format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any()), Some(next.phase));
-    Ok(Action::requeue(plan.requeue_after))
+    let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
+    ctx.metrics.set_phase(&key, (!observed.deleting).then_some(next.phase));
+    Ok((plan, observed.pods.len()))
 }
 
-/// Deletion: stop every pod of the job, and keep the finalizer until they are gone, so no
-/// runtime of a deleted job can still commit.
+/// Deletion: a final savepoint when `savepointOnDeletion` (default true) and the job runs,
+/// then every pod of the job goes; the finalizer stays until they are gone, so no runtime of
+/// a deleted job can still commit. Status records each step, as in any other flow.
 async fn cleanup(job: &StreamJob, ctx: &Context) -> Result<Action, Error> {
-    let ns = job.namespace().ok_or(Error::NoNamespace)?;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{LABEL_JOB}={}", job.name_any())))
-        .await
-        .map_err(|source| Error::ListPods { job: job.name_any(), source })?;
-    let observed = Observed {
-        generation: job.metadata.generation,
-        deleting: true,
-        pods: list.items.iter().filter_map(observe::observe_pod).collect(),
-        runtime: RuntimeObservation::NotQueried,
-        store: StoreObservation::NotConfigured,
-        desired_hash: String::new(),
-        invalid: None,
-    };
-    let plan = plan::plan(&job.spec, &job.status.clone().unwrap_or_default(), &observed, jiff::Timestamp::now());
-    apply::apply(job, &plan.actions, "", ctx).await?;
-    ctx.metrics.set_phase(&format!("{ns}/{}", job.name_any()), None);
-    if plan.cleanup_done { Ok(Action::await_change()) } else { Err(Error::PodsTerminating(observed.pods.len())) }
+    let (plan, pods) = reconcile_once(job, ctx).await?;
+    if plan.cleanup_done { Ok(Action::await_change()) } else { Err(Error::PodsTerminating(pods)) }
 }
 
 /// Requeue delay after a failed reconcile.

@@ -15,20 +15,20 @@ use crate::context::Context;
 use crate::controller::reconcile;
 use crate::fixtures::store_with_checkpoint;
 
-const PODS: &str = "/api/v1/namespaces/ns/pods";
-const JOB: &str = "/apis/sluice.dev/v1alpha1/namespaces/ns/streamjobs/demo";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+pub(crate) const PODS: &str = "/api/v1/namespaces/ns/pods";
+pub(crate) const JOB: &str = "/apis/sluice.dev/v1alpha1/namespaces/ns/streamjobs/demo";
+pub(crate) const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 
-fn finalized(mut j: StreamJob) -> StreamJob {
+pub(crate) fn finalized(mut j: StreamJob) -> StreamJob {
     j.metadata.finalizers = Some(vec![FINALIZER.into()]);
     j
 }
 
-fn hash() -> String {
+pub(crate) fn hash() -> String {
     crate::build::spec_hash(&job().spec)
 }
 
-fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Value {
+pub(crate) fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Value {
     json!({
         "metadata": {
             "name": format!("demo-{attempt}-0"), "namespace": "ns",
@@ -44,16 +44,16 @@ fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Value {
     })
 }
 
-fn pod_list(items: Vec<serde_json::Value>) -> serde_json::Value {
+pub(crate) fn pod_list(items: Vec<serde_json::Value>) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
 }
 
-fn with_status(mut j: StreamJob, s: StreamJobStatus) -> StreamJob {
+pub(crate) fn with_status(mut j: StreamJob, s: StreamJobStatus) -> StreamJob {
     j.status = Some(s);
     j
 }
 
-fn running_status(attempt: u32) -> StreamJobStatus {
+pub(crate) fn running_status(attempt: u32) -> StreamJobStatus {
     StreamJobStatus {
         phase: Phase::Running,
         attempt,
@@ -219,6 +219,21 @@ async fn deleting_a_job_stops_its_pods_before_the_finalizer_goes() {
     let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx.clone()));
     api.expect(Method::GET, PODS).await.reply(pod_list(vec![pod_json(1, "Running", true)]));
     api.expect(Method::DELETE, &format!("{PODS}/demo-1-0?")).await.reply(pod_json(1, "Running", true));
+    let status = api.expect(Method::PATCH, &format!("{JOB}/status?")).await;
+    let deleting = status.body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .any(|c| c["type"] == "Progressing" && c["reason"] == "Deleting");
+    assert!(deleting, "{}", status.body);
+    status.reply(serde_json::to_value(&j).expect("json"));
+    // The runtime does not answer: no final savepoint, and the Warning says so.
+    let event = api.expect(Method::POST, EVENTS).await;
+    assert_eq!(
+        (event.body["type"].as_str(), event.body["reason"].as_str()),
+        (Some("Warning"), Some("SavepointFailed"))
+    );
+    event.echo();
     let err = task.await.expect("joins").expect_err("waits for the pods");
     assert!(matches!(err, crate::Error::PodsTerminating(1)), "{err}");
     // Pods gone: the finalizer is removed.

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use kube::client::Body;
-use sluice_crds::contract::control::JobStatus;
+use std::sync::Mutex;
+
+use sluice_crds::contract::control::{JobStatus, SavepointStatus, StopResponse};
 use sluice_crds::contract::manifest::{CheckpointId, MANIFEST_VERSION, Manifest, SnapshotKind, manifest_key};
 use sluice_runtime::storage::memory::MemoryStore;
 use sluice_runtime::storage::{ObjectStore, SharedStore};
@@ -19,13 +21,47 @@ use crate::metrics::Metrics;
 use crate::runtime_client::{self, RuntimeApi};
 use crate::store::FixedStore;
 
-/// A runtime whose control endpoint returns a fixed answer (or none).
-pub struct FakeRuntime(pub Option<JobStatus>);
+/// A runtime whose control endpoint returns fixed answers (or none), recording every call.
+#[derive(Default)]
+pub struct FakeRuntime {
+    /// Answer of `GET /v1/checkpoints`.
+    pub status: Option<JobStatus>,
+    /// Answer of `POST /v1/savepoints` and `GET /v1/savepoints/{id}`.
+    pub savepoint: Option<SavepointStatus>,
+    /// Answer of `POST /v1/stop`.
+    pub stop: Option<StopResponse>,
+    /// Calls seen, as `METHOD path [body]`.
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeRuntime {
+    fn answer<T: Clone>(&self, call: String, pod_ip: &str, v: &Option<T>) -> Result<T, runtime_client::Error> {
+        self.calls.lock().expect("lock").push(call);
+        v.clone().ok_or_else(|| runtime_client::Error::Unreachable { addr: pod_ip.into(), message: "fake".into() })
+    }
+
+    /// The calls seen so far, except status polls.
+    pub fn savepoint_calls(&self) -> Vec<String> {
+        self.calls.lock().expect("lock").iter().filter(|c| !c.contains("/v1/checkpoints")).cloned().collect()
+    }
+}
 
 #[async_trait]
 impl RuntimeApi for FakeRuntime {
     async fn job_status(&self, pod_ip: &str) -> Result<JobStatus, runtime_client::Error> {
-        self.0.clone().ok_or_else(|| runtime_client::Error::Unreachable { addr: pod_ip.into(), message: "fake".into() })
+        self.answer("GET /v1/checkpoints".into(), pod_ip, &self.status)
+    }
+
+    async fn trigger_savepoint(&self, pod_ip: &str, location: &str) -> Result<SavepointStatus, runtime_client::Error> {
+        self.answer(format!("POST /v1/savepoints {location}"), pod_ip, &self.savepoint)
+    }
+
+    async fn savepoint_status(&self, pod_ip: &str, id: &str) -> Result<SavepointStatus, runtime_client::Error> {
+        self.answer(format!("GET /v1/savepoints/{id}"), pod_ip, &self.savepoint)
+    }
+
+    async fn stop_with_savepoint(&self, pod_ip: &str) -> Result<StopResponse, runtime_client::Error> {
+        self.answer("POST /v1/stop".into(), pod_ip, &self.stop)
     }
 }
 
@@ -80,7 +116,7 @@ impl ApiServerVerifier {
     }
 
     /// Asserts the operator sends nothing more.
-    pub async fn done(mut self) {
+    pub async fn done(&mut self) {
         let next = tokio::time::timeout(std::time::Duration::from_millis(50), self.0.next_request()).await;
         assert!(
             matches!(next, Err(_) | Ok(None)),
@@ -110,15 +146,22 @@ pub async fn store_with_checkpoint() -> SharedStore {
 impl Context {
     /// A context over the mock API server, with the given runtime answer and store.
     pub fn test(runtime: Option<JobStatus>, store: SharedStore) -> (Arc<Context>, ApiServerVerifier) {
+        let (ctx, api, _) = Context::test_with(FakeRuntime { status: runtime, ..FakeRuntime::default() }, store);
+        (ctx, api)
+    }
+
+    /// A context over the mock API server with a fake runtime the test can inspect.
+    pub fn test_with(runtime: FakeRuntime, store: SharedStore) -> (Arc<Context>, ApiServerVerifier, Arc<FakeRuntime>) {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
+        let runtime = Arc::new(runtime);
         let ctx = Context::new(
             client,
             Config::test(),
             Arc::new(Metrics::default()),
-            Arc::new(FakeRuntime(runtime)),
+            runtime.clone(),
             Arc::new(FixedStore(store)),
         );
-        (Arc::new(ctx), ApiServerVerifier(handle))
+        (Arc::new(ctx), ApiServerVerifier(handle), runtime)
     }
 }

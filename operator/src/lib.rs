@@ -16,9 +16,12 @@ pub mod metrics;
 pub mod reconcile;
 pub mod recovery;
 pub mod runtime_client;
+pub mod savepoint;
 pub mod store;
 pub mod telemetry;
 
+#[cfg(test)]
+mod controller_savepoint_tests;
 #[cfg(test)]
 mod controller_tests;
 #[cfg(test)]

@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     lock.acquire().await;
     tracing::info!("leading: starting the controller");
 
-    let runtime = Arc::new(HttpRuntime::new(config.runtime_timeout));
+    let runtime = Arc::new(HttpRuntime::new(config.runtime_timeout, config.stop_timeout));
     let stores = Arc::new(KubeStores::new(client.clone(), config.credentials_dir.clone()));
     let ctx = Arc::new(Context::new(client, config, metrics, runtime, stores));
     tokio::select! {

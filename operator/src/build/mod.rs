@@ -10,8 +10,10 @@ use serde::Serialize;
 use sluice_crds::StreamJobSpec;
 
 /// Hash of the spec fields runtime pods are built from; a change means the attempt must be
-/// replaced (through `upgradeMode`). `state`, `savepointTriggerNonce` and `restartStrategy`
-/// are left out: changing them does not restart the job.
+/// replaced (through `upgradeMode`). `state`, `savepointTriggerNonce`, `restartStrategy`,
+/// `upgradeMode` and the savepoint settings (`savepointHistory`, `savepointDisposal`,
+/// `savepointOnDeletion`, `lastStateFallback`) are left out: changing them does not restart
+/// the job.
 pub fn spec_hash(spec: &StreamJobSpec) -> String {
     #[derive(Serialize)]
     struct PodRelevant<'a> {

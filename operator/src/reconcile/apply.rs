@@ -1,26 +1,56 @@
 //! Runs a plan's actions: the only writer of child objects. ConfigMap and Service by
 //! server-side apply; pods by create (an existing pod of the attempt is never modified).
+//! Calls to the runtime and deletions in checkpoint storage answer with an [`Outcome`] that
+//! the controller folds into the status ([`super::absorb`]).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sluice_crds::StreamJob;
 
+use super::absorb::Outcome;
 use super::plan::{Action, Restore};
 use crate::build;
 use crate::config::FIELD_MANAGER;
 use crate::context::Context;
 use crate::error::Error;
 
-/// Applies `actions` in order; stops at the first failure (the next reconcile re-plans).
-pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &Context) -> Result<(), Error> {
+/// Applies `actions` in order; stops at the first Kubernetes API failure (the next reconcile
+/// re-plans). Runtime and storage failures are outcomes, not errors.
+pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &Context) -> Result<Vec<Outcome>, Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
+    let mut outcomes = Vec::new();
     for action in actions {
         match action {
             Action::DeletePods { names, force } => delete_pods(ctx, &ns, names, *force).await?,
             Action::Launch { attempt, restore } => launch(job, ctx, &ns, *attempt, restore, spec_hash).await?,
+            Action::TriggerSavepoint { pod_ip, location } => {
+                let result = ctx.runtime.trigger_savepoint(pod_ip, location).await.map_err(|e| e.to_string());
+                tracing::info!(job = %job.name_any(), %location, ?result, "triggered savepoint");
+                outcomes.push(Outcome::Triggered(result));
+            }
+            Action::StopWithSavepoint { pod_ip } => {
+                tracing::info!(job = %job.name_any(), %pod_ip, "stopping with a savepoint");
+                let result = ctx.runtime.stop_with_savepoint(pod_ip).await.map_err(|e| e.to_string());
+                tracing::info!(job = %job.name_any(), ?result, "stop-with-savepoint answered");
+                outcomes.push(Outcome::Stopped(result));
+            }
+            Action::DisposeSavepoint { path } => {
+                let result = dispose(job, ctx, &ns, path).await;
+                outcomes.push(Outcome::Disposed { path: path.clone(), result });
+            }
         }
     }
+    Ok(outcomes)
+}
+
+async fn dispose(job: &StreamJob, ctx: &Context, ns: &str, path: &str) -> Result<(), String> {
+    let c = job.spec.checkpointing.as_ref().ok_or("checkpointing is not configured")?;
+    let prefix = crate::savepoint::key_prefix(&c.storage.uri, path)
+        .ok_or_else(|| format!("{path} is not under the job's storage {}", c.storage.uri))?;
+    let store = ctx.stores.open(ns, &c.storage).await.map_err(|e| e.to_string())?;
+    let n = crate::savepoint::dispose(store.as_ref(), &prefix).await.map_err(|e| e.to_string())?;
+    tracing::info!(job = %job.name_any(), %path, objects = n, "disposed of savepoint");
     Ok(())
 }
 

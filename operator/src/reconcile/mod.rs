@@ -1,9 +1,14 @@
 //! One reconcile: read ([`observe`]) → decide ([`plan`], pure) → write ([`apply`], [`status`]).
 
+pub mod absorb;
 pub mod apply;
+mod flow;
 pub mod observe;
 pub mod plan;
 pub mod status;
+mod triggers;
 
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod savepoint_tests;

@@ -4,7 +4,10 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
-use sluice_crds::contract::control::{JobState, JobStatus};
+use std::collections::BTreeMap;
+
+use sluice_crds::contract::control::{JobState, JobStatus, SavepointStatus};
+use sluice_crds::savepoints::SavepointState;
 use sluice_crds::{ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
 
 use crate::context::Context;
@@ -44,6 +47,8 @@ pub struct ObservedPod {
     pub spec_hash: Option<String>,
     /// Why it failed, in words (container exit code / reason), when it did.
     pub failure: Option<String>,
+    /// The pod's IP, once it has one (the runtime's control endpoint listens there).
+    pub ip: Option<String>,
 }
 
 /// What the runtime's control endpoint said.
@@ -99,6 +104,26 @@ pub struct Observed {
     pub desired_hash: String,
     /// Problems with the spec beyond what the CRD checks (field path: message).
     pub invalid: Option<String>,
+    /// The StreamJob's name (savepoint directories are named after its attempts).
+    pub job_name: String,
+    /// The `sluice.dev/savepoint` annotation's value.
+    pub annotation: Option<String>,
+    /// The runtime's answer about the savepoint request in `status.savepoints.last`.
+    pub savepoint_poll: Option<SavepointPoll>,
+    /// Savepoint paths the status refers to, and whether each is complete in storage (a path
+    /// the operator could not check is absent).
+    pub savepoints_found: BTreeMap<String, bool>,
+}
+
+/// What the runtime said about a savepoint request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SavepointPoll {
+    /// Its status.
+    Status(SavepointStatus),
+    /// The runtime does not know the id (it restarted, or another attempt runs).
+    Unknown,
+    /// No answer.
+    Unreachable(String),
 }
 
 /// Reduces a pod to an [`ObservedPod`]; `None` for pods without a readable attempt label.
@@ -128,6 +153,7 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
         terminating: pod.meta().deletion_timestamp.is_some(),
         spec_hash: pod.annotations().get(ANNOTATION_SPEC_HASH).cloned(),
         failure,
+        ip: status.and_then(|s| s.pod_ip.clone()),
     })
 }
 
@@ -161,19 +187,30 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
     let pods: Vec<ObservedPod> = list.items.iter().filter_map(observe_pod).collect();
     let current = pods.iter().map(|p| p.attempt).max().unwrap_or(0).max(job.status.as_ref().map_or(0, |s| s.attempt));
 
-    let runtime =
-        match list.items.iter().find(|p| {
-            observe_pod(p).is_some_and(|o| o.attempt == current && matches!(o.state, PodState::Running { .. }))
-        }) {
-            Some(pod) => match pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
-                Some(ip) => match ctx.runtime.job_status(&ip).await {
-                    Ok(s) => RuntimeObservation::Status(s),
-                    Err(e) => RuntimeObservation::Unreachable(e.to_string()),
-                },
-                None => RuntimeObservation::NotQueried,
-            },
-            None => RuntimeObservation::NotQueried,
-        };
+    let running_ip = pods
+        .iter()
+        .find(|o| o.attempt == current && matches!(o.state, PodState::Running { .. }))
+        .and_then(|o| o.ip.clone());
+    let runtime = match &running_ip {
+        Some(ip) => match ctx.runtime.job_status(ip).await {
+            Ok(s) => RuntimeObservation::Status(s),
+            Err(e) => RuntimeObservation::Unreachable(e.to_string()),
+        },
+        None => RuntimeObservation::NotQueried,
+    };
+    let status = job.status.clone().unwrap_or_default();
+    let last = status.savepoints.as_ref().and_then(|s| s.last.as_ref());
+    let savepoint_poll = match (last, &running_ip) {
+        (Some(l), Some(ip)) if l.state == SavepointState::InProgress => match &l.request_id {
+            Some(id) => Some(match ctx.runtime.savepoint_status(ip, id).await {
+                Ok(s) => SavepointPoll::Status(s),
+                Err(e) if e.is_not_found() => SavepointPoll::Unknown,
+                Err(e) => SavepointPoll::Unreachable(e.to_string()),
+            }),
+            None => None,
+        },
+        _ => None,
+    };
 
     let store = match &job.spec.checkpointing {
         None => StoreObservation::NotConfigured,
@@ -194,6 +231,8 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
         .err()
         .map(|e| e.to_string());
 
+    let savepoints_found = check_savepoints(job, &status, &store, ctx).await;
+
     Ok(Observed {
         generation: job.meta().generation,
         deleting: job.meta().deletion_timestamp.is_some(),
@@ -202,5 +241,42 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
         store,
         desired_hash: crate::build::spec_hash(&job.spec),
         invalid,
+        job_name: name,
+        annotation: crate::savepoint::annotation_value(job.annotations()),
+        savepoint_poll,
+        savepoints_found,
     })
+}
+
+/// Checks in storage the savepoints a flow or trigger under way refers to. A store the
+/// operator cannot read leaves them unchecked.
+async fn check_savepoints(
+    job: &StreamJob,
+    status: &sluice_crds::StreamJobStatus,
+    store: &StoreObservation,
+    ctx: &Context,
+) -> BTreeMap<String, bool> {
+    let mut found = BTreeMap::new();
+    let (Some(c), StoreObservation::Latest(_)) = (&job.spec.checkpointing, store) else { return found };
+    let last = status.savepoints.as_ref().and_then(|s| s.last.as_ref());
+    let paths: Vec<String> = last
+        .filter(|l| matches!(l.state, SavepointState::Pending | SavepointState::InProgress))
+        .and_then(|l| l.path.clone())
+        .into_iter()
+        .chain(status.operation.as_ref().and_then(|o| o.savepoint_path.clone()))
+        .collect();
+    if paths.is_empty() {
+        return found;
+    }
+    let Ok(opened) = ctx.stores.open(&job.namespace().unwrap_or_default(), &c.storage).await else { return found };
+    for path in paths {
+        let Some(prefix) = crate::savepoint::key_prefix(&c.storage.uri, &path) else { continue };
+        match crate::savepoint::exists(opened.as_ref(), &prefix).await {
+            Ok(exists) => {
+                found.insert(path, exists);
+            }
+            Err(e) => tracing::warn!(path = %path, error = %e, "cannot check savepoint"),
+        }
+    }
+    found
 }

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sluice_crds::conditions::{ConditionType as T, DesiredCondition, Reason};
 use sluice_crds::contract::control::JobState;
 use sluice_crds::restart::RestartStrategy;
+use sluice_crds::savepoints::RestoreMode;
 use sluice_crds::stream_job::{CheckpointStatus, CheckpointsStatus, DesiredState, RecoveryStatus, UpgradeMode};
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
 
@@ -24,6 +25,8 @@ pub const REQUEUE_BUSY: Duration = Duration::from_secs(5);
 pub const REQUEUE_STORAGE: Duration = Duration::from_secs(15);
 /// Requeue in terminal phases.
 pub const REQUEUE_IDLE: Duration = Duration::from_secs(300);
+/// Requeue after recording the next step of a flow, so the step acts right after the write.
+pub const REQUEUE_NOW: Duration = Duration::from_secs(1);
 
 /// What the next attempt starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +56,23 @@ pub enum Action {
         attempt: u32,
         /// Where it starts from.
         restore: Restore,
+    },
+    /// Ask the runtime at `pod_ip` for a savepoint into `location` (`POST /v1/savepoints`).
+    TriggerSavepoint {
+        /// The runtime pod's IP.
+        pod_ip: String,
+        /// Directory URI the savepoint is written to.
+        location: String,
+    },
+    /// Stop the runtime at `pod_ip` with a final savepoint (`POST /v1/stop {savepoint: true}`).
+    StopWithSavepoint {
+        /// The runtime pod's IP.
+        pod_ip: String,
+    },
+    /// Delete the savepoint at `path` from checkpoint storage.
+    DisposeSavepoint {
+        /// Directory URI of the savepoint (under the job's storage URI).
+        path: String,
     },
 }
 
@@ -86,23 +106,25 @@ pub struct Plan {
 
 /// Why a new attempt is launched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Why {
+pub(super) enum Why {
     Initial,
     Failure,
     Upgrade,
     Resume,
 }
 
-struct Planner<'a> {
-    spec: &'a StreamJobSpec,
-    old: &'a StreamJobStatus,
-    obs: &'a Observed,
-    now: Timestamp,
-    plan: Plan,
+pub(super) struct Planner<'a> {
+    pub(super) spec: &'a StreamJobSpec,
+    pub(super) old: &'a StreamJobStatus,
+    pub(super) obs: &'a Observed,
+    pub(super) now: Timestamp,
+    pub(super) plan: Plan,
 }
 
 /// Decides what to do. Pure: the same inputs always give the same plan.
 pub fn plan(spec: &StreamJobSpec, status: &StreamJobStatus, observed: &Observed, now: Timestamp) -> Plan {
+    // Status times have second precision (see `ms_to_time`).
+    let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
     let mut p = Planner {
         spec,
         old: status,
@@ -119,34 +141,38 @@ pub fn plan(spec: &StreamJobSpec, status: &StreamJobStatus, observed: &Observed,
     };
     p.plan.status.observed_generation = observed.generation;
     p.run();
+    if !observed.deleting {
+        p.savepoint_triggers();
+    }
+    p.savepoint_history();
     p.finish()
 }
 
 impl<'a> Planner<'a> {
-    fn current_attempt(&self) -> u32 {
+    pub(super) fn current_attempt(&self) -> u32 {
         self.obs.pods.iter().map(|p| p.attempt).max().unwrap_or(0).max(self.old.attempt)
     }
 
-    fn pods_of(&self, attempt: u32) -> Vec<&'a ObservedPod> {
+    pub(super) fn pods_of(&self, attempt: u32) -> Vec<&'a ObservedPod> {
         let obs: &'a Observed = self.obs;
         obs.pods.iter().filter(|p| p.attempt == attempt).collect()
     }
 
-    fn set_phase(&mut self, phase: Phase) {
+    pub(super) fn set_phase(&mut self, phase: Phase) {
         self.plan.status.phase = phase;
     }
 
-    fn cond(&mut self, t: T, status: bool, reason: Reason, message: impl Into<String>) {
+    pub(super) fn cond(&mut self, t: T, status: bool, reason: Reason, message: impl Into<String>) {
         self.plan.conditions.retain(|c| c.type_ != t);
         self.plan.conditions.push(DesiredCondition::new(t, status, reason, message));
     }
 
-    fn event(&mut self, warning: bool, reason: Reason, message: impl Into<String>) {
+    pub(super) fn event(&mut self, warning: bool, reason: Reason, message: impl Into<String>) {
         self.plan.events.push(Note { warning, reason, message: message.into() });
     }
 
     /// Deletes `pods` unless each is already terminating (a lost node's pod is force-deleted again).
-    fn delete(&mut self, pods: &[&ObservedPod]) {
+    pub(super) fn delete(&mut self, pods: &[&ObservedPod]) {
         let force = pods.iter().any(|p| p.state == PodState::NodeLost);
         let names: Vec<String> =
             pods.iter().filter(|p| !p.terminating || p.state == PodState::NodeLost).map(|p| p.name.clone()).collect();
@@ -162,11 +188,11 @@ impl<'a> Planner<'a> {
         let stale: Vec<&'a ObservedPod> = obs.pods.iter().filter(|p| p.attempt != current).collect();
 
         if self.obs.deleting {
-            let all: Vec<&'a ObservedPod> = obs.pods.iter().collect();
-            self.delete(&all);
-            self.plan.cleanup_done = all.is_empty();
-            self.plan.requeue_after = REQUEUE_BUSY;
-            return;
+            return self.delete_job(current);
+        }
+        if let Some(op) = self.old.operation.clone() {
+            // A flow under way owns the pods until it ends (status is its write-ahead log).
+            return self.continue_operation(op, current);
         }
         // Pods of older attempts never stay: whatever else happens, they go first.
         self.delete(&stale);
@@ -175,7 +201,7 @@ impl<'a> Planner<'a> {
             return self.invalid_spec(current, problem);
         }
         if self.spec.state == DesiredState::Suspended {
-            return self.suspend();
+            return self.suspend(current);
         }
         // A status without a hash (lost or pre-dating hashes) defers to the pods' annotations.
         let same_spec = self.old.spec_hash.as_deref().is_none_or(|h| h == self.obs.desired_hash);
@@ -228,7 +254,7 @@ impl<'a> Planner<'a> {
         }
         let pod_hash_differs = pods.iter().any(|p| p.spec_hash.as_deref() != Some(self.obs.desired_hash.as_str()));
         if (!same_spec || pod_hash_differs) && self.old.phase != Phase::Suspended {
-            return self.upgrade(current, &pods, stale.is_empty());
+            return self.upgrade(current, &pods);
         }
         if pods.is_empty() {
             if matches!(self.old.phase, Phase::Suspended | Phase::Suspending | Phase::Upgrading) {
@@ -352,40 +378,6 @@ impl<'a> Planner<'a> {
         self.plan.requeue_after = REQUEUE_IDLE;
     }
 
-    fn upgrade(&mut self, current: u32, pods: &[&ObservedPod], no_stale: bool) {
-        self.set_phase(Phase::Upgrading);
-        self.cond(T::Ready, false, Reason::SpecChanged, "replacing the attempt with the new spec");
-        self.cond(T::Progressing, true, Reason::SpecChanged, format!("upgrading ({:?})", self.spec.upgrade_mode));
-        if self.old.phase != Phase::Upgrading {
-            self.event(false, Reason::SpecChanged, format!("spec changed; replacing attempt {current}"));
-        }
-        if !pods.is_empty() || !no_stale {
-            self.delete(pods);
-            self.plan.requeue_after = REQUEUE_BUSY;
-            return;
-        }
-        self.relaunch(Why::Upgrade, current);
-    }
-
-    fn suspend(&mut self) {
-        let obs: &'a Observed = self.obs;
-        let all: Vec<&'a ObservedPod> = obs.pods.iter().collect();
-        self.plan.status.recovery = None;
-        self.cond(T::Ready, false, Reason::Suspended, "spec.state is suspended");
-        self.cond(T::Degraded, false, Reason::AsExpected, "");
-        if all.is_empty() {
-            self.set_phase(Phase::Suspended);
-            self.cond(T::Progressing, false, Reason::Suspended, "");
-            self.plan.requeue_after = REQUEUE_IDLE;
-            self.note_phase_change(false, Reason::Suspended, "job suspended");
-        } else {
-            self.set_phase(Phase::Suspending);
-            self.cond(T::Progressing, true, Reason::Suspended, "stopping the job's pods");
-            self.delete(&all);
-            self.plan.requeue_after = REQUEUE_BUSY;
-        }
-    }
-
     fn invalid_spec(&mut self, current: u32, problem: String) {
         let running =
             self.pods_of(current).iter().any(|p| matches!(p.state, PodState::Running { .. } | PodState::Pending));
@@ -408,7 +400,7 @@ impl<'a> Planner<'a> {
     }
 
     /// Launches attempt `current + 1` — only ever called when no pod of any attempt exists.
-    fn relaunch(&mut self, why: Why, current: u32) {
+    pub(super) fn relaunch(&mut self, why: Why, current: u32) {
         if !self.obs.pods.is_empty() {
             return;
         }
@@ -427,7 +419,15 @@ impl<'a> Planner<'a> {
             }
         };
         let attempt = current + 1;
+        if why == Why::Initial {
+            // Trigger values present at the first deploy are not triggers.
+            let sp = self.plan.status.savepoints.get_or_insert_with(Default::default);
+            sp.observed_annotation = self.obs.annotation.clone();
+            sp.observed_nonce = self.spec.savepoint_trigger_nonce;
+        }
         let s = &mut self.plan.status;
+        s.operation = None;
+        s.resume_from = None;
         s.attempt = attempt;
         s.spec_hash = Some(self.obs.desired_hash.clone());
         s.parallelism = Some(self.spec.parallelism);
@@ -456,25 +456,25 @@ impl<'a> Planner<'a> {
         self.cond(T::Ready, false, Reason::Deploying, format!("attempt {attempt} starting"));
         self.cond(T::Progressing, true, reason, format!("{verb}: attempt {attempt} {from}"));
         self.event(false, reason, format!("{verb}: attempt {attempt} {from}"));
-        if why == Why::Upgrade && self.spec.upgrade_mode == UpgradeMode::Savepoint {
-            // Hook for the savepoint issue: take a savepoint through the runtime's
-            // `POST /v1/stop {savepoint: true}` before deleting pods, then restore from it.
-            self.event(
-                true,
-                Reason::SavepointUpgradeFallback,
-                "upgradeMode savepoint is not implemented yet; used the latest checkpoint",
-            );
-        }
         self.plan.requeue_after = REQUEUE_BUSY;
     }
 
     /// The restore point for a relaunch, or why storage must be waited for.
     fn restore_for(&self, why: Why) -> Result<Restore, String> {
         let initial = || self.spec.initial_savepoint_path.clone().map(Restore::From).unwrap_or(Restore::Fresh);
-        let stateful = match why {
-            Why::Initial => return Ok(initial()),
-            Why::Upgrade => self.spec.upgrade_mode != UpgradeMode::Stateless,
-            Why::Failure | Why::Resume => true,
+        let op = self.old.operation.as_ref();
+        if let Some(path) = op.filter(|o| o.restore == RestoreMode::Savepoint).and_then(|o| o.savepoint_path.clone()) {
+            return Ok(Restore::From(path));
+        }
+        if let (Why::Resume, Some(path)) = (why, self.old.resume_from.clone()) {
+            return Ok(Restore::From(path));
+        }
+        let stateful = match (why, op.map(|o| o.restore)) {
+            (Why::Initial, _) => return Ok(initial()),
+            (_, Some(RestoreMode::Fresh)) => false,
+            (_, Some(_)) => true,
+            (Why::Upgrade, None) => self.spec.upgrade_mode != UpgradeMode::Stateless,
+            (Why::Failure | Why::Resume, None) => true,
         };
         if !stateful {
             return Ok(Restore::Fresh);
@@ -488,7 +488,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn healthy(&mut self, pods: &[&ObservedPod]) {
+    pub(super) fn healthy(&mut self, pods: &[&ObservedPod]) {
         let ready = !pods.is_empty() && pods.iter().all(|p| p.state == PodState::Running { ready: true });
         self.plan.status.error = None;
         self.plan.status.recovery = None;
@@ -517,7 +517,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn note_phase_change(&mut self, warning: bool, reason: Reason, message: &str) {
+    pub(super) fn note_phase_change(&mut self, warning: bool, reason: Reason, message: &str) {
         if self.old.phase != self.plan.status.phase {
             self.event(warning, reason, message.to_string());
         }
@@ -569,6 +569,8 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// Whole seconds: a `metav1.Time` is written with second precision, so finer times would read
+/// back different and make every reconcile rewrite an unchanged status.
 fn ms_to_time(ms: u64) -> Option<Time> {
-    i64::try_from(ms).ok().and_then(|ms| Timestamp::from_millisecond(ms).ok()).map(Time)
+    i64::try_from(ms / 1000).ok().and_then(|s| Timestamp::from_second(s).ok()).map(Time)
 }

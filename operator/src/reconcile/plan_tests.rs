@@ -7,26 +7,30 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use sluice_crds::contract::control::{JobState, JobStatus};
+use sluice_crds::savepoints::OperationStatus;
 use sluice_crds::stream_job::{DesiredState, RecoveryStatus, UpgradeMode};
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
 
+use sluice_crds::contract::control::StopResponse;
+
+use super::absorb::{Outcome, absorb};
 use super::observe::{Observed, ObservedPod, PodState, RuntimeObservation, StoreObservation};
 use super::plan::{Action, Plan, Restore, plan};
 use crate::build::test_job::job;
 use crate::recovery::RestorePoint;
 
-const HASH: &str = "h1";
-const CHK: &str = "s3://bucket/demo/manifests/chk-00000000000000000007.json";
+pub(super) const HASH: &str = "h1";
+pub(super) const CHK: &str = "s3://bucket/demo/manifests/chk-00000000000000000007.json";
 
-fn at(s: i64) -> Timestamp {
+pub(super) fn at(s: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + s).expect("valid")
 }
 
-fn spec() -> StreamJobSpec {
+pub(super) fn spec() -> StreamJobSpec {
     job().spec
 }
 
-fn pod(attempt: u32, state: PodState) -> ObservedPod {
+pub(super) fn pod(attempt: u32, state: PodState) -> ObservedPod {
     ObservedPod {
         name: format!("demo-{attempt}-0"),
         attempt,
@@ -34,14 +38,15 @@ fn pod(attempt: u32, state: PodState) -> ObservedPod {
         terminating: false,
         spec_hash: Some(HASH.into()),
         failure: matches!(state, PodState::Failed).then(|| format!("pod demo-{attempt}-0 exited with code 1")),
+        ip: Some(format!("10.0.0.{attempt}")),
     }
 }
 
-fn running(attempt: u32) -> ObservedPod {
+pub(super) fn running(attempt: u32) -> ObservedPod {
     pod(attempt, PodState::Running { ready: true })
 }
 
-fn observed(pods: Vec<ObservedPod>) -> Observed {
+pub(super) fn observed(pods: Vec<ObservedPod>) -> Observed {
     Observed {
         generation: Some(1),
         deleting: false,
@@ -56,14 +61,34 @@ fn observed(pods: Vec<ObservedPod>) -> Observed {
         })),
         desired_hash: HASH.into(),
         invalid: None,
+        job_name: "demo".into(),
+        annotation: None,
+        savepoint_poll: None,
+        savepoints_found: Default::default(),
     }
 }
 
-fn status(phase: Phase, attempt: u32) -> StreamJobStatus {
+/// What a running runtime answers on `/v1/checkpoints`.
+pub(super) fn runtime_running() -> RuntimeObservation {
+    RuntimeObservation::Status(JobStatus {
+        version: 1,
+        run_id: "demo-1".into(),
+        state: JobState::Running,
+        restored_from: None,
+        latest: None,
+        in_progress: None,
+        completed: 1,
+        failed: 0,
+        consecutive_failures: 0,
+        last_failure: None,
+    })
+}
+
+pub(super) fn status(phase: Phase, attempt: u32) -> StreamJobStatus {
     StreamJobStatus { phase, attempt, spec_hash: Some(HASH.into()), ..StreamJobStatus::default() }
 }
 
-fn launches(p: &Plan) -> Vec<(u32, Restore)> {
+pub(super) fn launches(p: &Plan) -> Vec<(u32, Restore)> {
     p.actions
         .iter()
         .filter_map(|a| match a {
@@ -73,7 +98,7 @@ fn launches(p: &Plan) -> Vec<(u32, Restore)> {
         .collect()
 }
 
-fn deleted(p: &Plan) -> Vec<String> {
+pub(super) fn deleted(p: &Plan) -> Vec<String> {
     p.actions
         .iter()
         .flat_map(|a| match a {
@@ -195,6 +220,8 @@ fn spec_changed_last_state_replaces_the_attempt_from_the_latest_checkpoint() {
     o.desired_hash = "h2".into();
     let p = plan(&spec(), &status(Phase::Running, 1), &o, at(0));
     assert_eq!(p.status.phase, Phase::Upgrading);
+    assert!(p.actions.is_empty(), "the step is written to status before it acts");
+    let p = plan(&spec(), &p.status, &o, at(0));
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
     assert!(launches(&p).is_empty());
     let p2 = plan(&spec(), &p.status, &Observed { pods: vec![], ..o }, at(1));
@@ -214,22 +241,32 @@ fn spec_changed_stateless_starts_without_state() {
 }
 
 #[test]
-fn savepoint_mode_falls_back_to_the_latest_checkpoint_and_says_so() {
+fn savepoint_mode_without_a_running_job_falls_back_to_the_latest_checkpoint_and_says_so() {
     let mut s = spec();
     s.upgrade_mode = UpgradeMode::Savepoint;
-    let mut o = observed(vec![]);
+    let mut o = observed(vec![running(1)]);
     o.desired_hash = "h2".into();
-    let p = plan(&s, &status(Phase::Upgrading, 1), &o, at(0));
-    assert_eq!(launches(&p), vec![(2, Restore::From(CHK.into()))]);
+    // The runtime does not answer: no savepoint can be taken.
+    let p = plan(&s, &status(Phase::Running, 1), &o, at(0));
     assert!(p.events.iter().any(|e| e.reason == sluice_crds::conditions::Reason::SavepointUpgradeFallback));
+    let op = p.status.operation.clone().expect("the upgrade is recorded before it acts");
+    assert_eq!(op.restore, sluice_crds::savepoints::RestoreMode::LastState);
+    assert!(p.actions.is_empty(), "nothing acts before the step is persisted");
+    let p = plan(&s, &p.status, &o, at(1));
+    assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
+    let p = plan(&s, &p.status, &Observed { pods: vec![], ..o }, at(2));
+    assert_eq!(launches(&p), vec![(2, Restore::From(CHK.into()))]);
+    assert_eq!(p.status.operation, None);
 }
 
 #[test]
-fn suspended_stops_every_pod_then_resumes_from_the_checkpoint() {
+fn suspended_without_a_runtime_answer_stops_every_pod_then_resumes_from_the_checkpoint() {
     let mut s = spec();
     s.state = DesiredState::Suspended;
     let p = plan(&s, &status(Phase::Running, 1), &observed(vec![running(1)]), at(0));
     assert_eq!(p.status.phase, Phase::Suspending);
+    assert!(p.actions.is_empty());
+    let p = plan(&s, &p.status, &observed(vec![running(1)]), at(0));
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
     let p = plan(&s, &p.status, &observed(vec![]), at(1));
     assert_eq!(p.status.phase, Phase::Suspended);
@@ -401,9 +438,31 @@ fn arb_store() -> impl Strategy<Value = StoreObservation> {
     ]
 }
 
+fn arb_operation() -> impl Strategy<Value = Option<OperationStatus>> {
+    use sluice_crds::savepoints::{OperationKind as K, OperationStep as S, RestoreMode as R};
+    proptest::option::of((
+        proptest::sample::select(vec![K::Upgrade, K::Suspend, K::Delete]),
+        proptest::sample::select(vec![S::Savepoint, S::Stop]),
+        proptest::sample::select(vec![R::Savepoint, R::LastState, R::Fresh]),
+        0u32..5,
+        any::<bool>(),
+    ))
+    .prop_map(|o| {
+        o.map(|(kind, step, restore, attempt, failed)| OperationStatus {
+            kind,
+            step,
+            attempt,
+            restore,
+            savepoint_path: Some(format!("s3://bucket/demo/savepoints/stop-demo-{attempt}")),
+            started_at: None,
+            error: failed.then(|| "stop failed".into()),
+        })
+    })
+}
+
 fn arb_status() -> impl Strategy<Value = StreamJobStatus> {
-    (arb_phase(), 0u32..5, any::<bool>(), proptest::option::of((0u32..5, -20i64..20)), 0usize..12).prop_map(
-        |(phase, attempt, same_hash, recovery, recent)| StreamJobStatus {
+    ((arb_phase(), 0u32..5, any::<bool>(), proptest::option::of((0u32..5, -20i64..20)), 0usize..12), arb_operation())
+        .prop_map(|((phase, attempt, same_hash, recovery, recent), operation)| StreamJobStatus {
             phase,
             attempt,
             spec_hash: Some(if same_hash { HASH.into() } else { "old".into() }),
@@ -413,9 +472,9 @@ fn arb_status() -> impl Strategy<Value = StreamJobStatus> {
                 reason: None,
             }),
             recent_restarts: (0..recent).map(|i| Time(at(-(i as i64)))).collect(),
+            operation,
             ..StreamJobStatus::default()
-        },
-    )
+        })
 }
 
 fn arb_spec() -> impl Strategy<Value = StreamJobSpec> {
@@ -452,7 +511,10 @@ proptest! {
             prop_assert!(!deleting && spec.state == DesiredState::Running);
             prop_assert!(*attempt > st.attempt);
             prop_assert_eq!(p.status.attempt, *attempt);
-            prop_assert!(!matches!(store, StoreObservation::Unavailable(_)) || *restore == Restore::Fresh);
+            // Without storage only a start that needs no checkpoint lookup may go ahead: fresh,
+            // or the flow's own savepoint.
+            let from_savepoint = matches!(restore, Restore::From(p) if p.contains("/savepoints/"));
+            prop_assert!(!matches!(store, StoreObservation::Unavailable(_)) || *restore == Restore::Fresh || from_savepoint);
         }
         prop_assert!(p.status.restarts >= st.restarts);
         prop_assert!(p.status.attempt >= st.attempt);
@@ -500,7 +562,11 @@ proptest! {
                 Step::Reconcile => {
                     let mut o = observed(pods.clone());
                     o.desired_hash = hash.clone();
-                    let p = plan(&spec, &st, &o, at(clock * 1000));
+                    if pods.iter().any(|p| matches!(p.state, PodState::Running { .. })) {
+                        o.runtime = runtime_running();
+                    }
+                    let mut p = plan(&spec, &st, &o, at(clock * 1000));
+                    let mut outcomes = vec![];
                     for a in &p.actions {
                         match a {
                             Action::DeletePods { names, .. } => pods.retain(|p| !names.contains(&p.name)),
@@ -509,8 +575,14 @@ proptest! {
                                 new.spec_hash = Some(hash.clone());
                                 pods.push(new);
                             }
+                            Action::StopWithSavepoint { .. } => {
+                                pods.iter_mut().for_each(|p| p.state = PodState::Succeeded);
+                                outcomes.push(Outcome::Stopped(Ok(StopResponse { version: 1, savepoint: None })));
+                            }
+                            Action::TriggerSavepoint { .. } | Action::DisposeSavepoint { .. } => {}
                         }
                     }
+                    absorb(&mut p, outcomes, at(clock * 1000));
                     st = p.status;
                 }
             }
