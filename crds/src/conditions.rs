@@ -19,16 +19,20 @@ pub enum ConditionType {
     Degraded,
     /// A savepoint (triggered, or a stop-with-savepoint of a flow) is being taken.
     SavepointInProgress,
+    /// Records of a completed checkpoint could not be committed (the broker aborted a
+    /// pre-committed transaction): output may be missing. The job is not restarted blindly.
+    DataLossRisk,
 }
 
 impl ConditionType {
     /// Every condition type, in the order they are written.
-    pub const ALL: [ConditionType; 5] = [
+    pub const ALL: [ConditionType; 6] = [
         ConditionType::Ready,
         ConditionType::Progressing,
         ConditionType::CheckpointHealthy,
         ConditionType::Degraded,
         ConditionType::SavepointInProgress,
+        ConditionType::DataLossRisk,
     ];
 
     /// The `type` string.
@@ -39,6 +43,7 @@ impl ConditionType {
             ConditionType::CheckpointHealthy => "CheckpointHealthy",
             ConditionType::Degraded => "Degraded",
             ConditionType::SavepointInProgress => "SavepointInProgress",
+            ConditionType::DataLossRisk => "DataLossRisk",
         }
     }
 }
@@ -102,6 +107,8 @@ pub enum Reason {
     StoppingWithSavepoint,
     /// The job is being deleted; its pods are stopped before the finalizer goes.
     Deleting,
+    /// The runtime could not commit a completed checkpoint's transaction (exit status 3).
+    UncommittableTransaction,
 }
 
 impl Reason {
@@ -136,6 +143,7 @@ impl Reason {
             Reason::SavepointDisposed => "SavepointDisposed",
             Reason::StoppingWithSavepoint => "StoppingWithSavepoint",
             Reason::Deleting => "Deleting",
+            Reason::UncommittableTransaction => "UncommittableTransaction",
         }
     }
 }

@@ -96,6 +96,8 @@ async fn first_deploy_applies_config_service_pod_then_status_and_event() {
             "run",
             "/etc/sluice/job.yaml",
             "--no-restore",
+            "--log-format",
+            "json",
             "--control-addr",
             "0.0.0.0:9090",
             "--run-id",

@@ -1,12 +1,12 @@
 //! Reads what exists: the job's pods, the runtime's control endpoint and the latest checkpoint
 //! in storage, into an [`Observed`]. Never writes.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-use sluice_crds::contract::control::{JobState, JobStatus, SavepointStatus};
+use sluice_crds::contract::control::{EXIT_DATA_LOSS, JobState, JobStatus, SavepointStatus};
 use sluice_crds::savepoints::SavepointState;
 use sluice_crds::{ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
 
@@ -47,6 +47,8 @@ pub struct ObservedPod {
     pub spec_hash: Option<String>,
     /// Why it failed, in words (container exit code / reason), when it did.
     pub failure: Option<String>,
+    /// The runtime exited because a completed checkpoint's output could not be committed.
+    pub data_loss: bool,
     /// The pod's IP, once it has one (the runtime's control endpoint listens there).
     pub ip: Option<String>,
 }
@@ -146,6 +148,8 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
         PodState::Failed | PodState::NodeLost => Some(describe_failure(pod)),
         _ => None,
     };
+    let data_loss =
+        state == PodState::Failed && terminated_state(pod).is_some_and(|t| t.exit_code == i32::from(EXIT_DATA_LOSS));
     Some(ObservedPod {
         name: pod.name_any(),
         attempt,
@@ -153,21 +157,29 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
         terminating: pod.meta().deletion_timestamp.is_some(),
         spec_hash: pod.annotations().get(ANNOTATION_SPEC_HASH).cloned(),
         failure,
+        data_loss,
         ip: status.and_then(|s| s.pod_ip.clone()),
     })
 }
 
+/// The terminated state of the pod's container, when it has one.
+fn terminated_state(pod: &Pod) -> Option<ContainerStateTerminated> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref().and_then(|st| st.terminated.clone())))
+}
+
 fn describe_failure(pod: &Pod) -> String {
     let status = pod.status.as_ref();
-    let terminated = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find_map(|c| c.state.as_ref().and_then(|st| st.terminated.clone())));
-    match (terminated, status.and_then(|s| s.reason.clone())) {
+    match (terminated_state(pod), status.and_then(|s| s.reason.clone())) {
         (Some(t), _) => format!(
-            "pod {} exited with code {}{}",
+            "pod {} exited with code {}{}{}",
             pod.name_any(),
             t.exit_code,
-            t.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            t.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+            // The runtime writes its error to the termination message.
+            t.message.map(|m| format!(": {}", m.trim())).unwrap_or_default()
         ),
         (None, Some(r)) => format!("pod {}: {r}", pod.name_any()),
         (None, None) => format!("pod {} failed", pod.name_any()),
@@ -279,4 +291,34 @@ async fn check_savepoints(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32, message: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-2-0", "labels": {LABEL_ATTEMPT: "2"}},
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [{
+                    "name": "runtime", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": code, "reason": "Error", "message": message}}
+                }]
+            }
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn exit_status_3_is_a_data_loss_and_the_termination_message_is_the_reason() {
+        let p = observe_pod(&exited(3, Some("DataLossRisk: transaction t of completed checkpoint 9 ...")))
+            .expect("observed");
+        assert!(p.data_loss);
+        let failure = p.failure.expect("failure");
+        assert!(failure.contains("code 3") && failure.contains("checkpoint 9"), "{failure}");
+        let p = observe_pod(&exited(1, None)).expect("observed");
+        assert!(!p.data_loss && p.failure.expect("failure").contains("code 1"));
+    }
 }

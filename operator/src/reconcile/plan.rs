@@ -276,6 +276,12 @@ impl<'a> Planner<'a> {
 
     /// Why the current attempt failed, if it did.
     fn failure_of(&self, current: u32, pods: &[&ObservedPod]) -> Option<(Reason, String)> {
+        if let Some(p) = pods.iter().find(|p| p.data_loss) {
+            return Some((
+                Reason::UncommittableTransaction,
+                p.failure.clone().unwrap_or_else(|| format!("pod {} could not commit a completed checkpoint", p.name)),
+            ));
+        }
         if let Some(p) = pods.iter().find(|p| p.state == PodState::NodeLost) {
             return Some((
                 Reason::NodeLost,
@@ -309,6 +315,13 @@ impl<'a> Planner<'a> {
             self.old.recovery.clone().unwrap_or_default()
         };
         let why = recovery.reason.clone().unwrap_or_default();
+        if reason == Reason::UncommittableTransaction {
+            // Every relaunch would restore the same checkpoint and fail the same way: stop and
+            // say so. A human decides (restore an earlier savepoint, or accept the loss with
+            // `restartNonce`).
+            self.delete(pods);
+            return self.data_loss(&why);
+        }
         self.plan.status.recovery = Some(recovery.clone());
         self.plan.status.error = Some(why.clone());
         self.set_phase(Phase::Recovering);
@@ -355,6 +368,25 @@ impl<'a> Planner<'a> {
             return;
         }
         self.relaunch(Why::Failure, current);
+    }
+
+    /// The job stops with `DataLossRisk`: records of a completed checkpoint were not committed.
+    fn data_loss(&mut self, why: &str) {
+        let message = format!("a completed checkpoint's output could not be committed: {why}");
+        self.set_phase(Phase::Failed);
+        self.plan.status.recovery = None;
+        self.plan.status.error = Some(message.clone());
+        self.cond(T::DataLossRisk, true, Reason::UncommittableTransaction, message.clone());
+        self.cond(T::Ready, false, Reason::UncommittableTransaction, message.clone());
+        self.cond(
+            T::Progressing,
+            false,
+            Reason::UncommittableTransaction,
+            "the job will not be restarted until its spec changes (restartNonce)",
+        );
+        self.cond(T::Degraded, true, Reason::UncommittableTransaction, message.clone());
+        self.event(true, Reason::UncommittableTransaction, message);
+        self.plan.requeue_after = REQUEUE_IDLE;
     }
 
     fn give_up(&mut self, strategy: &RestartStrategy, in_window: u32, why: &str) {

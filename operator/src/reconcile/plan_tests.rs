@@ -38,6 +38,7 @@ pub(super) fn pod(attempt: u32, state: PodState) -> ObservedPod {
         terminating: false,
         spec_hash: Some(HASH.into()),
         failure: matches!(state, PodState::Failed).then(|| format!("pod demo-{attempt}-0 exited with code 1")),
+        data_loss: false,
         ip: Some(format!("10.0.0.{attempt}")),
     }
 }
@@ -308,7 +309,8 @@ fn file_storage_lets_the_runtime_pick_the_latest_checkpoint() {
     o.store = StoreObservation::RuntimeManaged;
     let p = plan(&spec(), &st, &o, at(100));
     assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
-    assert_eq!(crate::build::pod::args("demo", 2, &Restore::Latest).len(), 7, "no --restore / --no-restore flag");
+    let args = crate::build::pod::args("demo", 2, &Restore::Latest);
+    assert!(!args.iter().any(|a| a == "--restore" || a == "--no-restore"), "no restore flag: {args:?}");
 }
 
 #[test]
@@ -340,6 +342,28 @@ fn backoff_doubles_with_restarts_in_the_window() {
     assert!(launches(&p).is_empty());
     assert_eq!(p.requeue_after, Duration::from_secs(1), "2 restarts in window → 4s backoff, 1s left");
     assert_eq!(launches(&plan(&spec(), &st, &observed(vec![]), at(4))).len(), 1);
+}
+
+#[test]
+fn a_runtime_that_could_not_commit_a_completed_checkpoint_stops_the_job_with_data_loss_risk() {
+    let mut lost = pod(1, PodState::Failed);
+    lost.data_loss = true;
+    lost.failure = Some(
+        "pod demo-1-0 exited with code 3: DataLossRisk: transaction sluice-demo-out-0-1 of completed checkpoint 7 ..."
+            .into(),
+    );
+    let p = plan(&spec(), &status(Phase::Running, 1), &observed(vec![lost]), at(0));
+    assert_eq!(p.status.phase, Phase::Failed, "no blind relaunch: it would fail the same way");
+    assert!(launches(&p).is_empty());
+    assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
+    let risk = p.conditions.iter().find(|c| c.type_ == sluice_crds::conditions::ConditionType::DataLossRisk);
+    let risk = risk.expect("DataLossRisk condition");
+    assert!(risk.status && risk.message.contains("checkpoint 7"), "{}", risk.message);
+    assert!(p.events.iter().any(|e| e.warning));
+    // Once its pods are gone it stays failed until the spec changes.
+    let again = plan(&spec(), &p.status, &observed(vec![]), at(5));
+    assert!(launches(&again).is_empty());
+    assert_eq!(again.status.phase, Phase::Failed);
 }
 
 #[test]
