@@ -1,7 +1,6 @@
 # shellcheck shell=bash
-# The savepoint completes and status names it.
-# RE-CHECK against the savepoint issue (7): the status fields of the last trigger are assumed to
-# be .status.savepoints.last.{value,state,path}.
+# The savepoint completes and status names it (.status.savepoints.last: the newest trigger,
+# crds/src/savepoints.rs).
 savepoint_done() {
   [ "$(field "sj/$JOB" '{.status.savepoints.last.value}')" = "$SAVEPOINT_TRIGGER" ] || return 1
   local state
