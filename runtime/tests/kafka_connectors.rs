@@ -317,3 +317,53 @@ fn at_least_once_sink_loses_nothing_across_a_crash() {
     assert_eq!((report.lost, report.out_of_place), (0, 0), "at-least-once: {report}");
     assert!(report.duplicated > 0, "the replay after the crash writes some records again: {report}");
 }
+
+#[test]
+fn the_kafka_verifier_reports_a_planted_duplicate_a_planted_loss_and_an_open_transaction() {
+    let brokers = brokers();
+    let topic = unique("planted");
+    verify::create_topic(&brokers, &topic, 2).expect("topic");
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    // 0..100 with 17 twice and 42 missing.
+    for i in (0..100).filter(|i| *i != 42).chain([17]) {
+        let payload = format!("{{\"seq\":{i}}}");
+        producer.send(BaseRecord::<str, str>::to(&topic).payload(&payload)).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let verify_cli = || {
+        Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
+            .args(["verify", "kafka", "--bootstrap", &brokers, "--topic", &topic, "--count", "100"])
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("verify")
+    };
+    let out = verify_cli();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a planted fault must fail the check: {stdout}");
+    assert!(
+        stdout.contains("1 lost, 1 duplicated") && stdout.contains("lost 42") && stdout.contains("17 ×2"),
+        "{stdout}"
+    );
+
+    // An open transaction (a job that left one behind) also fails the check, even with perfect data.
+    let clean = unique("clean");
+    verify::create_topic(&brokers, &clean, 1).expect("topic");
+    verify::produce(&brokers, &clean, 100, 10, 1_700_000_000_000).expect("produce");
+    let txn: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("transactional.id", unique("left-open"))
+        .create()
+        .expect("transactional producer");
+    txn.init_transactions(Duration::from_secs(30)).expect("init");
+    txn.begin_transaction().expect("begin");
+    txn.send(BaseRecord::<str, str>::to(&clean).payload("{\"seq\":5}")).expect("send");
+    txn.flush(Duration::from_secs(30)).expect("flush");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
+        .args(["verify", "kafka", "--bootstrap", &brokers, "--topic", &clean, "--count", "100"])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.contains("a transaction is still open"), "{stdout}");
+    txn.abort_transaction(Duration::from_secs(30)).expect("abort");
+}
