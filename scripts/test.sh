@@ -7,6 +7,9 @@ root=$(pwd)
 export SLUICE_TOOLS="$root/.tools"
 mkdir -p "$SLUICE_TOOLS/run"
 
+# rdkafka (runtime and tests) compiles librdkafka: install its C toolchain before the first build.
+bash scripts/services/kafka.sh build-tools
+
 echo "== static checks"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -5,6 +5,8 @@
 
 #![cfg(feature = "kafka")]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -14,15 +16,6 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use sluice_runtime::connectors::kafka::verify;
-
-fn brokers() -> String {
-    match std::env::var("SLUICE_TEST_KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => b,
-        _ => panic!(
-            "SLUICE_TEST_KAFKA_BROKERS is not set: run `bash scripts/services/kafka.sh start && source .tools/run/kafka.env` (or `make test`)"
-        ),
-    }
-}
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -37,7 +30,7 @@ fn pass_job(
     input: &str,
     output: &str,
 ) -> std::path::PathBuf {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let yaml = format!(
         r#"name: {name}
 checkpointing:
@@ -76,8 +69,8 @@ fn run(job: &Path, args: &[&str]) -> Output {
 
 fn topics(partitions: i32) -> (String, String) {
     let (input, output) = (unique("in"), unique("out"));
-    verify::create_topic(&brokers(), &input, partitions).expect("input topic");
-    verify::create_topic(&brokers(), &output, partitions).expect("output topic");
+    verify::create_topic(&common::kafka_brokers(), &input, partitions).expect("input topic");
+    verify::create_topic(&common::kafka_brokers(), &output, partitions).expect("output topic");
     (input, output)
 }
 
@@ -85,7 +78,7 @@ fn topics(partitions: i32) -> (String, String) {
 /// open), recover only (and check nothing is left open), then run to the end and check
 /// everything arrived exactly once.
 fn crash_then_recover(fault: &str) {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let (input, output) = topics(2);
     verify::produce(&brokers, &input, 20_000, 100, 1_700_000_000_000).expect("produce");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -154,7 +147,8 @@ fn transaction_timeout_shorter_than_a_checkpoint_cycle_is_rejected_with_its_fiel
 
 /// Produces 100 good records with 3 malformed ones among them; returns the input topic.
 fn input_with_malformed(input: &str) {
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("producer");
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", common::kafka_brokers()).create().expect("producer");
     for i in 0..100 {
         let payload = format!("{{\"seq\":{i}}}");
         producer.send(BaseRecord::to(input).key("k").payload(&payload)).expect("send");
@@ -181,7 +175,7 @@ fn malformed_records_fail_the_job_by_default_naming_where_they_are() {
 
 #[test]
 fn malformed_records_are_skipped_or_dead_lettered_per_policy() {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     for policy in ["skip", "deadLetter"] {
         let (input, output) = topics(1);
         input_with_malformed(&input);
@@ -219,7 +213,7 @@ fn malformed_records_are_skipped_or_dead_lettered_per_policy() {
 
 #[test]
 fn a_completed_checkpoint_whose_transaction_the_broker_aborted_fails_the_job_as_data_loss() {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let (input, output) = topics(1);
     verify::produce(&brokers, &input, 20_000, 100, 1_700_000_000_000).expect("produce");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -255,7 +249,7 @@ fn now_ms() -> i64 {
 
 #[test]
 fn start_from_a_timestamp_and_offsets_committed_back_to_the_group() {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let (input, output) = topics(2);
     // Two rounds of 500 records, 2 s apart; the job starts from a moment between them. (Record
     // timestamps are the production time, so brokers that look up by log-append time agree.)
@@ -304,7 +298,7 @@ fn start_from_a_timestamp_and_offsets_committed_back_to_the_group() {
 
 #[test]
 fn at_least_once_sink_loses_nothing_across_a_crash() {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let (input, output) = topics(2);
     verify::produce(&brokers, &input, 20_000, 100, 1_700_000_000_000).expect("produce");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -320,7 +314,7 @@ fn at_least_once_sink_loses_nothing_across_a_crash() {
 
 #[test]
 fn the_kafka_verifier_reports_a_planted_duplicate_a_planted_loss_and_an_open_transaction() {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let topic = unique("planted");
     verify::create_topic(&brokers, &topic, 2).expect("topic");
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");

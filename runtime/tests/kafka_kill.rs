@@ -34,15 +34,6 @@ const KAFKA_FAULTS: &[&str] = &[
     "restore.after_sink_recovery@1",
 ];
 
-fn brokers() -> String {
-    match std::env::var("SLUICE_TEST_KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => b,
-        _ => panic!(
-            "SLUICE_TEST_KAFKA_BROKERS is not set: run `bash scripts/services/kafka.sh start && source .tools/run/kafka.env` (or `make test`)"
-        ),
-    }
-}
-
 fn job_yaml(brokers: &str, input: &str, pass: &str, windows: &str, checkpoints: &str, rate: u64) -> String {
     format!(
         r#"name: kafka-kill
@@ -76,7 +67,7 @@ pipeline:
 
 #[test]
 fn kafka_to_kafka_job_killed_and_restarted_commits_every_record_exactly_once() {
-    let brokers = brokers();
+    let brokers = common::kafka_brokers();
     let run = uuid::Uuid::new_v4().simple().to_string();
     let (input, pass, windows) = (format!("in-{run}"), format!("pass-{run}"), format!("win-{run}"));
     verify::create_topic(&brokers, &input, 3).expect("input topic");

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The Kafka-protocol test broker (tests/broker: tansu with the EndTxn route; see its
 # README) and what the Kafka tests need to build (a C toolchain for rdkafka's bundled
-# librdkafka). Usage: kafka.sh start|stop
+# librdkafka). Usage: kafka.sh start|stop|build-tools
 #   start: install build tools if missing, build the broker once per machine into
 #          ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/broker-<hash of its sources>/, start it on
 #          a free 127.0.0.1 port, wait until it answers, write $SLUICE_TOOLS/run/kafka.env.
 #   stop:  end the broker by its recorded PID.
+#   build-tools: only install what compiling rdkafka needs (test.sh runs it before building).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -129,8 +130,9 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  build-tools) ensure_build_tools ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop|build-tools" >&2
     exit 2
     ;;
 esac

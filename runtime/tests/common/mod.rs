@@ -191,6 +191,17 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> std::io
     Ok((status, body))
 }
 
+/// The test broker's address (`scripts/services/kafka.sh start` exports it); the Kafka tests fail
+/// with set-up instructions rather than skip when it is missing.
+pub fn kafka_brokers() -> String {
+    match std::env::var("SLUICE_TEST_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "SLUICE_TEST_KAFKA_BROKERS is not set: run `bash scripts/services/kafka.sh start && source .tools/run/kafka.env` (or `make test`)"
+        ),
+    }
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")

@@ -34,3 +34,10 @@ pub fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static
 pub fn first_broker(bootstrap: &str) -> String {
     bootstrap.split(',').next().unwrap_or(bootstrap).trim().to_string()
 }
+
+/// [`super::partition_ends`] of `topic`/`partition`, waited for on this thread (from the first
+/// broker of `bootstrap`).
+pub fn partition_ends_blocking(bootstrap: &str, topic: &str, partition: i32) -> Result<super::PartitionEnds, String> {
+    let (bootstrap, topic) = (first_broker(bootstrap), topic.to_owned());
+    block_on(async move { super::partition_ends(&bootstrap, &topic, partition).await })?.map_err(|e| e.to_string())
+}

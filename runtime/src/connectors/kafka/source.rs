@@ -18,8 +18,7 @@ use sluice_crds::contract::kafka::{Isolation, KafkaSourceSpec, StartFrom};
 use sluice_crds::contract::pipeline::ErrorPolicy;
 
 use super::codec::{decode_key, decode_value};
-use super::io::{block_on, first_broker};
-use super::partition_ends;
+use super::io::partition_ends_blocking;
 use super::producer::{TrackedProducer, client_config, create_producer, flush};
 use crate::ops::rate::RateLimit;
 use crate::ops::{OpContext, OpError, Source, SourcePoll};
@@ -124,9 +123,8 @@ impl KafkaSource {
     /// The high watermark of `partition`, from a Fetch answer (the test broker's ListOffsets
     /// answers the last batch's base offset + 1 for "latest"); ListOffsets when that fails.
     fn end_offset(&self, partition: i32) -> Result<i64, OpError> {
-        let (bootstrap, topic) = (first_broker(&self.spec.bootstrap_servers), self.spec.topic.clone());
-        match block_on(async move { partition_ends(&bootstrap, &topic, partition).await }) {
-            Ok(Ok(ends)) => Ok(ends.high_watermark),
+        match partition_ends_blocking(&self.spec.bootstrap_servers, &self.spec.topic, partition) {
+            Ok(ends) => Ok(ends.high_watermark),
             _ => self
                 .consumer()?
                 .fetch_watermarks(&self.spec.topic, partition, LOOKUP_TIMEOUT)

@@ -12,8 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::io::{block_on, first_broker};
-use super::partition_ends;
+use super::io::{block_on, partition_ends_blocking};
 use crate::value::Value;
 use crate::verify::{SequenceCheck, VerifyReport};
 
@@ -98,10 +97,7 @@ pub fn open_transactions(bootstrap: &str, topic: &str, grace: Duration) -> Resul
     loop {
         let mut open = Vec::new();
         for p in 0..partitions {
-            let (b, t) = (first_broker(bootstrap), topic.to_owned());
-            let ends = block_on(async move { partition_ends(&b, &t, p).await })
-                .map_err(|m| VerifyError { step: "partition ends", message: m })?
-                .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })?;
+            let ends = ends_of(bootstrap, topic, p)?;
             if ends.last_stable_offset < ends.high_watermark {
                 open.push((p, ends.last_stable_offset, ends.high_watermark));
             }
@@ -111,6 +107,11 @@ pub fn open_transactions(bootstrap: &str, topic: &str, grace: Duration) -> Resul
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn ends_of(bootstrap: &str, topic: &str, partition: i32) -> Result<super::PartitionEnds, VerifyError> {
+    partition_ends_blocking(bootstrap, topic, partition)
+        .map_err(|message| VerifyError { step: "partition ends", message })
 }
 
 fn partition_count(bootstrap: &str, topic: &str) -> Result<i32, VerifyError> {
@@ -137,11 +138,7 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(Value, Value)
     let mut ends = Vec::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(fail("assign"))?;
-        let (b, t) = (first_broker(bootstrap), topic.to_owned());
-        let e = block_on(async move { partition_ends(&b, &t, p).await })
-            .map_err(|m| VerifyError { step: "partition ends", message: m })?
-            .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })?;
-        ends.push(e.last_stable_offset);
+        ends.push(ends_of(bootstrap, topic, p)?.last_stable_offset);
     }
     consumer.assign(&tpl).map_err(fail("assign"))?;
     let mut done: Vec<bool> = ends.iter().map(|&e| e <= 0).collect();
