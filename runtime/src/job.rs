@@ -310,7 +310,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
                 .iter()
                 .map(|&e| {
                     let s = std::mem::take(&mut senders[e][subtask as usize]);
-                    OutputEdge::new(plan.edges[e].partition, s, pipeline.max_parallelism)
+                    let edge = &plan.edges[e];
+                    OutputEdge::of_output(edge.partition, edge.output, s, pipeline.max_parallelism)
                 })
                 .collect();
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();

@@ -244,6 +244,29 @@ pub struct Edge {
     /// How records are distributed over the downstream subtasks.
     #[serde(default)]
     pub partition: Partitioning,
+    /// Which output of the upstream node the edge carries: its results (`main`, the default) or
+    /// the records a window found too late (`late`, with `window.lateRecords: deadLetter`).
+    #[serde(default, skip_serializing_if = "EdgeOutput::is_main")]
+    pub output: EdgeOutput,
+}
+
+/// The output of a node an edge carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EdgeOutput {
+    /// The node's results.
+    #[default]
+    Main,
+    /// Records a window received after its watermark passed `end + allowedLateness` (unchanged,
+    /// with their original key, event time and value).
+    Late,
+}
+
+impl EdgeOutput {
+    /// True for the main output (the default, left out when serialising).
+    pub fn is_main(&self) -> bool {
+        *self == EdgeOutput::Main
+    }
 }
 
 /// A deterministic generator of sequence-numbered records `0..count`.
@@ -366,6 +389,28 @@ pub struct WindowSpec {
     /// Dotted path of the numeric input inside the value; the value itself when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// How long a window stays open for late records after it fired (default 0): a record whose
+    /// window fired but whose `end - 1 + allowedLateness` the watermark has not reached yet
+    /// updates the window, which emits its updated result at once.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Duration::is_zero")]
+    #[schemars(with = "Option<String>")]
+    pub allowed_lateness: Duration,
+    /// What happens to a record later than `allowedLateness`: `drop` (counted in
+    /// `sluice_runtime_late_records_total`) or `deadLetter` (counted, and sent unchanged along
+    /// the node's edges with `output: late`).
+    #[serde(default)]
+    pub late_records: LateRecords,
+}
+
+/// What a window does with a record that comes after its window was purged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LateRecords {
+    /// Count it and drop it.
+    #[default]
+    Drop,
+    /// Count it and emit it on the node's `output: late` edges.
+    DeadLetter,
 }
 
 /// Exactly-once file output: one JSON line per record, files made visible only on checkpoint completion.

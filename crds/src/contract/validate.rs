@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::job_config::{JOB_CONFIG_VERSION, JobConfig};
-use super::pipeline::{ErrorPolicy, NodeKind, Partitioning, Pipeline};
+use super::pipeline::{EdgeOutput, ErrorPolicy, LateRecords, NodeKind, Partitioning, Pipeline};
 
 /// Largest supported number of key groups (as in Flink).
 pub const MAX_KEY_GROUPS: u32 = 32_768;
@@ -168,6 +168,7 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
     }
     let mut inputs: Vec<Vec<(usize, Partitioning)>> = vec![Vec::new(); p.nodes.len()];
     let mut outputs: Vec<usize> = vec![0; p.nodes.len()];
+    let mut late_edges: Vec<usize> = vec![0; p.nodes.len()];
     let mut seen = BTreeMap::new();
     for (i, e) in p.edges.iter().enumerate() {
         let ep = format!("{at}.edges[{i}]");
@@ -189,6 +190,16 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         }
         inputs[t].push((f, e.partition));
         outputs[f] += 1;
+        if e.output == EdgeOutput::Late {
+            late_edges[f] += 1;
+            let dead_letters = matches!(p.nodes[f].kind(), Some(NodeKind::Window(w)) if w.late_records == LateRecords::DeadLetter);
+            if !dead_letters {
+                errs.add(
+                    format!("{ep}.output"),
+                    format!("late: {:?} must be a window with lateRecords: deadLetter", e.from),
+                );
+            }
+        }
         let (pf, pt) = (p.parallelism_of(&p.nodes[f]), p.parallelism_of(&p.nodes[t]));
         if e.partition == Partitioning::Forward && pf != pt && pf > 0 && pt > 0 {
             errs.add(
@@ -219,6 +230,15 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         }
         if kind.is_sink() && outputs[i] > 0 {
             errs.add(np.clone(), format!("sink {:?} cannot have outputs", node.id));
+        }
+        if let NodeKind::Window(w) = kind
+            && w.late_records == LateRecords::DeadLetter
+            && late_edges[i] == 0
+        {
+            errs.add(
+                format!("{np}.window.lateRecords"),
+                format!("deadLetter needs an edge from {:?} with output: late", node.id),
+            );
         }
     }
     if !p.nodes.iter().any(|n| n.kind().is_some_and(|k| k.is_source())) {
@@ -340,6 +360,24 @@ pipeline:
     fn dangling_edges_name_the_end() {
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: sink}"));
         assert!(e.contains("pipeline.edges[1].to: unknown node \"sink\""), "{e}");
+    }
+
+    #[test]
+    fn late_outputs_need_a_dead_lettering_window_and_the_other_way_round() {
+        let late = GOOD.replace(
+            "{size: 1s, function: count}",
+            "{size: 1s, function: count, allowedLateness: 2s, lateRecords: deadLetter}",
+        );
+        let e = error_of(&late);
+        assert_eq!(e, "pipeline.nodes[1].window.lateRecords: deadLetter needs an edge from \"win\" with output: late");
+        let with_edge = late
+            .replace("    - {from: win, to: out}", "    - {from: win, to: out}\n    - {from: win, to: late, output: late}")
+            .replace("    - {id: out,", "    - {id: late, fileSink: {path: /tmp/late}}\n    - {id: out,");
+        JobConfig::from_yaml(&with_edge).expect("a dead-lettering window with a late edge is valid");
+        let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: late}"));
+        assert!(e.contains("pipeline.edges[1].output: late: \"win\" must be a window with lateRecords: deadLetter"), "{e}");
+        let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: early}"));
+        assert!(e.contains("early"), "{e}");
     }
 
     #[test]

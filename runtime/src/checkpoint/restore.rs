@@ -12,6 +12,7 @@ use sluice_crds::contract::pipeline::Pipeline;
 use super::retention::list_checkpoints;
 use crate::graph::KeyGroupRange;
 use crate::ops::Restored;
+use crate::ops::window::WATERMARK_STATE_FIELD;
 use crate::state::{StateEntry, decode_state_file};
 use crate::storage::{self, ObjectStore};
 use crate::value::Value;
@@ -203,17 +204,31 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
 /// Subtask `subtask`'s share of a node's list state at parallelism `p`. Elements that carry
 /// an integer `split` (generator splits, Kafka partitions) go to `split % p`, as a fresh start
 /// assigns them, so a source can tell its own new splits from another subtask's restored
-/// ones; other elements are dealt round-robin.
+/// ones; a window's watermark elements are broadcast: every subtask gets the minimum over the
+/// old subtasks (they are equal at an aligned barrier of all-to-all inputs; the minimum never
+/// closes a window early); other elements are dealt round-robin.
 fn deal_list_state(list: &[&serde_json::Value], subtask: u32, p: u32) -> Vec<serde_json::Value> {
+    let watermark = |v: &serde_json::Value| v.get(WATERMARK_STATE_FIELD).and_then(serde_json::Value::as_i64);
+    let (marks, list): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        list.iter().copied().partition(|v| watermark(v).is_some());
+    let mut share: Vec<serde_json::Value> = marks
+        .iter()
+        .filter_map(|v| watermark(v))
+        .min()
+        .map(|w| serde_json::json!({ WATERMARK_STATE_FIELD: w }))
+        .into_iter()
+        .collect();
     let split = |v: &serde_json::Value| v.get("split").and_then(serde_json::Value::as_u64);
     if !list.is_empty() && list.iter().all(|v| split(v).is_some()) {
-        list.iter()
-            .filter(|v| split(v).is_some_and(|s| s % u64::from(p) == u64::from(subtask)))
-            .map(|v| (*v).clone())
-            .collect()
+        share.extend(
+            list.iter()
+                .filter(|v| split(v).is_some_and(|s| s % u64::from(p) == u64::from(subtask)))
+                .map(|v| (*v).clone()),
+        );
     } else {
-        list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()).collect()
+        share.extend(list.iter().skip(subtask as usize).step_by(p as usize).map(|v| (*v).clone()));
     }
+    share
 }
 
 #[cfg(test)]
@@ -238,5 +253,14 @@ mod tests {
         let plain = [serde_json::json!("a"), serde_json::json!("b"), serde_json::json!("c")];
         let refs: Vec<&serde_json::Value> = plain.iter().collect();
         assert_eq!(deal_list_state(&refs, 1, 2), vec![serde_json::json!("b")]);
+    }
+
+    #[test]
+    fn every_subtask_gets_the_least_window_watermark() {
+        let marks = [serde_json::json!({"watermark": 70}), serde_json::json!({"watermark": 50})];
+        let refs: Vec<&serde_json::Value> = marks.iter().collect();
+        for subtask in 0..3 {
+            assert_eq!(deal_list_state(&refs, subtask, 3), vec![serde_json::json!({"watermark": 50})]);
+        }
     }
 }

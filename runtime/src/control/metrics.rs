@@ -26,6 +26,15 @@ pub fn render(state: &ControlState) -> String {
         let v = m.per_node[i].records_out.load(Ordering::Relaxed);
         let _ = writeln!(out, "sluice_runtime_records_out_total{{node=\"{node}\"}} {v}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_runtime_late_records_total Records that came after their window closed (dropped or dead-lettered)."
+    );
+    let _ = writeln!(out, "# TYPE sluice_runtime_late_records_total counter");
+    for (i, node) in m.nodes.iter().enumerate() {
+        let v = m.per_node[i].late_records.load(Ordering::Relaxed);
+        let _ = writeln!(out, "sluice_runtime_late_records_total{{node=\"{node}\"}} {v}");
+    }
     let s = stats(&h.stats).clone();
     let latest = s.latest.as_ref();
     let gauges = [

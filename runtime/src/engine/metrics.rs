@@ -11,6 +11,8 @@ pub struct NodeMetrics {
     pub records_in: AtomicU64,
     /// Records the node emitted.
     pub records_out: AtomicU64,
+    /// Records the node found too late for their window (dropped or dead-lettered).
+    pub late_records: AtomicU64,
 }
 
 /// Counters of a whole job, indexed by node.
@@ -41,6 +43,11 @@ impl JobMetrics {
     /// Adds to a node's output counter.
     pub fn add_out(&self, node: usize, n: usize) {
         self.per_node[node].records_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Adds to a node's late-record counter.
+    pub fn add_late(&self, node: usize, n: u64) {
+        self.per_node[node].late_records.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records emitted by all source nodes so far.

@@ -1,7 +1,7 @@
 //! Sends a task's output batches along its output edges: forward (same subtask), rebalance
 //! (round-robin per batch) or hash (key → key group → subtask, batched per target).
 
-use sluice_crds::contract::pipeline::Partitioning;
+use sluice_crds::contract::pipeline::{EdgeOutput, Partitioning};
 
 use super::channel::{Closed, MessageSender};
 use super::message::Message;
@@ -11,6 +11,7 @@ use crate::record::Batch;
 /// One output edge of a task: a sender per downstream subtask it may reach.
 pub struct OutputEdge {
     partition: Partitioning,
+    output: EdgeOutput,
     senders: Vec<Box<dyn MessageSender>>,
     buffers: Vec<Batch>,
     next: usize,
@@ -23,6 +24,16 @@ impl OutputEdge {
     /// An edge; for forward, `senders` holds the one same-index subtask, otherwise every
     /// downstream subtask in order.
     pub fn new(partition: Partitioning, senders: Vec<Box<dyn MessageSender>>, max_parallelism: u32) -> OutputEdge {
+        OutputEdge::of_output(partition, EdgeOutput::Main, senders, max_parallelism)
+    }
+
+    /// An edge carrying `output` of the upstream tail (its results, or a window's late records).
+    pub fn of_output(
+        partition: Partitioning,
+        output: EdgeOutput,
+        senders: Vec<Box<dyn MessageSender>>,
+        max_parallelism: u32,
+    ) -> OutputEdge {
         let buffers =
             if partition == Partitioning::Hash { senders.iter().map(|_| Batch::new()).collect() } else { Vec::new() };
         let p = senders.len() as u32;
@@ -31,7 +42,7 @@ impl OutputEdge {
         } else {
             Vec::new()
         };
-        OutputEdge { partition, senders, buffers, next: 0, max_parallelism, owner }
+        OutputEdge { partition, output, senders, buffers, next: 0, max_parallelism, owner }
     }
 
     async fn send_batch(&mut self, batch: Batch) -> Result<(), Closed> {
@@ -84,15 +95,21 @@ impl Router {
         self.edges.is_empty()
     }
 
-    /// Sends a batch on every edge (cloning for all but the last).
+    /// Sends a batch on every edge of the main output (cloning for all but the last).
     pub async fn route(&mut self, batch: Batch) -> Result<(), Closed> {
+        self.route_output(EdgeOutput::Main, batch).await
+    }
+
+    /// Sends a batch on every edge carrying `output` (cloning for all but the last); dropped
+    /// when no edge carries it.
+    pub async fn route_output(&mut self, output: EdgeOutput, batch: Batch) -> Result<(), Closed> {
         if batch.is_empty() {
             return Ok(());
         }
-        let n = self.edges.len();
+        let Some(last) = self.edges.iter().rposition(|e| e.output == output) else { return Ok(()) };
         let mut batch = Some(batch);
-        for (i, edge) in self.edges.iter_mut().enumerate() {
-            let b = if i + 1 == n { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
+        for (i, edge) in self.edges.iter_mut().enumerate().filter(|(_, e)| e.output == output) {
+            let b = if i == last { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
             edge.send_batch(b).await?;
         }
         Ok(())

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::manifest::StateFile;
+use sluice_crds::contract::pipeline::EdgeOutput;
 use tokio::sync::mpsc;
 
 use super::barrier::{Alignment, BarrierAligner};
@@ -195,6 +196,13 @@ impl Task {
             let mut out = Batch::new();
             self.ops[i].process(cur, &mut out).map_err(self.op_err())?;
             self.env.metrics.add_out(node, out.len());
+            let mut late = Batch::new();
+            let late_count = self.ops[i].take_late(&mut late);
+            if late_count > 0 {
+                self.env.metrics.add_late(node, late_count);
+                // Only a chain's tail has late edges (they are never chained).
+                self.router.route_output(EdgeOutput::Late, late).await.map_err(self.closed())?;
+            }
             cur = out;
         }
         self.router.route(cur).await.map_err(self.closed())

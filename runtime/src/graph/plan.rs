@@ -2,7 +2,7 @@
 //! the upstream has one output and the downstream one input, are chained into a single task
 //! (records pass between chained operators as batches, without a channel).
 
-use sluice_crds::contract::pipeline::{Partitioning, Pipeline};
+use sluice_crds::contract::pipeline::{EdgeOutput, Partitioning, Pipeline};
 
 /// Nodes run together in one task per subtask.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct ChainEdge {
     pub to: usize,
     /// Distribution over the downstream subtasks.
     pub partition: Partitioning,
+    /// Which output of the upstream chain's tail the edge carries.
+    pub output: EdgeOutput,
 }
 
 /// The executable shape of a job.
@@ -42,12 +44,17 @@ impl PhysicalPlan {
     pub fn build(p: &Pipeline) -> PhysicalPlan {
         let n = p.nodes.len();
         let index = |id: &str| p.nodes.iter().position(|node| node.id == id);
+        // A late-output edge is never chained: it leaves the tail of its chain.
+        let chainable = |e: &sluice_crds::contract::pipeline::Edge| match e.output {
+            EdgeOutput::Main => e.partition,
+            EdgeOutput::Late => Partitioning::Rebalance,
+        };
         let mut outs: Vec<Vec<(usize, Partitioning)>> = vec![Vec::new(); n];
         let mut ins: Vec<Vec<(usize, Partitioning)>> = vec![Vec::new(); n];
         for e in &p.edges {
             if let (Some(f), Some(t)) = (index(&e.from), index(&e.to)) {
-                outs[f].push((t, e.partition));
-                ins[t].push((f, e.partition));
+                outs[f].push((t, chainable(e)));
+                ins[t].push((f, chainable(e)));
             }
         }
         let par = |i: usize| p.parallelism_of(&p.nodes[i]);
@@ -99,7 +106,7 @@ impl PhysicalPlan {
             }
             chains[cf].outputs.push(edges.len());
             chains[ct].inputs.push(edges.len());
-            edges.push(ChainEdge { from: cf, to: ct, partition: e.partition });
+            edges.push(ChainEdge { from: cf, to: ct, partition: e.partition, output: e.output });
         }
         PhysicalPlan { chains, edges }
     }

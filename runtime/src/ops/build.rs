@@ -41,7 +41,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),
         NodeKind::Aggregate(a) => Instance::Operator(Box::new(Aggregate::new(id, a.function, a.field.clone(), policy))),
         NodeKind::Window(w) => {
-            Instance::Operator(Box::new(TumblingWindow::new(id, w.size, w.function, w.field.clone(), policy)))
+            Instance::Operator(Box::new(TumblingWindow::from_spec(id, w, policy)))
         }
         NodeKind::FileSink(f) => {
             let sink = FileSink::new(id, &f.path, ctx.subtask, &ctx.run_id)?;

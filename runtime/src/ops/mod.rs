@@ -207,6 +207,13 @@ pub trait Operator: Send {
         let _ = out;
         Ok(())
     }
+    /// How many records were found too late since the last call (the task counts them in
+    /// `sluice_runtime_late_records_total`); records to send along the node's `output: late`
+    /// edges are appended to `late`. Called once per processed batch.
+    fn take_late(&mut self, late: &mut Batch) -> u64 {
+        let _ = late;
+        0
+    }
 }
 
 /// What a [`Source::poll`] call produced.

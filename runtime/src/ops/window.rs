@@ -1,12 +1,18 @@
 //! Tumbling event-time windows per key. A window `[start, start+size)` fires once, when the
-//! watermark reaches `start+size-1`, emitting `{key, start, end, value}`.
+//! watermark reaches `start+size-1`, emitting `{key, start, end, value}`. With
+//! `allowedLateness` it stays open that much longer: a late record updates it and its updated
+//! result is emitted at once. A record whose window closed (watermark ≥ `end-1+allowedLateness`)
+//! is late: counted, and dropped or sent along the node's `output: late` edges.
+//!
+//! The watermark is part of the checkpoint, so after a restore a window that fired never fires
+//! again and a record that was late stays late.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
+use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, LateRecords, WindowSpec};
 
 use super::aggregate::{Slot, ValueMap, accumulate};
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
@@ -14,16 +20,25 @@ use crate::record::{Batch, Record};
 use crate::state::EntryList;
 use crate::value::Value;
 
+/// The operator-state element that carries a window's watermark through a checkpoint. On
+/// restore every subtask gets the minimum over the old subtasks (see `checkpoint::restore`).
+pub const WATERMARK_STATE_FIELD: &str = "watermark";
+
 /// Tumbling windows with one aggregate per (key, window).
 pub struct TumblingWindow {
     node: String,
     size: i64,
+    lateness: i64,
     function: AggregateFn,
     field: Option<String>,
     policy: ErrorPolicy,
+    dead_letter: bool,
     windows: BTreeMap<i64, ValueMap<Slot>>,
     watermark: i64,
     late: u64,
+    /// Late records since the last [`Operator::take_late`].
+    late_pending: u64,
+    late_out: Batch,
     /// (key, window start) changed since the last snapshot, each once.
     dirty: Vec<(Value, i64)>,
     /// (key, window start) fired (deleted) since the last snapshot.
@@ -32,7 +47,8 @@ pub struct TumblingWindow {
 }
 
 impl TumblingWindow {
-    /// Windows of `size`, aggregating `field` of the value (the value itself when `None`).
+    /// Windows of `size`, aggregating `field` of the value (the value itself when `None`), closed
+    /// as soon as they fire and dropping late records.
     pub fn new(
         node: &str,
         size: Duration,
@@ -43,42 +59,75 @@ impl TumblingWindow {
         TumblingWindow {
             node: node.into(),
             size: (size.as_millis() as i64).max(1),
+            lateness: 0,
             function,
             field,
             policy,
+            dead_letter: false,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
             late: 0,
+            late_pending: 0,
+            late_out: Batch::new(),
             dirty: Vec::new(),
             removed: Vec::new(),
             epoch: 1,
         }
     }
 
-    /// Records dropped because their window had already fired.
+    /// Windows as a job document's `window:` block describes them.
+    pub fn from_spec(node: &str, spec: &WindowSpec, policy: ErrorPolicy) -> TumblingWindow {
+        let mut w = TumblingWindow::new(node, spec.size, spec.function, spec.field.clone(), policy);
+        w.lateness = spec.allowed_lateness.as_millis().min(i64::MAX as u128) as i64;
+        w.dead_letter = spec.late_records == LateRecords::DeadLetter;
+        w
+    }
+
+    /// Records dropped (or dead-lettered) because their window had closed, over the lifetime.
     pub fn late_records(&self) -> u64 {
         self.late
     }
 
-    fn fire_until(&mut self, watermark: i64, out: &mut Batch) {
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
-            let end = start.saturating_add(self.size);
-            if end - 1 > watermark {
+    /// The last event time of the window starting at `start`.
+    fn max_ts(&self, start: i64) -> i64 {
+        start.saturating_add(self.size) - 1
+    }
+
+    fn result(&self, key: Value, start: i64, acc: Value) -> Record {
+        let end = start.saturating_add(self.size);
+        let value = Value::Map(Arc::new(BTreeMap::from([
+            (Arc::from("key"), key.clone()),
+            (Arc::from("start"), Value::Int(start)),
+            (Arc::from("end"), Value::Int(end)),
+            (Arc::from("value"), acc),
+        ])));
+        Record { key, ts: end - 1, value }
+    }
+
+    /// The watermark moved from `prev` to `self.watermark`: windows whose end it passed fire
+    /// (once), and windows past their allowed lateness are purged.
+    fn advance(&mut self, prev: i64, out: &mut Batch) {
+        let w = self.watermark;
+        let mut purge = Vec::new();
+        for (&start, keys) in &self.windows {
+            let max_ts = self.max_ts(start);
+            if max_ts > w {
                 break;
             }
-            let keys = entry.remove();
-            let mut fired: Vec<(Value, Value)> = keys.into_iter().map(|(k, s)| (k, s.value)).collect();
-            fired.sort_by_key(|(k, _)| k.stable_hash());
-            for (key, acc) in fired {
-                self.removed.push((key.clone(), start));
-                let value = Value::Map(Arc::new(BTreeMap::from([
-                    (Arc::from("key"), key.clone()),
-                    (Arc::from("start"), Value::Int(start)),
-                    (Arc::from("end"), Value::Int(end)),
-                    (Arc::from("value"), acc),
-                ])));
-                out.push(Record { key, ts: end - 1, value });
+            if max_ts > prev {
+                let mut fired: Vec<(&Value, &Slot)> = keys.iter().collect();
+                fired.sort_by_key(|(k, _)| k.stable_hash());
+                for (key, slot) in fired {
+                    out.push(self.result(key.clone(), start, slot.value.clone()));
+                }
+            }
+            if max_ts.saturating_add(self.lateness) <= w {
+                purge.push(start);
+            }
+        }
+        for start in purge {
+            if let Some(keys) = self.windows.remove(&start) {
+                self.removed.extend(keys.into_keys().map(|k| (k, start)));
             }
         }
     }
@@ -92,16 +141,30 @@ impl Operator for TumblingWindow {
             };
             self.windows.entry(*start).or_default().insert(e.key, Slot { value: acc, epoch: 0 });
         }
+        let restored_wm = restored
+            .operator_state
+            .iter()
+            .filter_map(|v| v.get(WATERMARK_STATE_FIELD).and_then(serde_json::Value::as_i64))
+            .min();
+        if let Some(w) = restored_wm {
+            self.watermark = w;
+        }
         Ok(())
     }
 
-    fn process(&mut self, batch: Batch, _out: &mut Batch) -> Result<(), OpError> {
+    fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError> {
         for r in batch {
             let start = r.ts - r.ts.rem_euclid(self.size);
-            if start.saturating_add(self.size) - 1 <= self.watermark {
+            let max_ts = self.max_ts(start);
+            if max_ts.saturating_add(self.lateness) <= self.watermark {
                 self.late += 1;
+                self.late_pending += 1;
+                if self.dead_letter {
+                    self.late_out.push(r);
+                }
                 continue;
             }
+            let fired = max_ts <= self.watermark;
             let input = match &self.field {
                 None => Some(&r.value),
                 Some(f) => r.value.get_path(f),
@@ -110,19 +173,26 @@ impl Operator for TumblingWindow {
             let slot = window.get_mut(&r.key);
             let acc = slot.as_ref().map(|s| &s.value);
             match input.ok_or_else(|| "missing field".to_string()).and_then(|i| accumulate(self.function, acc, i)) {
-                Ok(value) => match slot {
-                    Some(s) => {
-                        s.value = value;
-                        if s.epoch != self.epoch {
-                            s.epoch = self.epoch;
-                            self.dirty.push((r.key, start));
+                Ok(value) => {
+                    let update = fired.then(|| value.clone());
+                    match slot {
+                        Some(s) => {
+                            s.value = value;
+                            if s.epoch != self.epoch {
+                                s.epoch = self.epoch;
+                                self.dirty.push((r.key.clone(), start));
+                            }
+                        }
+                        None => {
+                            self.dirty.push((r.key.clone(), start));
+                            window.insert(r.key.clone(), Slot { value, epoch: self.epoch });
                         }
                     }
-                    None => {
-                        self.dirty.push((r.key.clone(), start));
-                        window.insert(r.key, Slot { value, epoch: self.epoch });
+                    if let Some(acc) = update {
+                        // A late record inside the allowed lateness: emit the updated window.
+                        out.push(self.result(r.key, start, acc));
                     }
-                },
+                }
                 Err(message) if self.policy == ErrorPolicy::Fail => {
                     return Err(OpError::Malformed {
                         node: self.node.clone(),
@@ -137,8 +207,11 @@ impl Operator for TumblingWindow {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
-        self.watermark = self.watermark.max(watermark);
-        self.fire_until(self.watermark, out);
+        if watermark > self.watermark {
+            let prev = self.watermark;
+            self.watermark = watermark;
+            self.advance(prev, out);
+        }
         Ok(())
     }
 
@@ -164,12 +237,20 @@ impl Operator for TumblingWindow {
         self.removed.clear();
         self.epoch += 1;
         let delta = mode == SnapshotMode::Incremental;
-        Ok(OpSnapshot { keyed: Some(Box::new(EntryList { entries, delta })), ..OpSnapshot::default() })
+        Ok(OpSnapshot {
+            keyed: Some(Box::new(EntryList { entries, delta })),
+            operator_state: vec![serde_json::json!({ WATERMARK_STATE_FIELD: self.watermark })],
+            ..OpSnapshot::default()
+        })
     }
 
     fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
-        self.fire_until(i64::MAX, out);
-        Ok(())
+        self.on_watermark(i64::MAX, out)
+    }
+
+    fn take_late(&mut self, late: &mut Batch) -> u64 {
+        late.append(&mut self.late_out);
+        std::mem::take(&mut self.late_pending)
     }
 }
 
@@ -200,6 +281,68 @@ mod tests {
         assert_eq!(w.late_records(), 1);
         w.finish(&mut out).expect("finish");
         assert_eq!(out.len(), 1, "the open window [10,20) fires at the end");
+    }
+
+    fn spec(lateness_ms: u64, late_records: LateRecords) -> WindowSpec {
+        WindowSpec {
+            size: Duration::from_millis(10),
+            function: AggregateFn::Count,
+            field: None,
+            allowed_lateness: Duration::from_millis(lateness_ms),
+            late_records,
+        }
+    }
+
+    fn counts(out: &Batch) -> Vec<(i64, i64, i64)> {
+        out.iter()
+            .map(|r| {
+                let get = |f: &str| r.value.get_path(f).and_then(Value::as_i64).unwrap_or(-1);
+                (get("key"), get("start"), get("value"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_watermark_keeps_fired_windows_closed() {
+        let mut w = TumblingWindow::from_spec("w", &spec(0, LateRecords::Drop), ErrorPolicy::Fail);
+        let mut out = Vec::new();
+        w.process(vec![rec(1, 0), rec(1, 12)], &mut out).expect("process");
+        w.on_watermark(9, &mut out).expect("wm");
+        assert_eq!(counts(&out), vec![(1, 0, 1)]);
+        let snap = w.snapshot(CheckpointId(1), SnapshotMode::Full).expect("snap");
+        let mut again = TumblingWindow::from_spec("w", &spec(0, LateRecords::Drop), ErrorPolicy::Fail);
+        again.restore(Restored { keyed: Vec::new(), operator_state: snap.operator_state }).expect("restore");
+        let mut out = Vec::new();
+        again.process(vec![rec(1, 5)], &mut out).expect("late after restore");
+        again.on_watermark(5, &mut out).expect("an older watermark changes nothing");
+        assert!(out.is_empty(), "the window [0,10) fired before the checkpoint: {out:?}");
+        assert_eq!(again.take_late(&mut Vec::new()), 1);
+        again.finish(&mut out).expect("finish");
+        assert!(out.is_empty(), "no window reopened");
+    }
+
+    #[test]
+    fn allowed_lateness_updates_a_fired_window_then_closes_it() {
+        let mut w = TumblingWindow::from_spec("w", &spec(5, LateRecords::DeadLetter), ErrorPolicy::Fail);
+        let mut out = Vec::new();
+        w.process(vec![rec(1, 0), rec(1, 3)], &mut out).expect("process");
+        w.on_watermark(9, &mut out).expect("wm");
+        assert_eq!(counts(&out), vec![(1, 0, 2)]);
+        out.clear();
+        w.process(vec![rec(1, 4)], &mut out).expect("late but allowed");
+        assert_eq!(counts(&out), vec![(1, 0, 3)], "the updated window is emitted at once");
+        out.clear();
+        w.on_watermark(13, &mut out).expect("wm");
+        assert!(out.is_empty(), "a fired window does not fire again");
+        w.on_watermark(14, &mut out).expect("wm: 9 + 5 reached, the window closes");
+        w.process(vec![rec(1, 2), rec(2, 25)], &mut out).expect("too late");
+        assert!(out.is_empty());
+        let mut late = Vec::new();
+        assert_eq!(w.take_late(&mut late), 1);
+        assert_eq!(late, vec![rec(1, 2)], "dead-lettered unchanged");
+        assert_eq!(w.take_late(&mut late), 0, "counted once");
+        w.finish(&mut out).expect("finish");
+        assert_eq!(counts(&out), vec![(2, 20, 1)]);
     }
 
     #[test]
