@@ -8,11 +8,11 @@ use sluice_crds::{CheckpointId, JobConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::checkpoint::claim;
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig};
 use crate::checkpoint::driver::{CheckpointStats, Driver, DriverExit, SharedStats, TaskHandle, stats};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
 use crate::checkpoint::retention::{list_checkpoints, sweep};
+use crate::checkpoint::{claim, fallback};
 use crate::connectors::two_phase::RecoveryContext;
 use crate::control::ControlState;
 use crate::engine::channel::{Exchange, LocalExchange, MessageReceiver, MessageSender};
@@ -30,8 +30,13 @@ use sluice_crds::contract::control::JobState;
 /// Where a run gets its initial state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestoreMode {
-    /// The newest completed checkpoint in the job's storage, if any (the default).
+    /// The newest completed checkpoint in the job's storage, if any (the default). Refuses to
+    /// fall back past a newer checkpoint whose sinks may have committed, and to start fresh
+    /// over state or committed output without a manifest (see `checkpoint::fallback`).
     Latest,
+    /// As `Latest`, but falling back past such a checkpoint is allowed, and logged
+    /// (`--allow-fallback`).
+    LatestAllowingFallback,
     /// A specific checkpoint manifest or savepoint directory URI.
     From(String),
     /// Start fresh, ignoring existing checkpoints (checkpoint ids still continue after them).
@@ -85,12 +90,13 @@ pub enum JobError {
 
 impl JobError {
     /// True when pre-committed output of a completed checkpoint could not be committed.
+    /// Also true when restore refused because going on could duplicate committed output.
     pub fn is_data_loss(&self) -> bool {
         matches!(
             self,
             JobError::SinkRecovery { source: OpError::Commit { .. }, .. }
                 | JobError::Task(TaskError::Op { source: OpError::Commit { .. }, .. })
-        )
+        ) || matches!(self, JobError::Restore(e) if e.is_data_loss_risk())
     }
 }
 
@@ -126,8 +132,20 @@ async fn load_restore_point(
 ) -> Result<(Option<LoadedCheckpoint>, bool), JobError> {
     match &config.restore {
         RestoreMode::None => Ok((None, true)),
-        RestoreMode::Latest => match store {
-            Some(s) => Ok((restore::load_latest(s.as_ref()).await?, true)),
+        RestoreMode::Latest | RestoreMode::LatestAllowingFallback => match store {
+            Some(s) => {
+                let policy = match config.restore {
+                    RestoreMode::LatestAllowingFallback => fallback::Fallback::Allow,
+                    _ => fallback::Fallback::Refuse,
+                };
+                let loaded = restore::load_latest_with(s.as_ref(), policy).await?;
+                let output = if loaded.is_none() { fallback::sink_output(&config.job) } else { Vec::new() };
+                if !output.is_empty() {
+                    let evidence = format!("committed sink output ({})", output.join("; "));
+                    return Err(RestoreError::ManifestsMissing { store: s.describe(), evidence }.into());
+                }
+                Ok((loaded, true))
+            }
             None => Ok((None, false)),
         },
         RestoreMode::From(uri) => {

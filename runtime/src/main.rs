@@ -33,6 +33,10 @@ enum Command {
         /// Start fresh even if checkpoints exist.
         #[arg(long)]
         no_restore: bool,
+        /// Restore an older checkpoint when the newest fails verification even though its sinks
+        /// may have committed output (which is then written again); logged as a decision.
+        #[arg(long, conflicts_with_all = ["restore", "no_restore"])]
+        allow_fallback: bool,
         /// Unique id of this run (names temp files); random by default.
         #[arg(long)]
         run_id: Option<String>,
@@ -268,6 +272,7 @@ fn main() -> ExitCode {
                 job,
                 restore,
                 no_restore,
+                allow_fallback,
                 run_id: id,
                 fault_point,
                 chaos_probability,
@@ -276,10 +281,11 @@ fn main() -> ExitCode {
             } => {
                 let job = load_job(&job)?;
                 let faults = Faults::new(fault_point.as_deref(), chaos_probability).map_err(anyhow::Error::msg)?;
-                let restore = match (restore, no_restore) {
-                    (Some(uri), _) => RestoreMode::From(uri),
-                    (None, true) => RestoreMode::None,
-                    (None, false) => RestoreMode::Latest,
+                let restore = match (restore, no_restore, allow_fallback) {
+                    (Some(uri), _, _) => RestoreMode::From(uri),
+                    (None, true, _) => RestoreMode::None,
+                    (None, false, true) => RestoreMode::LatestAllowingFallback,
+                    (None, false, false) => RestoreMode::Latest,
                 };
                 let run_id = id.unwrap_or_else(run_id);
                 let control = control_addr.map(|_| ControlState::new(&run_id));

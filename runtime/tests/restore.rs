@@ -1,11 +1,12 @@
-//! Restore: corrupted checkpoints are detected and skipped; state is dealt out correctly to
-//! another parallelism.
+//! Restore: corrupted checkpoints are detected and skipped where that is safe (the job's only
+//! sink commits nothing); state is dealt out correctly to another parallelism.
 
 use std::collections::HashMap;
 
 use sluice_crds::JobConfig;
 use sluice_crds::contract::manifest::manifest_key;
-use sluice_runtime::checkpoint::restore::{RestoreError, assign, load_latest};
+use sluice_runtime::checkpoint::fallback::Fallback;
+use sluice_runtime::checkpoint::restore::{RestoreError, assign, load_latest, load_latest_with};
 use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::graph::KeyGroupRange;
@@ -67,7 +68,8 @@ async fn corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
     assert_eq!(newest.manifest.checkpoint_id, ids[2]);
 
     // Corrupt a state file only the newest checkpoint references (with incremental snapshots a
-    // base file may be shared by every retained checkpoint): restore must skip the newest.
+    // base file may be shared by every retained checkpoint): restore must skip the newest, which
+    // is safe here — its manifest lists no sink transaction (`restore_rules.rs` has the rest).
     let previous = sluice_runtime::checkpoint::restore::load(&store, &manifest_key(ids[1])).await.expect("previous");
     let shared: std::collections::HashSet<_> = previous.manifest.referenced_files().map(|f| f.path.clone()).collect();
     let file = newest
@@ -80,9 +82,15 @@ async fn corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
     let fallback = load_latest(&store).await.expect("load").expect("some");
     assert_eq!(fallback.manifest.checkpoint_id, ids[1]);
 
-    // Corrupt the next manifest itself: the oldest retained one is used.
+    // Corrupt the next manifest itself: nothing is known of what its sinks committed, so
+    // falling back further is refused (naming both checkpoints) unless allowed.
     flip_byte(&dir.path().join("ckpt").join(manifest_key(ids[1])));
-    let oldest = load_latest(&store).await.expect("load").expect("some");
+    let err = load_latest(&store).await.expect_err("fallback past an unreadable manifest");
+    assert!(
+        matches!(err, RestoreError::FallbackRefused { newest, fallback, .. } if newest == ids[1] && fallback == ids[0]),
+        "{err}"
+    );
+    let oldest = load_latest_with(&store, Fallback::Allow).await.expect("load").expect("some");
     assert_eq!(oldest.manifest.checkpoint_id, ids[0]);
 
     // Nothing verifies: refuse to start instead of silently starting over.

@@ -1,5 +1,6 @@
 //! Restore from S3 checkpoints: a corrupted state object or a truncated manifest is detected by
-//! its checksum and restore falls back to the previous retained checkpoint.
+//! its checksum; restore falls back to the previous retained checkpoint where that cannot
+//! duplicate committed output, and otherwise only when allowed.
 #![cfg(feature = "s3")]
 
 mod s3_support;
@@ -9,10 +10,10 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use sluice_crds::JobConfig;
 use sluice_crds::contract::manifest::manifest_key;
-use sluice_runtime::checkpoint::restore::{load, load_latest};
+use sluice_runtime::checkpoint::restore::{RestoreError, load, load_latest};
 use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
-use sluice_runtime::job::{JobOutcome, RestoreMode, RuntimeConfig, run};
+use sluice_runtime::job::{JobError, JobOutcome, RestoreMode, RuntimeConfig, run};
 use sluice_runtime::storage::ObjectStore;
 use sluice_runtime::storage::s3::S3Store;
 
@@ -44,15 +45,12 @@ pipeline:
 }
 
 async fn run_job(job: JobConfig) -> JobOutcome {
-    let config = RuntimeConfig {
-        job,
-        restore: RestoreMode::Latest,
-        run_id: "t".into(),
-        faults: Faults::none(),
-        progress: false,
-        control: None,
-    };
-    run(config).await.expect("job runs")
+    run_with(job, RestoreMode::Latest).await.expect("job runs")
+}
+
+async fn run_with(job: JobConfig, restore: RestoreMode) -> Result<JobOutcome, JobError> {
+    run(RuntimeConfig { job, restore, run_id: "t".into(), faults: Faults::none(), progress: false, control: None })
+        .await
 }
 
 /// Reads an object, lets `damage` change it, and writes it back.
@@ -92,13 +90,20 @@ async fn corrupted_state_object_in_s3_is_detected_and_restore_falls_back() {
     .await;
     assert_eq!(load_latest(&store).await.expect("load").expect("some").manifest.checkpoint_id, ids[1]);
 
-    // Truncate the next manifest: the oldest retained checkpoint is used.
+    // Truncate the next manifest: what its sinks committed is unknown, so falling back to the
+    // oldest retained checkpoint is refused, naming both, as a data-loss risk.
     damage(&store, &manifest_key(ids[1]), |b| b.truncate(b.len() / 2)).await;
-    assert_eq!(load_latest(&store).await.expect("load").expect("some").manifest.checkpoint_id, ids[0]);
+    let err = load_latest(&store).await.expect_err("refused");
+    assert!(
+        matches!(err, RestoreError::FallbackRefused { newest, fallback, .. } if newest == ids[1] && fallback == ids[0]),
+        "{err}"
+    );
+    let refused = run_with(job(&env, &uri, secret.path(), 60_000), RestoreMode::Latest).await.expect_err("refused");
+    assert!(refused.is_data_loss(), "{refused}");
 
-    // A job started on this storage restores from the checkpoint that verifies.
-    let outcome = run_job(job(&env, &uri, secret.path(), 60_000)).await;
-    assert_eq!(outcome.restored_from, Some(ids[0]));
+    // Allowed, a job started on this storage restores from the checkpoint that verifies.
+    let outcome = run_with(job(&env, &uri, secret.path(), 60_000), RestoreMode::LatestAllowingFallback).await;
+    assert_eq!(outcome.expect("allowed").restored_from, Some(ids[0]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

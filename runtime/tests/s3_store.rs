@@ -125,6 +125,35 @@ async fn uploads_left_by_a_dead_writer_are_aborted() {
     assert_eq!(pending().await, 0, "the leftover upload is gone");
 }
 
+/// A multipart upload in flight in this process survives sweeps running meanwhile, even with no
+/// age bound at all (moto dates every upload to 2010, so an age rule could not spare it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_flight_here_survives_concurrent_sweeps() {
+    let env = s3_env();
+    let mut cfg = config(&env, &unique_uri(&env, "live-upload"));
+    cfg.options.part_size = 5 * 1024 * 1024;
+    cfg.options.max_parts_in_flight = 1;
+    cfg.options.attempt_timeout = Duration::from_secs(30);
+    let store = Arc::new(S3Store::connect(cfg.clone()).await.expect("connect"));
+    let raw = raw_client(&env);
+    let prefix = cfg.location.prefix.clone();
+    let data = Bytes::from((0..16_000_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let upload = {
+        let (store, data) = (store.clone(), data.clone());
+        tokio::spawn(async move { store.put("state/chk-4/live.state", data).await })
+    };
+    let mut saw_it = 0;
+    while !upload.is_finished() {
+        let listed = raw.list_multipart_uploads().bucket(&env.bucket).prefix(&prefix).send().await;
+        saw_it += listed.expect("list uploads").uploads().len();
+        assert_eq!(store.abort_incomplete_uploads(Duration::ZERO).await.expect("sweep"), 0, "nothing abandoned");
+    }
+    upload.await.expect("upload task").expect("the live upload completes");
+    assert!(saw_it > 0, "the sweeps ran while the upload was in flight");
+    let back = store.get("state/chk-4/live.state").await.expect("get");
+    assert_eq!(crc32c::crc32c(&back), crc32c::crc32c(&data));
+}
+
 #[tokio::test]
 async fn list_paginates_and_delete_batches_past_a_thousand_keys() {
     let env = s3_env();

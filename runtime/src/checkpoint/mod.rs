@@ -4,6 +4,7 @@
 pub mod claim;
 pub mod coordinator;
 pub mod driver;
+pub mod fallback;
 pub mod publish;
 pub mod restore;
 pub mod retention;

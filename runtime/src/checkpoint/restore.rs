@@ -1,6 +1,7 @@
 //! Restore: find the newest checkpoint whose manifest and state files all verify (falling back
-//! to older retained ones, loudly), then deal its state out to the new plan's subtasks — keyed
-//! state by key group, list state round-robin — which is what makes rescaling work.
+//! to an older retained one only where that cannot duplicate committed output, or where the run
+//! allows it: see [`super::fallback`]), then deal its state out to the new plan's subtasks —
+//! keyed state by key group, list state round-robin — which is what makes rescaling work.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use sluice_crds::CheckpointId;
 use sluice_crds::contract::manifest::{Manifest, latest_restorable, manifest_key};
 use sluice_crds::contract::pipeline::Pipeline;
 
+use super::fallback::{self, Fallback, Skipped};
 use super::retention::list_checkpoints;
 use crate::graph::KeyGroupRange;
 use crate::ops::Restored;
@@ -44,6 +46,32 @@ pub enum RestoreError {
         /// The last error.
         last: String,
     },
+    /// The newest checkpoint failed verification and its sinks may have committed output that
+    /// restoring the older one would write again (see [`super::fallback`]).
+    #[error(
+        "checkpoint {newest} failed verification ({reason}) and sinks may have committed its output: {sinks}; restoring the older checkpoint {fallback} would commit that output again, so restore is refused — restart with --allow-fallback to accept duplicates, or with --restore <uri> to choose a checkpoint or savepoint"
+    )]
+    FallbackRefused {
+        /// The newest skipped checkpoint whose sinks may have committed.
+        newest: CheckpointId,
+        /// The older checkpoint that verifies.
+        fallback: CheckpointId,
+        /// The sinks involved.
+        sinks: String,
+        /// Why the newest one failed verification (and which others were skipped).
+        reason: String,
+    },
+    /// No manifest is readable, yet the location holds state or committed output of an
+    /// earlier attempt: a fresh start would ignore it (see [`super::fallback`]).
+    #[error(
+        "no checkpoint manifest in {store}, but it holds {evidence}: the manifests were lost or removed, and starting fresh would duplicate committed output — restore one with --restore <uri>, or start over on purpose with --no-restore"
+    )]
+    ManifestsMissing {
+        /// The store.
+        store: String,
+        /// What was found, for people.
+        evidence: String,
+    },
     /// The checkpoint does not fit this job.
     #[error("checkpoint {id} does not fit this job: {reason}")]
     Incompatible {
@@ -52,6 +80,19 @@ pub enum RestoreError {
         /// Why.
         reason: String,
     },
+}
+
+impl RestoreError {
+    /// True when restore refused because going on could duplicate or lose committed output:
+    /// the runtime exits with the data-loss-risk status, and the operator waits for a human.
+    pub fn is_data_loss_risk(&self) -> bool {
+        matches!(
+            self,
+            RestoreError::FallbackRefused { .. }
+                | RestoreError::ManifestsMissing { .. }
+                | RestoreError::NothingRestorable { .. }
+        )
+    }
 }
 
 /// A verified checkpoint with its state files in memory.
@@ -92,22 +133,54 @@ pub async fn load(store: &dyn ObjectStore, key: &str) -> Result<LoadedCheckpoint
     Ok(LoadedCheckpoint { manifest, files, location: format!("{}/{key}", store.describe()) })
 }
 
-/// The newest completed checkpoint that verifies, or `None` when the store has none.
+/// The newest completed checkpoint that verifies, refusing to fall back past one whose sinks
+/// may have committed; `None` for a fresh location. See [`load_latest_with`].
 pub async fn load_latest(store: &dyn ObjectStore) -> Result<Option<LoadedCheckpoint>, RestoreError> {
+    load_latest_with(store, Fallback::Refuse).await
+}
+
+/// The newest completed checkpoint that verifies. Falling back past newer ones that fail
+/// verification follows `policy` where their sinks may have committed ([`super::fallback`]).
+/// `None` only for a location without manifests that holds no state files or sink notes
+/// either; with them it is [`RestoreError::ManifestsMissing`].
+pub async fn load_latest_with(
+    store: &dyn ObjectStore,
+    policy: Fallback,
+) -> Result<Option<LoadedCheckpoint>, RestoreError> {
     let ids = latest_restorable(list_checkpoints(store).await?);
     let count = ids.len();
-    let mut last = String::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
     for id in ids {
         match load(store, &manifest_key(id)).await {
-            Ok(c) => return Ok(Some(c)),
+            Ok(c) => {
+                if let Some(r) = fallback::decide(store, &skipped, &c.manifest, policy).await? {
+                    let reasons: Vec<String> = r.skipped.iter().map(|s| format!("{}: {}", s.id, s.reason)).collect();
+                    return Err(RestoreError::FallbackRefused {
+                        newest: r.newest,
+                        fallback: id,
+                        sinks: r.sinks,
+                        reason: reasons.join("; "),
+                    });
+                }
+                return Ok(Some(c));
+            }
             Err(RestoreError::Corrupt { key, reason }) => {
-                tracing::warn!(checkpoint = %id, %key, %reason, "checkpoint failed verification; falling back to the previous one");
-                last = reason;
+                tracing::warn!(checkpoint = %id, %key, %reason, "checkpoint failed verification");
+                skipped.push(Skipped { id, reason });
             }
             Err(e) => return Err(e),
         }
     }
-    if count == 0 { Ok(None) } else { Err(RestoreError::NothingRestorable { store: store.describe(), count, last }) }
+    if count > 0 {
+        let last = skipped.first().map(|s| s.reason.clone()).unwrap_or_default();
+        return Err(RestoreError::NothingRestorable { store: store.describe(), count, last });
+    }
+    let evidence = fallback::orphaned_state(store).await?;
+    if evidence.is_empty() {
+        Ok(None)
+    } else {
+        Err(RestoreError::ManifestsMissing { store: store.describe(), evidence: evidence.join(" and ") })
+    }
 }
 
 /// The id of a new attempt's first checkpoint: after every id ever published (a newer one may

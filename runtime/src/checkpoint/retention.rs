@@ -1,6 +1,9 @@
 //! Retention and garbage collection of checkpoint storage, as mark-and-sweep: a state file is
 //! deleted only when no retained manifest references it; files of checkpoints newer than the
-//! latest completed one are never touched (they may be in flight).
+//! latest completed one are never touched (they may be in flight). Each sweep also removes the
+//! remains of writes a killed process left unfinished — temp files of a local store, multipart
+//! uploads on S3 — by a rule that never touches a write in flight in this process (see
+//! [`ObjectStore::remove_abandoned_writes`] and the stores' docs).
 
 use std::collections::HashSet;
 
@@ -10,7 +13,8 @@ use sluice_crds::contract::manifest::{MANIFESTS_PREFIX, Manifest, manifest_key, 
 use crate::fault::Faults;
 use crate::storage::{self, ObjectStore};
 
-/// Unfinished writes older than this are abandoned (no checkpoint upload runs this long).
+/// Unfinished writes outside the job's storage layout are removed only when older than this (no
+/// upload runs this long); inside it, the stores tell their own writes in flight apart.
 pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a sweep did and found.
@@ -29,6 +33,8 @@ pub struct SweepReport {
     pub shared_bytes: u64,
     /// Bytes of deleted files that no manifest ever referenced (leftovers of failed checkpoints).
     pub orphan_bytes: u64,
+    /// Unfinished writes of dead processes removed (temp files, multipart uploads).
+    pub abandoned_writes: usize,
 }
 
 /// Completed checkpoint ids in storage, ascending.
@@ -47,11 +53,16 @@ fn checkpoint_of_state_key(key: &str) -> Option<u64> {
 /// file under `state/` that no retained manifest references and that belongs to a checkpoint
 /// not newer than the latest completed one (this also removes orphans of failed checkpoints).
 pub async fn sweep(store: &dyn ObjectStore, retained: usize, faults: &Faults) -> Result<SweepReport, storage::Error> {
+    // Unfinished writes of dead processes go first: this needs no manifest.
+    let abandoned_writes = store.remove_abandoned_writes(ABANDONED_AFTER).await?;
+    if abandoned_writes > 0 {
+        tracing::info!(abandoned_writes, "removed unfinished writes of interrupted attempts");
+    }
+    let mut report = SweepReport { abandoned_writes, ..SweepReport::default() };
     let ids = list_checkpoints(store).await?;
-    let Some(&latest) = ids.last() else { return Ok(SweepReport::default()) };
+    let Some(&latest) = ids.last() else { return Ok(report) };
     let keep_from = ids.len().saturating_sub(retained.max(1));
     let (old, kept) = ids.split_at(keep_from);
-    let mut report = SweepReport::default();
     let mut referenced = HashSet::new();
     let mut shared = HashSet::new();
     for id in kept {
@@ -97,11 +108,6 @@ pub async fn sweep(store: &dyn ObjectStore, retained: usize, faults: &Faults) ->
     }
     report.files_deleted = doomed.len();
     store.delete(&doomed).await?;
-    // Parts of uploads whose writer died (long past any live upload) go too.
-    let abandoned = store.remove_abandoned_writes(ABANDONED_AFTER).await?;
-    if abandoned > 0 {
-        tracing::info!(abandoned, "removed unfinished uploads");
-    }
     Ok(report)
 }
 

@@ -64,6 +64,14 @@ pub trait SinkRecovery: Send + Sync {
         ctx: &RecoveryContext<'_>,
         committables: &[serde_json::Value],
     ) -> Result<(usize, usize), OpError>;
+
+    /// Committed output this sink already holds outside the checkpoint store, for people
+    /// (e.g. "3 committed files in /out"), or `None`. A run that finds no checkpoint manifest
+    /// refuses to start fresh over it (see `checkpoint::fallback`). Sinks that keep their notes
+    /// in the checkpoint store (`sinks/`) need not say anything here.
+    fn committed_output(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Adapts a [`TwoPhaseCommit`] implementation to the [`Operator`] lifecycle.

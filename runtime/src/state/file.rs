@@ -1,12 +1,19 @@
 //! The state file format: a header, entries sorted by key group, and a footer with the entry
-//! count and a CRC-32C over everything before it. The manifest also records size and CRC, so a
-//! truncated or corrupted file is detected before a single entry is trusted.
+//! count and a CRC-32C over everything before it. The manifest also records size and the CRC-32C
+//! of the whole file, so a truncated, corrupted or swapped file is detected before a single entry
+//! is trusted.
 //!
 //! ```text
 //! "SLST" version:u8 flags:u8 reserved:u16
 //! entry*: group:u32le key:Value namespace:Value present:u8 [value:Value]
-//! count:u64le crc32c:u32le "TSLS"
+//! count:u64le crc32c:u32be "TSLS"        (version 2; version 1 stored the CRC little-endian)
 //! ```
+//!
+//! Why big-endian: CRC-32C is a reflected CRC, and a message followed by its own CRC stored
+//! little-endian always has the same CRC (the "residue"). Version 1 files therefore all had one
+//! and the same whole-file CRC-32C (the residue run through `"TSLS"`), so the manifest's per-file
+//! checksum told files apart by size only. Stored big-endian, the footer CRC no longer cancels
+//! out and the whole-file CRC depends on every byte. Version 1 files are still read.
 
 use super::StateEntry;
 use crate::graph::KeyGroupRange;
@@ -14,7 +21,10 @@ use crate::value::Value;
 
 const MAGIC: &[u8; 4] = b"SLST";
 const END_MAGIC: &[u8; 4] = b"TSLS";
-const VERSION: u8 = 1;
+/// Version written (see the module docs); [`VERSION_LE_CRC`] files are still read.
+const VERSION: u8 = 2;
+/// The first version, whose footer CRC is little-endian.
+const VERSION_LE_CRC: u8 = 1;
 const FLAG_DELTA: u8 = 1;
 const HEADER: usize = 8;
 const FOOTER: usize = 16;
@@ -64,7 +74,7 @@ pub(super) fn encode(staging: &[u8], index: &[(u32, usize, usize)], delta: bool)
     }
     out.extend_from_slice(&(index.len() as u64).to_le_bytes());
     let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(END_MAGIC);
     out
 }
@@ -93,8 +103,9 @@ pub fn decode_state_file(
     if bytes.len() < HEADER + FOOTER || &bytes[..4] != MAGIC || &bytes[bytes.len() - 4..] != END_MAGIC {
         return Err(malformed("bad magic"));
     }
-    if bytes[4] != VERSION {
-        return Err(malformed(&format!("unsupported version {}", bytes[4])));
+    let version = bytes[4];
+    if version != VERSION && version != VERSION_LE_CRC {
+        return Err(malformed(&format!("unsupported version {version}")));
     }
     let footer = &bytes[bytes.len() - FOOTER..];
     let mut count_bytes = [0u8; 8];
@@ -102,13 +113,11 @@ pub fn decode_state_file(
     let count = u64::from_le_bytes(count_bytes);
     let mut crc_bytes = [0u8; 4];
     crc_bytes.copy_from_slice(&footer[8..12]);
+    let footer_crc =
+        if version == VERSION_LE_CRC { u32::from_le_bytes(crc_bytes) } else { u32::from_be_bytes(crc_bytes) };
     let inner_crc = crc32c::crc32c(&bytes[..bytes.len() - 8]);
-    if u32::from_le_bytes(crc_bytes) != inner_crc {
-        return Err(StateFileError::Checksum {
-            path: path.to_string(),
-            expected: u32::from_le_bytes(crc_bytes),
-            actual: inner_crc,
-        });
+    if footer_crc != inner_crc {
+        return Err(StateFileError::Checksum { path: path.to_string(), expected: footer_crc, actual: inner_crc });
     }
     let mut input = &bytes[HEADER..bytes.len() - FOOTER];
     let mut out = Vec::new();
@@ -160,6 +169,53 @@ mod tests {
         let part = decode_state_file("f", &bytes, bytes.len() as u64, crc, half).expect("decodes");
         assert!(part.iter().all(|e| half.contains(e.key_group)));
         assert!(!part.is_empty() && part.len() < all.len());
+    }
+
+    /// Files of different content have different whole-file checksums (version 1 files all had
+    /// the CRC residue), and a file whose manifest CRC is another file's is refused.
+    #[test]
+    fn whole_file_checksums_tell_files_apart() {
+        let crcs: std::collections::HashSet<u32> = (0..200i64)
+            .map(|n| {
+                let mut w = StateWriter::new(128);
+                for i in 0..=n {
+                    w.put(&Value::Int(i), &Value::Int(n), Some(&Value::Int(i ^ n)));
+                }
+                crc32c::crc32c(&w.finish(false).0)
+            })
+            .collect();
+        assert_eq!(crcs.len(), 200, "every file has a checksum of its own");
+        // Two well-formed files of the same size (fixed-width values) but different content.
+        let floats = |offset: f64| {
+            let mut w = StateWriter::new(128);
+            for i in 0..100 {
+                w.put(&Value::Int(i), &Value::Null, Some(&Value::Float(i as f64 + offset)));
+            }
+            w.finish(false).0
+        };
+        let (a, b) = (floats(0.0), floats(0.5));
+        assert_eq!(a.len(), b.len());
+        let range = KeyGroupRange { start: 0, end: 127 };
+        assert!(decode_state_file("b", &b, b.len() as u64, crc32c::crc32c(&b), range).is_ok(), "b is well-formed");
+        assert!(
+            matches!(
+                decode_state_file("b", &b, b.len() as u64, crc32c::crc32c(&a), range),
+                Err(StateFileError::Checksum { .. })
+            ),
+            "a's checksum does not vouch for b"
+        );
+    }
+
+    #[test]
+    fn version_1_files_with_a_little_endian_footer_crc_still_decode() {
+        let (mut bytes, _) = sample();
+        bytes[4] = VERSION_LE_CRC;
+        let footer = bytes.len() - 8;
+        let inner = crc32c::crc32c(&bytes[..footer]);
+        bytes[footer..footer + 4].copy_from_slice(&inner.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        let all = decode_state_file("v1", &bytes, bytes.len() as u64, crc, KeyGroupRange { start: 0, end: 127 });
+        assert_eq!(all.expect("a version 1 file decodes").len(), 1001);
     }
 
     #[test]

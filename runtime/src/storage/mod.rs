@@ -121,12 +121,21 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
     /// Deletes objects; keys that do not exist are ignored.
     async fn delete(&self, keys: &[String]) -> Result<(), Error>;
-    /// Removes the remains of writes that never finished and are older than `older_than`
-    /// (multipart upload parts on S3). Stores whose writes leave nothing behind do nothing.
+    /// Removes the remains of writes that never finished (temp files of a local store,
+    /// multipart uploads on S3) and provably are no write in flight in this process: those
+    /// under the job's layout ([`in_job_layout`]) whatever their age, others only when older
+    /// than `older_than`. Returns how many. Stores whose writes leave nothing behind do nothing.
     async fn remove_abandoned_writes(&self, older_than: std::time::Duration) -> Result<usize, Error> {
         let _ = older_than;
         Ok(0)
     }
+}
+
+/// Whether `key` lies under one of the top-level directories of a job's storage layout
+/// (`manifests/`, `state/`, `savepoints/`, `sinks/`): where a sweep may remove another writer's
+/// unfinished write at any age, because only attempts of this job write there.
+pub fn in_job_layout(key: &str) -> bool {
+    ["manifests/", "state/", "savepoints/", "sinks/"].iter().any(|d| key.starts_with(d))
 }
 
 /// A shared handle to a store.

@@ -171,6 +171,16 @@ impl SinkRecovery for FileSinkRecovery {
         }
         Ok((committed, aborted))
     }
+
+    fn committed_output(&self) -> Option<String> {
+        let prefix = format!("part-{}-", self.node);
+        let count = fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
+        (count > 0).then(|| format!("{count} committed files {prefix}* in {}", self.dir.display()))
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +260,22 @@ mod tests {
         let names = visible(dir.path());
         assert_eq!(names.iter().filter(|n| n.starts_with("part-out-")).count(), 1);
         assert!(names.iter().any(|n| n.starts_with(".other-node-")), "other nodes' files are left alone");
+    }
+
+    #[test]
+    fn committed_output_counts_only_this_nodes_committed_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let recovery = FileSinkRecovery::new("out", dir.path());
+        assert_eq!(recovery.committed_output(), None);
+        let mut sink = FileSink::new("out", dir.path(), 0, "r1").expect("sink");
+        let mut t = sink.begin().expect("begin");
+        sink.write(&mut t, &batch(1)).expect("write");
+        let c = sink.pre_commit(t).expect("pre");
+        assert_eq!(recovery.committed_output(), None, "pre-committed is not committed");
+        sink.commit(&c).expect("commit");
+        let said = recovery.committed_output().expect("committed output");
+        assert!(said.starts_with("1 committed files part-out-*"), "{said}");
+        assert_eq!(FileSinkRecovery::new("other", dir.path()).committed_output(), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use super::{Error, S3Store};
 /// Uploads `bytes` to `key` in parts and completes the upload, or aborts it on failure.
 pub(crate) async fn upload(store: &S3Store, key: &str, bytes: Bytes) -> Result<(), Error> {
     let full = store.full_key(key)?;
+    // Registered before the upload exists, so the orphan sweep never aborts it (see `uploads`).
+    let _in_flight = super::uploads::InFlight::register(store.bucket(), &full);
     let upload_id = store
         .options()
         .retry

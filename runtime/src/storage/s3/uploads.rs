@@ -1,7 +1,20 @@
 //! Leftover multipart uploads: a process killed mid-upload leaves its parts in the bucket,
 //! invisible to listings and billed, until the upload is aborted. The orphan sweep removes them.
+//!
+//! Which uploads are provably abandoned: every multipart upload this process starts is first
+//! registered as in flight (bucket and key, before `CreateMultipartUpload` is sent) and
+//! deregistered only after it completed or was aborted. The sweep lists uploads, then aborts
+//! each one whose key is not registered at that moment: it cannot be a write in flight in this
+//! process. So it is a dead attempt's — or a zombie attempt's, already fenced by the checkpoint
+//! claim, whose write then fails harmlessly. Under the job's layout ([`in_job_layout`]) that
+//! holds at any age; elsewhere under the prefix an upload must also be older than the sweep's
+//! age bound, in case another tool shares the prefix.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+
+use crate::storage::in_job_layout;
 
 use super::errors::classify;
 use super::{Error, S3Store};
@@ -19,15 +32,58 @@ fn is_stale(started: Option<SystemTime>, cutoff: SystemTime) -> bool {
     started.is_none_or(|t| t <= cutoff)
 }
 
+/// Whether the sweep aborts an upload to `relative_key` (the key under the store's prefix)
+/// started at `started`, given whether this process has an upload to that key in flight.
+fn is_abandoned(relative_key: &str, started: Option<SystemTime>, cutoff: SystemTime, in_flight: bool) -> bool {
+    !in_flight && (in_job_layout(relative_key) || is_stale(started, cutoff))
+}
+
+/// Multipart uploads this process has started and not finished, by `bucket/full key`.
+fn registry() -> &'static Mutex<HashMap<String, usize>> {
+    static IN_FLIGHT: std::sync::OnceLock<Mutex<HashMap<String, usize>>> = std::sync::OnceLock::new();
+    IN_FLIGHT.get_or_init(Default::default)
+}
+
+/// Registration of an upload in flight; dropping it deregisters the upload.
+pub(super) struct InFlight(String);
+
+impl InFlight {
+    /// Registers an upload to `full` in `bucket`; call before the upload is created.
+    pub(super) fn register(bucket: &str, full: &str) -> InFlight {
+        let id = format!("{bucket}/{full}");
+        *registry().lock().unwrap_or_else(|p| p.into_inner()).entry(id.clone()).or_default() += 1;
+        InFlight(id)
+    }
+
+    fn contains(bucket: &str, full: &str) -> bool {
+        registry().lock().unwrap_or_else(|p| p.into_inner()).contains_key(&format!("{bucket}/{full}"))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.0);
+            }
+        }
+    }
+}
+
 impl S3Store {
-    /// Aborts every multipart upload under this store's prefix that started more than
-    /// `older_than` ago (pick a bound well above the longest upload, so live uploads of a running
-    /// writer are spared). Returns how many were aborted.
+    /// Aborts every multipart upload under this store's prefix that is provably abandoned (see
+    /// the module docs): not in flight in this process, and under the job's layout or started
+    /// more than `older_than` ago. Returns how many were aborted.
     pub async fn abort_incomplete_uploads(&self, older_than: Duration) -> Result<usize, Error> {
         let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut aborted = 0;
         for upload in self.list_uploads().await? {
-            if !is_stale(upload.started, cutoff) {
+            let relative = self.config.location.relative_key(&upload.key).unwrap_or(&upload.key);
+            // Checked after listing: an upload registered later was not listed.
+            let in_flight = InFlight::contains(self.bucket(), &upload.key);
+            if !is_abandoned(relative, upload.started, cutoff, in_flight) {
                 continue;
             }
             let sent = self
@@ -108,5 +164,23 @@ mod tests {
         assert!(is_stale(Some(now - Duration::from_secs(7200)), cutoff));
         assert!(!is_stale(Some(now - Duration::from_secs(60)), cutoff), "a live upload is spared");
         assert!(is_stale(None, cutoff));
+    }
+
+    #[test]
+    fn uploads_in_flight_here_are_never_abandoned_and_the_job_layout_ignores_age() {
+        let now = SystemTime::now();
+        let cutoff = now - Duration::from_secs(3600);
+        let (young, old) = (Some(now), Some(now - Duration::from_secs(7200)));
+        assert!(is_abandoned("state/chk-3/a-0-r1.state", young, cutoff, false), "a dead attempt's, however young");
+        assert!(is_abandoned("savepoints/sp-1/state/x", young, cutoff, false));
+        assert!(!is_abandoned("state/chk-3/a-0-r1.state", old, cutoff, true), "in flight here, however old");
+        assert!(!is_abandoned("other/thing", young, cutoff, false), "outside the layout: only when old");
+        assert!(is_abandoned("other/thing", old, cutoff, false));
+        let guard = InFlight::register("b", "p/state/chk-1/x");
+        let again = InFlight::register("b", "p/state/chk-1/x");
+        drop(guard);
+        assert!(InFlight::contains("b", "p/state/chk-1/x"), "still one upload in flight");
+        drop(again);
+        assert!(!InFlight::contains("b", "p/state/chk-1/x"));
     }
 }
