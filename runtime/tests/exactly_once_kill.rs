@@ -48,22 +48,18 @@ fn an_old_attempt_still_running_beside_its_relaunch_is_stopped_and_nothing_is_lo
         if out.status.success() {
             break;
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = job.stderr_of(run);
         assert!(stderr.contains("already published"), "the relaunch failed for another reason: {stderr}");
         assert!(run < 5, "the relaunch never won its claim: {stderr}");
         run += 1;
     }
     let status = common::wait_with_timeout(&mut old, std::time::Duration::from_secs(60));
-    let mut stderr = String::new();
-    if let Some(mut e) = old.stderr.take() {
-        use std::io::Read as _;
-        let _ = e.read_to_string(&mut stderr);
-    }
+    let stderr = job.stderr_of(1);
     assert!(!status.success(), "the old attempt must stop once the relaunch claimed its next checkpoint");
     assert!(stderr.contains("already published"), "the old attempt stops as stale: {stderr}");
     // Temp files the old attempt opened after the relaunch's recovery are invisible garbage;
     // the next start's recovery deletes them (and, the input being done, adds nothing).
     let again = job.command(run + 1, 1).output().expect("run once more");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(again.status.success(), "{}", job.stderr_of(run + 1));
     job.verify();
 }
