@@ -31,8 +31,11 @@ pub enum Fault {
 pub enum Corruption {
     /// Flip a byte in its manifest.
     FlipManifest,
-    /// Delete its manifest.
-    DeleteManifest,
+    /// Delete every manifest (an emptied `manifests/`, issue 13 hole 3): must be refused.
+    DeleteManifests,
+    /// Delete only the newest manifest, older ones left (only with `TORTURE_CORRUPT=all`: the
+    /// runtime cannot yet tell it from a checkpoint that never completed).
+    DeleteNewestManifest,
 }
 
 /// One run of the schedule.
@@ -75,7 +78,7 @@ impl Step {
 pub fn corruption_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| {
-        if std::env::var("TORTURE_CORRUPT").is_ok_and(|v| v == "1") {
+        if std::env::var("TORTURE_CORRUPT").is_ok_and(|v| v == "1" || v == "all") {
             return true;
         }
         let help = Command::new(env!("CARGO_BIN_EXE_sluice-runtime")).args(["run", "--help"]).output();
@@ -110,10 +113,10 @@ pub fn random_schedule(rng: &mut StdRng, shape: &Shape) -> Vec<Step> {
                 }
                 72..86 => Fault::StopWithSavepoint(delay(rng)),
                 86..92 if !skipped("cancel") => Fault::Cancel(delay(rng)),
-                _ if i > 0 && corruption_enabled() => Fault::Corrupt(if rng.random_bool(0.5) {
-                    Corruption::FlipManifest
-                } else {
-                    Corruption::DeleteManifest
+                _ if i > 0 && corruption_enabled() => Fault::Corrupt(match rng.random_range(0..3) {
+                    0 if std::env::var("TORTURE_CORRUPT").is_ok_and(|v| v == "all") => Corruption::DeleteNewestManifest,
+                    0 | 1 => Corruption::FlipManifest,
+                    _ => Corruption::DeleteManifests,
                 }),
                 _ => Fault::Kill(delay(rng)),
             };
@@ -272,20 +275,25 @@ impl Runner<'_> {
         let Some((id, path)) = newest_manifest(&manifests) else {
             return Ok(Outcome::Skipped("no checkpoint yet".into()));
         };
-        let original = std::fs::read(&path).expect("read manifest");
+        let all = all_manifests(&manifests);
+        let originals: Vec<(PathBuf, Vec<u8>)> =
+            all.iter().map(|p| (p.clone(), std::fs::read(p).expect("read manifest"))).collect();
         match c {
             Corruption::FlipManifest => {
-                let mut bad = original.clone();
+                let mut bad = std::fs::read(&path).expect("read manifest");
                 let mid = bad.len() / 2;
                 bad[mid] ^= 0x20;
                 std::fs::write(&path, bad).expect("damage manifest");
             }
-            Corruption::DeleteManifest => std::fs::remove_file(&path).expect("delete manifest"),
+            Corruption::DeleteNewestManifest => std::fs::remove_file(&path).expect("delete manifest"),
+            Corruption::DeleteManifests => all.iter().for_each(|p| std::fs::remove_file(p).expect("delete manifest")),
         }
         let mut child = self.spawn(p, &[]);
         let status = wait_for(&mut child, Duration::from_secs(60));
         // Repair, as an operator would, whatever happened.
-        std::fs::write(&path, &original).expect("repair manifest");
+        for (p, bytes) in &originals {
+            std::fs::write(p, bytes).expect("repair manifest");
+        }
         let Some(status) = status else {
             let _ = child.kill();
             return Err(self.fail(format!("damaged checkpoint {id} ({c:?}) was not refused: the job kept running")));
@@ -330,6 +338,12 @@ fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Every `chk-<id>.json` in the manifests directory.
+fn all_manifests(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()
 }
 
 /// The newest `chk-<id>.json` in the manifests directory.
