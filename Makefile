@@ -1,5 +1,5 @@
 # The two set-up commands (README): `make demo` and `make test`. `make bench` prints figures.
-.PHONY: demo test bench bench-kafka build fmt lint
+.PHONY: demo test bench bench-kafka build fmt lint torture
 
 demo:
 	cargo build --release -p sluice-runtime --no-default-features
@@ -14,6 +14,10 @@ bench:
 # Kafka → Kafka figures (starts the test broker; see scripts/bench-kafka.sh).
 bench-kafka:
 	bash scripts/bench-kafka.sh
+
+# Randomized differential torture test for TORTURE_MINUTES (default 10) from TORTURE_SEED.
+torture:
+	bash scripts/torture.sh
 
 build:
 	cargo build --workspace

@@ -90,10 +90,27 @@ impl Faults {
     }
 }
 
-/// Ends the process at once, as a crash would: no destructors, no flushing, no cleanup.
+/// Exit status of a process that crashed on purpose at a fault point (distinct from 1, an
+/// error, 3, a data-loss risk, and from death by a signal), so a test tells a planned crash
+/// from any other failure.
+pub const EXIT_FAULT: i32 = 86;
+
+/// The line a crash at a fault point writes to standard error, before anything else happens:
+/// `sluice-fault: hit POINT`. Tests confirm each planned fault from it.
+pub const HIT_PREFIX: &str = "sluice-fault: hit ";
+
+/// Ends the process at once, as a crash would: no destructors run, no buffered output of the
+/// job (sink writers, state) is flushed, no cleanup happens. It first reports the point on
+/// standard error ([`HIT_PREFIX`]) and exits with [`EXIT_FAULT`], so the crash is unambiguous.
 pub fn crash(point: &str) -> ! {
-    eprintln!("sluice-runtime: fault point {point} reached: crashing on purpose");
-    std::process::abort()
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{HIT_PREFIX}{point}");
+    let _ = err.flush();
+    // `_exit` semantics as far as the job is concerned: `exit` runs no Rust destructors (other
+    // threads keep their buffers; nothing is flushed but the C stdio streams, which the
+    // runtime does not use for data).
+    std::process::exit(EXIT_FAULT)
 }
 
 #[cfg(test)]

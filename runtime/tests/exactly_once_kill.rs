@@ -48,22 +48,56 @@ fn an_old_attempt_still_running_beside_its_relaunch_is_stopped_and_nothing_is_lo
         if out.status.success() {
             break;
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = job.stderr_of(run);
         assert!(stderr.contains("already published"), "the relaunch failed for another reason: {stderr}");
         assert!(run < 5, "the relaunch never won its claim: {stderr}");
         run += 1;
     }
     let status = common::wait_with_timeout(&mut old, std::time::Duration::from_secs(60));
-    let mut stderr = String::new();
-    if let Some(mut e) = old.stderr.take() {
-        use std::io::Read as _;
-        let _ = e.read_to_string(&mut stderr);
-    }
+    let stderr = job.stderr_of(1);
     assert!(!status.success(), "the old attempt must stop once the relaunch claimed its next checkpoint");
     assert!(stderr.contains("already published"), "the old attempt stops as stale: {stderr}");
     // Temp files the old attempt opened after the relaunch's recovery are invisible garbage;
     // the next start's recovery deletes them (and, the input being done, adds nothing).
     let again = job.command(run + 1, 1).output().expect("run once more");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(again.status.success(), "{}", job.stderr_of(run + 1));
     job.verify();
+}
+
+fn small_job(dir: &std::path::Path, count: u64, rate: u64) -> KillJob {
+    KillJob {
+        count,
+        keys: 10,
+        window_ms: 1000,
+        rate,
+        storage_yaml: format!("    uri: file://{}/checkpoints", dir.display()),
+        dir: dir.to_path_buf(),
+        custom_yaml: None,
+    }
+}
+
+/// A planned crash counts only when the runtime reports it: `sluice-fault: hit POINT` and exit
+/// status 86. A run that finishes, or fails otherwise, is not a crash at that point.
+#[test]
+fn a_fault_run_counts_only_when_the_runtime_reports_the_planned_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = small_job(dir.path(), 20_000, 100_000);
+    let status = job.command(1, 2).arg("--fault-point").arg("coordinator.after_publish@1").status().expect("run");
+    common::check_fault_hit("coordinator.after_publish@1", &status, &job.stderr_of(1)).expect("the crash is confirmed");
+    assert!(common::check_fault_hit("sink.mid_commit@1", &status, &job.stderr_of(1)).is_err(), "another point");
+    // A Kafka-only point is never passed by this file job: the run finishes instead.
+    let status = job.command(2, 2).arg("--fault-point").arg("sink.mid_recovery@1").status().expect("run");
+    let err = common::check_fault_hit("sink.mid_recovery@1", &status, &job.stderr_of(2)).expect_err("never hit");
+    assert!(err.contains("never reached"), "{err}");
+    assert!(common::check_killed(&status).is_err(), "a run that finished was not killed");
+    job.verify();
+}
+
+/// A schedule whose fault point is never reached fails the test instead of being skipped.
+#[test]
+#[should_panic(expected = "fault point sink.mid_recovery@1 was never reached")]
+fn a_planned_fault_that_is_never_reached_fails_the_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = small_job(dir.path(), 40_000, 10_000);
+    job.run_with_kills(1, &["sink.mid_recovery@1"]);
 }

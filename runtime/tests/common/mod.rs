@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sluice_runtime::fault::{EXIT_FAULT, HIT_PREFIX};
 
 /// The job's shape: `count` sequence numbers, `keys` keys, windows of `window_ms` event time.
 #[derive(Clone, Debug)]
@@ -76,13 +78,24 @@ pipeline:
         path
     }
 
-    /// The command that runs the job at parallelism `p` as run number `run`.
+    /// The command that runs the job at parallelism `p` as run number `run`. Its standard error
+    /// goes to `<dir>/run-<run>.stderr` (read it with [`KillJob::stderr_of`]).
     pub fn command(&self, run: usize, p: u32) -> Command {
         let job = self.write_yaml(p);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-runtime"));
         cmd.arg("run").arg(&job).arg("--run-id").arg(format!("r{run}"));
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+        let log = std::fs::File::create(self.stderr_path(run)).expect("create the run's stderr file");
+        cmd.env("RUST_LOG", "warn,rdkafka=off").stdout(Stdio::null()).stderr(log);
         cmd
+    }
+
+    fn stderr_path(&self, run: usize) -> PathBuf {
+        self.dir.join(format!("run-{run}.stderr"))
+    }
+
+    /// What run number `run` wrote to standard error.
+    pub fn stderr_of(&self, run: usize) -> String {
+        std::fs::read_to_string(self.stderr_path(run)).unwrap_or_default()
     }
 
     fn spawn(&self, run: usize, p: u32, fault: Option<&str>) -> Child {
@@ -94,51 +107,53 @@ pipeline:
     }
 
     /// Runs the kill schedule, then a last run to completion. Returns how many runs crashed.
+    ///
+    /// Every random choice comes from one seed (`SLUICE_KILL_SEED`, random when unset), printed
+    /// with the schedule. Each step must end the way it was planned: a kill must land while the
+    /// job runs (killed by SIGKILL), a fault run must end at its fault point (the runtime's
+    /// `sluice-fault: hit POINT` report and exit status [`EXIT_FAULT`]). Anything else — a job
+    /// that finished early, a fault point never reached, an error exit — fails the test with
+    /// the seed, the schedule and the run's standard error.
     pub fn run_with_kills(&self, random_kills: usize, faults: &[&str]) -> usize {
-        let mut rng = rand::rng();
+        let seed = kill_seed();
+        let schedule = kill_schedule(seed, random_kills, faults);
+        let described: Vec<String> = schedule.iter().enumerate().map(|(i, s)| format!("{}: {s}", i + 1)).collect();
+        eprintln!("kill schedule (SLUICE_KILL_SEED={seed}): {}", described.join("; "));
+        let fail = |run: usize, what: String| -> ! {
+            panic!(
+                "{what}\nrun {run} of the schedule (replay with SLUICE_KILL_SEED={seed}): {}\n--- stderr of run {run} ---\n{}",
+                described.join("; "),
+                tail(&self.stderr_of(run), 40)
+            )
+        };
         let mut crashed = 0;
-        let mut run = 0;
-        let mut schedule: Vec<Option<&str>> = faults.iter().map(|f| Some(*f)).collect();
-        schedule.extend(std::iter::repeat_n(None, random_kills));
-        // Interleave fault runs among the random kills.
-        for i in (1..schedule.len()).rev() {
-            let j = rng.random_range(0..=i);
-            schedule.swap(i, j);
-        }
-        // The first run is a random kill, so every fault run restores a checkpoint (some fault
-        // points are only reached while recovering one).
-        if let Some(first_kill) = schedule.iter().position(Option::is_none) {
-            schedule.swap(0, first_kill);
-        }
-        for fault in schedule {
-            run += 1;
-            let p = [1, 2, 3][run % 3];
-            let mut child = self.spawn(run, p, fault);
-            let status = match fault {
-                None => {
-                    std::thread::sleep(Duration::from_millis(rng.random_range(300..1500)));
+        for (i, step) in schedule.iter().enumerate() {
+            let run = i + 1;
+            let mut child = self.spawn(run, step.parallelism, step.fault());
+            let status = match &step.kind {
+                KillStep::Kill { after_ms } => {
+                    std::thread::sleep(Duration::from_millis(*after_ms));
+                    if let Some(early) = child.try_wait().expect("try_wait") {
+                        fail(
+                            run,
+                            format!("the job ended ({early}) before kill {step} landed: the schedule was cut short"),
+                        );
+                    }
                     let _ = child.kill();
                     child.wait().expect("wait")
                 }
-                Some(_) => wait_with_timeout(&mut child, Duration::from_secs(60)),
+                KillStep::Fault(_) => wait_with_timeout(&mut child, Duration::from_secs(60)),
             };
-            if !status.success() {
-                crashed += 1;
-            } else {
-                // The job finished before the kill landed: nothing more to run.
-                return crashed;
+            if let Err(e) = step.check(&status, &self.stderr_of(run)) {
+                fail(run, e);
             }
+            crashed += 1;
         }
-        run += 1;
+        let run = schedule.len() + 1;
         let mut child = self.spawn(run, 2, None);
         let status = wait_with_timeout(&mut child, Duration::from_secs(300));
         if !status.success() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("final run failed ({status}): {err}");
+            fail(run, format!("final run failed ({status})"));
         }
         crashed
     }
@@ -254,3 +269,108 @@ pub const FAULT_RUNS: &[&str] = &[
     "restore.after_sink_recovery@1",
     "retention.mid_sweep@3",
 ];
+
+/// The kill harness's seed: `SLUICE_KILL_SEED` when set, else a fresh random one (printed with
+/// the schedule, so any run can be replayed).
+pub fn kill_seed() -> u64 {
+    match std::env::var("SLUICE_KILL_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("SLUICE_KILL_SEED={s:?} is not a u64")),
+        Err(_) => rand::random(),
+    }
+}
+
+/// How one run of a kill schedule ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KillStep {
+    /// SIGKILL this many milliseconds after the start.
+    Kill {
+        /// Delay after the start.
+        after_ms: u64,
+    },
+    /// A crash on purpose at this fault point (`name@N`).
+    Fault(String),
+}
+
+/// One run of a kill schedule: how it ends, at which parallelism.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRun {
+    /// How the run ends.
+    pub kind: KillStep,
+    /// The job's parallelism in this run.
+    pub parallelism: u32,
+}
+
+impl PlannedRun {
+    /// The `--fault-point` argument of this run.
+    pub fn fault(&self) -> Option<&str> {
+        match &self.kind {
+            KillStep::Fault(f) => Some(f),
+            KillStep::Kill { .. } => None,
+        }
+    }
+
+    /// Checks that the run ended as planned.
+    pub fn check(&self, status: &std::process::ExitStatus, stderr: &str) -> Result<(), String> {
+        match &self.kind {
+            KillStep::Kill { .. } => check_killed(status),
+            KillStep::Fault(f) => check_fault_hit(f, status, stderr),
+        }
+    }
+}
+
+impl std::fmt::Display for PlannedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            KillStep::Kill { after_ms } => write!(f, "kill -9 after {after_ms}ms at p={}", self.parallelism),
+            KillStep::Fault(point) => write!(f, "crash at {point} at p={}", self.parallelism),
+        }
+    }
+}
+
+/// The schedule for `seed`: `random_kills` kills at random moments and one run per fault point,
+/// shuffled, the first run a kill (some fault points are only reached while restoring a
+/// checkpoint), parallelism cycling 1, 2, 3.
+pub fn kill_schedule(seed: u64, random_kills: usize, faults: &[&str]) -> Vec<PlannedRun> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kinds: Vec<KillStep> = faults.iter().map(|f| KillStep::Fault(f.to_string())).collect();
+    for _ in 0..random_kills {
+        kinds.push(KillStep::Kill { after_ms: rng.random_range(300..1500) });
+    }
+    for i in (1..kinds.len()).rev() {
+        let j = rng.random_range(0..=i);
+        kinds.swap(i, j);
+    }
+    if let Some(first_kill) = kinds.iter().position(|k| matches!(k, KillStep::Kill { .. })) {
+        kinds.swap(0, first_kill);
+    }
+    kinds.into_iter().enumerate().map(|(i, kind)| PlannedRun { kind, parallelism: [2, 3, 1][i % 3] }).collect()
+}
+
+/// Ok when the process died of SIGKILL.
+pub fn check_killed(status: &std::process::ExitStatus) -> Result<(), String> {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status.signal() {
+        Some(9) => Ok(()),
+        _ => Err(format!("expected death by SIGKILL, got {status}")),
+    }
+}
+
+/// Ok when the process crashed at fault point `planned` (`name` or `name@N`): it reported
+/// `sluice-fault: hit name` and exited with [`EXIT_FAULT`].
+pub fn check_fault_hit(planned: &str, status: &std::process::ExitStatus, stderr: &str) -> Result<(), String> {
+    let name = planned.split('@').next().unwrap_or(planned);
+    let reported: Vec<&str> = stderr.lines().filter_map(|l| l.strip_prefix(HIT_PREFIX)).collect();
+    if status.code() == Some(EXIT_FAULT) && reported.contains(&name) {
+        return Ok(());
+    }
+    if status.success() {
+        return Err(format!("fault point {planned} was never reached: the job finished (exit 0)"));
+    }
+    Err(format!("expected a crash at fault point {planned}, got {status} with fault reports {reported:?}"))
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
