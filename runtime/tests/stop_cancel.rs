@@ -138,7 +138,10 @@ fn cancel_at_random_moments_always_exits_0_and_the_job_resumes_exactly_once() {
             wait_ready(&addr);
             std::thread::sleep(delay);
         }
-        println!("round {round}: p={p} cancel {}", if early { "while restoring".into() } else { format!("{delay:?} after ready") });
+        println!(
+            "round {round}: p={p} cancel {}",
+            if early { "while restoring".into() } else { format!("{delay:?} after ready") }
+        );
         let (code, body) = http(&addr, "POST", "/v1/stop", Some(r#"{"savepoint": false}"#)).expect("post stop");
         let (status, out, err) = finish(&mut child, Duration::from_secs(60));
         assert_eq!(code, 200, "round {round}: cancel answered {code}: {body}; stderr: {err}");

@@ -283,7 +283,10 @@ mod tests {
     #[test]
     fn stop_documents_name_the_kind() {
         let r = StopResponse { version: CONTROL_VERSION, stopped: StopKind::Cancel, savepoint: None };
-        assert_eq!(serde_json::to_value(&r).expect("serializes"), serde_json::json!({"version": 1, "stopped": "cancel"}));
+        assert_eq!(
+            serde_json::to_value(&r).expect("serializes"),
+            serde_json::json!({"version": 1, "stopped": "cancel"})
+        );
         let old: StopResponse = serde_json::from_str(r#"{"savepoint": "file:///sp"}"#).expect("parses");
         assert_eq!(old.stopped, StopKind::Savepoint, "a response without the field is a savepoint stop");
         let e = ErrorResponse { version: 1, error: "busy".into(), stop_in_progress: Some(StopKind::Savepoint) };

@@ -266,7 +266,12 @@ impl Driver {
     }
 
     /// Starts a cancel: nothing triggers, checkpoints not being published are aborted.
-    fn start_cancel(&mut self, reply: StopReply, results: &mpsc::UnboundedSender<Input>, started: Instant) -> Result<Cancelling, String> {
+    fn start_cancel(
+        &mut self,
+        reply: StopReply,
+        results: &mpsc::UnboundedSender<Input>,
+        started: Instant,
+    ) -> Result<Cancelling, String> {
         tracing::info!("cancelling the job on request");
         self.fail_savepoints("the job is cancelled", false);
         for action in self.coordinator.cancel() {

@@ -107,7 +107,9 @@ pub fn router(state: Arc<ControlState>) -> Router {
             post(|State(s): State<Arc<ControlState>>, Json(req): Json<StopRequest>| async move {
                 let stopped = StopKind::of(req.savepoint);
                 match s.stop(stopped).await {
-                    Ok(savepoint) => Json(StopResponse { version: CONTROL_VERSION, stopped, savepoint }).into_response(),
+                    Ok(savepoint) => {
+                        Json(StopResponse { version: CONTROL_VERSION, stopped, savepoint }).into_response()
+                    }
                     Err(e) => stop_error(e),
                 }
             }),
