@@ -15,6 +15,7 @@ use crate::checkpoint::retention::{list_checkpoints, sweep};
 use crate::checkpoint::{claim, fallback};
 use crate::connectors::two_phase::RecoveryContext;
 use crate::control::ControlState;
+use crate::engine::cancel::Cancellation;
 use crate::engine::channel::{Exchange, LocalExchange, MessageReceiver, MessageSender};
 use crate::engine::message::TaskId;
 use crate::engine::metrics::JobMetrics;
@@ -111,6 +112,8 @@ pub struct JobOutcome {
     pub source_records: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The run was cancelled on request (its output resumes from the latest checkpoint).
+    pub cancelled: bool,
 }
 
 /// Handles to a running job for observers (progress, control endpoint, benchmarks).
@@ -247,6 +250,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let metrics = JobMetrics::new(pipeline.nodes.iter().map(|n| n.id.clone()).collect());
     let stats_handle: SharedStats = Default::default();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let cancellation = Arc::new(Cancellation::default());
     let env = Arc::new(TaskEnv {
         store: store.clone(),
         max_parallelism: pipeline.max_parallelism,
@@ -255,6 +259,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         metrics: metrics.clone(),
         events: events_tx,
         io: tokio::runtime::Handle::current(),
+        cancel: cancellation.clone(),
     });
 
     // Channels: senders[edge][upstream subtask], receivers[chain][downstream subtask].
@@ -368,7 +373,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         config.faults.clone(),
         stats_handle.clone(),
     )
-    .with_control(job.checkpointing.as_ref().map(|c| c.storage.clone()), config.control.clone());
+    .with_control(job.checkpointing.as_ref().map(|c| c.storage.clone()), config.control.clone())
+    .with_cancellation(cancellation);
     let sources: Vec<usize> = pipeline
         .nodes
         .iter()
@@ -408,10 +414,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
                 driver_done = true;
                 match r {
                     Ok(Ok(DriverExit::Done)) => {}
-                    Ok(Ok(DriverExit::Cancel(reply))) => {
-                        cancel = Some(reply);
-                        break Ok(());
-                    }
+                    // Every task has ended on the cancel: their results still count.
+                    Ok(Ok(DriverExit::Cancel(reply))) => cancel = Some(reply),
                     Ok(Err(reason)) => break Err(JobError::Checkpointing(reason)),
                     Err(e) => break Err(JobError::Checkpointing(format!("coordinator panicked: {e}"))),
                 }
@@ -419,36 +423,50 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         }
     };
     tasks.abort_all();
-    if result.is_ok() && !driver_done && cancel.is_none() {
+    if result.is_ok() && !driver_done {
         // Every task finished: let the coordinator finish savepoint copies (bounded wait).
-        if tokio::time::timeout(Duration::from_secs(60), &mut driver).await.is_err() {
-            tracing::warn!("coordinator did not finish within 60 s after the tasks");
+        match tokio::time::timeout(Duration::from_secs(60), &mut driver).await {
+            Ok(Ok(Ok(DriverExit::Cancel(reply)))) => cancel = Some(reply),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("coordinator did not finish within 60 s after the tasks"),
         }
     }
     driver.abort();
+    let cancelled = cancel.is_some();
     if let Some(c) = &config.control {
         c.set_ready(false);
-        c.set_job_state(if result.is_ok() { JobState::Finished } else { JobState::Failed });
-    }
-    if let Some(reply) = cancel {
-        tracing::info!("stopped without savepoint on request");
-        let _ = reply.send(Ok(None));
+        c.set_job_state(match (&result, cancelled) {
+            (Err(_), _) => JobState::Failed,
+            (Ok(()), true) => JobState::Cancelled,
+            (Ok(()), false) => JobState::Finished,
+        });
     }
     if let Some(p) = progress {
         p.abort();
     }
-    result?;
-    if let (Some(s), Some(c)) = (&store_for_sweep, &job.checkpointing)
+    if result.is_ok()
+        && let (Some(s), Some(c)) = (&store_for_sweep, &job.checkpointing)
         && let Err(e) = sweep(s.as_ref(), c.retained as usize, &config.faults).await
     {
         tracing::warn!(error = %e, "final retention sweep failed; the next run sweeps again");
     }
+    if let Some(reply) = cancel {
+        let _ = reply.send(match &result {
+            Ok(()) => {
+                tracing::info!("job cancelled on request");
+                Ok(None)
+            }
+            Err(e) => Err(format!("the cancel failed: {e}")),
+        });
+    }
+    result?;
     let checkpoints = stats(&stats_handle).clone();
     Ok(JobOutcome {
         restored_from,
         checkpoints,
         source_records: metrics.source_records(&sources),
         elapsed: started.elapsed(),
+        cancelled,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -10,6 +11,8 @@ use sluice_crds::JobConfig;
 use sluice_runtime::control::ControlState;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{self, JobError, RestoreMode, RuntimeConfig, human_bytes};
+
+mod signals;
 
 #[derive(Parser)]
 #[command(name = "sluice-runtime", version, about = "Sluice streaming runtime")]
@@ -202,7 +205,8 @@ async fn run(config: RuntimeConfig) -> Result<()> {
     let outcome = job::run(config).await.with_context(|| format!("job {name} failed"))?;
     let s = &outcome.checkpoints;
     println!(
-        "job {name} finished: {} source records in {:.1}s, {} checkpoints completed, {} failed{}",
+        "job {name} {}: {} source records in {:.1}s, {} checkpoints completed, {} failed{}",
+        if outcome.cancelled { "cancelled (resumes from its latest checkpoint)" } else { "finished" },
         outcome.source_records,
         outcome.elapsed.as_secs_f64(),
         s.completed,
@@ -212,7 +216,7 @@ async fn run(config: RuntimeConfig) -> Result<()> {
     Ok(())
 }
 
-async fn demo(dir: &Path) -> Result<()> {
+async fn demo(dir: &Path, control: Arc<ControlState>) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let abs = std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let yaml = include_str!("../jobs/demo.yaml").replace("DEMO_DIR", &abs.display().to_string());
@@ -228,7 +232,7 @@ async fn demo(dir: &Path) -> Result<()> {
         run_id: run_id(),
         faults: Faults::none(),
         progress: true,
-        control: None,
+        control: Some(control),
     };
     run(config).await?;
     let out = abs.join("output");
@@ -288,21 +292,23 @@ fn main() -> ExitCode {
                     (None, false, false) => RestoreMode::Latest,
                 };
                 let run_id = id.unwrap_or_else(run_id);
-                let control = control_addr.map(|_| ControlState::new(&run_id));
+                // Always there: signals cancel through it even without an endpoint.
+                let control = ControlState::new(&run_id);
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-                let server = match (control_addr, &control) {
-                    (Some(addr), Some(state)) => {
+                let server = match control_addr {
+                    Some(addr) => {
                         let listener = tokio::net::TcpListener::bind(addr)
                             .await
                             .with_context(|| format!("binding the control endpoint to {addr}"))?;
                         let shutdown = async move {
                             let _ = done_rx.await;
                         };
-                        Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, state.clone(), shutdown)))
+                        Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, control.clone(), shutdown)))
                     }
-                    _ => None,
+                    None => None,
                 };
-                let result = run(RuntimeConfig { job, restore, run_id, faults, progress, control }).await;
+                let config = RuntimeConfig { job, restore, run_id, faults, progress, control: Some(control.clone()) };
+                let result = signals::cancel_on_signal(run(config), control).await;
                 let _ = done_tx.send(());
                 if let Some(server) = server {
                     // Let in-flight requests (a stop's reply) finish.
@@ -310,7 +316,10 @@ fn main() -> ExitCode {
                 }
                 result
             }
-            Command::Demo { dir } => demo(&dir).await,
+            Command::Demo { dir } => {
+                let control = ControlState::new(&run_id());
+                signals::cancel_on_signal(demo(&dir, control.clone()), control).await
+            }
             Command::Verify(VerifyCommand::ProduceFile { path, count }) => {
                 sluice_runtime::verify::produce_file(&path, count)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -429,12 +438,18 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let data_loss = e.chain().any(|c| c.downcast_ref::<JobError>().is_some_and(JobError::is_data_loss));
+            let timeout = e.chain().any(|c| c.downcast_ref::<signals::StopTimeout>().is_some());
             // Kubernetes shows this file as the container's termination message.
             if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(TERMINATION_LOG) {
                 use std::io::Write as _;
                 let _ = write!(f, "{}{e:#}", if data_loss { "DataLossRisk: " } else { "" });
             }
-            if data_loss { ExitCode::from(sluice_crds::contract::control::EXIT_DATA_LOSS) } else { ExitCode::FAILURE }
+            use sluice_crds::contract::control::{EXIT_DATA_LOSS, EXIT_STOP_TIMEOUT};
+            match (data_loss, timeout) {
+                (true, _) => ExitCode::from(EXIT_DATA_LOSS),
+                (false, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
+                (false, false) => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -10,9 +10,15 @@
 //! | GET | [`READYZ`] | — | 200 once the job restored its state and runs; 503 before |
 //! | GET | [`METRICS`] | — | Prometheus text (`sluice_runtime_*`) |
 //! | GET | [`CHECKPOINTS`] | — | [`JobStatus`] |
-//! | POST | [`SAVEPOINTS`] | [`SavepointRequest`] | 202 [`SavepointStatus`] (state `pending`) |
+//! | POST | [`SAVEPOINTS`] | [`SavepointRequest`] | 202 [`SavepointStatus`] (state `pending`); 409 while a stop is in progress |
 //! | GET | `/v1/savepoints/{id}` ([`savepoint_path`]) | — | [`SavepointStatus`] |
-//! | POST | [`STOP`] | [`StopRequest`] | 200 [`StopResponse`] once stopped (the process then exits 0) |
+//! | POST | [`STOP`] | [`StopRequest`] | 200 [`StopResponse`] once stopped (the process then exits 0); 409 when another stop is in progress ([`ErrorResponse::stop_in_progress`]) or the job no longer runs |
+//!
+//! POST bodies must be sent with `Content-Type: application/json` (415 otherwise).
+//!
+//! Exit status of `sluice-runtime run`: 0 when the job finished, stopped with a savepoint or was
+//! cancelled (`POST /v1/stop {"savepoint": false}`, or SIGTERM/SIGINT); 1 when it failed;
+//! [`EXIT_DATA_LOSS`]; [`EXIT_STOP_TIMEOUT`]; 128 + the signal number on a second signal.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +61,9 @@ pub enum JobState {
     /// The job failed (e.g. more consecutive checkpoint failures than tolerated); the process
     /// exits non-zero right after.
     Failed,
+    /// The job was cancelled (stop without savepoint, or SIGTERM); the process exits 0. Output
+    /// resumes from the latest completed checkpoint on the next start.
+    Cancelled,
 }
 
 /// A completed checkpoint, as the runtime reports it.
@@ -162,6 +171,33 @@ pub struct StopRequest {
     pub savepoint: bool,
 }
 
+/// How a job is being (or was) stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StopKind {
+    /// Stop with a final savepoint: every sink commits, sources stop at the barrier.
+    #[default]
+    Savepoint,
+    /// Cancel: open transactions are aborted, the next start resumes from the latest checkpoint.
+    Cancel,
+}
+
+impl StopKind {
+    /// The kind a [`StopRequest`] asks for.
+    pub fn of(savepoint: bool) -> StopKind {
+        if savepoint { StopKind::Savepoint } else { StopKind::Cancel }
+    }
+}
+
+impl std::fmt::Display for StopKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopKind::Savepoint => "stop with savepoint",
+            StopKind::Cancel => "cancel",
+        })
+    }
+}
+
 /// Response of `POST /v1/stop`, sent when the job has stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -169,6 +205,9 @@ pub struct StopResponse {
     /// Format version.
     #[serde(default = "version")]
     pub version: u32,
+    /// How the job stopped: `savepoint` or `cancel`.
+    #[serde(default)]
+    pub stopped: StopKind,
     /// The final savepoint's directory URI, when one was requested and taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint: Option<String>,
@@ -183,12 +222,23 @@ pub struct ErrorResponse {
     pub version: u32,
     /// What went wrong.
     pub error: String,
+    /// On a 409: the stop already in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_in_progress: Option<StopKind>,
 }
 
 /// Exit status of a runtime that stopped because pre-committed output could not be committed
 /// (a transaction the broker already aborted): records of a completed checkpoint are lost. The
 /// operator reports it as the `DataLossRisk` condition instead of restarting blindly.
 pub const EXIT_DATA_LOSS: u8 = 3;
+
+/// Exit status of a runtime that got SIGTERM or SIGINT and could not cancel the job within
+/// [`STOP_GRACE_SECS`]: it exits anyway; open transactions are left for the next run's recovery.
+pub const EXIT_STOP_TIMEOUT: u8 = 4;
+
+/// Seconds a runtime gives a graceful cancel after SIGTERM/SIGINT before it exits anyway (keep
+/// the pod's `terminationGracePeriodSeconds` above it).
+pub const STOP_GRACE_SECS: u64 = 10;
 
 #[cfg(test)]
 mod tests {
@@ -228,5 +278,18 @@ mod tests {
         let r: StopRequest = serde_json::from_str(r#"{"savepoint": true}"#).expect("parses");
         assert_eq!(r, StopRequest { version: CONTROL_VERSION, savepoint: true });
         assert_eq!(savepoint_path("sp-1"), "/v1/savepoints/sp-1");
+    }
+
+    #[test]
+    fn stop_documents_name_the_kind() {
+        let r = StopResponse { version: CONTROL_VERSION, stopped: StopKind::Cancel, savepoint: None };
+        assert_eq!(
+            serde_json::to_value(&r).expect("serializes"),
+            serde_json::json!({"version": 1, "stopped": "cancel"})
+        );
+        let old: StopResponse = serde_json::from_str(r#"{"savepoint": "file:///sp"}"#).expect("parses");
+        assert_eq!(old.stopped, StopKind::Savepoint, "a response without the field is a savepoint stop");
+        let e = ErrorResponse { version: 1, error: "busy".into(), stop_in_progress: Some(StopKind::Savepoint) };
+        assert_eq!(serde_json::to_value(&e).expect("serializes")["stopInProgress"], "savepoint");
     }
 }

@@ -11,7 +11,7 @@ use sluice_crds::savepoints::OperationStatus;
 use sluice_crds::stream_job::{DesiredState, RecoveryStatus, UpgradeMode};
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
 
-use sluice_crds::contract::control::StopResponse;
+use sluice_crds::contract::control::{StopKind, StopResponse};
 
 use super::absorb::{Outcome, absorb};
 use super::observe::{Observed, ObservedPod, PodState, RuntimeObservation, StoreObservation};
@@ -601,7 +601,7 @@ proptest! {
                             }
                             Action::StopWithSavepoint { .. } => {
                                 pods.iter_mut().for_each(|p| p.state = PodState::Succeeded);
-                                outcomes.push(Outcome::Stopped(Ok(StopResponse { version: 1, savepoint: None })));
+                                outcomes.push(Outcome::Stopped(Ok(StopResponse { version: 1, stopped: StopKind::Savepoint, savepoint: None })));
                             }
                             Action::TriggerSavepoint { .. } | Action::DisposeSavepoint { .. } => {}
                         }

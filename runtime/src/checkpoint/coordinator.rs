@@ -128,6 +128,22 @@ impl Coordinator {
         self.failures
     }
 
+    /// The job is being cancelled: nothing triggers any more, and every checkpoint in flight
+    /// whose manifest is not being published is aborted (not counted as a failure). Returns
+    /// the aborts; the checkpoints still in flight afterwards are those being published —
+    /// their `Published`/`PublishFailed` still arrive and complete or abort them.
+    pub fn cancel(&mut self) -> Vec<Action> {
+        self.ended = true;
+        self.savepoint_wanted = None;
+        let idle: Vec<CheckpointId> = self.pending.iter().filter(|(_, p)| !p.publishing).map(|(id, _)| *id).collect();
+        idle.into_iter()
+            .map(|id| {
+                self.pending.remove(&id);
+                Action::Abort(id, "the job is cancelled".into())
+            })
+            .collect()
+    }
+
     fn all_sources_finished(&self) -> bool {
         self.finished_sources.len() >= self.sources
     }
@@ -362,6 +378,24 @@ mod tests {
         c.step(ack(3, 0), 501);
         let a = c.step(Input::Published(CheckpointId(3)), 502);
         assert_eq!(a, vec![Action::NotifyComplete(CheckpointId(3), BarrierKind::StopSavepoint), Action::EndInput]);
+    }
+
+    #[test]
+    fn cancel_aborts_what_is_not_publishing_and_lets_a_publish_settle() {
+        let cfg = CoordinatorConfig { max_concurrent: 2, interval_ms: Some(10), ..cfg() };
+        let mut c = Coordinator::new(cfg, 1, 1, CheckpointId(1));
+        c.step(Input::Tick, 0);
+        c.step(Input::Tick, 10);
+        let a = c.step(ack(1, 0), 11);
+        assert!(matches!(a[0], Action::Publish { id: CheckpointId(1), .. }));
+        let a = c.cancel();
+        assert_eq!(a, vec![Action::Abort(CheckpointId(2), "the job is cancelled".into())]);
+        assert_eq!(c.in_flight(), vec![CheckpointId(1)], "the publish in progress stays");
+        assert_eq!(c.consecutive_failures(), 0, "a cancel is no failure");
+        let a = c.step(Input::Published(CheckpointId(1)), 12);
+        assert_eq!(a, vec![Action::NotifyComplete(CheckpointId(1), BarrierKind::Checkpoint)], "no new trigger");
+        assert!(c.in_flight().is_empty());
+        assert!(c.step(Input::SavepointRequested { stop: false }, 500).is_empty(), "nothing triggers after");
     }
 
     #[test]

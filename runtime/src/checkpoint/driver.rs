@@ -17,6 +17,7 @@ use super::retention::sweep;
 use super::savepoint::{default_location, write_savepoint};
 use super::snapshot::checkpoint_state_prefix;
 use crate::control::{ControlCommand, ControlState};
+use crate::engine::cancel::Cancellation;
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
 use crate::fault::Faults;
 use crate::storage::SharedStore;
@@ -122,13 +123,29 @@ pub struct Driver {
     in_flight: HashMap<CheckpointId, Vec<SavepointRequest>>,
     /// Savepoint copies running.
     copies: JoinSet<()>,
+    /// The flag tasks watch for a cancel.
+    cancel: Arc<Cancellation>,
+    /// A stop was accepted: no other stop or savepoint is.
+    stopping: bool,
+}
+
+/// Longest wait, on a cancel, for manifests being published to settle before the tasks cancel;
+/// after it, their transactions are left for the next run's recovery.
+const CANCEL_SETTLE: Duration = Duration::from_secs(5);
+
+/// A cancel in progress.
+struct Cancelling {
+    reply: StopReply,
+    deadline: Instant,
+    /// The tasks were told.
+    signalled: bool,
 }
 
 /// Why the loop ended without an error.
 pub enum DriverExit {
     /// Every task finished.
     Done,
-    /// A stop without savepoint was asked: cancel the tasks, then answer.
+    /// A stop without savepoint was asked and every task has ended: answer it.
     Cancel(StopReply),
 }
 
@@ -172,7 +189,15 @@ impl Driver {
             queued: VecDeque::new(),
             in_flight: HashMap::new(),
             copies: JoinSet::new(),
+            cancel: Arc::default(),
+            stopping: false,
         }
+    }
+
+    /// Shares the cancel flag with the tasks (their `TaskEnv::cancel`).
+    pub fn with_cancellation(mut self, cancel: Arc<Cancellation>) -> Driver {
+        self.cancel = cancel;
+        self
     }
 
     /// Attaches the control endpoint and the storage block savepoints need.
@@ -186,11 +211,17 @@ impl Driver {
     fn on_command(&mut self, cmd: ControlCommand) -> Result<Option<Input>, StopReply> {
         let no_storage = "the job has no checkpoint storage configured".to_string();
         match cmd {
+            ControlCommand::Savepoint { id, .. } if self.stopping => {
+                self.fail_savepoint(&id, "the job is stopping: no savepoint is taken after a stop".into());
+                Ok(None)
+            }
+            ControlCommand::Stop { reply, .. } if self.stopping => {
+                let _ = reply.send(Err("a stop is already in progress".into()));
+                Ok(None)
+            }
             ControlCommand::Savepoint { id, location } => {
                 if self.store.is_none() {
-                    if let Some(c) = &self.control {
-                        c.finish_savepoint(&id, Err(no_storage));
-                    }
+                    self.fail_savepoint(&id, no_storage);
                     return Ok(None);
                 }
                 self.queued.push_back(SavepointRequest { name: id, location, stop: None });
@@ -203,11 +234,65 @@ impl Driver {
                 }
                 let name = format!("stop-{}", self.control.as_ref().map_or("run", |c| c.run_id.as_str()));
                 self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
+                self.stopping = true;
                 Ok(Some(Input::SavepointRequested { stop: true }))
             }
             // A stop without savepoint cancels the tasks; the caller answers once they are gone.
-            ControlCommand::Stop { savepoint: false, reply } => Err(reply),
+            ControlCommand::Stop { savepoint: false, reply } => {
+                self.stopping = true;
+                Err(reply)
+            }
         }
+    }
+
+    fn fail_savepoint(&self, name: &str, reason: String) {
+        if let Some(c) = &self.control {
+            c.finish_savepoint(name, Err(reason));
+        }
+    }
+
+    /// Fails every savepoint request not taken yet, and (`in_flight_too`) those in flight.
+    fn fail_savepoints(&mut self, reason: &str, in_flight_too: bool) {
+        let mut requests: Vec<SavepointRequest> = self.queued.drain(..).collect();
+        if in_flight_too {
+            requests.extend(self.in_flight.drain().flat_map(|(_, r)| r));
+        }
+        for req in requests {
+            self.fail_savepoint(&req.name, reason.to_string());
+            if let Some(reply) = req.stop {
+                let _ = reply.send(Err(reason.to_string()));
+            }
+        }
+    }
+
+    /// Starts a cancel: nothing triggers, checkpoints not being published are aborted.
+    fn start_cancel(
+        &mut self,
+        reply: StopReply,
+        results: &mpsc::UnboundedSender<Input>,
+        started: Instant,
+    ) -> Result<Cancelling, String> {
+        tracing::info!("cancelling the job on request");
+        self.fail_savepoints("the job is cancelled", false);
+        for action in self.coordinator.cancel() {
+            self.execute(action, results, started)?;
+        }
+        Ok(Cancelling { reply, deadline: Instant::now() + CANCEL_SETTLE, signalled: false })
+    }
+
+    /// Once no manifest is being published (or the settle time is up), tells every task to
+    /// cancel; transactions a manifest still being published may list are kept for recovery.
+    fn signal_cancel(&mut self, c: &mut Cancelling) {
+        let publishing = self.coordinator.in_flight();
+        if c.signalled || (!publishing.is_empty() && Instant::now() < c.deadline) {
+            return;
+        }
+        if let Some(last) = publishing.last() {
+            tracing::warn!(checkpoint = %last, "manifest publish did not settle: its transactions are left for recovery");
+        }
+        self.cancel.cancel(publishing.last().copied());
+        self.send_all(TaskControl::Cancel, false);
+        c.signalled = true;
     }
 
     fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), String>) {
@@ -259,6 +344,7 @@ impl Driver {
         let (results_tx, mut results) = mpsc::unbounded_channel::<Input>();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cancelling: Option<Cancelling> = None;
         loop {
             let input = tokio::select! {
                 ev = self.events.recv() => match ev {
@@ -271,20 +357,30 @@ impl Driver {
                     None => {
                         // Every task is gone: let savepoint copies finish, then end.
                         while self.copies.join_next().await.is_some() {}
-                        return Ok(DriverExit::Done);
+                        self.fail_savepoints("the job ended before the savepoint was taken", true);
+                        return Ok(match cancelling {
+                            Some(c) => DriverExit::Cancel(c.reply),
+                            None => DriverExit::Done,
+                        });
                     }
                 },
                 Some(r) = results.recv() => r,
                 cmd = next_command(&mut self.commands) => match self.on_command(cmd) {
                     Ok(Some(input)) => input,
                     Ok(None) => continue,
-                    Err(reply) => return Ok(DriverExit::Cancel(reply)),
+                    Err(reply) => {
+                        cancelling = Some(self.start_cancel(reply, &results_tx, started)?);
+                        Input::Tick
+                    }
                 },
                 _ = tick.tick() => Input::Tick,
             };
             let now = started.elapsed().as_millis() as u64;
             for action in self.coordinator.step(input, now) {
                 self.execute(action, &results_tx, started)?;
+            }
+            if let Some(c) = cancelling.as_mut() {
+                self.signal_cancel(c);
             }
             let mut s = stats(&self.stats);
             s.in_progress = self.coordinator.in_flight().iter().map(|c| c.0).collect();

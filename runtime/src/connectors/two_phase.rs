@@ -32,6 +32,12 @@ pub trait TwoPhaseCommit: Send {
     fn commit(&mut self, committable: &Self::Committable) -> Result<(), OpError>;
     /// Throws an open transaction away.
     fn abort(&mut self, txn: Self::Txn) -> Result<(), OpError>;
+    /// Throws away a pre-committed transaction no published checkpoint lists (the job is
+    /// cancelled). `Ok(false)`: this sink cannot, the next run's recovery aborts it.
+    fn abort_committable(&mut self, committable: &Self::Committable) -> Result<bool, OpError> {
+        let _ = committable;
+        Ok(false)
+    }
     /// Checkpoint `checkpoint` records `listed` as its pending transactions.
     fn on_snapshot(&mut self, checkpoint: CheckpointId, listed: &[&Self::Committable]) {
         let _ = (checkpoint, listed);
@@ -139,6 +145,21 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
         self.commit_up_to(checkpoint)
     }
 
+    fn cancel(&mut self, keep_up_to: Option<CheckpointId>) -> Result<(), OpError> {
+        let open = self.current.take().map(|txn| self.inner.abort(txn)).transpose()?.is_some();
+        let (mut aborted, mut left) = (0, 0);
+        for (id, c) in std::mem::take(&mut self.pending) {
+            if keep_up_to.is_none_or(|k| id > k) && self.inner.abort_committable(&c)? {
+                aborted += 1;
+            } else {
+                left += 1;
+                self.pending.push((id, c));
+            }
+        }
+        tracing::debug!(node = %self.node, open, aborted, left_for_recovery = left, "sink cancelled");
+        Ok(())
+    }
+
     fn finish(&mut self, _out: &mut Batch) -> Result<(), OpError> {
         if let Some(txn) = self.current.take() {
             if self.checkpointing {
@@ -180,5 +201,79 @@ mod tests {
         assert_eq!(ready_to_commit(pending, CheckpointId(4)), 2, "an older pending one commits too");
         assert_eq!(ready_to_commit(pending, CheckpointId(5)), 2);
         assert_eq!(ready_to_commit(pending, CheckpointId(9)), 3);
+    }
+
+    /// Transactions are numbers; records what happened to them.
+    #[derive(Default)]
+    struct Log {
+        next: u64,
+        aborted: Vec<u64>,
+        committed: Vec<u64>,
+    }
+
+    impl TwoPhaseCommit for Log {
+        type Txn = u64;
+        type Committable = u64;
+        fn begin(&mut self) -> Result<u64, OpError> {
+            self.next += 1;
+            Ok(self.next)
+        }
+        fn write(&mut self, _txn: &mut u64, _batch: &Batch) -> Result<(), OpError> {
+            Ok(())
+        }
+        fn pre_commit(&mut self, txn: u64) -> Result<u64, OpError> {
+            Ok(txn)
+        }
+        fn commit(&mut self, c: &u64) -> Result<(), OpError> {
+            self.committed.push(*c);
+            Ok(())
+        }
+        fn abort(&mut self, txn: u64) -> Result<(), OpError> {
+            self.aborted.push(txn);
+            Ok(())
+        }
+        fn abort_committable(&mut self, c: &u64) -> Result<bool, OpError> {
+            self.aborted.push(*c);
+            Ok(true)
+        }
+    }
+
+    fn one_record() -> Batch {
+        std::iter::once(crate::record::Record {
+            key: crate::value::Value::Null,
+            ts: 0,
+            value: crate::value::Value::Int(1),
+        })
+        .collect()
+    }
+
+    /// Pre-commits transactions 1, 2, 3 for checkpoints 1, 2, 3 and leaves 4 open.
+    fn sink_with_three_pending() -> TwoPhaseCommitSink<Log> {
+        let mut sink = TwoPhaseCommitSink::new(Log::default(), "out", true, Faults::default());
+        for id in 1..=3 {
+            sink.process(one_record(), &mut Batch::new()).expect("write");
+            sink.snapshot(CheckpointId(id), SnapshotMode::Full).expect("snapshot");
+        }
+        sink.process(one_record(), &mut Batch::new()).expect("write");
+        sink
+    }
+
+    #[test]
+    fn cancel_aborts_the_open_and_every_unpublished_pre_committed_transaction() {
+        let mut sink = sink_with_three_pending();
+        sink.checkpoint_complete(CheckpointId(1)).expect("complete");
+        sink.cancel(None).expect("cancel");
+        assert_eq!(sink.inner.committed, vec![1]);
+        assert_eq!(sink.inner.aborted, vec![4, 2, 3]);
+        assert!(sink.pending.is_empty());
+    }
+
+    #[test]
+    fn cancel_leaves_transactions_a_published_manifest_may_list_for_recovery() {
+        let mut sink = sink_with_three_pending();
+        sink.cancel(Some(CheckpointId(2))).expect("cancel");
+        assert_eq!(sink.inner.aborted, vec![4, 3], "checkpoint 2's manifest may be published: 1 and 2 stay");
+        assert_eq!(sink.pending.iter().map(|(_, c)| *c).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(sink.inner.committed.is_empty(), "a cancel never commits");
     }
 }

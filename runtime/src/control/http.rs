@@ -10,14 +10,29 @@ use axum::{Json, Router};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::control::{
     CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, JobStatus, METRICS, READYZ, SAVEPOINTS, STOP,
-    SavepointRequest, StopRequest, StopResponse,
+    SavepointRequest, StopKind, StopRequest, StopResponse,
 };
 
-use super::ControlState;
+use super::{ControlState, StopError};
 use crate::checkpoint::driver::stats;
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(ErrorResponse { version: CONTROL_VERSION, error: message.into() })).into_response()
+    (code, Json(ErrorResponse { version: CONTROL_VERSION, error: message.into(), stop_in_progress: None }))
+        .into_response()
+}
+
+/// 409 for a stop in progress (naming it) or a job that no longer runs; 500 for a failed stop.
+fn stop_error(e: StopError) -> Response {
+    let code = match e {
+        StopError::InProgress(_) | StopError::NotRunning(_) => StatusCode::CONFLICT,
+        StopError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let stop_in_progress = match e {
+        StopError::InProgress(k) => Some(k),
+        _ => None,
+    };
+    let body = ErrorResponse { version: CONTROL_VERSION, error: e.to_string(), stop_in_progress };
+    (code, Json(body)).into_response()
 }
 
 /// The job's status document.
@@ -72,7 +87,10 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             SAVEPOINTS,
             post(|State(s): State<Arc<ControlState>>, Json(req): Json<SavepointRequest>| async move {
-                (StatusCode::ACCEPTED, Json(s.request_savepoint(req.location))).into_response()
+                match s.request_savepoint(req.location) {
+                    Ok(status) => (StatusCode::ACCEPTED, Json(status)).into_response(),
+                    Err(e) => stop_error(e),
+                }
             }),
         )
         .route(
@@ -87,9 +105,12 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             STOP,
             post(|State(s): State<Arc<ControlState>>, Json(req): Json<StopRequest>| async move {
-                match s.stop(req.savepoint).await {
-                    Ok(savepoint) => Json(StopResponse { version: CONTROL_VERSION, savepoint }).into_response(),
-                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                let stopped = StopKind::of(req.savepoint);
+                match s.stop(stopped).await {
+                    Ok(savepoint) => {
+                        Json(StopResponse { version: CONTROL_VERSION, stopped, savepoint }).into_response()
+                    }
+                    Err(e) => stop_error(e),
                 }
             }),
         )

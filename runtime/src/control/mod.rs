@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sluice_crds::contract::control::{JobState, SavepointState, SavepointStatus};
+use sluice_crds::contract::control::{JobState, SavepointState, SavepointStatus, StopKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::job::JobHandles;
@@ -23,13 +23,28 @@ pub enum ControlCommand {
         /// Target directory URI.
         location: Option<String>,
     },
-    /// Stop the job, optionally with a final savepoint; the reply carries its location.
+    /// Stop the job, optionally with a final savepoint; the reply carries its location. At most
+    /// one is ever in flight ([`ControlState::stop`] refuses the others).
     Stop {
         /// Take a savepoint first.
         savepoint: bool,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<Option<String>, String>>,
     },
+}
+
+/// Why a stop (or a savepoint during one) was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopError {
+    /// Another stop is in progress.
+    #[error("a stop is already in progress ({0})")]
+    InProgress(StopKind),
+    /// The job no longer runs.
+    #[error("the job is not running (state {0:?})")]
+    NotRunning(JobState),
+    /// The stop was tried and failed.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What the endpoint shows and where its commands go. Created before the job starts.
@@ -43,6 +58,8 @@ pub struct ControlState {
     /// Live counters, once the job is wired.
     pub handles: OnceLock<JobHandles>,
     savepoints: Mutex<BTreeMap<String, SavepointStatus>>,
+    /// The stop in progress (or done): at most one stop runs.
+    stop: Mutex<Option<StopKind>>,
     next_savepoint: Mutex<u64>,
     commands: mpsc::UnboundedSender<ControlCommand>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<ControlCommand>>>,
@@ -63,6 +80,7 @@ impl ControlState {
             restored_from: Mutex::new(None),
             handles: OnceLock::new(),
             savepoints: Mutex::new(BTreeMap::new()),
+            stop: Mutex::new(None),
             next_savepoint: Mutex::new(1),
             commands: tx,
             receiver: Mutex::new(Some(rx)),
@@ -84,9 +102,21 @@ impl ControlState {
         *lock(&self.state)
     }
 
-    /// Sets the job's overall state.
+    /// Sets the job's overall state. Once the job no longer runs, a savepoint still pending
+    /// never completes: it is marked failed.
     pub fn set_job_state(&self, s: JobState) {
         *lock(&self.state) = s;
+        if s != JobState::Running {
+            for sp in lock(&self.savepoints).values_mut().filter(|sp| sp.state == SavepointState::Pending) {
+                sp.state = SavepointState::Failed;
+                sp.error = Some(format!("the job ended ({s:?}) before the savepoint completed"));
+            }
+        }
+    }
+
+    /// The stop in progress, if any.
+    pub fn stop_in_progress(&self) -> Option<StopKind> {
+        *lock(&self.stop)
     }
 
     /// Takes the command receiver (the job's coordinator does, once).
@@ -94,8 +124,13 @@ impl ControlState {
         lock(&self.receiver).take()
     }
 
-    /// Registers a savepoint request and forwards it to the coordinator.
-    pub fn request_savepoint(&self, location: Option<String>) -> SavepointStatus {
+    /// Registers a savepoint request and forwards it to the coordinator; refused while a stop
+    /// is in progress (the stop would leave it pending forever).
+    pub fn request_savepoint(&self, location: Option<String>) -> Result<SavepointStatus, StopError> {
+        let stop = lock(&self.stop);
+        if let Some(kind) = *stop {
+            return Err(StopError::InProgress(kind));
+        }
         let id = {
             let mut n = lock(&self.next_savepoint);
             let id = format!("sp-{}-{}", self.run_id, *n);
@@ -110,20 +145,45 @@ impl ControlState {
             error: None,
         };
         lock(&self.savepoints).insert(id.clone(), status.clone());
-        if self.commands.send(ControlCommand::Savepoint { id: id.clone(), location }).is_err() {
+        // Sent under the stop lock: the coordinator sees it before any stop.
+        let sent = self.commands.send(ControlCommand::Savepoint { id: id.clone(), location });
+        drop(stop);
+        if sent.is_err() {
             self.finish_savepoint(&id, Err("the job is not running".into()));
-            return self.savepoint(&id).unwrap_or(status);
+            return Ok(self.savepoint(&id).unwrap_or(status));
         }
-        status
+        Ok(status)
     }
 
-    /// Asks the job to stop; resolves when it has.
-    pub async fn stop(&self, savepoint: bool) -> Result<Option<String>, String> {
+    /// Asks the job to stop; resolves when it has, with the final savepoint's location. Exactly
+    /// one stop runs: while one is in progress (or after the job ended) the others are refused.
+    pub async fn stop(&self, kind: StopKind) -> Result<Option<String>, StopError> {
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(ControlCommand::Stop { savepoint, reply })
-            .map_err(|_| "the job is not running".to_string())?;
-        rx.await.map_err(|_| "the job ended before it could stop as asked".to_string())?
+        {
+            let mut stop = lock(&self.stop);
+            if let Some(current) = *stop {
+                return Err(StopError::InProgress(current));
+            }
+            let state = self.job_state();
+            if state != JobState::Running {
+                return Err(StopError::NotRunning(state));
+            }
+            let savepoint = kind == StopKind::Savepoint;
+            self.commands
+                .send(ControlCommand::Stop { savepoint, reply })
+                .map_err(|_| StopError::NotRunning(self.job_state()))?;
+            *stop = Some(kind);
+        }
+        let outcome = match rx.await {
+            Ok(Ok(location)) => return Ok(location),
+            Ok(Err(e)) => e,
+            Err(_) => "the job ended before it could stop as asked".to_string(),
+        };
+        // The job may go on (e.g. no storage for the savepoint): a later stop may try again.
+        if self.job_state() == JobState::Running {
+            *lock(&self.stop) = None;
+        }
+        Err(StopError::Failed(outcome))
     }
 
     /// A savepoint's status.
@@ -145,5 +205,56 @@ impl ControlState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_stop_runs_the_others_and_savepoints_get_a_conflict_naming_it() {
+        let state = ControlState::new("r1");
+        let mut commands = state.take_commands().expect("receiver");
+        let first = tokio::spawn({
+            let state = state.clone();
+            async move { state.stop(StopKind::Cancel).await }
+        });
+        let Some(ControlCommand::Stop { savepoint: false, reply }) = commands.recv().await else {
+            panic!("the coordinator gets the cancel")
+        };
+        assert_eq!(state.stop(StopKind::Savepoint).await, Err(StopError::InProgress(StopKind::Cancel)));
+        assert_eq!(state.request_savepoint(None), Err(StopError::InProgress(StopKind::Cancel)));
+        assert!(commands.try_recv().is_err(), "nothing else reaches the coordinator");
+        reply.send(Ok(None)).expect("reply");
+        assert_eq!(first.await.expect("join"), Ok(None));
+        state.set_job_state(JobState::Cancelled);
+        assert_eq!(state.stop(StopKind::Cancel).await, Err(StopError::InProgress(StopKind::Cancel)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_stop_of_a_running_job_frees_the_way_for_another() {
+        let state = ControlState::new("r1");
+        let mut commands = state.take_commands().expect("receiver");
+        let first = tokio::spawn({
+            let state = state.clone();
+            async move { state.stop(StopKind::Savepoint).await }
+        });
+        let Some(ControlCommand::Stop { reply, .. }) = commands.recv().await else { panic!("stop") };
+        reply.send(Err("no storage".into())).expect("reply");
+        assert_eq!(first.await.expect("join"), Err(StopError::Failed("no storage".into())));
+        assert_eq!(state.stop_in_progress(), None);
+    }
+
+    #[test]
+    fn savepoints_still_pending_when_the_job_ends_are_failed_with_a_reason() {
+        let state = ControlState::new("r1");
+        let _commands = state.take_commands();
+        let sp = state.request_savepoint(None).expect("accepted");
+        assert_eq!(sp.state, SavepointState::Pending);
+        state.set_job_state(JobState::Cancelled);
+        let after = state.savepoint(&sp.id).expect("known");
+        assert_eq!(after.state, SavepointState::Failed);
+        assert!(after.error.is_some_and(|e| e.contains("ended")));
     }
 }

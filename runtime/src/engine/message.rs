@@ -76,6 +76,8 @@ pub enum TaskControl {
     Abort(CheckpointId),
     /// Sources only: the final checkpoint is complete; end the stream.
     EndInput,
+    /// The job is cancelled (see `engine::cancel`): wakes the task so it sees the flag.
+    Cancel,
 }
 
 /// A task's acknowledgement of a checkpoint: the state of every node of its chain.

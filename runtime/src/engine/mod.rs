@@ -6,6 +6,7 @@
 //! so a network exchange can replace the in-process one when a job spans several pods.
 
 pub mod barrier;
+pub mod cancel;
 pub mod channel;
 pub mod message;
 pub mod metrics;

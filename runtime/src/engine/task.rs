@@ -13,6 +13,7 @@ use sluice_crds::contract::pipeline::EdgeOutput;
 use tokio::sync::mpsc;
 
 use super::barrier::{Alignment, BarrierAligner};
+use super::cancel::Cancellation;
 use super::channel::{Closed, MessageReceiver};
 use super::message::{Barrier, BarrierKind, Message, TaskAck, TaskControl, TaskEvent, TaskId};
 use super::metrics::JobMetrics;
@@ -73,6 +74,8 @@ pub struct TaskEnv {
     pub events: mpsc::UnboundedSender<TaskEvent>,
     /// The runtime that does storage I/O (snapshot uploads), apart from the task threads.
     pub io: tokio::runtime::Handle,
+    /// Set when the job is cancelled: the task aborts its open transactions and ends.
+    pub cancel: Arc<Cancellation>,
 }
 
 /// A node of the task's chain.
@@ -342,12 +345,32 @@ impl Task {
         Ok(())
     }
 
-    /// Runs the task to completion.
-    pub async fn run(self, head: Head) -> Result<(), TaskError> {
-        match head {
+    /// Runs the task to completion (or until the job is cancelled).
+    pub async fn run(mut self, head: Head) -> Result<(), TaskError> {
+        let result = match head {
             Head::Source(source, restored) => self.run_source(source, restored).await,
             Head::Inputs(inputs) => self.run_inputs(inputs).await,
+        };
+        match result {
+            // A neighbour that ended on the cancel closed its channel: not a failure.
+            Err(TaskError::Downstream { .. } | TaskError::Coordinator { .. }) if self.env.cancel.is_cancelled() => {
+                self.cancel()
+            }
+            r => r,
         }
+    }
+
+    /// Ends the task for a cancel: completions already sent apply first (sinks commit them),
+    /// then every sink aborts its open transactions. Nothing is emitted.
+    fn cancel(&mut self) -> Result<(), TaskError> {
+        self.drain_control()?;
+        let keep = self.env.cancel.keep_up_to();
+        let err = self.op_err();
+        for op in &mut self.ops {
+            op.cancel(keep).map_err(&err)?;
+        }
+        tracing::debug!(task = %self.id, "cancelled");
+        Ok(())
     }
 
     /// Handles one control message in a source task; `Ok(true)` when the task has ended.
@@ -374,7 +397,7 @@ impl Task {
     }
 
     async fn run_source(
-        mut self,
+        &mut self,
         mut source: Box<dyn Source>,
         restored: Option<Vec<serde_json::Value>>,
     ) -> Result<(), TaskError> {
@@ -383,6 +406,9 @@ impl Task {
         let mut last_wm = i64::MIN;
         let mut exhausted = false;
         loop {
+            if self.env.cancel.is_cancelled() {
+                return self.cancel();
+            }
             loop {
                 match self.control.try_recv() {
                     Ok(c) => {
@@ -440,7 +466,7 @@ impl Task {
         }
     }
 
-    async fn run_inputs(mut self, mut inputs: Vec<Box<dyn MessageReceiver>>) -> Result<(), TaskError> {
+    async fn run_inputs(&mut self, mut inputs: Vec<Box<dyn MessageReceiver>>) -> Result<(), TaskError> {
         let n = inputs.len();
         let mut aligner = BarrierAligner::new(n);
         let mut watermarks = WatermarkTracker::new(n);
@@ -471,6 +497,9 @@ impl Task {
                 })
                 .await
             };
+            if self.env.cancel.is_cancelled() {
+                return self.cancel();
+            }
             let alignment = match event {
                 None => return Err(TaskError::Coordinator { task: self.id }),
                 Some(Event::Control(c)) => {

@@ -214,6 +214,13 @@ pub trait Operator: Send {
         let _ = late;
         0
     }
+    /// The job is cancelled: throw away open transactions, and pre-committed ones of checkpoints
+    /// after `keep_up_to` (those up to it may be listed by a published manifest: the next run's
+    /// recovery resolves them). Nothing more is emitted or committed.
+    fn cancel(&mut self, keep_up_to: Option<CheckpointId>) -> Result<(), OpError> {
+        let _ = keep_up_to;
+        Ok(())
+    }
 }
 
 /// What a [`Source::poll`] call produced.

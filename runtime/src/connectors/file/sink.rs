@@ -47,6 +47,13 @@ fn io_err(node: &str, op: &'static str, path: &Path) -> impl FnOnce(std::io::Err
     move |source| OpError::Io { node, op, path, source }
 }
 
+/// Deletes a transaction's temp file (already gone is fine).
+fn remove_temp(node: &str, temp: &Path) -> Result<(), OpError> {
+    fs::remove_file(temp)
+        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .map_err(io_err(node, "delete", temp))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -118,9 +125,11 @@ impl TwoPhaseCommit for FileSink {
 
     fn abort(&mut self, txn: FileTxn) -> Result<(), OpError> {
         drop(txn.writer);
-        fs::remove_file(&txn.temp)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .map_err(io_err(&self.node, "delete", &txn.temp))
+        remove_temp(&self.node, &txn.temp)
+    }
+
+    fn abort_committable(&mut self, c: &FileCommittable) -> Result<bool, OpError> {
+        remove_temp(&self.node, Path::new(&c.temp)).map(|()| true)
     }
 }
 

@@ -210,4 +210,16 @@ impl TwoPhaseCommit for KafkaTxnSink {
         self.busy[txn.slot] = false;
         Ok(())
     }
+
+    /// A pending slot's live producer still holds the pre-committed transaction (no new one
+    /// begins on a busy slot): abort it there, so read_committed readers are not held back
+    /// until the next run's recovery fences the id.
+    fn abort_committable(&mut self, c: &KafkaCommittable) -> Result<bool, OpError> {
+        let slot = c.slot as usize;
+        let Some(p) = self.producers.get(slot).and_then(Option::as_ref) else { return Ok(false) };
+        p.abort_transaction(PRODUCER_TIMEOUT)
+            .map_err(|e| self.err(format!("abort pre-committed transaction {}: {e}", c.transactional_id)))?;
+        self.busy[slot] = false;
+        Ok(true)
+    }
 }
