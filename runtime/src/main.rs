@@ -371,9 +371,10 @@ fn main() -> ExitCode {
             Command::Verify(VerifyCommand::Kafka { target: KafkaTopic { bootstrap, topic }, count, field }) => {
                 use sluice_runtime::connectors::kafka::verify;
                 tokio::task::spawn_blocking(move || {
-                    let open = verify::open_transactions(&bootstrap, &topic, std::time::Duration::from_secs(10))?;
-                    for (p, lso, hw) in &open {
-                        println!("partition {p}: a transaction is still open (last stable offset {lso} < high watermark {hw})");
+                    let open =
+                        verify::open_transactions_named(&bootstrap, &topic, std::time::Duration::from_secs(10))?;
+                    if !open.is_empty() {
+                        println!("transactions left open: {open}");
                     }
                     let report = verify::check_topic(&bootstrap, &topic, &field, count)?;
                     println!("{report}");

@@ -90,8 +90,8 @@ fn kafka_to_kafka_job_killed_and_restarted_commits_every_record_exactly_once() {
     assert!(crashed >= 20, "only {crashed} runs crashed: the kills did not land mid-job");
 
     for topic in [&pass, &windows] {
-        let open = verify::open_transactions(&brokers, topic, Duration::from_secs(10)).expect("partition ends");
-        assert!(open.is_empty(), "transactions left open in {topic}: {open:?}");
+        let open = verify::open_transactions_named(&brokers, topic, Duration::from_secs(10)).expect("partition ends");
+        assert!(open.is_empty(), "transactions left open in {topic}: {open}");
     }
     let report = verify::check_topic(&brokers, &pass, "seq", RECORDS).expect("read pass-through");
     assert!(report.is_exactly_once(), "pass-through: {report}");

@@ -19,6 +19,8 @@ use tansu_sans_io::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTx
 use tansu_storage::{Error, Storage, TxnAddPartitionService};
 use tracing::{debug, warn};
 
+use crate::txns::{Coordinator, record_added};
+
 /// How a transaction ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Ended {
@@ -61,6 +63,8 @@ impl EndedTxns {
 pub struct EndTxnService {
     /// Shared with [`AddPartitionsService`].
     pub ended: EndedTxns,
+    /// Serialises transaction steps and records the outcome.
+    pub coordinator: Coordinator,
 }
 
 impl<G> Service<G, EndTxnRequest> for EndTxnService
@@ -71,6 +75,7 @@ where
     type Error = Error;
 
     async fn serve(&self, ctx: Context<G>, req: EndTxnRequest) -> Result<EndTxnResponse, Error> {
+        let _serial = self.coordinator.serial().await;
         let code = if self.ended.conflicting(&req) {
             ErrorCode::InvalidTxnState
         } else {
@@ -89,6 +94,7 @@ where
         };
         if code == ErrorCode::None {
             self.ended.record(&req);
+            self.coordinator.ended(&req);
         }
         debug!(
             transactional_id = %req.transactional_id,
@@ -107,6 +113,8 @@ where
 pub struct AddPartitionsService {
     /// Shared with [`EndTxnService`].
     pub ended: EndedTxns,
+    /// Serialises transaction steps and records the partitions added.
+    pub coordinator: Coordinator,
 }
 
 impl<G> Service<G, AddPartitionsToTxnRequest> for AddPartitionsService
@@ -121,9 +129,11 @@ where
         ctx: Context<G>,
         req: AddPartitionsToTxnRequest,
     ) -> Result<AddPartitionsToTxnResponse, Error> {
+        let _serial = self.coordinator.serial().await;
         let mut ids: Vec<String> = req.v_3_and_below_transactional_id.clone().into_iter().collect();
         ids.extend(req.transactions.iter().flatten().map(|txn| txn.transactional_id.clone()));
-        let response = TxnAddPartitionService.serve(ctx, req).await?;
+        let response = TxnAddPartitionService.serve(ctx, req.clone()).await?;
+        record_added(&self.coordinator, &req, &response);
         for id in ids {
             self.ended.forget(&id);
         }

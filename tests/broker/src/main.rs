@@ -9,6 +9,7 @@ mod configs;
 mod end_txn;
 mod fetch;
 mod routes;
+mod txns;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -91,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         .context("register broker")?;
     let groups = Controller::with_storage(storage.clone()).context("group coordinator")?;
     let ended = end_txn::EndedTxns::default();
+    let txns = txns::Coordinator::default();
 
     if let Some(path) = &args.addr_file {
         let tmp = path.with_extension("tmp");
@@ -108,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
                     Err(error) => { warn!(%error, "accept"); continue; }
                 };
                 let _ = stream.set_nodelay(true);
-                let router = routes::router(storage.clone(), groups.clone(), ended.clone(), args.transaction_max_timeout_ms)
+                let router = routes::router(storage.clone(), groups.clone(), ended.clone(), txns.clone(), args.transaction_max_timeout_ms)
                     .context("build routes")?;
                 let service = (
                     TcpContextLayer::new(TcpContext::default().cluster_id(Some(CLUSTER_ID.into()))),

@@ -1,5 +1,6 @@
 //! The route table: tansu-broker's own storage, group-coordinator and SASL routes, with
-//! Fetch and DescribeConfigs replaced and EndTxn added (see the sibling modules for why).
+//! Fetch and DescribeConfigs replaced, InitProducerId, AddPartitionsToTxn and Produce wrapped,
+//! and EndTxn, ListTransactions and DescribeTransactions added (see the sibling modules for why).
 
 use rama::{
     Layer as _, Service as _,
@@ -9,7 +10,10 @@ use tansu_broker::{
     Error,
     service::{auth, coordinator, storage as routes},
 };
-use tansu_sans_io::{AddPartitionsToTxnRequest, ApiKey as _, DescribeConfigsRequest, EndTxnRequest, FetchRequest};
+use tansu_sans_io::{
+    AddPartitionsToTxnRequest, ApiKey as _, DescribeConfigsRequest, DescribeTransactionsRequest, EndTxnRequest,
+    FetchRequest, InitProducerIdRequest, ListTransactionsRequest, ProduceRequest,
+};
 use tansu_service::{FrameRequestLayer, FrameRouteBuilder, FrameRouteService};
 use tansu_storage::Storage;
 
@@ -17,13 +21,16 @@ use crate::{
     configs::BrokerConfigsService,
     end_txn::{AddPartitionsService, EndTxnService, EndedTxns},
     fetch::ReadCommittedFetchService,
+    txns::{
+        Coordinator, DescribeTransactionsService, InitProducerService, ListTransactionsService, SerialProduceService,
+    },
 };
 
 type Builder = FrameRouteBuilder<(), Error>;
 type Route<S> = fn(Builder, S) -> Result<Builder, Error>;
 
 /// Every route of tansu-broker 0.6's `service::storage::services` except Fetch,
-/// DescribeConfigs and AddPartitionsToTxn, which this broker wraps.
+/// DescribeConfigs, AddPartitionsToTxn, InitProducerId and Produce, which this broker wraps.
 fn tansu_routes<S: Storage>() -> Vec<Route<S>> {
     vec![
         routes::add_offsets_to_txn,
@@ -42,12 +49,10 @@ fn tansu_routes<S: Storage>() -> Vec<Route<S>> {
         routes::find_coordinator,
         routes::get_telemetry_subscriptions,
         routes::incremental_alter_configs,
-        routes::init_producer_id,
         routes::list_groups,
         routes::list_offsets,
         routes::list_partition_reassignments,
         routes::metadata,
-        routes::produce,
         routes::txn_offset_commit_request,
     ]
 }
@@ -57,6 +62,7 @@ pub fn router<S, C>(
     storage: S,
     groups: C,
     ended: EndedTxns,
+    txns: Coordinator,
     transaction_max_timeout_ms: i64,
 ) -> Result<FrameRouteService<(), Error>, Error>
 where
@@ -72,7 +78,7 @@ where
     let builder = builder.with_route(
         EndTxnRequest::KEY,
         (MapErrLayer::new(Error::from), MapStateLayer::new(move |_| state), FrameRequestLayer::<EndTxnRequest>::new())
-            .into_layer(EndTxnService { ended: ended.clone() })
+            .into_layer(EndTxnService { ended: ended.clone(), coordinator: txns.clone() })
             .boxed(),
     )?;
     let state = storage.clone();
@@ -83,7 +89,47 @@ where
             MapStateLayer::new(move |_| state),
             FrameRequestLayer::<AddPartitionsToTxnRequest>::new(),
         )
-            .into_layer(AddPartitionsService { ended })
+            .into_layer(AddPartitionsService { ended, coordinator: txns.clone() })
+            .boxed(),
+    )?;
+    let state = storage.clone();
+    let builder = builder.with_route(
+        InitProducerIdRequest::KEY,
+        (
+            MapErrLayer::new(Error::from),
+            MapStateLayer::new(move |_| state),
+            FrameRequestLayer::<InitProducerIdRequest>::new(),
+        )
+            .into_layer(InitProducerService { coordinator: txns.clone() })
+            .boxed(),
+    )?;
+    let state = storage.clone();
+    let builder = builder.with_route(
+        ProduceRequest::KEY,
+        (MapErrLayer::new(Error::from), MapStateLayer::new(move |_| state), FrameRequestLayer::<ProduceRequest>::new())
+            .into_layer(SerialProduceService { coordinator: txns.clone() })
+            .boxed(),
+    )?;
+    let state = storage.clone();
+    let builder = builder.with_route(
+        ListTransactionsRequest::KEY,
+        (
+            MapErrLayer::new(Error::from),
+            MapStateLayer::new(move |_| state),
+            FrameRequestLayer::<ListTransactionsRequest>::new(),
+        )
+            .into_layer(ListTransactionsService { coordinator: txns.clone() })
+            .boxed(),
+    )?;
+    let state = storage.clone();
+    let builder = builder.with_route(
+        DescribeTransactionsRequest::KEY,
+        (
+            MapErrLayer::new(Error::from),
+            MapStateLayer::new(move |_| state),
+            FrameRequestLayer::<DescribeTransactionsRequest>::new(),
+        )
+            .into_layer(DescribeTransactionsService { coordinator: txns })
             .boxed(),
     )?;
     let state = storage.clone();

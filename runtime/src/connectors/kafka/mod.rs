@@ -21,6 +21,7 @@ pub mod sink;
 pub mod source;
 pub mod timeout_check;
 pub mod txn;
+pub mod txn_admin;
 pub mod txn_ids;
 pub mod verify;
 pub mod wire;

@@ -1,7 +1,8 @@
 //! The exactly-once verifier for Kafka: produce sequence-numbered input to a topic, and after
 //! the job drains read an output topic with a read_committed consumer and report lost,
 //! duplicated and out-of-place records — and any transaction left open (last stable offset
-//! below the high watermark), which would block read_committed readers.
+//! below the high watermark), which would block read_committed readers, named by the
+//! coordinator's ListTransactions/DescribeTransactions.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::io::{block_on, partition_ends_blocking};
+use super::io::{block_on, first_broker, partition_ends_blocking};
+use super::txn_admin::{self, TxnDescription};
 use crate::value::Value;
 use crate::verify::{SequenceCheck, VerifyReport};
 
@@ -102,6 +104,68 @@ pub fn open_transactions(bootstrap: &str, topic: &str, grace: Duration) -> Resul
                 open.push((p, ends.last_stable_offset, ends.high_watermark));
             }
         }
+        if open.is_empty() || started.elapsed() >= grace {
+            return Ok(open);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A topic's partitions whose last stable offset stays below the high watermark, and the
+/// transactions the coordinators list as open on the topic (what holds them back).
+#[derive(Clone, Debug, Default)]
+pub struct OpenTransactions {
+    /// (partition, last stable offset, high watermark) of each partition behind.
+    pub partitions: Vec<(i32, i64, i64)>,
+    /// Transactions not ended that include a partition of the topic.
+    pub transactions: Vec<TxnDescription>,
+    /// Why the transactions could not be listed, if they could not.
+    pub lookup_error: Option<String>,
+}
+
+impl OpenTransactions {
+    /// Whether every partition can be read to its end and no transaction is open.
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty() && self.transactions.is_empty()
+    }
+}
+
+impl std::fmt::Display for OpenTransactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .partitions
+            .iter()
+            .map(|(p, lso, hw)| format!("partition {p}: last stable offset {lso} < high watermark {hw}"))
+            .collect();
+        parts.extend(self.transactions.iter().map(|t| format!("open {t}")));
+        match &self.lookup_error {
+            Some(e) => parts.push(format!("open transactions cannot be listed: {e}")),
+            None if self.transactions.is_empty() && !self.partitions.is_empty() => parts.push(
+                "the coordinator lists no open transaction on the topic: an ended transaction was never settled by the broker".into(),
+            ),
+            None => {}
+        }
+        if parts.is_empty() {
+            return write!(f, "no open transaction");
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// The partitions of `topic` held back by a transaction and the open transactions that name
+/// it (ListTransactions + DescribeTransactions). Waits up to `grace` for both to clear first.
+pub fn open_transactions_named(bootstrap: &str, topic: &str, grace: Duration) -> Result<OpenTransactions, VerifyError> {
+    let started = Instant::now();
+    loop {
+        let partitions = open_transactions(bootstrap, topic, Duration::ZERO)?;
+        let (b, t) = (first_broker(bootstrap), topic.to_owned());
+        let (transactions, lookup_error) = match block_on(async move { txn_admin::open_transactions_on(&b, &t).await })
+        {
+            Ok(Ok(open)) => (open, None),
+            Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let open = OpenTransactions { partitions, transactions, lookup_error };
         if open.is_empty() || started.elapsed() >= grace {
             return Ok(open);
         }
