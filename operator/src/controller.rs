@@ -220,13 +220,15 @@ where
     watcher(api, config.clone()).map(watched(name, health.clone())).default_backoff().touched_objects()
 }
 
-/// Logs a watch's errors at warn and records its health.
-fn watched<T>(
+/// Logs a watch's errors at warn and records its health. `Init` (a list about to start) says
+/// nothing yet; any event after it means listing or watching works.
+fn watched<K>(
     name: &'static str,
     health: Arc<Health>,
-) -> impl FnMut(Result<T, watcher::Error>) -> Result<T, watcher::Error> {
+) -> impl FnMut(Result<watcher::Event<K>, watcher::Error>) -> Result<watcher::Event<K>, watcher::Error> {
     move |event| {
         match &event {
+            Ok(watcher::Event::Init) => {}
             Ok(_) => health.watch_ok(name),
             Err(e) => {
                 tracing::warn!(watch = name, error = %e, "watch failed; retrying with backoff");
