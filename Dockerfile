@@ -2,9 +2,11 @@
 # Images of Sluice, built from one builder stage:
 #   docker build --target runtime  -t ghcr.io/sluice/sluice-runtime:0.1.0 .
 #   docker build --target operator -t ghcr.io/sluice/sluice-operator:0.1.0 .
-# (`make kind-images` does both.) Both run as a numeric non-root user, need no writable root
-# filesystem (writable directories come from emptyDir volumes: /tmp, and /data for file sinks)
-# and have no ENTRYPOINT: the operator starts runtime pods with `args: [sluice-runtime, run, ...]`.
+# (`make kind-images` does both.) Both run as a numeric non-root user (65532), need no writable
+# root filesystem (runtime pods get an emptyDir at /tmp from the operator; a file sink writes to a
+# volume the StreamJob's podTemplate mounts, e.g. the PVC at /data in
+# manifests/examples/streamjob-windowed-counts.yaml) and have no ENTRYPOINT: the operator starts
+# runtime pods with `args: [sluice-runtime, run, ...]`.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm

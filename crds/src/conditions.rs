@@ -109,6 +109,18 @@ pub enum Reason {
     Deleting,
     /// The runtime could not commit a completed checkpoint's transaction (exit status 3).
     UncommittableTransaction,
+    /// The operator cannot deserialize the StreamJob (e.g. a `podTemplate` with type errors).
+    UnreadableObject,
+    /// The API server refused a child object (PodSecurity, quota, a missing service account,
+    /// an invalid `podTemplate`).
+    ChildRejected,
+    /// An object of a child's name exists and is not controlled by this StreamJob.
+    NameConflict,
+    /// A pod of the attempt is not starting (image pull back-off, unschedulable, a container
+    /// that cannot be created); the message says why.
+    PodPending,
+    /// A pod of the attempt did not start within the deploy timeout: the attempt failed.
+    DeployTimeout,
 }
 
 impl Reason {
@@ -144,6 +156,11 @@ impl Reason {
             Reason::StoppingWithSavepoint => "StoppingWithSavepoint",
             Reason::Deleting => "Deleting",
             Reason::UncommittableTransaction => "UncommittableTransaction",
+            Reason::UnreadableObject => "UnreadableObject",
+            Reason::ChildRejected => "ChildRejected",
+            Reason::NameConflict => "NameConflict",
+            Reason::PodPending => "PodPending",
+            Reason::DeployTimeout => "DeployTimeout",
         }
     }
 }

@@ -26,6 +26,13 @@ pub const ANNOTATION_SPEC_HASH: &str = "sluice.dev/spec-hash";
 /// Annotation on pods: the restore point the attempt started from (`--restore` argument).
 pub const ANNOTATION_RESTORED_FROM: &str = "sluice.dev/restored-from";
 
+/// Annotation on pods: `metadata.uid` of the StreamJob the pod belongs to. Runtime pods carry
+/// no owner reference (garbage collection, `--cascade=foreground` included, must never kill a
+/// runtime before the operator's final savepoint); this and [`LABEL_JOB`] say whose they are.
+pub const ANNOTATION_JOB_UID: &str = "sluice.dev/job-uid";
+/// Annotation on pods: the `--run-id` of the attempt (`<job>-<attempt>-<object id>`).
+pub const ANNOTATION_RUN_ID: &str = "sluice.dev/run-id";
+
 pub use contract::job_config::{JobConfig, ValidationError};
 pub use contract::manifest::{CheckpointId, Manifest};
 pub use stream_job::{Phase, StreamJob, StreamJobSpec, StreamJobStatus};

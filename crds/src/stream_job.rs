@@ -25,8 +25,23 @@ use crate::savepoints::{OperationStatus, SavepointDisposal, SavepointHistory, Sa
     kind = "StreamJob",
     namespaced,
     shortname = "sj",
+    category = "sluice",
+    category = "all",
     status = "StreamJobStatus",
-    scale(spec_replicas_path = ".spec.parallelism", status_replicas_path = ".status.parallelism"),
+    scale(
+        spec_replicas_path = ".spec.parallelism",
+        status_replicas_path = ".status.parallelism",
+        label_selector_path = ".status.selector"
+    ),
+    // The job's name names its Service (a DNS-1035 label) and its pods' hostnames
+    // `<name>-<attempt>-<index>` (at most 63 characters, leaving 18 for the suffix).
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(
+        "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, ending with a letter or digit): it names the job's Service"
+    ),
+    // 45 is MAX_NAME_LEN (a test keeps them equal).
+    validation = Rule::new("size(self.metadata.name) <= 45").message(
+        "metadata.name must be at most 45 characters: pod hostnames <name>-<attempt>-<index> must fit in 63"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
     printcolumn(
         name = "Parallelism",
@@ -54,7 +69,18 @@ use crate::savepoints::{OperationStatus, SavepointDisposal, SavepointHistory, Sa
     validation = Rule::new("self.upgradeMode == 'stateless' || has(self.checkpointing)")
         .message("spec.checkpointing is required when spec.upgradeMode is savepoint or last-state"),
     validation = Rule::new("!has(self.pipeline.maxParallelism) || self.parallelism <= self.pipeline.maxParallelism")
-        .message("spec.parallelism must not exceed spec.pipeline.maxParallelism")
+        .message("spec.parallelism must not exceed spec.pipeline.maxParallelism"),
+    validation = Rule::new(
+        "!has(oldSelf.checkpointing) || !has(self.checkpointing) \
+         || self.checkpointing.storage.uri == oldSelf.checkpointing.storage.uri \
+         || (has(self.initialSavepointPath) \
+             && (!has(oldSelf.initialSavepointPath) || self.initialSavepointPath != oldSelf.initialSavepointPath))"
+    )
+    .message(
+        "spec.checkpointing.storage.uri cannot change on its own: the job would restart without its state. \
+         Set spec.initialSavepointPath in the same update to the state to carry over (e.g. status.checkpoints.latest.path \
+         or a savepoint), or delete and recreate the job"
+    )
 )]
 pub struct StreamJobSpec {
     /// Container image with the `sluice-runtime` binary.
@@ -132,6 +158,11 @@ pub struct StreamJobSpec {
 fn one() -> u32 {
     1
 }
+
+/// Longest StreamJob name: its pods are named `<name>-<attempt>-<index>`, and a pod hostname
+/// is a DNS label of at most 63 characters (18 are left for an attempt of up to 10 digits and
+/// an index of up to 6).
+pub const MAX_NAME_LEN: usize = 45;
 
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -263,6 +294,10 @@ pub struct StreamJobStatus {
     /// Parallelism of the current attempt (the scale subresource's status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// Label selector of the job's pods (the scale subresource's `labelSelectorPath`, so a
+    /// HorizontalPodAutoscaler can target the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Hash of the spec fields the current attempt was built from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,

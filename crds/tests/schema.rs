@@ -141,10 +141,63 @@ fn every_invalid_fixture_is_rejected_with_its_message() {
 
 #[test]
 fn a_rule_that_does_not_hold_is_reported_with_the_field_path() {
-    let mut doc = yaml_docs(&repo_root().join("manifests/examples/streamjob-windowed-counts.yaml")).remove(0);
+    let mut doc = windowed_counts();
     doc["spec"]["checkpointing"]["storage"]["uri"] = Value::String("ftp://x".into());
     doc["spec"]["checkpointing"]["storage"].as_object_mut().expect("map").remove("credentialsSecret");
     let problems = rejections(&doc);
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert!(problems[0].starts_with("spec.checkpointing.storage: "), "{problems:#?}");
+}
+
+/// The CEL messages of an update from `old` to `new` (transition rules see `oldSelf`).
+fn update_rejections(old: &Value, new: &Value) -> Vec<String> {
+    match kube::core::cel::Validator::new().validate_with_defaults(&openapi_schema(), new, Some(old)) {
+        Ok(()) => vec![],
+        Err(errors) => errors.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)).collect(),
+    }
+}
+
+fn windowed_counts() -> Value {
+    yaml_docs(&repo_root().join("manifests/examples/streamjob-windowed-counts.yaml"))
+        .into_iter()
+        .find(|d| d["kind"] == "StreamJob")
+        .expect("the example has a StreamJob")
+}
+
+#[test]
+fn changing_the_storage_uri_is_refused_unless_the_same_update_names_the_state_to_restore() {
+    let old = windowed_counts();
+    let mut moved = old.clone();
+    moved["spec"]["checkpointing"]["storage"]["uri"] = Value::String("s3://sluice-checkpoints/elsewhere".into());
+    let problems = update_rejections(&old, &moved);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].contains("spec.checkpointing.storage.uri cannot change"), "{problems:#?}");
+    assert!(rejections(&moved).is_empty(), "a new job may use any storage: {:#?}", rejections(&moved));
+
+    let mut carried = moved.clone();
+    carried["spec"]["initialSavepointPath"] =
+        Value::String("s3://sluice-checkpoints/windowed-counts/manifests/chk-00000000000000000009.json".into());
+    assert!(update_rejections(&old, &carried).is_empty(), "{:#?}", update_rejections(&old, &carried));
+
+    // The same restore path as before is no decision about the new storage.
+    let mut old_with_path = old.clone();
+    old_with_path["spec"]["initialSavepointPath"] = carried["spec"]["initialSavepointPath"].clone();
+    assert_eq!(update_rejections(&old_with_path, &carried).len(), 1);
+
+    let mut other_change = old.clone();
+    other_change["spec"]["parallelism"] = Value::from(1);
+    assert!(update_rejections(&old, &other_change).is_empty(), "other updates pass");
+}
+
+#[test]
+fn the_longest_accepted_name_still_gives_valid_pod_hostnames() {
+    use sluice_crds::stream_job::MAX_NAME_LEN;
+    let longest_suffix = format!("-{}-{}", u32::MAX, 999_999);
+    assert!(MAX_NAME_LEN + longest_suffix.len() <= 63, "pod hostnames are DNS labels of at most 63 characters");
+    let mut job = windowed_counts();
+    job["metadata"]["name"] = Value::String(format!("w{}", "x".repeat(MAX_NAME_LEN - 1)));
+    assert!(rejections(&job).is_empty(), "{:#?}", rejections(&job));
+    job["metadata"]["name"] = Value::String(format!("w{}", "x".repeat(MAX_NAME_LEN)));
+    let problems = rejections(&job);
+    assert!(problems.iter().any(|p| p.contains(&format!("at most {MAX_NAME_LEN} characters"))), "{problems:#?}");
 }

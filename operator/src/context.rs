@@ -1,10 +1,13 @@
-//! What every reconcile needs: client, config, event recorder, metrics, runtime client, stores.
+//! What every reconcile needs: client, config, event recorder, metrics, runtime client, stores,
+//! and the watches' health.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::config::{Config, FIELD_MANAGER};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::runtime_client::RuntimeApi;
 use crate::store::StoreFactory;
@@ -23,6 +26,11 @@ pub struct Context {
     pub runtime: Arc<dyn RuntimeApi>,
     /// Checkpoint storage.
     pub stores: Arc<dyn StoreFactory>,
+    /// Health of the controller's watches (served on `/healthz`).
+    pub health: Arc<Health>,
+    /// The `resourceVersion` each StreamJob's status write returned, by uid: a watched copy
+    /// with another version may predate that write and is read again from the API server.
+    written: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -33,8 +41,33 @@ impl Context {
         metrics: Arc<Metrics>,
         runtime: Arc<dyn RuntimeApi>,
         stores: Arc<dyn StoreFactory>,
+        health: Arc<Health>,
     ) -> Context {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(config.identity.clone()) };
-        Context { recorder: Recorder::new(client.clone(), reporter), client, config, metrics, runtime, stores }
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            runtime,
+            stores,
+            health,
+            written: Mutex::default(),
+        }
+    }
+
+    /// The `resourceVersion` the last status write to the object `key` returned.
+    pub fn last_written(&self, key: &str) -> Option<String> {
+        self.written.lock().ok().and_then(|w| w.get(key).cloned())
+    }
+
+    /// Remembers the `resourceVersion` a status write to `key` returned (`None` forgets it).
+    pub fn set_written(&self, key: &str, version: Option<String>) {
+        if let Ok(mut w) = self.written.lock() {
+            match version {
+                Some(v) => w.insert(key.to_string(), v),
+                None => w.remove(key),
+            };
+        }
     }
 }

@@ -44,6 +44,16 @@ pub(crate) fn pod_json(attempt: u32, phase: &str, ready: bool) -> serde_json::Va
     })
 }
 
+/// A child object of `kind` controlled by the test job (uid `uid-1`).
+pub(crate) fn owned_child(kind: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": kind,
+        "metadata": {"name": "x", "namespace": "ns", "resourceVersion": "3", "uid": "child-1",
+            "ownerReferences": [{"apiVersion": "sluice.dev/v1alpha1", "kind": "StreamJob", "name": "demo",
+                "uid": "uid-1", "controller": true, "blockOwnerDeletion": true}]}
+    })
+}
+
 pub(crate) fn pod_list(items: Vec<serde_json::Value>) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
 }
@@ -81,10 +91,13 @@ async fn first_deploy_applies_config_service_pod_then_status_and_event() {
     let list = api.expect(Method::GET, PODS).await;
     assert!(list.uri.contains("labelSelector=sluice.dev%2Fjob%3Ddemo"), "{}", list.uri);
     list.reply(pod_list(vec![]));
+    // Nothing of the child's name exists yet (the controller reference is checked first).
+    api.expect(Method::GET, "/api/v1/namespaces/ns/configmaps/demo-config").await.not_found();
     let cm = api.expect(Method::PATCH, "/api/v1/namespaces/ns/configmaps/demo-config?").await;
     assert!(cm.uri.contains("fieldManager=sluice-operator") && cm.uri.contains("force=true"), "{}", cm.uri);
     assert!(cm.body["data"]["job.yaml"].as_str().expect("job.yaml").contains("name: demo"));
     cm.echo();
+    api.expect(Method::GET, "/api/v1/namespaces/ns/services/demo").await.not_found();
     api.expect(Method::PATCH, "/api/v1/namespaces/ns/services/demo?").await.echo();
     let pod = api.expect(Method::POST, PODS).await;
     assert_eq!(pod.body["metadata"]["name"], "demo-1-0");
@@ -101,7 +114,7 @@ async fn first_deploy_applies_config_service_pod_then_status_and_event() {
             "--control-addr",
             "0.0.0.0:9090",
             "--run-id",
-            "demo-1"
+            "demo-1-uid1"
         ])
     );
     pod.echo();
@@ -144,14 +157,17 @@ async fn a_failed_pod_is_deleted_then_attempt_two_restores_the_latest_checkpoint
     let j = with_status(finalized(job()), st);
     let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
     api.expect(Method::GET, PODS).await.reply(pod_list(vec![]));
+    // The children exist from attempt 1 and are this job's: applied again.
+    api.expect(Method::GET, "/api/v1/namespaces/ns/configmaps/demo-config").await.reply(owned_child("ConfigMap"));
     api.expect(Method::PATCH, "/api/v1/namespaces/ns/configmaps/demo-config?").await.echo();
+    api.expect(Method::GET, "/api/v1/namespaces/ns/services/demo").await.reply(owned_child("Service"));
     api.expect(Method::PATCH, "/api/v1/namespaces/ns/services/demo?").await.echo();
     let pod = api.expect(Method::POST, PODS).await;
     assert_eq!(pod.body["metadata"]["name"], "demo-2-0");
     let args: Vec<String> = serde_json::from_value(pod.body["spec"]["containers"][0]["args"].clone()).expect("args");
     let restore = args.iter().position(|a| a == "--restore").expect("--restore");
     assert_eq!(args[restore + 1], "s3://bucket/demo/manifests/chk-00000000000000000007.json");
-    assert!(args.ends_with(&["--run-id".to_string(), "demo-2".to_string()]));
+    assert!(args.ends_with(&["--run-id".to_string(), "demo-2-uid1".to_string()]));
     pod.echo();
     let status = api.expect(Method::PATCH, &format!("{JOB}/status?")).await;
     assert_eq!(status.body["status"]["attempt"], 2);

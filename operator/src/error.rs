@@ -6,6 +6,14 @@ use std::time::Duration;
 /// A failed reconcile step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading the StreamJob from the API server failed.
+    #[error("reading StreamJob {job}: {source}")]
+    ReadJob {
+        /// StreamJob name.
+        job: String,
+        /// API error.
+        source: kube::Error,
+    },
     /// Listing the job's pods failed.
     #[error("listing pods of {job}: {source}")]
     ListPods {
@@ -56,7 +64,8 @@ impl Error {
     /// (except 409/429) are retryable; so is waiting for pods.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::ListPods { source, .. }
+            Error::ReadJob { source, .. }
+            | Error::ListPods { source, .. }
             | Error::Apply { source, .. }
             | Error::DeletePod { source, .. }
             | Error::WriteStatus { source, .. } => retryable_api(source),
@@ -77,6 +86,7 @@ impl Error {
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Error::ReadJob { .. } => "read_job",
             Error::ListPods { .. } => "list_pods",
             Error::Apply { .. } => "apply",
             Error::DeletePod { .. } => "delete_pod",

@@ -70,6 +70,8 @@ pub struct ApiServerVerifier(Handle<Request<Body>, Response<Body>>);
 
 /// One request the operator sent.
 pub struct Seen {
+    /// Method.
+    pub method: Method,
     /// Path and query.
     pub uri: String,
     /// Parsed JSON body (Null when empty).
@@ -100,19 +102,54 @@ impl Seen {
         let body = self.body.clone();
         self.reply(body);
     }
+
+    /// Answers with the `Status` a real API server sends for `code`.
+    pub fn fail(self, code: u16, reason: &str, message: &str) {
+        self.send_status(code, status_body(code, reason, message));
+    }
+
+    /// Answers 404 NotFound (a GET of an object that does not exist).
+    pub fn not_found(self) {
+        self.fail(404, "NotFound", "not found");
+    }
+
+    /// Never answers (a watch that stays open): the response is kept until `held` is dropped.
+    pub fn hold(self, held: &mut Vec<SendResponse<Response<Body>>>) {
+        held.push(self.send);
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or_default()
+    }
+}
+
+/// A `metav1.Status` failure body, as the API server writes it.
+pub fn status_body(code: u16, reason: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code
+    })
 }
 
 impl ApiServerVerifier {
     /// The next request; asserts its method and that its URI starts with `path`.
     pub async fn expect(&mut self, method: Method, path: &str) -> Seen {
-        let (request, send) = self.0.next_request().await.expect("the operator sent no further request");
+        let seen = self.next().await.expect("the operator sent no further request");
+        assert_eq!(seen.method, method, "unexpected method for {}", seen.uri);
+        assert!(seen.uri.starts_with(path), "expected {method} {path}…, got {}", seen.uri);
+        seen
+    }
+
+    /// The next request, whatever it is (`None` once the client is gone).
+    pub async fn next(&mut self) -> Option<Seen> {
+        let (request, send) = self.0.next_request().await?;
         let uri = request.uri().to_string();
-        assert_eq!(request.method(), method, "unexpected method for {uri}");
-        assert!(uri.starts_with(path), "expected {method} {path}…, got {uri}");
+        let method = request.method().clone();
         let bytes = request.into_body().collect_bytes().await.expect("body");
         let body =
             if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        Seen { uri, body, send }
+        Some(Seen { method, uri, body, send })
     }
 
     /// Asserts the operator sends nothing more.
@@ -161,6 +198,7 @@ impl Context {
             Arc::new(Metrics::default()),
             runtime.clone(),
             Arc::new(FixedStore(store)),
+            Arc::new(crate::health::Health::default()),
         );
         (Arc::new(ctx), ApiServerVerifier(handle), runtime)
     }

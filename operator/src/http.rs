@@ -1,4 +1,5 @@
-//! The operator's HTTP server: `/healthz` and `/metrics`.
+//! The operator's HTTP server: `/healthz` (503 naming a watch that cannot list or watch) and
+//! `/metrics`.
 
 use std::sync::Arc;
 
@@ -9,12 +10,30 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-/// The routes, over a metrics registry.
-pub fn router(registry: Arc<Registry>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/metrics", get(metrics)).with_state(registry)
+use crate::health::Health;
+
+/// The routes, over a metrics registry and the watches' health.
+pub fn router(registry: Arc<Registry>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(Shared { registry, health })
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
+#[derive(Clone)]
+struct Shared {
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+}
+
+async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
+    match shared.health.check() {
+        Ok(()) => (StatusCode::OK, "ok".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn metrics(State(Shared { registry, .. }): State<Shared>) -> impl IntoResponse {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &registry) {
         Ok(()) => (
@@ -51,7 +70,9 @@ mod tests {
         metrics.observe_reconcile(std::time::Duration::from_millis(3));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(async move { axum::serve(listener, router(Arc::new(registry))).await });
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(Arc::new(registry), Arc::new(Health::default()))).await
+        });
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         let m = get(addr, "/metrics").await;
         assert!(m.contains("sluice_operator_reconciles_total 1"), "{m}");

@@ -102,20 +102,47 @@ impl LeaseLock {
         }
     }
 
-    /// Renews the Lease until a renewal fails for longer than the Lease lasts; then returns
-    /// (the caller must stop acting: another replica may take over).
+    /// How long a leader goes on without a successful renewal: two thirds of the Lease
+    /// duration, so it stops acting before another replica may take the Lease over (as
+    /// client-go's renew deadline, 10 s of a 15 s Lease).
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// Renews the Lease until renewals have not succeeded for [`LeaseLock::renew_deadline`] or
+    /// another replica holds it; then returns (the caller must stop acting). A renewal that
+    /// hangs counts as failed when the deadline passes: it is never waited for beyond it.
     pub async fn hold(&self) {
         let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.duration / 3).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_ok = tokio::time::Instant::now(),
-                Ok(false) => return,
-                Err(e) => tracing::warn!(error = %e, "leader election: renewal failed"),
+            let left = self.renew_deadline().saturating_sub(last_ok.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_ok = tokio::time::Instant::now(),
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed"),
+                Err(_) => tracing::warn!(deadline = ?self.renew_deadline(), "leader election: renewal timed out"),
             }
-            if last_ok.elapsed() >= self.duration {
+            if last_ok.elapsed() >= self.renew_deadline() {
                 return;
             }
+        }
+    }
+
+    /// Gives the Lease up (on shutdown), so another replica takes over at once instead of
+    /// after the Lease expires. Does nothing when another replica holds it.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(()) };
+        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+            Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -135,6 +162,60 @@ mod tests {
             lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_hung_renewal_ends_leadership_at_the_renew_deadline() {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        // A short Lease keeps the test quick; nothing below depends on how long it takes.
+        let lock =
+            LeaseLock::new(kube::Client::new(service, "default"), "ns", "lease", "me", Duration::from_millis(300));
+        let hold = tokio::spawn(async move { lock.hold().await });
+        // The renewal's GET reaches the API server and is never answered.
+        let (request, never_answered) = handle.next_request().await.expect("a renewal");
+        assert!(request.uri().path().ends_with("/leases/lease"), "{}", request.uri());
+        // hold() gives up on its own while the request still hangs (without the renew
+        // deadline it would wait for the answer forever).
+        tokio::time::timeout(Duration::from_secs(60), hold).await.expect("hold returned").expect("joins");
+        drop(never_answered);
+    }
+
+    #[tokio::test]
+    async fn release_gives_up_only_our_own_lease() {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let lock = LeaseLock::new(kube::Client::new(service, "default"), "ns", "lease", "me", Duration::from_secs(15));
+        let lease = |holder: &str| {
+            serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "lease", "namespace": "ns", "resourceVersion": "9"},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"}})
+        };
+        let respond = |send: tower_test::mock::SendResponse<http::Response<kube::client::Body>>,
+                       v: serde_json::Value| {
+            send.send_response(http::Response::new(kube::client::Body::from(serde_json::to_vec(&v).expect("json"))));
+        };
+        let task = tokio::spawn(async move {
+            let mine = lock.release().await;
+            (lock, mine)
+        });
+        let (_, send) = handle.next_request().await.expect("GET");
+        respond(send, lease("me"));
+        let (put, send) = handle.next_request().await.expect("PUT");
+        assert_eq!(put.method(), http::Method::PUT);
+        let body = put.into_body().collect_bytes().await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["metadata"]["resourceVersion"], "9", "conditional on the version read");
+        assert!(body["spec"]["holderIdentity"].is_null(), "{body}");
+        assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
+        respond(send, body);
+        let (lock, mine) = task.await.expect("joins");
+        mine.expect("released");
+        let task = tokio::spawn(async move { lock.release().await });
+        let (_, send) = handle.next_request().await.expect("GET");
+        respond(send, lease("other"));
+        task.await.expect("joins").expect("nothing to release");
+        assert!(handle.next_request().await.is_none(), "another replica's Lease is not touched");
     }
 
     #[test]

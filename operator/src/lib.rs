@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod controller;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -21,9 +22,15 @@ pub mod store;
 pub mod telemetry;
 
 #[cfg(test)]
+mod controller_api_tests;
+#[cfg(test)]
+mod controller_identity_tests;
+#[cfg(test)]
 mod controller_savepoint_tests;
 #[cfg(test)]
 mod controller_tests;
+#[cfg(test)]
+mod controller_watch_tests;
 #[cfg(test)]
 mod fixtures;
 

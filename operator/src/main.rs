@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use sluice_operator::config::Config;
+use sluice_operator::health::Health;
 use sluice_operator::metrics::Metrics;
 use sluice_operator::runtime_client::HttpRuntime;
 use sluice_operator::store::KubeStores;
@@ -19,7 +20,8 @@ async fn main() -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::default().register(&mut registry));
     let listener = tokio::net::TcpListener::bind(config.http_addr).await.context("binding the HTTP address")?;
-    let app = http::router(Arc::new(registry));
+    let health = Arc::new(Health::default());
+    let app = http::router(Arc::new(registry), health.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -39,10 +41,14 @@ async fn main() -> anyhow::Result<()> {
 
     let runtime = Arc::new(HttpRuntime::new(config.runtime_timeout, config.stop_timeout));
     let stores = Arc::new(KubeStores::new(client.clone(), config.credentials_dir.clone()));
-    let ctx = Arc::new(Context::new(client, config, metrics, runtime, stores));
+    let ctx = Arc::new(Context::new(client, config, metrics, runtime, stores, health));
     tokio::select! {
         () = controller::run(ctx) => tracing::info!("controller stopped"),
         () = lock.hold() => anyhow::bail!("lost the leader Lease; exiting so a fresh replica can take over"),
+    }
+    // Shutting down: hand the Lease over now rather than when it expires.
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the leader Lease");
     }
     Ok(())
 }

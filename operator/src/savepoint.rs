@@ -3,7 +3,7 @@
 //! keys of the job's checkpoint store. It never writes status itself.
 
 use sluice_crds::ANNOTATION_SAVEPOINT;
-use sluice_crds::contract::manifest::SAVEPOINT_MANIFEST;
+use sluice_crds::contract::manifest::{Manifest, SAVEPOINT_MANIFEST, decode_run_id};
 use sluice_crds::savepoints::SavepointsStatus;
 use sluice_runtime::checkpoint::savepoint::default_location;
 use sluice_runtime::storage::ObjectStore;
@@ -41,15 +41,73 @@ pub fn new_triggers(annotation: Option<&str>, nonce: Option<i64>, seen: Option<&
     out
 }
 
-/// Directory of a triggered savepoint taken at `now_ms` under the job's storage URI.
-pub fn trigger_location(storage_uri: &str, now_ms: i64) -> String {
-    default_location(storage_uri, &format!("sp-{now_ms}"))
+/// Directory of a triggered savepoint taken at `now_ms` under the job's storage URI, named
+/// after the object (`uid`) too, so a recreated job never finds its predecessor's.
+pub fn trigger_location(storage_uri: &str, uid: Option<&str>, now_ms: i64) -> String {
+    match uid.map(labels::object_id).filter(|u| !u.is_empty()) {
+        Some(u) => default_location(storage_uri, &format!("sp-{u}-{now_ms}")),
+        None => default_location(storage_uri, &format!("sp-{now_ms}")),
+    }
 }
 
-/// Directory the runtime writes a stop-with-savepoint of `attempt` to (it names it after the
-/// run id, so the operator knows it before asking).
-pub fn stop_location(storage_uri: &str, job: &str, attempt: u32) -> String {
-    default_location(storage_uri, &format!("stop-{}", labels::run_id(job, attempt)))
+/// Directory the runtime of run `run_id` writes its stop-with-savepoint to (it names it
+/// after its run id, so the operator knows it before asking).
+pub fn stop_location(storage_uri: &str, run_id: &str) -> String {
+    default_location(storage_uri, &format!("stop-{run_id}"))
+}
+
+/// The run a stop-with-savepoint directory was named after.
+pub fn stopped_run(path: &str) -> Option<&str> {
+    path.trim_end_matches('/').rsplit('/').next()?.strip_prefix("stop-")
+}
+
+/// What storage holds at a savepoint directory the status refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// No `_manifest.json` (yet).
+    Absent,
+    /// A complete savepoint of this job, written by a run of this object.
+    Ours,
+    /// A manifest that is not this object's savepoint (another job, or a run of an earlier
+    /// object of the same name): never treated as complete, never restored from.
+    Foreign(String),
+}
+
+/// Checks the savepoint under `prefix`: present, readable, of job `job`, and written by a run
+/// of the object with `uid` (for a stop-with-savepoint directory: by exactly the run it is
+/// named after). Runtimes that record no run id in the manifest pass on the name and job.
+pub async fn identify(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    job: &str,
+    uid: Option<&str>,
+) -> Result<Found, sluice_runtime::storage::Error> {
+    let bytes = match store.get(&format!("{prefix}/{SAVEPOINT_MANIFEST}")).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(Found::Absent),
+        Err(e) => return Err(e),
+    };
+    Ok(judge(&bytes, prefix, job, uid))
+}
+
+fn judge(bytes: &[u8], prefix: &str, job: &str, uid: Option<&str>) -> Found {
+    let manifest = match Manifest::decode(bytes) {
+        Ok(m) => m,
+        Err(e) => return Found::Foreign(format!("its manifest is unreadable: {e}")),
+    };
+    if manifest.job != job {
+        return Found::Foreign(format!("it is a savepoint of job {:?}, not {job:?}", manifest.job));
+    }
+    let run = decode_run_id(bytes).ok().flatten();
+    match (run, stopped_run(prefix)) {
+        (Some(run), Some(stopped)) if run != stopped => {
+            Found::Foreign(format!("it was written by run {run}, not by the stopped run {stopped}"))
+        }
+        (Some(run), _) if !labels::run_of_object(&run, uid) => {
+            Found::Foreign(format!("it was written by run {run} of an earlier object named {job:?}"))
+        }
+        _ => Found::Ours,
+    }
 }
 
 /// The store key prefix (no trailing `/`) of a savepoint directory, when it lies under the
@@ -110,7 +168,59 @@ mod tests {
         assert_eq!(key_prefix(root, "s3://bucket/other/savepoints/sp-1"), None);
         assert_eq!(key_prefix(root, "s3://bucket/demo/manifests/chk-1.json"), None);
         assert_eq!(key_prefix(root, "s3://bucket/demo/savepoints/"), None);
-        assert_eq!(stop_location(root, "demo", 3), "s3://bucket/demo/savepoints/stop-demo-3");
+        assert_eq!(stop_location(root, "demo-3-0f3c9a7e"), "s3://bucket/demo/savepoints/stop-demo-3-0f3c9a7e");
+        assert_eq!(stopped_run("s3://b/d/savepoints/stop-demo-3-0f3c9a7e/"), Some("demo-3-0f3c9a7e"));
+        assert_eq!(trigger_location(root, Some("0f3c9a7e-11aa"), 5), "s3://bucket/demo/savepoints/sp-0f3c9a7e-5");
+    }
+
+    fn encoded(job: &str, run: Option<&str>) -> Bytes {
+        let m = Manifest {
+            version: sluice_crds::contract::manifest::MANIFEST_VERSION,
+            job: job.into(),
+            checkpoint_id: sluice_crds::CheckpointId(4),
+            kind: sluice_crds::contract::manifest::SnapshotKind::Savepoint,
+            triggered_at_ms: 1,
+            completed_at_ms: 2,
+            max_parallelism: 128,
+            tasks: vec![],
+        };
+        let mut v = serde_json::to_value(m).expect("json");
+        if let Some(r) = run {
+            v[sluice_crds::contract::manifest::RUN_ID_KEY] = serde_json::json!(r);
+        }
+        let body = serde_json::to_vec(&v).expect("json");
+        let mut out = body.clone();
+        out.extend_from_slice(format!("\n#crc32c={:08x}\n", crc32c::crc32c(&body)).as_bytes());
+        Bytes::from(out)
+    }
+
+    #[tokio::test]
+    async fn a_savepoint_is_ours_only_when_written_by_a_run_of_this_object() {
+        let uid = Some("0f3c9a7e-11aa-4bcd");
+        let store = MemoryStore::new();
+        let put = |k: &str, b: Bytes| {
+            let k = format!("{k}/{SAVEPOINT_MANIFEST}");
+            let store = &store;
+            async move { store.put(&k, b).await.expect("put") }
+        };
+        put("savepoints/stop-demo-1-0f3c9a7e", encoded("demo", Some("demo-1-0f3c9a7e"))).await;
+        put("savepoints/stop-demo-2-0f3c9a7e", encoded("demo", Some("demo-1-0f3c9a7e"))).await;
+        put("savepoints/sp-old", encoded("demo", Some("demo-1-99999999"))).await;
+        put("savepoints/sp-other", encoded("other", None)).await;
+        put("savepoints/sp-legacy", encoded("demo", None)).await;
+        store.put("savepoints/sp-torn/_manifest.json", Bytes::from_static(b"{")).await.expect("put");
+        let id = |p: &'static str| {
+            let store = &store;
+            async move { identify(store, p, "demo", uid).await.expect("reads") }
+        };
+        assert_eq!(id("savepoints/stop-demo-1-0f3c9a7e").await, Found::Ours);
+        assert_eq!(id("savepoints/stop-demo-3-0f3c9a7e").await, Found::Absent);
+        assert_eq!(id("savepoints/sp-legacy").await, Found::Ours, "no run id recorded: name and job decide");
+        for foreign in
+            ["savepoints/stop-demo-2-0f3c9a7e", "savepoints/sp-old", "savepoints/sp-other", "savepoints/sp-torn"]
+        {
+            assert!(matches!(id(foreign).await, Found::Foreign(_)), "{foreign}");
+        }
     }
 
     #[tokio::test]

@@ -30,7 +30,11 @@ async fn the_api_server_rejects_every_invalid_fixture_and_accepts_the_examples()
                 continue;
             }
             let text = std::fs::read_to_string(&path).expect("read");
-            let mut value: serde_json::Value = serde_yaml::from_str(&text).expect("yaml");
+            // Examples may ship other objects next to the StreamJob (a PVC for a file sink).
+            let mut value = serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+                .find(|v: &serde_json::Value| v["kind"] == "StreamJob")
+                .expect("a StreamJob");
             value["metadata"]["namespace"] = "default".into();
             let result = client
                 .request::<serde_json::Value>(

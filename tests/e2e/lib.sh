@@ -29,6 +29,9 @@ wait_until() {
 
 phase_is() { [ "$(field "sj/$JOB" '{.status.phase}')" = "$1" ]; }
 
+# job_phase_is NAME PHASE: the phase of StreamJob NAME is PHASE.
+job_phase_is() { [ "$(field "sj/$1" '{.status.phase}')" = "$2" ]; }
+
 # Number of the job's pods, in any state.
 job_pods() { kube get pods -l "sluice.dev/job=$JOB" -o name 2>/dev/null | wc -l | tr -d ' '; }
 

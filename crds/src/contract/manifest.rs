@@ -146,19 +146,7 @@ impl Manifest {
 
     /// Decodes and verifies a manifest written by [`Manifest::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let text = bytes.strip_suffix(b"\n").ok_or(ManifestError::MissingTrailer)?;
-        let pos = text.iter().rposition(|&b| b == b'\n').ok_or(ManifestError::MissingTrailer)?;
-        let (body, trailer) = (&text[..pos], &text[pos + 1..]);
-        let hex = trailer.strip_prefix(b"#crc32c=").ok_or(ManifestError::MissingTrailer)?;
-        let expected = std::str::from_utf8(hex)
-            .ok()
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or(ManifestError::MissingTrailer)?;
-        let actual = crc32c::crc32c(body);
-        if expected != actual {
-            return Err(ManifestError::Checksum { expected, actual });
-        }
-        let manifest: Manifest = serde_json::from_slice(body)?;
+        let manifest: Manifest = serde_json::from_slice(verified_body(bytes)?)?;
         if manifest.version > MANIFEST_VERSION {
             return Err(ManifestError::Version(manifest.version));
         }
@@ -174,6 +162,33 @@ impl Manifest {
     pub fn referenced_files(&self) -> impl Iterator<Item = &StateFile> {
         self.tasks.iter().flat_map(|t| &t.files)
     }
+}
+
+/// JSON key of the run that wrote a manifest (its `--run-id`), in runtimes that record it.
+pub const RUN_ID_KEY: &str = "runId";
+
+/// The JSON body of an encoded manifest, once its checksum trailer is verified.
+fn verified_body(bytes: &[u8]) -> Result<&[u8], ManifestError> {
+    let text = bytes.strip_suffix(b"\n").ok_or(ManifestError::MissingTrailer)?;
+    let pos = text.iter().rposition(|&b| b == b'\n').ok_or(ManifestError::MissingTrailer)?;
+    let (body, trailer) = (&text[..pos], &text[pos + 1..]);
+    let hex = trailer.strip_prefix(b"#crc32c=").ok_or(ManifestError::MissingTrailer)?;
+    let expected = std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or(ManifestError::MissingTrailer)?;
+    let actual = crc32c::crc32c(body);
+    if expected != actual {
+        return Err(ManifestError::Checksum { expected, actual });
+    }
+    Ok(body)
+}
+
+/// The run id ([`RUN_ID_KEY`]) recorded in an encoded manifest, verified like
+/// [`Manifest::decode`]; `None` when the writer did not record one.
+pub fn decode_run_id(bytes: &[u8]) -> Result<Option<String>, ManifestError> {
+    let value: serde_json::Value = serde_json::from_slice(verified_body(bytes)?)?;
+    Ok(value.get(RUN_ID_KEY).and_then(|v| v.as_str()).map(str::to_string))
 }
 
 /// Storage key of the manifest of checkpoint `id`.
@@ -241,6 +256,20 @@ mod tests {
         let mut bytes = sample().encode();
         bytes[20] ^= 0x01;
         assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Checksum { .. })));
+    }
+
+    #[test]
+    fn the_run_id_is_read_when_recorded_and_verified_like_the_manifest() {
+        assert_eq!(decode_run_id(&sample().encode()).expect("decodes"), None);
+        let mut v = serde_json::to_value(sample()).expect("json");
+        v[RUN_ID_KEY] = serde_json::json!("demo-1-0f3c9a7e");
+        let body = serde_json::to_vec(&v).expect("json");
+        let mut bytes = body.clone();
+        bytes.extend_from_slice(format!("\n#crc32c={:08x}\n", crc32c::crc32c(&body)).as_bytes());
+        assert_eq!(decode_run_id(&bytes).expect("decodes").as_deref(), Some("demo-1-0f3c9a7e"));
+        assert!(Manifest::decode(&bytes).is_ok(), "the typed manifest ignores the key");
+        bytes[5] ^= 1;
+        assert!(decode_run_id(&bytes).is_err());
     }
 
     #[test]

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::DeepMerge;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Pod, PodSpec, Probe,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Pod,
+    PodSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
 use kube::api::ObjectMeta;
-use kube::{Resource, ResourceExt};
 use sluice_crds::checkpointing::CREDENTIALS_MOUNT_DIR;
 use sluice_crds::contract::control::{CONTROL_PORT, HEALTHZ, READYZ};
-use sluice_crds::{ANNOTATION_RESTORED_FROM, ANNOTATION_SPEC_HASH, StreamJob};
+use sluice_crds::{ANNOTATION_JOB_UID, ANNOTATION_RESTORED_FROM, ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, StreamJob};
 
 use super::config_map::{CONFIG_DIR, JOB_FILE};
 use super::labels;
@@ -33,8 +33,43 @@ fn chaos_probability(job: &StreamJob) -> Option<String> {
     (0.0..=1.0).contains(&p).then(|| raw.trim().to_string())
 }
 
+/// Seconds a runtime pod gets between SIGTERM and SIGKILL, unless `podTemplate` sets its own.
+/// Deliberately short: the operator starts the next attempt only once every pod of the old
+/// one is gone, so this bounds how long a hung runtime delays recovery, upgrades and suspends.
+/// A runtime that handles SIGTERM exits at once (a stop never commits anything a checkpoint
+/// did not complete, so cutting it short loses no output: the next attempt restores and
+/// commits what the checkpoint pre-committed); 15 s leaves room for in-flight requests.
+pub const TERMINATION_GRACE_SECONDS: i64 = 15;
+
+/// Seconds a runtime pod stays bound to a node that stopped reporting (`not-ready`,
+/// `unreachable` taints) before it is evicted; Kubernetes' default is 300. The operator then
+/// force-deletes it once its deletion is overdue and starts the next attempt.
+pub const NODE_LOSS_TOLERATION_SECONDS: i64 = 30;
+
+/// The template's tolerations plus the short node-loss ones (unless the template sets its own
+/// for those taints): a list the template and the generated pod would otherwise each replace.
+fn tolerations(template: Option<&PodSpec>) -> Vec<Toleration> {
+    let mut out: Vec<Toleration> = template.and_then(|t| t.tolerations.clone()).unwrap_or_default();
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        if !out.iter().any(|t| t.key.as_deref() == Some(key)) {
+            out.push(Toleration {
+                key: Some(key.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(NODE_LOSS_TOLERATION_SECONDS),
+                ..Toleration::default()
+            });
+        }
+    }
+    out
+}
+
+/// Where the writable scratch `emptyDir` is mounted (the root filesystem is read-only).
+pub const SCRATCH_DIR: &str = "/tmp";
+
 /// Least privilege for the runtime container: it needs no root, no capabilities and no
-/// writable root filesystem (sinks and local checkpoints go to mounted volumes).
+/// writable root filesystem (scratch is an `emptyDir` at `/tmp`; file sinks and local
+/// checkpoints go to volumes added through `podTemplate`, see manifests/examples).
 fn security_context() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),
@@ -46,8 +81,8 @@ fn security_context() -> SecurityContext {
     }
 }
 
-/// The `sluice-runtime` command line of an attempt.
-pub fn args(job: &str, attempt: u32, restore: &Restore) -> Vec<String> {
+/// The `sluice-runtime` command line of the attempt with run id `run_id`.
+pub fn args(run_id: &str, restore: &Restore) -> Vec<String> {
     let mut a = vec!["sluice-runtime".to_string(), "run".to_string(), format!("{CONFIG_DIR}/{JOB_FILE}")];
     match restore {
         Restore::From(uri) => a.extend(["--restore".to_string(), uri.clone()]),
@@ -60,7 +95,7 @@ pub fn args(job: &str, attempt: u32, restore: &Restore) -> Vec<String> {
         "--control-addr".to_string(),
         format!("0.0.0.0:{CONTROL_PORT}"),
         "--run-id".to_string(),
-        labels::run_id(job, attempt),
+        run_id.to_string(),
     ]);
     a
 }
@@ -82,20 +117,26 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
 pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_hash: &str) -> Pod {
     let name = job.name_any();
     let spec = &job.spec;
-    let mut mounts = vec![VolumeMount {
-        name: "job".into(),
-        mount_path: CONFIG_DIR.into(),
-        read_only: Some(true),
-        ..VolumeMount::default()
-    }];
-    let mut volumes = vec![Volume {
-        name: "job".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: labels::config_map_name(&name),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "job".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount { name: "scratch".into(), mount_path: SCRATCH_DIR.into(), ..VolumeMount::default() },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "job".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: labels::config_map_name(&name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume { name: "scratch".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+    ];
     if let Some(secret) = spec.checkpointing.as_ref().and_then(|c| c.storage.credentials_secret.clone()) {
         mounts.push(VolumeMount {
             name: "storage-credentials".into(),
@@ -109,7 +150,15 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
             ..Volume::default()
         });
     }
-    let mut annotations = BTreeMap::from([(ANNOTATION_SPEC_HASH.to_string(), spec_hash.to_string())]);
+    let run_id = labels::run_id(&name, attempt, job.metadata.uid.as_deref());
+    let template_spec = spec.pod_template.as_ref().and_then(|t| t.spec.as_ref());
+    let mut annotations = BTreeMap::from([
+        (ANNOTATION_SPEC_HASH.to_string(), spec_hash.to_string()),
+        (ANNOTATION_RUN_ID.to_string(), run_id.clone()),
+    ]);
+    if let Some(uid) = job.metadata.uid.clone() {
+        annotations.insert(ANNOTATION_JOB_UID.to_string(), uid);
+    }
     if let Restore::From(uri) = restore {
         annotations.insert(ANNOTATION_RESTORED_FROM.to_string(), uri.clone());
     }
@@ -119,19 +168,28 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
             namespace: job.namespace(),
             labels: Some(labels::pod(&name, attempt)),
             annotations: Some(annotations),
-            owner_references: job.controller_owner_ref(&()).map(|r| vec![r]),
+            // No owner reference: the garbage collector (`kubectl delete --cascade=foreground`
+            // deletes dependents first) would stop the runtime before the final savepoint. The
+            // finalizer makes the operator delete the pods itself; the annotation says whose.
+            owner_references: None,
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
             service_account_name: spec.service_account.clone(),
+            // The runtime never calls the Kubernetes API.
+            automount_service_account_token: Some(false),
+            termination_grace_period_seconds: Some(
+                template_spec.and_then(|s| s.termination_grace_period_seconds).unwrap_or(TERMINATION_GRACE_SECONDS),
+            ),
+            tolerations: Some(tolerations(template_spec)),
             hostname: Some(labels::pod_name(&name, attempt, index)),
             subdomain: Some(labels::service_name(&name)),
             containers: vec![Container {
                 name: CONTAINER.into(),
                 image: Some(spec.image.clone()),
                 image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
-                args: Some(args(&name, attempt, restore)),
+                args: Some(args(&run_id, restore)),
                 ports: Some(vec![ContainerPort {
                     name: Some("control".into()),
                     container_port: i32::from(CONTROL_PORT),
@@ -145,6 +203,9 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
                     vec![EnvVar { name: "SLUICE_CHAOS_PROBABILITY".into(), value: Some(p), ..EnvVar::default() }]
                 }),
                 security_context: Some(security_context()),
+                // The runtime writes its error there; a crash before it could falls back to
+                // the log's tail, so the failure reason in status is never empty.
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Container::default()
             }],
             volumes: Some(volumes),
@@ -192,9 +253,15 @@ mod tests {
                 "--control-addr",
                 "0.0.0.0:9090",
                 "--run-id",
-                "demo-3"
+                "demo-3-uid1"
             ]
         );
+        let annotations = p.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(
+            (annotations[ANNOTATION_RUN_ID].as_str(), annotations[ANNOTATION_JOB_UID].as_str()),
+            ("demo-3-uid1", "uid-1")
+        );
+        assert_eq!(p.metadata.owner_references, None, "no garbage collection of a running runtime");
         let mounts = c.volume_mounts.clone().expect("mounts");
         assert!(mounts.iter().any(|m| m.mount_path == CREDENTIALS_MOUNT_DIR));
         let volumes = spec.volumes.expect("volumes");
@@ -211,6 +278,49 @@ mod tests {
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.capabilities.and_then(|c| c.drop), Some(vec!["ALL".to_string()]));
         assert_eq!(sc.seccomp_profile.map(|s| s.type_), Some("RuntimeDefault".to_string()));
+    }
+
+    #[test]
+    fn runtime_pods_get_scratch_no_token_a_deliberate_grace_period_and_log_fallback() {
+        let p = pod(&job(), 1, 0, &Restore::Latest, "h");
+        let spec = p.spec.expect("spec");
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.termination_grace_period_seconds, Some(TERMINATION_GRACE_SECONDS));
+        let c = &spec.containers[0];
+        assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"));
+        let scratch = c.volume_mounts.iter().flatten().find(|m| m.mount_path == SCRATCH_DIR).expect("/tmp mounted");
+        assert_ne!(scratch.read_only, Some(true));
+        let volume = spec.volumes.iter().flatten().find(|v| v.name == scratch.name).expect("its volume");
+        assert!(volume.empty_dir.is_some());
+
+        // A pod template may choose its own grace period and add a volume for a file sink.
+        let mut j = job();
+        j.spec.pod_template = Some(
+            serde_json::from_value(serde_json::json!({"spec": {
+                "terminationGracePeriodSeconds": 60,
+                "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "volumes": [{"name": "out", "persistentVolumeClaim": {"claimName": "demo-out"}}],
+                "containers": [{"name": "runtime", "volumeMounts": [{"name": "out", "mountPath": "/data"}]}]
+            }}))
+            .expect("template"),
+        );
+        let spec = pod(&j, 1, 0, &Restore::Latest, "h").spec.expect("spec");
+        assert_eq!(spec.termination_grace_period_seconds, Some(60));
+        let mounts: Vec<String> =
+            spec.containers[0].volume_mounts.iter().flatten().map(|m| m.mount_path.clone()).collect();
+        for path in ["/data", SCRATCH_DIR, CONFIG_DIR] {
+            assert!(mounts.contains(&path.to_string()), "{path} in {mounts:?}");
+        }
+        let pvc = spec.volumes.iter().flatten().find(|v| v.name == "out").expect("the template's volume is kept");
+        let unreachable = spec
+            .tolerations
+            .iter()
+            .flatten()
+            .find(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable"))
+            .expect("a node-loss toleration");
+        assert_eq!(unreachable.toleration_seconds, Some(NODE_LOSS_TOLERATION_SECONDS));
+        assert!(spec.tolerations.iter().flatten().any(|t| t.key.as_deref() == Some("gpu")), "the template's are kept");
+        assert_eq!(pvc.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()), Some("demo-out"));
     }
 
     #[test]
@@ -232,7 +342,7 @@ mod tests {
 
     #[test]
     fn stateless_start_passes_no_restore() {
-        let a = args("demo", 1, &Restore::Fresh);
+        let a = args("demo-1", &Restore::Fresh);
         assert!(a.contains(&"--no-restore".to_string()));
         assert!(!a.contains(&"--restore".to_string()));
     }

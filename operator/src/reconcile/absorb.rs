@@ -3,9 +3,11 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use sluice_crds::Phase;
 use sluice_crds::conditions::{ConditionType as T, DesiredCondition, Reason};
 use sluice_crds::contract::control::{SavepointState as RuntimeState, SavepointStatus, StopResponse};
 use sluice_crds::savepoints::{OperationStep, RestoreMode, SavepointInfo, SavepointState};
+use sluice_crds::stream_job::RecoveryStatus;
 
 use super::flow::trigger_of;
 use super::plan::{Note, Plan};
@@ -17,6 +19,8 @@ pub enum Outcome {
     Triggered(Result<SavepointStatus, String>),
     /// `StopWithSavepoint`: the runtime stopped (with its savepoint), or why not.
     Stopped(Result<StopResponse, String>),
+    /// `Launch`: the API server refused a child, or a child's name is taken.
+    LaunchRejected(super::apply::Rejected),
     /// `DisposeSavepoint`: the savepoint at `path` was deleted, or why not.
     Disposed {
         /// Directory URI of the savepoint.
@@ -41,6 +45,7 @@ pub fn absorb(plan: &mut Plan, outcomes: Vec<Outcome>, now: Timestamp) {
         match outcome {
             Outcome::Triggered(result) => triggered(plan, result, now),
             Outcome::Stopped(result) => stopped(plan, result, now),
+            Outcome::LaunchRejected(r) => launch_rejected(plan, r, now),
             Outcome::Disposed { path, result: Ok(()) } => {
                 if let Some(sp) = plan.status.savepoints.as_mut() {
                     sp.pending_disposal.retain(|p| p != &path);
@@ -52,6 +57,27 @@ pub fn absorb(plan: &mut Plan, outcomes: Vec<Outcome>, now: Timestamp) {
             }
         }
     }
+}
+
+/// A refused launch is a failed attempt: status says why (condition, `error`, Warning Event)
+/// and the planner retries it with the restart backoff and budget, as after a pod failure.
+fn launch_rejected(plan: &mut Plan, r: super::apply::Rejected, now: Timestamp) {
+    let message = format!("attempt {} could not be launched: {}", r.attempt, r.message);
+    plan.status.phase = Phase::Recovering;
+    plan.status.error = Some(message.clone());
+    plan.status.recovery =
+        Some(RecoveryStatus { failed_attempt: r.attempt, failed_at: Some(Time(now)), reason: Some(message.clone()) });
+    let mut set = |t: T, status: bool, reason: Reason, m: &str| {
+        plan.conditions.retain(|c| c.type_ != t);
+        plan.conditions.push(DesiredCondition::new(t, status, reason, m));
+    };
+    set(T::Ready, false, r.reason, &message);
+    set(T::Degraded, true, r.reason, &message);
+    set(T::Progressing, true, Reason::BackoffWaiting, "retrying the launch with the restart backoff");
+    // The launch's own Event ("deploying attempt N …") did not happen.
+    plan.events
+        .retain(|e| e.warning || !matches!(e.reason, Reason::Deploying | Reason::Relaunched | Reason::SpecChanged));
+    note(plan, true, r.reason, message);
 }
 
 fn triggered(plan: &mut Plan, result: Result<SavepointStatus, String>, now: Timestamp) {

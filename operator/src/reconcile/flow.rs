@@ -51,6 +51,15 @@ impl<'a> Planner<'a> {
         pods.iter().find_map(|p| p.ip.clone()).ok_or_else(|| "the runtime pod has no IP yet".into())
     }
 
+    /// The run id of `attempt`'s runtime: what its pods were started with, else what the
+    /// operator starts it with (object uid included).
+    pub(super) fn run_id_of(&self, attempt: u32) -> String {
+        self.pods_of(attempt)
+            .iter()
+            .find_map(|p| p.run_id.clone())
+            .unwrap_or_else(|| crate::build::labels::run_id(&self.obs.job_name, attempt, self.obs.uid.as_deref()))
+    }
+
     fn phase_of(&mut self, kind: OperationKind) {
         match kind {
             OperationKind::Upgrade => self.set_phase(Phase::Upgrading),
@@ -83,7 +92,7 @@ impl<'a> Planner<'a> {
             let spec = self.spec;
             match (self.savepoint_target(current), &spec.checkpointing) {
                 (Ok(_), Some(c)) => {
-                    let path = savepoint::stop_location(&c.storage.uri, &self.obs.job_name, current);
+                    let path = savepoint::stop_location(&c.storage.uri, &self.run_id_of(current));
                     op.step = OperationStep::Savepoint;
                     op.restore = RestoreMode::Savepoint;
                     op.savepoint_path = Some(path.clone());
@@ -203,6 +212,10 @@ impl<'a> Planner<'a> {
             // savepoint is written.
             None => exited,
         };
+        if let Some(why) = self.obs.foreign_savepoints.get(&path) {
+            // Never complete, never restored from: the flow goes on without it.
+            op.error = Some(format!("{path} holds a savepoint that is not this job's: {why}"));
+        }
         if complete {
             self.record_completed(trigger_of(op.kind), &path);
             op.step = OperationStep::Stop;

@@ -9,6 +9,10 @@ pub mod status;
 mod triggers;
 
 #[cfg(test)]
+mod identity_tests;
+#[cfg(test)]
+mod kubelet_tests;
+#[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
 mod savepoint_tests;

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 
 use sluice_crds::contract::control::{EXIT_DATA_LOSS, JobState, JobStatus, SavepointStatus};
 use sluice_crds::savepoints::SavepointState;
-use sluice_crds::{ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
+use sluice_crds::{ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::recovery::RestorePoint;
+use crate::savepoint::Found;
 
 /// Phase of one runtime pod, reduced to what the planner needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,16 @@ pub struct ObservedPod {
     pub data_loss: bool,
     /// The pod's IP, once it has one (the runtime's control endpoint listens there).
     pub ip: Option<String>,
+    /// The runtime's `--run-id` (annotation, else the container argument).
+    pub run_id: Option<String>,
+    /// Why a pod that has not started waits, in words: a container waiting reason
+    /// (`ImagePullBackOff`, `CreateContainerConfigError`, …) or an unschedulable pod's message.
+    pub waiting: Option<String>,
+    /// When the pod was created.
+    pub created_at: Option<jiff::Timestamp>,
+    /// When a deletion under way lets the kubelet kill it (`metadata.deletionTimestamp`: the
+    /// request's time plus the grace period).
+    pub deletion_at: Option<jiff::Timestamp>,
 }
 
 /// What the runtime's control endpoint said.
@@ -115,6 +126,11 @@ pub struct Observed {
     /// Savepoint paths the status refers to, and whether each is complete in storage (a path
     /// the operator could not check is absent).
     pub savepoints_found: BTreeMap<String, bool>,
+    /// Savepoint paths the status refers to that hold another object's or job's savepoint,
+    /// and why (never complete, never restored from).
+    pub foreign_savepoints: BTreeMap<String, String>,
+    /// The StreamJob's `metadata.uid` (run ids and savepoint names carry it).
+    pub uid: Option<String>,
 }
 
 /// What the runtime said about a savepoint request.
@@ -159,7 +175,42 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
         failure,
         data_loss,
         ip: status.and_then(|s| s.pod_ip.clone()),
+        run_id: run_id_of(pod),
+        waiting: (state == PodState::Pending).then(|| waiting_reason(pod)).flatten(),
+        created_at: pod.meta().creation_timestamp.as_ref().map(|t| t.0),
+        deletion_at: pod.meta().deletion_timestamp.as_ref().map(|t| t.0),
     })
+}
+
+/// Why a pending pod has not started: the first container waiting reason other than the
+/// normal `ContainerCreating`/`PodInitializing`, else a `PodScheduled=False` condition.
+fn waiting_reason(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let containers = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+    for c in containers {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref().filter(|r| !matches!(*r, "ContainerCreating" | "PodInitializing"))
+        {
+            let message = w.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default();
+            return Some(format!("container {} {reason}{message}", c.name));
+        }
+    }
+    let unscheduled = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    Some(format!(
+        "{}{}",
+        unscheduled.reason.as_deref().unwrap_or("not scheduled"),
+        unscheduled.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default()
+    ))
+}
+
+/// The run id a pod was started with: its annotation, else its `--run-id` argument (pods
+/// created before the annotation existed).
+fn run_id_of(pod: &Pod) -> Option<String> {
+    if let Some(r) = pod.annotations().get(ANNOTATION_RUN_ID) {
+        return Some(r.clone());
+    }
+    let args = pod.spec.as_ref()?.containers.iter().find(|c| c.name == crate::build::pod::CONTAINER)?.args.as_ref()?;
+    args.iter().position(|a| a == "--run-id").and_then(|i| args.get(i + 1)).cloned()
 }
 
 /// The terminated state of the pod's container, when it has one.
@@ -243,7 +294,7 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
         .err()
         .map(|e| e.to_string());
 
-    let savepoints_found = check_savepoints(job, &status, &store, ctx).await;
+    let (savepoints_found, foreign_savepoints) = check_savepoints(job, &status, &store, ctx).await;
 
     Ok(Observed {
         generation: job.meta().generation,
@@ -257,19 +308,22 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
         annotation: crate::savepoint::annotation_value(job.annotations()),
         savepoint_poll,
         savepoints_found,
+        foreign_savepoints,
+        uid: job.meta().uid.clone(),
     })
 }
 
-/// Checks in storage the savepoints a flow or trigger under way refers to. A store the
-/// operator cannot read leaves them unchecked.
+/// Checks in storage the savepoints a flow or trigger under way refers to: complete and this
+/// object's (`true`), absent (`false`), or foreign (second map). A store the operator cannot
+/// read leaves them unchecked.
 async fn check_savepoints(
     job: &StreamJob,
     status: &sluice_crds::StreamJobStatus,
     store: &StoreObservation,
     ctx: &Context,
-) -> BTreeMap<String, bool> {
-    let mut found = BTreeMap::new();
-    let (Some(c), StoreObservation::Latest(_)) = (&job.spec.checkpointing, store) else { return found };
+) -> (BTreeMap<String, bool>, BTreeMap<String, String>) {
+    let (mut found, mut foreign) = (BTreeMap::new(), BTreeMap::new());
+    let (Some(c), StoreObservation::Latest(_)) = (&job.spec.checkpointing, store) else { return (found, foreign) };
     let last = status.savepoints.as_ref().and_then(|s| s.last.as_ref());
     let paths: Vec<String> = last
         .filter(|l| matches!(l.state, SavepointState::Pending | SavepointState::InProgress))
@@ -278,19 +332,30 @@ async fn check_savepoints(
         .chain(status.operation.as_ref().and_then(|o| o.savepoint_path.clone()))
         .collect();
     if paths.is_empty() {
-        return found;
+        return (found, foreign);
     }
-    let Ok(opened) = ctx.stores.open(&job.namespace().unwrap_or_default(), &c.storage).await else { return found };
+    let Ok(opened) = ctx.stores.open(&job.namespace().unwrap_or_default(), &c.storage).await else {
+        return (found, foreign);
+    };
+    let (name, uid) = (job.name_any(), job.meta().uid.clone());
     for path in paths {
         let Some(prefix) = crate::savepoint::key_prefix(&c.storage.uri, &path) else { continue };
-        match crate::savepoint::exists(opened.as_ref(), &prefix).await {
-            Ok(exists) => {
-                found.insert(path, exists);
+        match crate::savepoint::identify(opened.as_ref(), &prefix, &name, uid.as_deref()).await {
+            Ok(Found::Ours) => {
+                found.insert(path, true);
+            }
+            Ok(Found::Absent) => {
+                found.insert(path, false);
+            }
+            Ok(Found::Foreign(why)) => {
+                tracing::warn!(job = %name, path = %path, %why, "not this job's savepoint");
+                found.insert(path.clone(), false);
+                foreign.insert(path, why);
             }
             Err(e) => tracing::warn!(path = %path, error = %e, "cannot check savepoint"),
         }
     }
-    found
+    (found, foreign)
 }
 
 #[cfg(test)]
@@ -309,6 +374,33 @@ mod tests {
             }
         }))
         .expect("pod")
+    }
+
+    #[test]
+    fn a_pending_pod_says_why_it_waits() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "demo-1-0", "labels": {LABEL_ATTEMPT: "1"}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "status": status
+            }))
+            .expect("pod")
+        };
+        let pulling = pod(serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "runtime", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x:1\""}}}]}));
+        let p = observe_pod(&pulling).expect("observed");
+        assert_eq!(p.waiting.as_deref(), Some("container runtime ImagePullBackOff: Back-off pulling image \"x:1\""));
+        assert!(p.created_at.is_some());
+        let unschedulable = pod(serde_json::json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}));
+        assert_eq!(
+            observe_pod(&unschedulable).expect("observed").waiting.as_deref(),
+            Some("Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.")
+        );
+        let creating = pod(serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "runtime", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        assert_eq!(observe_pod(&creating).expect("observed").waiting, None, "starting normally");
     }
 
     #[test]

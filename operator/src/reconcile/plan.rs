@@ -27,6 +27,13 @@ pub const REQUEUE_STORAGE: Duration = Duration::from_secs(15);
 pub const REQUEUE_IDLE: Duration = Duration::from_secs(300);
 /// Requeue after recording the next step of a flow, so the step acts right after the write.
 pub const REQUEUE_NOW: Duration = Duration::from_secs(1);
+/// A pod of the current attempt still not started this long after its creation (image pull
+/// back-off, unschedulable, a missing ConfigMap key…) fails the attempt, which is then retried
+/// with the restart backoff; it also ends a savepoint upgrade waiting on a pod that never ran.
+pub const DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
+/// A pod still present this long after its deletion timestamp (the moment the kubelet should
+/// have killed it) is taken to be on an unreachable node and force-deleted.
+pub const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 /// What the next attempt starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +147,7 @@ pub fn plan(spec: &StreamJobSpec, status: &StreamJobStatus, observed: &Observed,
         },
     };
     p.plan.status.observed_generation = observed.generation;
+    p.plan.status.selector = Some(format!("{}={}", sluice_crds::LABEL_JOB, observed.job_name));
     p.run();
     if !observed.deleting {
         p.savepoint_triggers();
@@ -171,11 +179,22 @@ impl<'a> Planner<'a> {
         self.plan.events.push(Note { warning, reason, message: message.into() });
     }
 
-    /// Deletes `pods` unless each is already terminating (a lost node's pod is force-deleted again).
+    /// Whether the kubelet of `p` no longer answers: its node is lost, or it is still there
+    /// [`STUCK_AFTER`] past the moment its deletion lets the kubelet kill it (an unreachable
+    /// node never confirms). Such a pod is force-deleted; see the README on why a process
+    /// that may still run there cannot commit after the next attempt starts.
+    pub(super) fn unreachable(&self, p: &ObservedPod) -> bool {
+        let stuck = jiff::SignedDuration::try_from(STUCK_AFTER).ok();
+        p.state == PodState::NodeLost
+            || p.deletion_at.zip(stuck).and_then(|(d, s)| d.checked_add(s).ok()).is_some_and(|t| self.now >= t)
+    }
+
+    /// Deletes `pods` unless each is already terminating (a pod whose kubelet no longer
+    /// answers is force-deleted, again if need be).
     pub(super) fn delete(&mut self, pods: &[&ObservedPod]) {
-        let force = pods.iter().any(|p| p.state == PodState::NodeLost);
+        let force = pods.iter().any(|p| self.unreachable(p));
         let names: Vec<String> =
-            pods.iter().filter(|p| !p.terminating || p.state == PodState::NodeLost).map(|p| p.name.clone()).collect();
+            pods.iter().filter(|p| !p.terminating || self.unreachable(p)).map(|p| p.name.clone()).collect();
         if !names.is_empty() {
             self.plan.actions.push(Action::DeletePods { names, force });
         }
@@ -290,6 +309,17 @@ impl<'a> Planner<'a> {
         }
         if let Some(p) = pods.iter().find(|p| p.state == PodState::Failed) {
             return Some((Reason::PodFailed, p.failure.clone().unwrap_or_else(|| format!("pod {} failed", p.name))));
+        }
+        let deadline = jiff::SignedDuration::try_from(DEPLOY_TIMEOUT).ok();
+        let never_started = pods.iter().find(|p| {
+            p.state == PodState::Pending
+                && !p.terminating
+                && p.created_at.zip(deadline).and_then(|(c, d)| c.checked_add(d).ok()).is_some_and(|t| self.now >= t)
+        });
+        if let Some(p) = never_started {
+            let why = p.waiting.clone().unwrap_or_else(|| "still Pending".into());
+            let secs = DEPLOY_TIMEOUT.as_secs();
+            return Some((Reason::DeployTimeout, format!("pod {} did not start within {secs}s: {why}", p.name)));
         }
         if self.obs.runtime.job_state() == Some(JobState::Failed) {
             return Some((Reason::PodFailed, format!("runtime of attempt {current} reports the job failed")));
@@ -536,6 +566,23 @@ impl<'a> Planner<'a> {
             self.cond(T::Progressing, false, Reason::Running, "");
             self.plan.requeue_after = REQUEUE_RUNNING;
             self.note_phase_change(false, Reason::Running, &format!("attempt {} is running", self.plan.status.attempt));
+        } else if let Some((name, why)) = pods.iter().find_map(|p| p.waiting.clone().map(|w| (p.name.clone(), w))) {
+            // Not started, and the kubelet or scheduler says why: tell the user, once per cause.
+            self.set_phase(Phase::Deploying);
+            let message = format!("pod {name} is not starting: {why}");
+            let told =
+                sluice_crds::conditions::find(&self.old.conditions, T::Ready).is_some_and(|c| c.message == message);
+            if !told {
+                self.event(true, Reason::PodPending, message.clone());
+            }
+            self.cond(T::Ready, false, Reason::PodPending, message);
+            self.cond(
+                T::Progressing,
+                true,
+                Reason::Deploying,
+                format!("attempt {} starting (fails after {}s)", self.plan.status.attempt, DEPLOY_TIMEOUT.as_secs()),
+            );
+            self.plan.requeue_after = REQUEUE_BUSY;
         } else {
             self.set_phase(Phase::Deploying);
             self.cond(T::Ready, false, Reason::PodsNotReady, "waiting for the runtime to become ready");
@@ -574,6 +621,7 @@ impl<'a> Planner<'a> {
             }),
             _ => self.old.checkpoints.as_ref().and_then(|c| c.latest.clone()),
         };
+        let latest = self.rate_limited(latest);
         if latest.is_some() {
             self.plan.status.checkpoints = Some(CheckpointsStatus { latest });
         }
@@ -600,6 +648,28 @@ impl<'a> Planner<'a> {
         self.plan
     }
 }
+
+impl Planner<'_> {
+    /// The newest checkpoint to report, holding back one that completed less than
+    /// [`CHECKPOINT_STATUS_INTERVAL`] after the one in status: checkpoints complete every few
+    /// seconds, and each status write wakes every watcher of the object (this operator included).
+    fn rate_limited(&self, latest: Option<CheckpointStatus>) -> Option<CheckpointStatus> {
+        let old = self.old.checkpoints.as_ref().and_then(|c| c.latest.clone());
+        let (Some(new), Some(old)) = (latest.clone(), old) else { return latest };
+        let apart = match (&new.completed_at, &old.completed_at) {
+            (Some(n), Some(o)) => Duration::try_from(o.0.duration_until(n.0)).ok(),
+            _ => None,
+        };
+        match apart {
+            Some(d) if new.id > old.id && d < CHECKPOINT_STATUS_INTERVAL => Some(old),
+            _ => Some(new),
+        }
+    }
+}
+
+/// Least time between the completions of two checkpoints reported one after the other in
+/// `status.checkpoints.latest`.
+pub const CHECKPOINT_STATUS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Whole seconds: a `metav1.Time` is written with second precision, so finer times would read
 /// back different and make every reconcile rewrite an unchanged status.

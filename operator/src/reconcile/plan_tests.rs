@@ -40,6 +40,10 @@ pub(super) fn pod(attempt: u32, state: PodState) -> ObservedPod {
         failure: matches!(state, PodState::Failed).then(|| format!("pod demo-{attempt}-0 exited with code 1")),
         data_loss: false,
         ip: Some(format!("10.0.0.{attempt}")),
+        run_id: None,
+        waiting: None,
+        created_at: None,
+        deletion_at: None,
     }
 }
 
@@ -66,6 +70,8 @@ pub(super) fn observed(pods: Vec<ObservedPod>) -> Observed {
         annotation: None,
         savepoint_poll: None,
         savepoints_found: Default::default(),
+        foreign_savepoints: Default::default(),
+        uid: None,
     }
 }
 
@@ -309,7 +315,7 @@ fn file_storage_lets_the_runtime_pick_the_latest_checkpoint() {
     o.store = StoreObservation::RuntimeManaged;
     let p = plan(&spec(), &st, &o, at(100));
     assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
-    let args = crate::build::pod::args("demo", 2, &Restore::Latest);
+    let args = crate::build::pod::args("demo-2", &Restore::Latest);
     assert!(!args.iter().any(|a| a == "--restore" || a == "--no-restore"), "no restore flag: {args:?}");
 }
 

@@ -67,7 +67,8 @@ impl Planner<'_> {
         let spec = self.spec;
         match (target, &spec.checkpointing) {
             (Ok(_), Some(c)) => {
-                let path = savepoint::trigger_location(&c.storage.uri, self.now.as_millisecond());
+                let path =
+                    savepoint::trigger_location(&c.storage.uri, self.obs.uid.as_deref(), self.now.as_millisecond());
                 info.path = Some(path.clone());
                 self.event(
                     false,
@@ -91,6 +92,10 @@ impl Planner<'_> {
     fn follow(&mut self, last: SavepointInfo) {
         let path = last.path.clone().unwrap_or_default();
         self.cond(T::SavepointInProgress, true, Reason::SavepointTriggered, path.clone());
+        if let Some(why) = self.obs.foreign_savepoints.get(&path) {
+            let why = format!("{path} holds a savepoint that is not this job's: {why}");
+            return self.record_failed(last.trigger, &path, &why);
+        }
         if self.obs.savepoints_found.get(&path) == Some(&true) {
             return self.record_completed(last.trigger, &path);
         }
