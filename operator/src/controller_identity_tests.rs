@@ -67,7 +67,11 @@ async fn a_recreated_job_stops_with_its_own_savepoint_instead_of_restoring_its_p
     }
     let fake = FakeRuntime {
         status: Some(running_runtime()),
-        stop: Some(StopResponse { version: 1, savepoint: Some(OURS.into()) }),
+        stop: Some(StopResponse {
+            version: 1,
+            stopped: sluice_crds::contract::control::StopKind::Savepoint,
+            savepoint: Some(OURS.into()),
+        }),
         ..FakeRuntime::default()
     };
     let (ctx, mut api, runtime) = Context::test_with(fake, store);

@@ -92,10 +92,8 @@ fn run_to_end(mut cmd: Command) {
 
 /// Every record exactly once in `pass`; every (key, window) exactly once with its exact count.
 fn verify(dir: &Path, input: &[(i64, i64, i64)]) {
-    let mut seen: Vec<i64> = read_committed(&dir.join("pass"))
-        .iter()
-        .map(|v| v["value"]["n"].as_i64().expect("n"))
-        .collect();
+    let mut seen: Vec<i64> =
+        read_committed(&dir.join("pass")).iter().map(|v| v["value"]["n"].as_i64().expect("n")).collect();
     seen.sort_unstable();
     let want: Vec<i64> = input.iter().map(|r| r.0).collect();
     let lost = want.iter().filter(|n| seen.binary_search(n).is_err()).count();

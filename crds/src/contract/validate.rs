@@ -192,7 +192,8 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         outputs[f] += 1;
         if e.output == EdgeOutput::Late {
             late_edges[f] += 1;
-            let dead_letters = matches!(p.nodes[f].kind(), Some(NodeKind::Window(w)) if w.late_records == LateRecords::DeadLetter);
+            let dead_letters =
+                matches!(p.nodes[f].kind(), Some(NodeKind::Window(w)) if w.late_records == LateRecords::DeadLetter);
             if !dead_letters {
                 errs.add(
                     format!("{ep}.output"),
@@ -371,11 +372,17 @@ pipeline:
         let e = error_of(&late);
         assert_eq!(e, "pipeline.nodes[1].window.lateRecords: deadLetter needs an edge from \"win\" with output: late");
         let with_edge = late
-            .replace("    - {from: win, to: out}", "    - {from: win, to: out}\n    - {from: win, to: late, output: late}")
+            .replace(
+                "    - {from: win, to: out}",
+                "    - {from: win, to: out}\n    - {from: win, to: late, output: late}",
+            )
             .replace("    - {id: out,", "    - {id: late, fileSink: {path: /tmp/late}}\n    - {id: out,");
         JobConfig::from_yaml(&with_edge).expect("a dead-lettering window with a late edge is valid");
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: late}"));
-        assert!(e.contains("pipeline.edges[1].output: late: \"win\" must be a window with lateRecords: deadLetter"), "{e}");
+        assert!(
+            e.contains("pipeline.edges[1].output: late: \"win\" must be a window with lateRecords: deadLetter"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: early}"));
         assert!(e.contains("early"), "{e}");
     }

@@ -40,9 +40,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
         NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, Expr::compile(id, &f.expr)?, policy))),
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),
         NodeKind::Aggregate(a) => Instance::Operator(Box::new(Aggregate::new(id, a.function, a.field.clone(), policy))),
-        NodeKind::Window(w) => {
-            Instance::Operator(Box::new(TumblingWindow::from_spec(id, w, policy)))
-        }
+        NodeKind::Window(w) => Instance::Operator(Box::new(TumblingWindow::from_spec(id, w, policy))),
         NodeKind::FileSink(f) => {
             let sink = FileSink::new(id, &f.path, ctx.subtask, &ctx.run_id)?;
             Instance::Operator(Box::new(TwoPhaseCommitSink::new(sink, id, ctx.checkpointing, faults.clone())))
