@@ -358,6 +358,6 @@ fn the_kafka_verifier_reports_a_planted_duplicate_a_planted_loss_and_an_open_tra
         .output()
         .expect("verify");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && stdout.contains("a transaction is still open"), "{stdout}");
+    assert!(!out.status.success() && stdout.contains("open transaction") && stdout.contains("left-open"), "{stdout}");
     txn.abort_transaction(Duration::from_secs(30)).expect("abort");
 }
