@@ -35,4 +35,5 @@ for script in scripts/services/*.sh; do
 done
 
 echo "== tests"
-cargo test --workspace --all-targets -- --test-threads 2
+# --no-fail-fast: one failing test binary must not hide the others' results.
+cargo test --no-fail-fast --workspace --all-targets -- --test-threads 2

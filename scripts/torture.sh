@@ -13,4 +13,5 @@ if [ -z "${TORTURE_SEED:-}" ]; then
 fi
 export TORTURE_SEED
 echo "torture: ${TORTURE_MINUTES} minutes from seed ${TORTURE_SEED}"
-cargo test -p sluice-runtime --release --test torture torture_soak -- --ignored --nocapture --test-threads 1
+# The same (optimized dev) profile as `make test`: reuses its build instead of a release one.
+cargo test --workspace --test torture torture_soak -- --ignored --nocapture --test-threads 1

@@ -12,7 +12,7 @@ use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig};
 use crate::checkpoint::driver::{CheckpointStats, Driver, DriverExit, SharedStats, TaskHandle, stats};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
 use crate::checkpoint::retention::{list_checkpoints, sweep};
-use crate::checkpoint::{claim, fallback};
+use crate::checkpoint::{claim, completed, fallback};
 use crate::connectors::two_phase::RecoveryContext;
 use crate::control::ControlState;
 use crate::engine::cancel::Cancellation;
@@ -201,7 +201,11 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     };
     let restored_from = restore_plan.checkpoint;
     let existing = match &store {
-        Some(s) => list_checkpoints(s.as_ref()).await?.last().copied(),
+        // The completion note may name a checkpoint whose manifest is gone: never reuse its id.
+        Some(s) => {
+            let note = completed::read(s.as_ref()).await.ok().flatten();
+            list_checkpoints(s.as_ref()).await?.last().copied().max(note)
+        }
         None => None,
     };
     let mut first_id = restore::first_checkpoint_id(existing, restored_from);

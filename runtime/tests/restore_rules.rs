@@ -205,6 +205,30 @@ async fn fallback_past_a_checkpoint_without_new_committables_is_allowed() {
     assert!(seq_counts(&dir.path().join("pass")).values().all(|&n| n == 1));
 }
 
+/// The newest manifest deleted outright (nothing left to fail verification): the completion
+/// note still says that checkpoint completed, so restoring the one before it — which would
+/// commit the newest checkpoint's output a second time — is refused, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_newest_manifest_is_noticed_and_fallback_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    run_job(dir.path(), RestoreMode::Latest).await.expect("first run");
+    let store = LocalStore::new(dir.path().join("ckpt")).expect("store");
+    let ids = list_checkpoints(&store).await.expect("list");
+    let (newest, previous) = (ids[ids.len() - 1], ids[ids.len() - 2]);
+    std::fs::remove_file(dir.path().join("ckpt").join(manifest_key(newest))).expect("delete the newest manifest");
+    let err = load_latest(&store).await.expect_err("refused");
+    assert!(
+        matches!(&err, RestoreError::FallbackRefused { newest: n, fallback: f, reason, .. }
+            if *n == newest && *f == previous && reason.contains("manifest is gone")),
+        "{err}"
+    );
+    let refused = run_cli(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "data-loss-risk exit status: {stderr}");
+    assert!(stderr.contains(&format!("checkpoint {newest}")) && stderr.contains("--allow-fallback"), "{stderr}");
+    assert!(seq_counts(&dir.path().join("pass")).values().all(|&n| n == 1), "a refused run writes nothing");
+}
+
 /// Emptied `manifests/`: state files or committed sink output without a manifest refuse a
 /// fresh start (data-loss risk) unless `--no-restore`; savepoints alone and leftover temp files
 /// do not, and the run leaves no temp file behind.

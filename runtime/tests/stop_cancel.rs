@@ -4,7 +4,7 @@
 //! second signal exits at once. After every schedule a last run completes, and its committed
 //! output is exactly once.
 //!
-//! Replay a schedule: `SLUICE_STOP_SEED=<seed> cargo test -p sluice-runtime --test stop_cancel`.
+//! Replay a schedule: `SLUICE_STOP_SEED=<seed> cargo test --workspace --test stop_cancel`.
 
 mod common;
 
@@ -35,7 +35,7 @@ fn seed() -> u64 {
     let seed = std::env::var("SLUICE_STOP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
-    println!("seed {seed} (replay: SLUICE_STOP_SEED={seed} cargo test -p sluice-runtime --test stop_cancel)");
+    println!("seed {seed} (replay: SLUICE_STOP_SEED={seed} cargo test --workspace --test stop_cancel)");
     seed
 }
 
@@ -52,15 +52,20 @@ fn start(job: &KillJob, run: usize, p: u32) -> (Child, String) {
     (child, addr)
 }
 
-fn wait_ready(addr: &str) {
+/// Waits for `/readyz`; on failure names the process's state and its standard error.
+fn wait_ready(job: &KillJob, run: usize, child: &mut Child, addr: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if let Ok((200, _)) = http(addr, "GET", "/readyz", None) {
             return;
         }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("run {run} at {addr} exited ({status}) before it was ready; stderr: {}", job.stderr_of(run));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("runtime at {addr} never became ready");
+    let readyz = http(addr, "GET", "/readyz", None);
+    panic!("run {run} at {addr} never became ready (last /readyz: {readyz:?}); stderr: {}", job.stderr_of(run));
 }
 
 /// Waits for the endpoint to answer at all (it serves before the job is restored).
@@ -72,17 +77,15 @@ fn wait_listening(addr: &str) {
     }
 }
 
-/// Waits for the process; returns its status, stdout and stderr.
-fn finish(child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
+/// Waits for run `run`'s process; returns its status, stdout and stderr (which the harness
+/// writes to a file, see [`KillJob::stderr_of`]).
+fn finish(job: &KillJob, run: usize, child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
     let status = wait_with_timeout(child, limit);
-    let (mut out, mut err) = (String::new(), String::new());
+    let mut out = String::new();
     if let Some(mut o) = child.stdout.take() {
         let _ = o.read_to_string(&mut out);
     }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    (status, out, err)
+    (status, out, job.stderr_of(run))
 }
 
 fn temp_files(job: &KillJob) -> Vec<String> {
@@ -103,7 +106,7 @@ fn temp_files(job: &KillJob) -> Vec<String> {
 /// The last run: to the end, exit 0, output exactly once (and no temp file).
 fn complete_and_verify(job: &KillJob, run: usize) {
     let mut child = job.command(run, 2).spawn().expect("spawn");
-    let (status, _, err) = finish(&mut child, Duration::from_secs(300));
+    let (status, _, err) = finish(job, run, &mut child, Duration::from_secs(300));
     assert!(status.success(), "final run failed ({status}): {err}");
     job.verify();
 }
@@ -135,7 +138,7 @@ fn cancel_at_random_moments_always_exits_0_and_the_job_resumes_exactly_once() {
         if early {
             wait_listening(&addr);
         } else {
-            wait_ready(&addr);
+            wait_ready(&job, round, &mut child, &addr);
             std::thread::sleep(delay);
         }
         println!(
@@ -143,7 +146,7 @@ fn cancel_at_random_moments_always_exits_0_and_the_job_resumes_exactly_once() {
             if early { "while restoring".into() } else { format!("{delay:?} after ready") }
         );
         let (code, body) = http(&addr, "POST", "/v1/stop", Some(r#"{"savepoint": false}"#)).expect("post stop");
-        let (status, out, err) = finish(&mut child, Duration::from_secs(60));
+        let (status, out, err) = finish(&job, round, &mut child, Duration::from_secs(60));
         assert_eq!(code, 200, "round {round}: cancel answered {code}: {body}; stderr: {err}");
         assert_eq!(json(&body)["stopped"], "cancel", "round {round}: {body}");
         assert!(status.success(), "round {round}: a cancel exits 0, got {status}; stderr: {err}");
@@ -158,7 +161,7 @@ fn three_concurrent_stops_get_one_result_and_two_conflicts_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = long_job(dir.path(), 600_000);
     let (mut child, addr) = start(&job, 1, 2);
-    wait_ready(&addr);
+    wait_ready(&job, 1, &mut child, &addr);
     std::thread::sleep(Duration::from_millis(500));
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
     let stops: Vec<_> = [true, false, false]
@@ -174,7 +177,7 @@ fn three_concurrent_stops_get_one_result_and_two_conflicts_naming_it() {
         })
         .collect();
     let answers: Vec<(bool, u16, serde_json::Value)> = stops.into_iter().map(|t| t.join().expect("thread")).collect();
-    let (status, _, err) = finish(&mut child, Duration::from_secs(60));
+    let (status, _, err) = finish(&job, 1, &mut child, Duration::from_secs(60));
     assert!(status.success(), "the stop that ran exits 0, got {status}: {err}");
 
     let winners: Vec<_> = answers.iter().filter(|(_, code, _)| *code == 200).collect();
@@ -197,7 +200,7 @@ fn a_savepoint_asked_for_during_a_stop_fails_clearly_and_never_stays_pending() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = long_job(dir.path(), 600_000);
     let (mut child, addr) = start(&job, 1, 2);
-    wait_ready(&addr);
+    wait_ready(&job, 1, &mut child, &addr);
     std::thread::sleep(Duration::from_millis(500));
     let stop_addr = addr.clone();
     let stop =
@@ -219,25 +222,24 @@ fn a_savepoint_asked_for_during_a_stop_fails_clearly_and_never_stays_pending() {
     }
     let (code, body) = stop.join().expect("stop thread");
     assert_eq!(code, 200, "{body}");
-    let (status, _, err) = finish(&mut child, Duration::from_secs(60));
+    let (status, _, err) = finish(&job, 1, &mut child, Duration::from_secs(60));
     assert!(status.success(), "{status}: {err}");
     assert!(refused > 0, "no savepoint request landed during the stop ({accepted} accepted)");
     complete_and_verify(&job, 2);
 }
 
 #[test]
-#[ignore = "fails on main: the run's log does not name the signal (signal handling unverified, issue 13)"]
 fn sigterm_and_sigint_cancel_within_the_bound_and_the_job_resumes_exactly_once() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     let dir = tempfile::tempdir().expect("tempdir");
     let job = long_job(dir.path(), 1_200_000);
     for (round, name) in ["TERM", "INT", "TERM", "INT"].into_iter().enumerate() {
         let (mut child, addr) = start(&job, round + 1, [1, 2, 3][round % 3]);
-        wait_ready(&addr);
+        wait_ready(&job, round + 1, &mut child, &addr);
         std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
         signal(&child, name);
         // The runtime bounds the cancel by STOP_GRACE_SECS; the margin only guards against a hang.
-        let (status, out, err) = finish(&mut child, Duration::from_secs(STOP_GRACE_SECS + 20));
+        let (status, out, err) = finish(&job, round + 1, &mut child, Duration::from_secs(STOP_GRACE_SECS + 20));
         assert!(status.success(), "SIG{name} cancels and exits 0, got {status}: {err}");
         assert!(out.contains("cancelled"), "{out}");
         assert!(err.contains(&format!("SIG{name}")), "the log names the signal: {err}");
@@ -247,12 +249,11 @@ fn sigterm_and_sigint_cancel_within_the_bound_and_the_job_resumes_exactly_once()
 }
 
 #[test]
-#[ignore = "fails on main: the exit status after a second signal is not 130/143 (issue 13)"]
 fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = long_job(dir.path(), 600_000);
     let (mut child, addr) = start(&job, 1, 2);
-    wait_ready(&addr);
+    wait_ready(&job, 1, &mut child, &addr);
     std::thread::sleep(Duration::from_millis(700));
     // Both signals are pending when the process continues, so the second one is seen before
     // the cancel the first one started can finish.
@@ -260,7 +261,7 @@ fn a_second_signal_exits_at_once() {
     signal(&child, "TERM");
     signal(&child, "INT");
     signal(&child, "CONT");
-    let (status, _, err) = finish(&mut child, Duration::from_secs(STOP_GRACE_SECS + 20));
+    let (status, _, err) = finish(&job, 1, &mut child, Duration::from_secs(STOP_GRACE_SECS + 20));
     assert!(matches!(status.code(), Some(130 | 143)), "128 + the second signal's number, got {status}: {err}");
     assert!(err.contains("second signal"), "{err}");
     // Whatever the abrupt exit left behind, the next run's recovery resolves it.

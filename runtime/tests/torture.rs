@@ -1,7 +1,7 @@
 //! The randomized differential torture test (issue 13; see `torture/mod.rs`).
 //!
 //! - `cargo test --test torture` runs a fixed slice of seeds (part of `make test`).
-//! - `TORTURE_SEED=N cargo test -p sluice-runtime --release --test torture -- --nocapture` replays one seed.
+//! - `TORTURE_SEED=N cargo test --workspace --test torture -- --nocapture` replays one seed.
 //! - `make torture` (`scripts/torture.sh`) runs seeds for `TORTURE_MINUTES` from `TORTURE_SEED`.
 
 mod common;

@@ -11,6 +11,7 @@ use sluice_crds::contract::manifest::SnapshotKind;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::completed;
 use super::coordinator::{Action, Coordinator, Input};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
@@ -127,6 +128,8 @@ pub struct Driver {
     cancel: Arc<Cancellation>,
     /// A stop was accepted: no other stop or savepoint is.
     stopping: bool,
+    /// The newest checkpoint this run completed (its transactions are never aborted).
+    last_completed: Option<CheckpointId>,
 }
 
 /// Longest wait, on a cancel, for manifests being published to settle before the tasks cancel;
@@ -147,6 +150,13 @@ pub enum DriverExit {
     Done,
     /// A stop without savepoint was asked and every task has ended: answer it.
     Cancel(StopReply),
+}
+
+/// The newest checkpoint whose pre-committed transactions a cancel must keep: the newest one
+/// completed or still being published. Aborting one of those would lose data a published
+/// manifest promises.
+fn keep_on_cancel(last_completed: Option<CheckpointId>, publishing: &[CheckpointId]) -> Option<CheckpointId> {
+    last_completed.max(publishing.iter().max().copied())
 }
 
 async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<ControlCommand>>) -> ControlCommand {
@@ -191,6 +201,7 @@ impl Driver {
             copies: JoinSet::new(),
             cancel: Arc::default(),
             stopping: false,
+            last_completed: None,
         }
     }
 
@@ -281,7 +292,9 @@ impl Driver {
     }
 
     /// Once no manifest is being published (or the settle time is up), tells every task to
-    /// cancel; transactions a manifest still being published may list are kept for recovery.
+    /// cancel. Transactions of a completed checkpoint (a task may not have seen its completion
+    /// yet) or of one whose manifest is still being published are kept: the next run's
+    /// recovery commits those a published manifest lists. Only newer ones are aborted.
     fn signal_cancel(&mut self, c: &mut Cancelling) {
         let publishing = self.coordinator.in_flight();
         if c.signalled || (!publishing.is_empty() && Instant::now() < c.deadline) {
@@ -290,7 +303,7 @@ impl Driver {
         if let Some(last) = publishing.last() {
             tracing::warn!(checkpoint = %last, "manifest publish did not settle: its transactions are left for recovery");
         }
-        self.cancel.cancel(publishing.last().copied());
+        self.cancel.cancel(keep_on_cancel(self.last_completed, &publishing));
         self.send_all(TaskControl::Cancel, false);
         c.signalled = true;
     }
@@ -420,6 +433,10 @@ impl Driver {
                     faults.hit("coordinator.before_publish");
                     let input = match publish(store.as_ref(), &manifest).await {
                         Ok(()) => {
+                            // Before any sink hears of the completion (see `completed`).
+                            if let Err(e) = completed::record(store.as_ref(), id).await {
+                                tracing::warn!(checkpoint = %id, error = %e, "checkpoint complete, but the completion note was not written: removing its manifest later would go unnoticed");
+                            }
                             let mut s = stats(&shared);
                             let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
                             s.durations_ms.push(duration);
@@ -441,6 +458,7 @@ impl Driver {
             Action::NotifyComplete(id, kind) => {
                 self.faults.hit("coordinator.after_publish");
                 stats(&self.stats).completed += 1;
+                self.last_completed = self.last_completed.max(Some(id));
                 tracing::debug!(checkpoint = %id, ?kind, "checkpoint complete");
                 self.send_all(TaskControl::Complete(id), false);
                 if kind != BarrierKind::Final {

@@ -2,6 +2,7 @@
 //! publication, restore, and retention.
 
 pub mod claim;
+pub mod completed;
 pub mod coordinator;
 pub mod driver;
 pub mod fallback;

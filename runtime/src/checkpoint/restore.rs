@@ -10,6 +10,7 @@ use sluice_crds::CheckpointId;
 use sluice_crds::contract::manifest::{Manifest, latest_restorable, manifest_key};
 use sluice_crds::contract::pipeline::Pipeline;
 
+use super::completed;
 use super::fallback::{self, Fallback, Skipped};
 use super::retention::list_checkpoints;
 use crate::graph::KeyGroupRange;
@@ -150,6 +151,18 @@ pub async fn load_latest_with(
     let ids = latest_restorable(list_checkpoints(store).await?);
     let count = ids.len();
     let mut skipped: Vec<Skipped> = Vec::new();
+    // A completion newer than every manifest: that manifest was removed after its sinks may
+    // have committed (see `super::completed`).
+    match completed::read(store).await {
+        Ok(Some(done)) if ids.first().is_some_and(|newest| done > *newest) => {
+            let reason = format!("its manifest is gone, yet {} records that it completed", completed::NOTE_KEY);
+            tracing::warn!(checkpoint = %done, %reason, "newest completed checkpoint is missing");
+            skipped.push(Skipped { id: done, reason });
+        }
+        Ok(_) => {}
+        Err(completed::NoteError::Storage(e)) => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "ignoring the completion note"),
+    }
     for id in ids {
         match load(store, &manifest_key(id)).await {
             Ok(c) => {

@@ -498,6 +498,12 @@ impl Task {
                 .await
             };
             if self.env.cancel.is_cancelled() {
+                // A completion taken off the channel just now still applies: the driver sends
+                // completions before it sets the flag, and a completed checkpoint's transactions
+                // must be committed, never aborted by the cancel.
+                if let Some(Event::Control(c)) = event {
+                    self.on_control(c)?;
+                }
                 return self.cancel();
             }
             let alignment = match event {

@@ -85,7 +85,9 @@ pipeline:
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-runtime"));
         cmd.arg("run").arg(&job).arg("--run-id").arg(format!("r{run}"));
         let log = std::fs::File::create(self.stderr_path(run)).expect("create the run's stderr file");
-        cmd.env("RUST_LOG", "warn,rdkafka=off").stdout(Stdio::null()).stderr(log);
+        // SLUICE_TEST_LOG overrides the runs' log filter when debugging a schedule.
+        let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn,rdkafka=off".into());
+        cmd.env("RUST_LOG", filter).stdout(Stdio::null()).stderr(log);
         cmd
     }
 

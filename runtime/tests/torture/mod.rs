@@ -49,7 +49,7 @@ pub struct CaseReport {
 
 /// The command that replays `seed`.
 pub fn replay(seed: u64) -> String {
-    format!("TORTURE_SEED={seed} cargo test -p sluice-runtime --release --test torture -- --nocapture")
+    format!("TORTURE_SEED={seed} cargo test --workspace --test torture -- --nocapture")
 }
 
 fn describe(shape: &Shape) -> String {

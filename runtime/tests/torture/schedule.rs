@@ -33,8 +33,8 @@ pub enum Corruption {
     FlipManifest,
     /// Delete every manifest (an emptied `manifests/`, issue 13 hole 3): must be refused.
     DeleteManifests,
-    /// Delete only the newest manifest, older ones left (only with `TORTURE_CORRUPT=all`: the
-    /// runtime cannot yet tell it from a checkpoint that never completed).
+    /// Delete only the newest manifest, older ones left: the completion note still names it,
+    /// so falling back to the older one must be refused when its sinks may have committed.
     DeleteNewestManifest,
 }
 
@@ -114,8 +114,8 @@ pub fn random_schedule(rng: &mut StdRng, shape: &Shape) -> Vec<Step> {
                 72..86 => Fault::StopWithSavepoint(delay(rng)),
                 86..92 if !skipped("cancel") => Fault::Cancel(delay(rng)),
                 _ if i > 0 && corruption_enabled() => Fault::Corrupt(match rng.random_range(0..3) {
-                    0 if std::env::var("TORTURE_CORRUPT").is_ok_and(|v| v == "all") => Corruption::DeleteNewestManifest,
-                    0 | 1 => Corruption::FlipManifest,
+                    0 => Corruption::DeleteNewestManifest,
+                    1 => Corruption::FlipManifest,
                     _ => Corruption::DeleteManifests,
                 }),
                 _ => Fault::Kill(delay(rng)),
