@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::job::Func;
+use super::job::{Func, KafkaOut};
 use super::reference::{Expect, canon};
 
 fn names(dir: &Path) -> Vec<String> {
@@ -98,9 +98,40 @@ fn check_running(f: Func, key: &str, inputs: &[(i64, i64)], outputs: &[(i64, i64
     if ok { Ok(()) } else { Err(ctx(format!("running {f:?} values {values:?} do not fit the inputs {ins:?}"))) }
 }
 
-/// Checks a sink directory against its expectation; returns the number of lines read.
-pub fn check_sink(dir: &Path, expect: &Expect) -> Result<usize, String> {
-    let lines = committed(dir)?;
+/// Every committed record of the Kafka window sink (read_committed, to each partition's end),
+/// after checking that no transaction on the topic is left open.
+#[cfg(feature = "kafka")]
+fn committed_kafka(k: &KafkaOut) -> Result<Vec<serde_json::Value>, String> {
+    use sluice_runtime::connectors::kafka::verify;
+    let open = verify::open_transactions_named(&k.brokers, &k.topic, std::time::Duration::from_secs(10))
+        .map_err(|e| format!("topic {}: {e}", k.topic))?;
+    if !open.is_empty() {
+        return Err(format!("topic {}: transactions left open: {open}", k.topic));
+    }
+    let records = verify::read_committed(&k.brokers, &k.topic).map_err(|e| format!("topic {}: {e}", k.topic))?;
+    records
+        .into_iter()
+        .map(|(_, v)| serde_json::to_value(&v).map_err(|e| format!("topic {}: record as JSON: {e}", k.topic)))
+        .collect()
+}
+
+#[cfg(not(feature = "kafka"))]
+fn committed_kafka(k: &KafkaOut) -> Result<Vec<serde_json::Value>, String> {
+    Err(format!("topic {}: built without the kafka feature", k.topic))
+}
+
+/// The expected lines' `value` fields (canonical JSON → count): what a Kafka sink writes.
+fn payloads(lines: &HashMap<String, usize>) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for (l, n) in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or(serde_json::Value::Null);
+        *out.entry(canon(&v["value"])).or_default() += n;
+    }
+    out
+}
+
+/// Checks a sink's committed lines against its expectation; returns how many there are.
+pub fn check_sink(lines: Vec<serde_json::Value>, expect: &Expect) -> Result<usize, String> {
     let n = lines.len();
     match expect {
         Expect::Lines(expected) => {
@@ -133,12 +164,25 @@ pub fn check_sink(dir: &Path, expect: &Expect) -> Result<usize, String> {
     Ok(n)
 }
 
-/// Checks every sink; returns lines read, or every problem found.
-pub fn check_all(out: &Path, expect: &BTreeMap<&'static str, Expect>) -> Result<usize, Vec<String>> {
+/// Checks every sink (the window's in Kafka when `kafka` says so); returns lines read, or
+/// every problem found.
+pub fn check_all(
+    out: &Path,
+    kafka: Option<&KafkaOut>,
+    expect: &BTreeMap<&'static str, Expect>,
+) -> Result<usize, Vec<String>> {
     let mut problems = Vec::new();
     let mut total = 0;
     for (sink, e) in expect {
-        match check_sink(&out.join(sink), e) {
+        let result = match (kafka, e) {
+            // A Kafka record's payload is the window's value (key, start, end, result): compare
+            // those, which still name every window once.
+            (Some(k), Expect::Lines(lines)) if *sink == "win" => {
+                committed_kafka(k).and_then(|got| check_sink(got, &Expect::Lines(payloads(lines))))
+            }
+            _ => committed(&out.join(sink)).and_then(|l| check_sink(l, e)),
+        };
+        match result {
             Ok(n) => total += n,
             Err(m) => problems.push(format!("sink {sink}: {m}")),
         }

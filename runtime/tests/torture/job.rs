@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use rand::Rng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// A filter over an integer value.
 #[derive(Clone, Copy, Debug)]
@@ -226,6 +226,40 @@ pub struct Shape {
     pub aggregate: Option<(Branch, Func)>,
     /// Pass-through sinks (one per branch listed).
     pub pass: Vec<Branch>,
+    /// The window's sink is an exactly-once Kafka sink to this topic (when the test broker
+    /// runs; see [`KafkaOut::choose`]), else a file sink.
+    pub kafka: Option<KafkaOut>,
+}
+
+/// An exactly-once Kafka sink for the window's output.
+#[derive(Clone, Debug)]
+pub struct KafkaOut {
+    /// The broker list.
+    pub brokers: String,
+    /// The topic (fresh per case).
+    pub topic: String,
+}
+
+impl KafkaOut {
+    /// Half of the cases (from a generator of their own, so the rest of the case is the same
+    /// with or without a broker) write windows to Kafka when `SLUICE_TEST_KAFKA_BROKERS` is set
+    /// and `TORTURE_KAFKA` is not `0`.
+    pub fn choose(seed: u64) -> Option<KafkaOut> {
+        if !cfg!(feature = "kafka") || std::env::var("TORTURE_KAFKA").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        let brokers = std::env::var("SLUICE_TEST_KAFKA_BROKERS").ok().filter(|b| !b.is_empty())?;
+        let mut own = StdRng::seed_from_u64(seed ^ 0x006b_6166_6b61);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        own.random_bool(0.5).then(|| KafkaOut { brokers, topic: format!("torture-win-{seed}-{nanos}") })
+    }
+
+    /// Creates the topic (3 partitions).
+    pub fn create_topic(&self) {
+        #[cfg(feature = "kafka")]
+        sluice_runtime::connectors::kafka::verify::create_topic(&self.brokers, &self.topic, 3)
+            .unwrap_or_else(|e| panic!("creating topic {}: {e}", self.topic));
+    }
 }
 
 /// Parallelism of one run: the pipeline's, the window's and the window sink's.
@@ -335,6 +369,7 @@ impl Shape {
             window: (size, func),
             aggregate,
             pass,
+            kafka: None,
         }
     }
 
@@ -420,7 +455,14 @@ impl Shape {
             p.window,
             func.name()
         ));
-        nodes.push(format!("    - {{id: win-out, parallelism: {}, fileSink: {{path: {d}/out/win}}}}", p.window_sink));
+        let win_sink = match &self.kafka {
+            Some(k) => format!(
+                "kafkaSink: {{bootstrapServers: \"{}\", topic: {}, transactionTimeout: 5m}}",
+                k.brokers, k.topic
+            ),
+            None => format!("fileSink: {{path: {d}/out/win}}"),
+        };
+        nodes.push(format!("    - {{id: win-out, parallelism: {}, {win_sink}}}", p.window_sink));
         for b in self.branches() {
             edges.push(format!("    - {{from: {}, to: win, partition: hash}}", self.branch_end(b)));
         }

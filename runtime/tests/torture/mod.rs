@@ -65,6 +65,9 @@ fn describe(shape: &Shape) -> String {
         parts.push(format!("agg({b:?} {f:?})"));
     }
     parts.push(format!("sinks={}", shape.sinks().join(",")));
+    if let Some(k) = &shape.kafka {
+        parts.push(format!("win→kafka:{}", k.topic));
+    }
     parts.join(" ")
 }
 
@@ -72,7 +75,11 @@ fn describe(shape: &Shape) -> String {
 pub fn run_case(seed: u64) -> CaseReport {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let shape = Shape::random(&mut rng);
+    let mut shape = Shape::random(&mut rng);
+    shape.kafka = job::KafkaOut::choose(seed);
+    if let Some(k) = &shape.kafka {
+        k.create_topic();
+    }
     let dir = case_dir(seed);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("logs")).expect("create case dir");
@@ -92,7 +99,7 @@ pub fn run_case(seed: u64) -> CaseReport {
     let mut runner = Runner { shape: &shape, dir: dir.clone(), runs: 0, restore_next: None };
     let mut log = Vec::new();
     let result = execute(&mut runner, &schedule, finals, &mut log, &mut report).and_then(|()| {
-        let lines = check::check_all(&dir.join("out"), &expect).map_err(|p| p.join("\n"))?;
+        let lines = check::check_all(&dir.join("out"), shape.kafka.as_ref(), &expect).map_err(|p| p.join("\n"))?;
         report.lines = lines;
         let mut temps = check::temp_files(&dir);
         if schedule::skipped("orphans") {

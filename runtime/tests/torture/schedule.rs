@@ -36,6 +36,9 @@ pub enum Corruption {
     /// Delete only the newest manifest, older ones left: the completion note still names it,
     /// so falling back to the older one must be refused when its sinks may have committed.
     DeleteNewestManifest,
+    /// Flip a byte in one of the newest checkpoint's own state files (same size): only the
+    /// checksums can tell.
+    FlipStateFile,
 }
 
 /// One run of the schedule.
@@ -113,9 +116,10 @@ pub fn random_schedule(rng: &mut StdRng, shape: &Shape) -> Vec<Step> {
                 }
                 72..86 => Fault::StopWithSavepoint(delay(rng)),
                 86..92 if !skipped("cancel") => Fault::Cancel(delay(rng)),
-                _ if i > 0 && corruption_enabled() => Fault::Corrupt(match rng.random_range(0..3) {
+                _ if i > 0 && corruption_enabled() => Fault::Corrupt(match rng.random_range(0..4) {
                     0 => Corruption::DeleteNewestManifest,
                     1 => Corruption::FlipManifest,
+                    2 => Corruption::FlipStateFile,
                     _ => Corruption::DeleteManifests,
                 }),
                 _ => Fault::Kill(delay(rng)),
@@ -276,8 +280,10 @@ impl Runner<'_> {
             return Ok(Outcome::Skipped("no checkpoint yet".into()));
         };
         let all = all_manifests(&manifests);
-        let originals: Vec<(PathBuf, Vec<u8>)> =
+        let mut originals: Vec<(PathBuf, Vec<u8>)> =
             all.iter().map(|p| (p.clone(), std::fs::read(p).expect("read manifest"))).collect();
+        let state_file = self.dir.join(format!("checkpoints/state/chk-{id}"));
+        let state_file = all_files(&state_file).into_iter().find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0));
         match c {
             Corruption::FlipManifest => {
                 let mut bad = std::fs::read(&path).expect("read manifest");
@@ -286,13 +292,24 @@ impl Runner<'_> {
                 std::fs::write(&path, bad).expect("damage manifest");
             }
             Corruption::DeleteNewestManifest => std::fs::remove_file(&path).expect("delete manifest"),
+            Corruption::FlipStateFile => {
+                let Some(file) = state_file else {
+                    return Ok(Outcome::Skipped(format!("checkpoint {id} has no state file of its own")));
+                };
+                let bytes = std::fs::read(&file).expect("read state file");
+                let mut bad = bytes.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0x10;
+                std::fs::write(&file, bad).expect("damage state file");
+                originals.push((file, bytes));
+            }
             Corruption::DeleteManifests => all.iter().for_each(|p| std::fs::remove_file(p).expect("delete manifest")),
         }
         let mut child = self.spawn(p, &[]);
         let status = wait_for(&mut child, Duration::from_secs(60));
         // Repair, as an operator would, whatever happened.
         for (p, bytes) in &originals {
-            std::fs::write(p, bytes).expect("repair manifest");
+            std::fs::write(p, bytes).expect("repair");
         }
         let Some(status) = status else {
             let _ = child.kill();
@@ -344,6 +361,23 @@ fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 fn all_manifests(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()
+}
+
+/// Every file under `dir`, sorted (empty when there is none).
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The newest `chk-<id>.json` in the manifests directory.
