@@ -109,6 +109,9 @@ pub enum Reason {
     Deleting,
     /// The runtime could not commit a completed checkpoint's transaction (exit status 3).
     UncommittableTransaction,
+    /// The runtime refused to restore (exit status 3): the only usable checkpoint is older than
+    /// one whose sinks may have committed, or the checkpoint location lost its manifests.
+    RestoreRefused,
     /// The operator cannot deserialize the StreamJob (e.g. a `podTemplate` with type errors).
     UnreadableObject,
     /// The API server refused a child object (PodSecurity, quota, a missing service account,
@@ -156,6 +159,7 @@ impl Reason {
             Reason::StoppingWithSavepoint => "StoppingWithSavepoint",
             Reason::Deleting => "Deleting",
             Reason::UncommittableTransaction => "UncommittableTransaction",
+            Reason::RestoreRefused => "RestoreRefused",
             Reason::UnreadableObject => "UnreadableObject",
             Reason::ChildRejected => "ChildRejected",
             Reason::NameConflict => "NameConflict",

@@ -147,6 +147,12 @@ pub struct StreamJobSpec {
     /// with false the operator keeps retrying the savepoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_state_fallback: Option<bool>,
+    /// Restore past a newer checkpoint whose sinks may have committed output (the runtime's
+    /// `--allow-fallback`): that output may be written a second time. Default false: such a
+    /// restore is refused and the job stops with `DataLossRisk` (reason `RestoreRefused`) for
+    /// a person to decide; setting it (a spec change) relaunches the job accepting duplicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_fallback: Option<bool>,
     /// Change this number to restart the job (through an upgrade in `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,

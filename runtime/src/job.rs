@@ -90,8 +90,19 @@ pub enum JobError {
 }
 
 impl JobError {
-    /// True when pre-committed output of a completed checkpoint could not be committed.
-    /// Also true when restore refused because going on could duplicate committed output.
+    /// Why the run must stop for a person to decide (exit status 3), if it must: pre-committed
+    /// output of a completed checkpoint could not be committed, or restore refused because
+    /// going on could duplicate committed output.
+    pub fn data_loss_kind(&self) -> Option<sluice_crds::contract::control::DataLossKind> {
+        use sluice_crds::contract::control::DataLossKind;
+        match self {
+            JobError::Restore(e) if e.is_data_loss_risk() => Some(DataLossKind::RestoreRefused),
+            e if e.is_data_loss() => Some(DataLossKind::UncommittableTransaction),
+            _ => None,
+        }
+    }
+
+    /// Whether the run must not be retried as is (exit status 3): see [`Self::data_loss_kind`].
     pub fn is_data_loss(&self) -> bool {
         matches!(
             self,

@@ -438,18 +438,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let data_loss = e.chain().any(|c| c.downcast_ref::<JobError>().is_some_and(JobError::is_data_loss));
+            let data_loss = e.chain().find_map(|c| c.downcast_ref::<JobError>().and_then(JobError::data_loss_kind));
             let timeout = e.chain().any(|c| c.downcast_ref::<signals::StopTimeout>().is_some());
             // Kubernetes shows this file as the container's termination message.
             if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(TERMINATION_LOG) {
                 use std::io::Write as _;
-                let _ = write!(f, "{}{e:#}", if data_loss { "DataLossRisk: " } else { "" });
+                let message = format!("{e:#}");
+                let _ = match data_loss {
+                    Some(kind) => write!(f, "{}", kind.termination_message(&message)),
+                    None => write!(f, "{message}"),
+                };
             }
             use sluice_crds::contract::control::{EXIT_DATA_LOSS, EXIT_STOP_TIMEOUT};
             match (data_loss, timeout) {
-                (true, _) => ExitCode::from(EXIT_DATA_LOSS),
-                (false, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
-                (false, false) => ExitCode::FAILURE,
+                (Some(_), _) => ExitCode::from(EXIT_DATA_LOSS),
+                (None, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
+                (None, false) => ExitCode::FAILURE,
             }
         }
     }

@@ -232,6 +232,43 @@ pub struct ErrorResponse {
 /// operator reports it as the `DataLossRisk` condition instead of restarting blindly.
 pub const EXIT_DATA_LOSS: u8 = 3;
 
+/// Why a runtime exited with [`EXIT_DATA_LOSS`]: the first word of its termination message
+/// (`DataLossRisk(<kind>): <error>`), so the operator can say which decision a person faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataLossKind {
+    /// A completed checkpoint's pre-committed output could not be committed (e.g. the broker
+    /// aborted the transaction): its records are lost unless restored from elsewhere.
+    UncommittableTransaction,
+    /// Restore refused: the only usable checkpoint is older than one whose sinks may have
+    /// committed (restoring it would duplicate output), or the location lost its manifests.
+    RestoreRefused,
+}
+
+impl DataLossKind {
+    /// The tag in the termination message.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataLossKind::UncommittableTransaction => "UncommittableTransaction",
+            DataLossKind::RestoreRefused => "RestoreRefused",
+        }
+    }
+
+    /// The termination message a runtime writes for `error`.
+    pub fn termination_message(self, error: &str) -> String {
+        format!("DataLossRisk({}): {error}", self.as_str())
+    }
+
+    /// The kind a termination message names; a bare `DataLossRisk:` (runtimes before the tag)
+    /// or an unknown tag counts as an uncommittable transaction.
+    pub fn of_message(message: &str) -> DataLossKind {
+        let tag = message.trim_start().strip_prefix("DataLossRisk(").and_then(|rest| rest.split_once(')')).map(|t| t.0);
+        match tag {
+            Some("RestoreRefused") => DataLossKind::RestoreRefused,
+            _ => DataLossKind::UncommittableTransaction,
+        }
+    }
+}
+
 /// Exit status of a runtime that got SIGTERM or SIGINT and could not cancel the job within
 /// [`STOP_GRACE_SECS`]: it exits anyway; open transactions are left for the next run's recovery.
 pub const EXIT_STOP_TIMEOUT: u8 = 4;
@@ -243,6 +280,15 @@ pub const STOP_GRACE_SECS: u64 = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_loss_kind_survives_the_termination_message() {
+        for kind in [DataLossKind::UncommittableTransaction, DataLossKind::RestoreRefused] {
+            assert_eq!(DataLossKind::of_message(&kind.termination_message("checkpoint 7 (x)")), kind);
+        }
+        assert_eq!(DataLossKind::of_message("DataLossRisk: t of 9"), DataLossKind::UncommittableTransaction);
+        assert_eq!(DataLossKind::of_message("DataLossRisk(Else): x"), DataLossKind::UncommittableTransaction);
+    }
 
     #[test]
     fn job_status_wire_format_is_camel_case_with_version() {

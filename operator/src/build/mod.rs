@@ -27,6 +27,7 @@ pub fn spec_hash(spec: &StreamJobSpec) -> String {
         pipeline: &'a sluice_crds::contract::pipeline::Pipeline,
         checkpointing: &'a Option<sluice_crds::checkpointing::CheckpointingSpec>,
         restart_nonce: Option<i64>,
+        allow_fallback: bool,
     }
     let relevant = PodRelevant {
         image: &spec.image,
@@ -39,6 +40,7 @@ pub fn spec_hash(spec: &StreamJobSpec) -> String {
         pipeline: &spec.pipeline,
         checkpointing: &spec.checkpointing,
         restart_nonce: spec.restart_nonce,
+        allow_fallback: spec.allow_fallback.unwrap_or(false),
     };
     // Plain data serializes; serde_json keeps struct field order, so the text is stable.
     let text = serde_json::to_vec(&relevant).unwrap_or_default();

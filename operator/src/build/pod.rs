@@ -81,12 +81,14 @@ fn security_context() -> SecurityContext {
     }
 }
 
-/// The `sluice-runtime` command line of the attempt with run id `run_id`.
-pub fn args(run_id: &str, restore: &Restore) -> Vec<String> {
+/// The `sluice-runtime` command line of the attempt with run id `run_id`; `allow_fallback` is
+/// the spec's `allowFallback` (it only matters when restoring the latest checkpoint).
+pub fn args(run_id: &str, restore: &Restore, allow_fallback: bool) -> Vec<String> {
     let mut a = vec!["sluice-runtime".to_string(), "run".to_string(), format!("{CONFIG_DIR}/{JOB_FILE}")];
     match restore {
         Restore::From(uri) => a.extend(["--restore".to_string(), uri.clone()]),
         Restore::Fresh => a.push("--no-restore".to_string()),
+        Restore::Latest if allow_fallback => a.push("--allow-fallback".to_string()),
         Restore::Latest => {}
     }
     a.extend([
@@ -189,7 +191,7 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
                 name: CONTAINER.into(),
                 image: Some(spec.image.clone()),
                 image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
-                args: Some(args(&run_id, restore)),
+                args: Some(args(&run_id, restore, spec.allow_fallback.unwrap_or(false))),
                 ports: Some(vec![ContainerPort {
                     name: Some("control".into()),
                     container_port: i32::from(CONTROL_PORT),
@@ -342,9 +344,18 @@ mod tests {
 
     #[test]
     fn stateless_start_passes_no_restore() {
-        let a = args("demo-1", &Restore::Fresh);
+        let a = args("demo-1", &Restore::Fresh, true);
         assert!(a.contains(&"--no-restore".to_string()));
         assert!(!a.contains(&"--restore".to_string()));
+        assert!(!a.contains(&"--allow-fallback".to_string()), "nothing to fall back from");
+    }
+
+    #[test]
+    fn allow_fallback_reaches_a_restore_of_the_latest_checkpoint_only() {
+        let has = |a: Vec<String>| a.contains(&"--allow-fallback".to_string());
+        assert!(has(args("demo-2", &Restore::Latest, true)));
+        assert!(!has(args("demo-2", &Restore::Latest, false)), "refused by default");
+        assert!(!has(args("demo-2", &Restore::From("s3://b/sp".into()), true)), "a named restore is chosen");
     }
 
     #[test]

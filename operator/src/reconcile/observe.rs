@@ -6,7 +6,7 @@ use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-use sluice_crds::contract::control::{EXIT_DATA_LOSS, JobState, JobStatus, SavepointStatus};
+use sluice_crds::contract::control::{DataLossKind, EXIT_DATA_LOSS, JobState, JobStatus, SavepointStatus};
 use sluice_crds::savepoints::SavepointState;
 use sluice_crds::{ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
 
@@ -48,8 +48,9 @@ pub struct ObservedPod {
     pub spec_hash: Option<String>,
     /// Why it failed, in words (container exit code / reason), when it did.
     pub failure: Option<String>,
-    /// The runtime exited because a completed checkpoint's output could not be committed.
-    pub data_loss: bool,
+    /// The runtime exited with status 3 (a person must decide), and why: a completed
+    /// checkpoint's output could not be committed, or restore was refused.
+    pub data_loss: Option<DataLossKind>,
     /// The pod's IP, once it has one (the runtime's control endpoint listens there).
     pub ip: Option<String>,
     /// The runtime's `--run-id` (annotation, else the container argument).
@@ -164,8 +165,9 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
         PodState::Failed | PodState::NodeLost => Some(describe_failure(pod)),
         _ => None,
     };
-    let data_loss =
-        state == PodState::Failed && terminated_state(pod).is_some_and(|t| t.exit_code == i32::from(EXIT_DATA_LOSS));
+    let data_loss = terminated_state(pod)
+        .filter(|t| state == PodState::Failed && t.exit_code == i32::from(EXIT_DATA_LOSS))
+        .map(|t| DataLossKind::of_message(t.message.as_deref().unwrap_or_default()));
     Some(ObservedPod {
         name: pod.name_any(),
         attempt,
@@ -407,10 +409,13 @@ mod tests {
     fn exit_status_3_is_a_data_loss_and_the_termination_message_is_the_reason() {
         let p = observe_pod(&exited(3, Some("DataLossRisk: transaction t of completed checkpoint 9 ...")))
             .expect("observed");
-        assert!(p.data_loss);
+        assert_eq!(p.data_loss, Some(DataLossKind::UncommittableTransaction));
         let failure = p.failure.expect("failure");
         assert!(failure.contains("code 3") && failure.contains("checkpoint 9"), "{failure}");
+        let refused = DataLossKind::RestoreRefused.termination_message("checkpoint 12 failed verification");
+        let p = observe_pod(&exited(3, Some(&refused))).expect("observed");
+        assert_eq!(p.data_loss, Some(DataLossKind::RestoreRefused));
         let p = observe_pod(&exited(1, None)).expect("observed");
-        assert!(!p.data_loss && p.failure.expect("failure").contains("code 1"));
+        assert!(p.data_loss.is_none() && p.failure.expect("failure").contains("code 1"));
     }
 }

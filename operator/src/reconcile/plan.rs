@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sluice_crds::conditions::{ConditionType as T, DesiredCondition, Reason};
-use sluice_crds::contract::control::JobState;
+use sluice_crds::contract::control::{DataLossKind, JobState};
 use sluice_crds::restart::RestartStrategy;
 use sluice_crds::savepoints::RestoreMode;
 use sluice_crds::stream_job::{CheckpointStatus, CheckpointsStatus, DesiredState, RecoveryStatus, UpgradeMode};
@@ -295,11 +295,14 @@ impl<'a> Planner<'a> {
 
     /// Why the current attempt failed, if it did.
     fn failure_of(&self, current: u32, pods: &[&ObservedPod]) -> Option<(Reason, String)> {
-        if let Some(p) = pods.iter().find(|p| p.data_loss) {
-            return Some((
-                Reason::UncommittableTransaction,
-                p.failure.clone().unwrap_or_else(|| format!("pod {} could not commit a completed checkpoint", p.name)),
-            ));
+        if let Some((p, kind)) = pods.iter().find_map(|p| p.data_loss.map(|k| (p, k))) {
+            let (reason, fallback) = match kind {
+                DataLossKind::UncommittableTransaction => {
+                    (Reason::UncommittableTransaction, "could not commit a completed checkpoint")
+                }
+                DataLossKind::RestoreRefused => (Reason::RestoreRefused, "refused to restore"),
+            };
+            return Some((reason, p.failure.clone().unwrap_or_else(|| format!("pod {} {fallback}", p.name))));
         }
         if let Some(p) = pods.iter().find(|p| p.state == PodState::NodeLost) {
             return Some((
@@ -345,12 +348,12 @@ impl<'a> Planner<'a> {
             self.old.recovery.clone().unwrap_or_default()
         };
         let why = recovery.reason.clone().unwrap_or_default();
-        if reason == Reason::UncommittableTransaction {
+        if matches!(reason, Reason::UncommittableTransaction | Reason::RestoreRefused) {
             // Every relaunch would restore the same checkpoint and fail the same way: stop and
             // say so. A human decides (restore an earlier savepoint, or accept the loss with
             // `restartNonce`).
             self.delete(pods);
-            return self.data_loss(&why);
+            return self.data_loss(reason, &why);
         }
         self.plan.status.recovery = Some(recovery.clone());
         self.plan.status.error = Some(why.clone());
@@ -400,22 +403,23 @@ impl<'a> Planner<'a> {
         self.relaunch(Why::Failure, current);
     }
 
-    /// The job stops with `DataLossRisk`: records of a completed checkpoint were not committed.
-    fn data_loss(&mut self, why: &str) {
-        let message = format!("a completed checkpoint's output could not be committed: {why}");
+    /// The job stops with `DataLossRisk`: records of a completed checkpoint were not committed
+    /// (`UncommittableTransaction`), or restoring would write committed output again
+    /// (`RestoreRefused`).
+    fn data_loss(&mut self, reason: Reason, why: &str) {
+        let message = if reason == Reason::RestoreRefused {
+            format!("restore refused (going on could write committed output again): {why}")
+        } else {
+            format!("a completed checkpoint's output could not be committed: {why}")
+        };
         self.set_phase(Phase::Failed);
         self.plan.status.recovery = None;
         self.plan.status.error = Some(message.clone());
-        self.cond(T::DataLossRisk, true, Reason::UncommittableTransaction, message.clone());
-        self.cond(T::Ready, false, Reason::UncommittableTransaction, message.clone());
-        self.cond(
-            T::Progressing,
-            false,
-            Reason::UncommittableTransaction,
-            "the job will not be restarted until its spec changes (restartNonce)",
-        );
-        self.cond(T::Degraded, true, Reason::UncommittableTransaction, message.clone());
-        self.event(true, Reason::UncommittableTransaction, message);
+        self.cond(T::DataLossRisk, true, reason, message.clone());
+        self.cond(T::Ready, false, reason, message.clone());
+        self.cond(T::Progressing, false, reason, "the job will not be restarted until its spec changes (restartNonce)");
+        self.cond(T::Degraded, true, reason, message.clone());
+        self.event(true, reason, message);
         self.plan.requeue_after = REQUEUE_IDLE;
     }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
-use sluice_crds::contract::control::{JobState, JobStatus};
+use sluice_crds::conditions::Reason;
+use sluice_crds::contract::control::{DataLossKind, JobState, JobStatus};
 use sluice_crds::savepoints::OperationStatus;
 use sluice_crds::stream_job::{DesiredState, RecoveryStatus, UpgradeMode};
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
@@ -38,7 +39,7 @@ pub(super) fn pod(attempt: u32, state: PodState) -> ObservedPod {
         terminating: false,
         spec_hash: Some(HASH.into()),
         failure: matches!(state, PodState::Failed).then(|| format!("pod demo-{attempt}-0 exited with code 1")),
-        data_loss: false,
+        data_loss: None,
         ip: Some(format!("10.0.0.{attempt}")),
         run_id: None,
         waiting: None,
@@ -315,7 +316,7 @@ fn file_storage_lets_the_runtime_pick_the_latest_checkpoint() {
     o.store = StoreObservation::RuntimeManaged;
     let p = plan(&spec(), &st, &o, at(100));
     assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
-    let args = crate::build::pod::args("demo-2", &Restore::Latest);
+    let args = crate::build::pod::args("demo-2", &Restore::Latest, false);
     assert!(!args.iter().any(|a| a == "--restore" || a == "--no-restore"), "no restore flag: {args:?}");
 }
 
@@ -351,9 +352,32 @@ fn backoff_doubles_with_restarts_in_the_window() {
 }
 
 #[test]
+fn a_refused_restore_stops_the_job_with_data_loss_risk_naming_the_refusal() {
+    let mut refused = pod(1, PodState::Failed);
+    refused.data_loss = Some(DataLossKind::RestoreRefused);
+    refused.failure = Some(format!(
+        "pod demo-1-0 exited with code 3: {}",
+        DataLossKind::RestoreRefused
+            .termination_message("checkpoint 12 failed verification (its manifest is gone ...)")
+    ));
+    let p = plan(&spec(), &status(Phase::Running, 1), &observed(vec![refused]), at(0));
+    assert_eq!(p.status.phase, Phase::Failed, "a relaunch would be refused the same way");
+    assert!(launches(&p).is_empty());
+    let risk = p.conditions.iter().find(|c| c.type_ == sluice_crds::conditions::ConditionType::DataLossRisk);
+    let risk = risk.expect("DataLossRisk condition");
+    assert_eq!(risk.reason, Reason::RestoreRefused, "not an uncommittable transaction");
+    assert!(
+        risk.status && risk.message.contains("restore refused") && risk.message.contains("checkpoint 12"),
+        "{}",
+        risk.message
+    );
+    assert!(p.events.iter().any(|e| e.warning && e.reason == Reason::RestoreRefused));
+}
+
+#[test]
 fn a_runtime_that_could_not_commit_a_completed_checkpoint_stops_the_job_with_data_loss_risk() {
     let mut lost = pod(1, PodState::Failed);
-    lost.data_loss = true;
+    lost.data_loss = Some(DataLossKind::UncommittableTransaction);
     lost.failure = Some(
         "pod demo-1-0 exited with code 3: DataLossRisk: transaction sluice-demo-out-0-1 of completed checkpoint 7 ..."
             .into(),

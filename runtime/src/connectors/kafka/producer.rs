@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 
 use super::codec::{encode_key, encode_value};
 use crate::ops::OpError;
@@ -52,6 +52,12 @@ impl DeliveryTracker {
         let p = self.first_partition.load(Ordering::SeqCst);
         let o = self.first_offset.load(Ordering::SeqCst);
         (p >= 0 && o >= 0).then_some((p, o))
+    }
+
+    /// Forgets delivery errors: only after an abort, which discarded the data they concern.
+    fn forget_errors(&self) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.failed.store(false, Ordering::Release);
     }
 
     /// The first delivery error seen, if any (it stays set: the producer's data is suspect).
@@ -160,6 +166,21 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+/// Aborts the producer's open transaction. librdkafka's abort purges the records still queued
+/// or in flight and then waits until their (failed) delivery reports are served — which a
+/// `BaseProducer` only does while polled, so an abort with records outstanding would time out
+/// ("the event queue must be polled … prior to calling abort"). Purge and serve them first.
+pub fn abort_transaction(producer: &TrackedProducer) -> KafkaResult<()> {
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let deadline = std::time::Instant::now() + PRODUCER_TIMEOUT;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
+    producer.abort_transaction(PRODUCER_TIMEOUT)?;
+    producer.context().forget_errors();
+    Ok(())
 }
 
 /// Waits until every sent record is acknowledged; fails on any delivery error.

@@ -22,7 +22,7 @@ use rdkafka::producer::Producer;
 
 use super::TxnIdPool;
 use super::io::{block_on, first_broker};
-use super::producer::{Encoder, PRODUCER_TIMEOUT, TrackedProducer, client_config, create_producer, flush};
+use super::producer::{self, Encoder, PRODUCER_TIMEOUT, TrackedProducer, client_config, create_producer, flush};
 use super::{ProducerIdentity, first_batch_identity};
 use crate::connectors::two_phase::TwoPhaseCommit;
 use crate::ops::{OpContext, OpError};
@@ -205,7 +205,7 @@ impl TwoPhaseCommit for KafkaTxnSink {
 
     fn abort(&mut self, txn: KafkaTxn) -> Result<(), OpError> {
         if let Some(p) = &self.producers[txn.slot] {
-            p.abort_transaction(PRODUCER_TIMEOUT).map_err(|e| self.err(format!("abort transaction: {e}")))?;
+            producer::abort_transaction(p).map_err(|e| self.err(format!("abort transaction: {e}")))?;
         }
         self.busy[txn.slot] = false;
         Ok(())
@@ -217,7 +217,7 @@ impl TwoPhaseCommit for KafkaTxnSink {
     fn abort_committable(&mut self, c: &KafkaCommittable) -> Result<bool, OpError> {
         let slot = c.slot as usize;
         let Some(p) = self.producers.get(slot).and_then(Option::as_ref) else { return Ok(false) };
-        p.abort_transaction(PRODUCER_TIMEOUT)
+        producer::abort_transaction(p)
             .map_err(|e| self.err(format!("abort pre-committed transaction {}: {e}", c.transactional_id)))?;
         self.busy[slot] = false;
         Ok(true)
