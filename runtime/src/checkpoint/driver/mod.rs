@@ -15,13 +15,15 @@ use super::completed;
 use super::coordinator::{Action, Coordinator, Input};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
-use super::savepoint::{default_location, write_savepoint};
 use super::snapshot::checkpoint_state_prefix;
 use crate::control::{ControlCommand, ControlState};
 use crate::engine::cancel::Cancellation;
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
 use crate::fault::Faults;
 use crate::storage::SharedStore;
+
+mod commands;
+use commands::Cancelling;
 
 /// A completed checkpoint, as reported in status and progress.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -132,31 +134,12 @@ pub struct Driver {
     last_completed: Option<CheckpointId>,
 }
 
-/// Longest wait, on a cancel, for manifests being published to settle before the tasks cancel;
-/// after it, their transactions are left for the next run's recovery.
-const CANCEL_SETTLE: Duration = Duration::from_secs(5);
-
-/// A cancel in progress.
-struct Cancelling {
-    reply: StopReply,
-    deadline: Instant,
-    /// The tasks were told.
-    signalled: bool,
-}
-
 /// Why the loop ended without an error.
 pub enum DriverExit {
     /// Every task finished.
     Done,
     /// A stop without savepoint was asked and every task has ended: answer it.
     Cancel(StopReply),
-}
-
-/// The newest checkpoint whose pre-committed transactions a cancel must keep: the newest one
-/// completed or still being published. Aborting one of those would lose data a published
-/// manifest promises.
-fn keep_on_cancel(last_completed: Option<CheckpointId>, publishing: &[CheckpointId]) -> Option<CheckpointId> {
-    last_completed.max(publishing.iter().max().copied())
 }
 
 async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<ControlCommand>>) -> ControlCommand {
@@ -217,129 +200,6 @@ impl Driver {
         self.storage = storage;
         self.control = control;
         self
-    }
-
-    fn on_command(&mut self, cmd: ControlCommand) -> Result<Option<Input>, StopReply> {
-        let no_storage = "the job has no checkpoint storage configured".to_string();
-        match cmd {
-            ControlCommand::Savepoint { id, .. } if self.stopping => {
-                self.fail_savepoint(&id, "the job is stopping: no savepoint is taken after a stop".into());
-                Ok(None)
-            }
-            ControlCommand::Stop { reply, .. } if self.stopping => {
-                let _ = reply.send(Err("a stop is already in progress".into()));
-                Ok(None)
-            }
-            ControlCommand::Savepoint { id, location } => {
-                if self.store.is_none() {
-                    self.fail_savepoint(&id, no_storage);
-                    return Ok(None);
-                }
-                self.queued.push_back(SavepointRequest { name: id, location, stop: None });
-                Ok(Some(Input::SavepointRequested { stop: false }))
-            }
-            ControlCommand::Stop { savepoint: true, reply } => {
-                if self.store.is_none() {
-                    let _ = reply.send(Err(no_storage));
-                    return Ok(None);
-                }
-                let name = format!("stop-{}", self.control.as_ref().map_or("run", |c| c.run_id.as_str()));
-                self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
-                self.stopping = true;
-                Ok(Some(Input::SavepointRequested { stop: true }))
-            }
-            // A stop without savepoint cancels the tasks; the caller answers once they are gone.
-            ControlCommand::Stop { savepoint: false, reply } => {
-                self.stopping = true;
-                Err(reply)
-            }
-        }
-    }
-
-    fn fail_savepoint(&self, name: &str, reason: String) {
-        if let Some(c) = &self.control {
-            c.finish_savepoint(name, Err(reason));
-        }
-    }
-
-    /// Fails every savepoint request not taken yet, and (`in_flight_too`) those in flight.
-    fn fail_savepoints(&mut self, reason: &str, in_flight_too: bool) {
-        let mut requests: Vec<SavepointRequest> = self.queued.drain(..).collect();
-        if in_flight_too {
-            requests.extend(self.in_flight.drain().flat_map(|(_, r)| r));
-        }
-        for req in requests {
-            self.fail_savepoint(&req.name, reason.to_string());
-            if let Some(reply) = req.stop {
-                let _ = reply.send(Err(reason.to_string()));
-            }
-        }
-    }
-
-    /// Starts a cancel: nothing triggers, checkpoints not being published are aborted.
-    fn start_cancel(
-        &mut self,
-        reply: StopReply,
-        results: &mpsc::UnboundedSender<Input>,
-        started: Instant,
-    ) -> Result<Cancelling, String> {
-        tracing::info!("cancelling the job on request");
-        self.fail_savepoints("the job is cancelled", false);
-        for action in self.coordinator.cancel() {
-            self.execute(action, results, started)?;
-        }
-        Ok(Cancelling { reply, deadline: Instant::now() + CANCEL_SETTLE, signalled: false })
-    }
-
-    /// Once no manifest is being published (or the settle time is up), tells every task to
-    /// cancel. Transactions of a completed checkpoint (a task may not have seen its completion
-    /// yet) or of one whose manifest is still being published are kept: the next run's
-    /// recovery commits those a published manifest lists. Only newer ones are aborted.
-    fn signal_cancel(&mut self, c: &mut Cancelling) {
-        let publishing = self.coordinator.in_flight();
-        if c.signalled || (!publishing.is_empty() && Instant::now() < c.deadline) {
-            return;
-        }
-        if let Some(last) = publishing.last() {
-            tracing::warn!(checkpoint = %last, "manifest publish did not settle: its transactions are left for recovery");
-        }
-        self.cancel.cancel(keep_on_cancel(self.last_completed, &publishing));
-        self.send_all(TaskControl::Cancel, false);
-        c.signalled = true;
-    }
-
-    fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), String>) {
-        let Some(requests) = self.in_flight.remove(&id) else { return };
-        for req in requests {
-            let control = self.control.clone();
-            match (&outcome, self.store.clone(), self.storage.clone()) {
-                (Ok(()), Some(store), Some(spec)) => {
-                    let target = req.location.clone().unwrap_or_else(|| default_location(&spec.uri, &req.name));
-                    self.copies.spawn(async move {
-                        let result = write_savepoint(store.as_ref(), id, &target, &spec).await;
-                        match &result {
-                            Ok(loc) => tracing::info!(checkpoint = %id, location = %loc, "savepoint complete"),
-                            Err(e) => tracing::warn!(checkpoint = %id, error = %e, "savepoint copy failed"),
-                        }
-                        if let Some(c) = control {
-                            c.finish_savepoint(&req.name, result.clone());
-                        }
-                        if let Some(reply) = req.stop {
-                            let _ = reply.send(result.map(Some));
-                        }
-                    });
-                }
-                (outcome, _, _) => {
-                    let reason = outcome.clone().err().unwrap_or_else(|| "no checkpoint storage".into());
-                    if let Some(c) = control {
-                        c.finish_savepoint(&req.name, Err(reason.clone()));
-                    }
-                    if let Some(reply) = req.stop {
-                        let _ = reply.send(Err(reason));
-                    }
-                }
-            }
-        }
     }
 
     fn send_all(&self, c: TaskControl, sources_only: bool) {
