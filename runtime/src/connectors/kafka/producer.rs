@@ -169,11 +169,14 @@ impl Encoder {
 }
 
 /// Aborts the producer's open transaction. librdkafka's abort purges the records still queued
-/// or in flight and then waits until their (failed) delivery reports are served — which a
-/// `BaseProducer` only does while polled, so an abort with records outstanding would time out
-/// ("the event queue must be polled … prior to calling abort"). Purge and serve them first.
+/// and then waits until every outstanding delivery report is served — which a `BaseProducer`
+/// only does while polled, so an abort with records outstanding would time out ("the event
+/// queue must be polled … prior to calling abort"). Purge the queue and serve the reports
+/// first. Records already in flight are *not* purged: their produce requests are answered
+/// before the abort is sent, so none can reach a partition after its abort marker (a late
+/// one would open a transaction there that nothing ever ends).
 pub fn abort_transaction(producer: &TrackedProducer) -> KafkaResult<()> {
-    producer.purge(PurgeConfig::default().queue().inflight());
+    producer.purge(PurgeConfig::default().queue());
     let deadline = std::time::Instant::now() + PRODUCER_TIMEOUT;
     while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
         producer.poll(Duration::from_millis(1));
