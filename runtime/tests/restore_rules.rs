@@ -258,8 +258,12 @@ async fn a_location_without_manifests_but_with_state_or_output_is_refused() {
         "{err}"
     );
 
-    // Without state files (a stateless job) the committed output still counts.
+    // Without state files the completion note (`sinks/`) says that sinks committed ...
     std::fs::remove_dir_all(ckpt.join("state")).expect("remove state/");
+    let err = run_job(dir.path(), RestoreMode::Latest).await.expect_err("refused");
+    assert!(err.is_data_loss() && err.to_string().contains("completed-through"), "{err}");
+    // ... and without it (a stateless job, notes gone) the committed output still counts.
+    std::fs::remove_dir_all(ckpt.join("sinks")).expect("remove sinks/");
     let err = run_job(dir.path(), RestoreMode::Latest).await.expect_err("refused");
     assert!(err.is_data_loss() && err.to_string().contains("committed sink output (pass:"), "{err}");
     assert!(seq_counts(&dir.path().join("pass")).values().all(|&n| n == 1), "nothing written twice");
