@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::Method;
 use serde_json::json;
-use sluice_crds::contract::control::{JobState, JobStatus, SavepointState as RuntimeState, SavepointStatus};
+use sluice_crds::contract::control::{SavepointState as RuntimeState, SavepointStatus};
 use sluice_crds::savepoints::{SavepointInfo, SavepointState, SavepointTrigger, SavepointsStatus};
 use sluice_crds::{ANNOTATION_SAVEPOINT, StreamJob, StreamJobStatus};
 use sluice_runtime::storage::memory::MemoryStore;
@@ -157,18 +157,7 @@ fn annotated(status: StreamJobStatus, resource_version: &str) -> StreamJob {
 #[tokio::test]
 async fn a_stale_watched_object_is_read_again_and_a_conflicting_status_write_overwrites_nothing() {
     let fake = FakeRuntime {
-        status: Some(JobStatus {
-            version: 1,
-            run_id: "demo-1-uid1".into(),
-            state: JobState::Running,
-            restored_from: None,
-            latest: None,
-            in_progress: None,
-            completed: 1,
-            failed: 0,
-            consecutive_failures: 0,
-            last_failure: None,
-        }),
+        status: Some(crate::controller_identity_tests::running_runtime()),
         savepoint: Some(SavepointStatus {
             version: 1,
             id: "sp-demo-1-0".into(),

@@ -36,7 +36,8 @@ fn savepoint_manifest() -> Bytes {
     )
 }
 
-fn running_runtime() -> JobStatus {
+/// A runtime of attempt 1 (run id `demo-1-uid1`) that is running, one checkpoint completed.
+pub(crate) fn running_runtime() -> JobStatus {
     JobStatus {
         version: 1,
         run_id: "demo-1-uid1".into(),
