@@ -54,6 +54,14 @@ fn running_seen(seen: &str) -> StreamJobStatus {
 
 // ---- triggers ----
 
+/// The runtime's answer to a stop with savepoint that wrote `location`.
+fn stopped_at(location: &str) -> Vec<Outcome> {
+    vec![Outcome::Stopped(Ok(StopResponse {
+        version: 1,
+        stopped: StopKind::Savepoint,
+        savepoint: Some(location.into()),
+    }))]
+}
 #[test]
 fn a_new_annotation_value_records_a_pending_savepoint_then_asks_the_runtime_once() {
     let mut o = live();
@@ -274,15 +282,7 @@ fn savepoint_upgrade_stops_with_a_savepoint_then_starts_the_new_spec_from_it() {
     let mut p = plan(&s, &p.status, &o, at(1));
     assert_eq!(stop_actions(&p), 1);
     assert!(deleted(&p).is_empty(), "pods stay until the savepoint is taken");
-    absorb(
-        &mut p,
-        vec![Outcome::Stopped(Ok(StopResponse {
-            version: 1,
-            stopped: StopKind::Savepoint,
-            savepoint: Some(STOP1.into()),
-        }))],
-        at(2),
-    );
+    absorb(&mut p, stopped_at(STOP1), at(2));
     assert_eq!(p.status.operation.as_ref().map(|o| o.step), Some(OperationStep::Stop));
     assert_eq!(last(&p).trigger, SavepointTrigger::Upgrade);
     // 3. The runtime exited 0: its pod is deleted, not taken for a finished job.
@@ -406,15 +406,7 @@ fn a_parallelism_change_and_a_restart_nonce_upgrade_through_the_savepoint() {
         let p = plan(&s, &st, &o, at(0));
         let mut p = plan(&s, &p.status, &o, at(1));
         assert_eq!(stop_actions(&p), 1, "{change}");
-        absorb(
-            &mut p,
-            vec![Outcome::Stopped(Ok(StopResponse {
-                version: 1,
-                stopped: StopKind::Savepoint,
-                savepoint: Some(STOP1.into()),
-            }))],
-            at(1),
-        );
+        absorb(&mut p, stopped_at(STOP1), at(1));
         let p = plan(&s, &p.status, &Observed { pods: vec![], ..o }, at(2));
         assert_eq!(launches(&p), vec![(2, Restore::From(STOP1.into()))], "{change}");
         assert_eq!(p.status.parallelism, Some(s.parallelism));
