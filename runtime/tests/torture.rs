@@ -31,6 +31,7 @@ fn env_u64(name: &str) -> Option<u64> {
 /// Runs `seeds` one after another; panics with every failure at the end.
 fn run_seeds(seeds: impl Iterator<Item = u64>, until: Option<Instant>) {
     let (mut cases, mut faults, mut records, mut failures) = (0usize, 0usize, 0usize, Vec::new());
+    let mut by_kind = std::collections::BTreeMap::<char, usize>::new();
     for seed in seeds {
         if until.is_some_and(|u| Instant::now() >= u) {
             break;
@@ -39,14 +40,17 @@ fn run_seeds(seeds: impl Iterator<Item = u64>, until: Option<Instant>) {
         print_line(&r);
         cases += 1;
         faults += r.faults;
+        r.landed.chars().for_each(|c| *by_kind.entry(c).or_default() += 1);
         records += r.records;
         if let Some(f) = &r.failure {
             eprintln!("{f}");
             failures.push((seed, f.lines().nth(1).unwrap_or("").to_string()));
         }
     }
+    let kinds: Vec<String> = by_kind.iter().map(|(c, n)| format!("{c}={n}")).collect();
     eprintln!(
-        "torture summary: {cases} schedules run, {faults} faults injected, {records} records checked, {} failed",
+        "torture summary: {cases} schedules run, {faults} faults injected ({}), {records} records checked, {} failed",
+        kinds.join(" "),
         failures.len()
     );
     for (seed, why) in &failures {

@@ -243,7 +243,7 @@ pub struct KafkaOut {
 impl KafkaOut {
     /// Half of the cases (from a generator of their own, so the rest of the case is the same
     /// with or without a broker) write windows to Kafka when `SLUICE_TEST_KAFKA_BROKERS` is set
-    /// and `TORTURE_KAFKA` is not `0`.
+    /// and `TORTURE_KAFKA` is not `0`; `TORTURE_KAFKA=1` makes it every case.
     pub fn choose(seed: u64) -> Option<KafkaOut> {
         if !cfg!(feature = "kafka") || std::env::var("TORTURE_KAFKA").is_ok_and(|v| v == "0") {
             return None;
@@ -251,7 +251,8 @@ impl KafkaOut {
         let brokers = std::env::var("SLUICE_TEST_KAFKA_BROKERS").ok().filter(|b| !b.is_empty())?;
         let mut own = StdRng::seed_from_u64(seed ^ 0x006b_6166_6b61);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        own.random_bool(0.5).then(|| KafkaOut { brokers, topic: format!("torture-win-{seed}-{nanos}") })
+        let always = std::env::var("TORTURE_KAFKA").is_ok_and(|v| v == "1");
+        (own.random_bool(0.5) || always).then(|| KafkaOut { brokers, topic: format!("torture-win-{seed}-{nanos}") })
     }
 
     /// Creates the topic (3 partitions).

@@ -30,6 +30,9 @@ pub struct CaseReport {
     pub seed: u64,
     /// Faults that landed (kills, crashes, stops, refused corruptions).
     pub faults: usize,
+    /// The schedule codes of the faults that landed, one per fault (a damage also when the run
+    /// after it finished instead of refusing).
+    pub landed: String,
     /// Processes started.
     pub runs: usize,
     /// Input records the reference checked against the output (per sink).
@@ -38,8 +41,9 @@ pub struct CaseReport {
     pub lines: usize,
     /// A one-line summary of the shape.
     pub summary: String,
-    /// The schedule, compactly (`K` kill, `C` crash, `S` stop with savepoint, `X` cancel, `D`
-    /// damaged checkpoint; `F` marks where the job finished on its own).
+    /// The schedule, compactly (`K` kill, `C` crash, `S` stop with savepoint, `X` cancel; the
+    /// newest checkpoint damaged: `D` its manifest deleted, `M` its manifest flipped, `B` a state
+    /// file flipped, `E` every manifest deleted; `F` marks where the job finished on its own).
     pub schedule: String,
     /// The failure, with everything needed to replay it.
     pub failure: Option<String>,
@@ -130,9 +134,16 @@ fn execute(
         log.push(format!("{step}: {outcome:?}"));
         report.schedule.push_str(step.code());
         match outcome {
-            Outcome::Faulted(_) => report.faults += 1,
+            Outcome::Faulted(_) => {
+                report.faults += 1;
+                report.landed.push_str(step.code());
+            }
             Outcome::Skipped(_) => {}
             Outcome::Finished => {
+                if matches!(step.fault, schedule::Fault::Corrupt(_)) {
+                    // The damage was done; the run restored what it could and finished.
+                    report.landed.push_str(step.code());
+                }
                 report.schedule.push('F');
                 break;
             }

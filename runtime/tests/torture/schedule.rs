@@ -71,22 +71,38 @@ impl Step {
             Fault::Crash(..) => "C",
             Fault::StopWithSavepoint(_) => "S",
             Fault::Cancel(_) => "X",
-            Fault::Corrupt(_) => "D",
+            Fault::Corrupt(Corruption::DeleteNewestManifest) => "D",
+            Fault::Corrupt(Corruption::FlipManifest) => "M",
+            Fault::Corrupt(Corruption::FlipStateFile) => "B",
+            Fault::Corrupt(Corruption::DeleteManifests) => "E",
         }
     }
 }
 
 /// True when corruption faults are part of schedules: the runtime refuses to fall back past a
-/// newer checkpoint (`run --allow-fallback` exists), or `TORTURE_CORRUPT=1` forces them.
+/// newer checkpoint (`run --allow-fallback` exists), or `TORTURE_CORRUPT` is set.
 pub fn corruption_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| {
-        if std::env::var("TORTURE_CORRUPT").is_ok_and(|v| v == "1" || v == "all") {
+        if std::env::var("TORTURE_CORRUPT").is_ok_and(|v| !v.is_empty() && v != "0") {
             return true;
         }
         let help = Command::new(env!("CARGO_BIN_EXE_sluice-runtime")).args(["run", "--help"]).output();
         help.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--allow-fallback"))
     })
+}
+
+/// The one corruption every damage fault uses when `TORTURE_CORRUPT` names it (`newest`,
+/// `manifest`, `state` or `emptied`), to aim a run at one hole; the schedules are otherwise
+/// those of the same seeds.
+fn forced_corruption() -> Option<Corruption> {
+    match std::env::var("TORTURE_CORRUPT").ok()?.as_str() {
+        "newest" => Some(Corruption::DeleteNewestManifest),
+        "manifest" => Some(Corruption::FlipManifest),
+        "state" => Some(Corruption::FlipStateFile),
+        "emptied" => Some(Corruption::DeleteManifests),
+        _ => None,
+    }
 }
 
 /// True when `TORTURE_SKIP` (comma-separated) names `what`: a way to look past an open, known
@@ -116,12 +132,15 @@ pub fn random_schedule(rng: &mut StdRng, shape: &Shape) -> Vec<Step> {
                 }
                 72..86 => Fault::StopWithSavepoint(delay(rng)),
                 86..92 if !skipped("cancel") => Fault::Cancel(delay(rng)),
-                _ if i > 0 && corruption_enabled() => Fault::Corrupt(match rng.random_range(0..4) {
-                    0 => Corruption::DeleteNewestManifest,
-                    1 => Corruption::FlipManifest,
-                    2 => Corruption::FlipStateFile,
-                    _ => Corruption::DeleteManifests,
-                }),
+                _ if i > 0 && corruption_enabled() => {
+                    let drawn = match rng.random_range(0..4) {
+                        0 => Corruption::DeleteNewestManifest,
+                        1 => Corruption::FlipManifest,
+                        2 => Corruption::FlipStateFile,
+                        _ => Corruption::DeleteManifests,
+                    };
+                    Fault::Corrupt(forced_corruption().unwrap_or(drawn))
+                }
                 _ => Fault::Kill(delay(rng)),
             };
             Step { fault, parallelism: shape.random_parallelism(rng) }
@@ -264,7 +283,11 @@ impl Runner<'_> {
             (Ok((200, _)), false) if status.success() => Ok(Outcome::Faulted("cancelled".into())),
             // The request raced with the end of the input: the job finished.
             (Err(_), _) if status.success() => Ok(Outcome::Finished),
-            (Ok((code, body)), _) if status.success() && code != 200 && body.contains("ended") => Ok(Outcome::Finished),
+            (Ok((code, body)), _)
+                if status.success() && code != 200 && (body.contains("ended") || body.contains("(state Finished)")) =>
+            {
+                Ok(Outcome::Finished)
+            }
             (reply, _) => {
                 Err(self.fail(format!("stop (savepoint: {savepoint}) answered {reply:?}, the job ended {status}")))
             }
