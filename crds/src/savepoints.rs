@@ -81,6 +81,8 @@ pub enum SavepointTrigger {
     Suspend,
     /// Final savepoint before the job was deleted.
     Deletion,
+    /// `spec.periodicSavepointInterval` elapsed.
+    Periodic,
 }
 
 /// One savepoint: the last trigger, or an entry of the history.
@@ -131,6 +133,10 @@ pub struct SavepointsStatus {
     /// The last `spec.savepointTriggerNonce` acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_nonce: Option<i64>,
+    /// When the periodic savepoint schedule last fired, or started counting (the first time
+    /// the job ran with `spec.periodicSavepointInterval` set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_periodic: Option<Time>,
 }
 
 /// Which multi-step flow is under way.

@@ -71,6 +71,11 @@ use crate::savepoints::{OperationStatus, SavepointDisposal, SavepointHistory, Sa
     validation = Rule::new("!has(self.pipeline.maxParallelism) || self.parallelism <= self.pipeline.maxParallelism")
         .message("spec.parallelism must not exceed spec.pipeline.maxParallelism"),
     validation = Rule::new(
+        "!has(self.periodicSavepointInterval) \
+         || (has(self.checkpointing) && duration(self.periodicSavepointInterval) >= duration('10s'))"
+    )
+    .message("spec.periodicSavepointInterval must be at least 10s and needs spec.checkpointing"),
+    validation = Rule::new(
         "!has(oldSelf.checkpointing) || !has(self.checkpointing) \
          || self.checkpointing.storage.uri == oldSelf.checkpointing.storage.uri \
          || (has(self.initialSavepointPath) \
@@ -132,6 +137,11 @@ pub struct StreamJobSpec {
     /// value). A value already set when the job is first deployed does not trigger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_trigger_nonce: Option<i64>,
+    /// Take a savepoint this often while the job runs (a Go duration, at least 10s), kept in
+    /// history and disposed of like any other. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub periodic_savepoint_interval: Option<kube::core::Duration>,
     /// How many savepoints `status.savepoints.history` keeps, and for how long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_history: Option<SavepointHistory>,
@@ -153,6 +163,12 @@ pub struct StreamJobSpec {
     /// a person to decide; setting it (a spec change) relaunches the job accepting duplicates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_fallback: Option<bool>,
+    /// Restore a checkpoint or savepoint that does not fit this job as it stands — one written
+    /// by a job of another name, or holding state for nodes the pipeline no longer has (that
+    /// state is dropped) — instead of failing the attempt (the runtime's
+    /// `--allow-non-restored-state`, after Flink's flag). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_non_restored_state: Option<bool>,
     /// Change this number to restart the job (through an upgrade in `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,

@@ -31,6 +31,7 @@ fn savepoint_manifest() -> Bytes {
             completed_at_ms: 1_600_000_000_100,
             max_parallelism: 128,
             tasks: vec![],
+            run_id: None,
         }
         .encode(),
     )

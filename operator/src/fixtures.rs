@@ -175,6 +175,7 @@ pub async fn store_with_checkpoint() -> SharedStore {
         completed_at_ms: 1_700_000_000_040,
         max_parallelism: 128,
         tasks: vec![],
+        run_id: None,
     };
     mem.put(&manifest_key(CheckpointId(7)), Bytes::from(m.encode())).await.expect("put");
     Arc::new(mem)

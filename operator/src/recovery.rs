@@ -82,6 +82,7 @@ mod tests {
             completed_at_ms: 150,
             max_parallelism: 128,
             tasks: vec![],
+            run_id: None,
         }
     }
 

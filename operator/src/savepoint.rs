@@ -3,7 +3,7 @@
 //! keys of the job's checkpoint store. It never writes status itself.
 
 use sluice_crds::ANNOTATION_SAVEPOINT;
-use sluice_crds::contract::manifest::{Manifest, SAVEPOINT_MANIFEST, decode_run_id};
+use sluice_crds::contract::manifest::{Manifest, SAVEPOINT_MANIFEST};
 use sluice_crds::savepoints::SavepointsStatus;
 use sluice_runtime::checkpoint::savepoint::default_location;
 use sluice_runtime::storage::ObjectStore;
@@ -98,8 +98,7 @@ fn judge(bytes: &[u8], prefix: &str, job: &str, uid: Option<&str>) -> Found {
     if manifest.job != job {
         return Found::Foreign(format!("it is a savepoint of job {:?}, not {job:?}", manifest.job));
     }
-    let run = decode_run_id(bytes).ok().flatten();
-    match (run, stopped_run(prefix)) {
+    match (manifest.run_id, stopped_run(prefix)) {
         (Some(run), Some(stopped)) if run != stopped => {
             Found::Foreign(format!("it was written by run {run}, not by the stopped run {stopped}"))
         }
@@ -183,15 +182,9 @@ mod tests {
             completed_at_ms: 2,
             max_parallelism: 128,
             tasks: vec![],
+            run_id: run.map(str::to_string),
         };
-        let mut v = serde_json::to_value(m).expect("json");
-        if let Some(r) = run {
-            v[sluice_crds::contract::manifest::RUN_ID_KEY] = serde_json::json!(r);
-        }
-        let body = serde_json::to_vec(&v).expect("json");
-        let mut out = body.clone();
-        out.extend_from_slice(format!("\n#crc32c={:08x}\n", crc32c::crc32c(&body)).as_bytes());
-        Bytes::from(out)
+        Bytes::from(m.encode())
     }
 
     #[tokio::test]

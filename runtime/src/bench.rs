@@ -111,6 +111,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
         faults: Faults::none(),
         progress: false,
         control: None,
+        allow_non_restored_state: false,
     };
     let sum_node = 2;
     let mut handles: Option<JobHandles> = None;

@@ -59,6 +59,9 @@ pub struct RuntimeConfig {
     pub progress: bool,
     /// The control endpoint's state, when one serves this run.
     pub control: Option<Arc<ControlState>>,
+    /// Restore a checkpoint of another job, or with state for nodes this job no longer has
+    /// (dropped), instead of refusing it (`--allow-non-restored-state`).
+    pub allow_non_restored_state: bool,
 }
 
 /// Why a job stopped with an error.
@@ -206,6 +209,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let mut restore_plan = match &loaded {
         Some(l) => {
             tracing::info!(checkpoint = %l.manifest.checkpoint_id, location = %l.location, "restoring");
+            restore::check_fit(l, &job.name, pipeline, config.allow_non_restored_state)?;
             restore::assign(l, pipeline)?
         }
         None => RestorePlan::default(),
@@ -226,7 +230,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     if let Some(s) = &store
         && claimable
     {
-        claim::claim(s.as_ref(), &job.name, pipeline.max_parallelism, loaded.as_ref().map(|l| &l.manifest), first_id)
+        let restored = loaded.as_ref().map(|l| &l.manifest);
+        claim::claim(s.as_ref(), &job.name, &config.run_id, pipeline.max_parallelism, restored, first_id)
             .await
             .map_err(|e| JobError::Checkpointing(format!("claiming checkpoint {first_id} before recovery: {e}")))?;
         first_id = first_id.next();
@@ -389,7 +394,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         stats_handle.clone(),
     )
     .with_control(job.checkpointing.as_ref().map(|c| c.storage.clone()), config.control.clone())
-    .with_cancellation(cancellation);
+    .with_cancellation(cancellation)
+    .with_run_id(&config.run_id);
     let sources: Vec<usize> = pipeline
         .nodes
         .iter()

@@ -40,6 +40,11 @@ enum Command {
         /// may have committed output (which is then written again); logged as a decision.
         #[arg(long, conflicts_with_all = ["restore", "no_restore"])]
         allow_fallback: bool,
+        /// Restore a checkpoint or savepoint written by a job of another name, or holding
+        /// state for nodes this job no longer has (that state is dropped), instead of refusing
+        /// it; logged as a decision.
+        #[arg(long, conflicts_with = "no_restore")]
+        allow_non_restored_state: bool,
         /// Unique id of this run (names temp files); random by default.
         #[arg(long)]
         run_id: Option<String>,
@@ -233,6 +238,7 @@ async fn demo(dir: &Path, control: Arc<ControlState>) -> Result<()> {
         faults: Faults::none(),
         progress: true,
         control: Some(control),
+        allow_non_restored_state: false,
     };
     run(config).await?;
     let out = abs.join("output");
@@ -277,6 +283,7 @@ fn main() -> ExitCode {
                 restore,
                 no_restore,
                 allow_fallback,
+                allow_non_restored_state,
                 run_id: id,
                 fault_point,
                 chaos_probability,
@@ -307,7 +314,15 @@ fn main() -> ExitCode {
                     }
                     None => None,
                 };
-                let config = RuntimeConfig { job, restore, run_id, faults, progress, control: Some(control.clone()) };
+                let config = RuntimeConfig {
+                    job,
+                    restore,
+                    run_id,
+                    faults,
+                    progress,
+                    control: Some(control.clone()),
+                    allow_non_restored_state,
+                };
                 let result = signals::cancel_on_signal(run(config), control).await;
                 let _ = done_tx.send(());
                 if let Some(server) = server {

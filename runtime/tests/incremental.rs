@@ -105,6 +105,7 @@ fn load(files: Vec<(Vec<u8>, StateFile)>) -> LoadedCheckpoint {
             operator_state: vec![],
             committables: vec![],
         }],
+        run_id: None,
     };
     LoadedCheckpoint { manifest, files: bytes, location: "test".into() }
 }

@@ -46,6 +46,7 @@ async fn run_to_end(dir: &std::path::Path, parallelism: u32) {
         faults: Faults::none(),
         progress: false,
         control: None,
+        allow_non_restored_state: false,
     };
     run(config).await.expect("job runs");
 }

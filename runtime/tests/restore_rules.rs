@@ -47,7 +47,16 @@ async fn run_job(dir: &Path, restore: RestoreMode) -> Result<JobOutcome, JobErro
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run_id = format!("t{}", RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let job = JobConfig::from_yaml(&yaml(dir)).expect("valid job");
-    run(RuntimeConfig { job, restore, run_id, faults: Faults::none(), progress: false, control: None }).await
+    run(RuntimeConfig {
+        job,
+        restore,
+        run_id,
+        faults: Faults::none(),
+        progress: false,
+        control: None,
+        allow_non_restored_state: false,
+    })
+    .await
 }
 
 /// Runs the job with the release binary, as the operator's pods do.

@@ -100,6 +100,7 @@ async fn job_keeps_processing_through_a_storage_outage_and_stays_exactly_once() 
         faults: Faults::none(),
         progress: false,
         control: None,
+        allow_non_restored_state: false,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let running = tokio::spawn(run_observed(runtime, move |h| {

@@ -49,8 +49,16 @@ async fn run_job(job: JobConfig) -> JobOutcome {
 }
 
 async fn run_with(job: JobConfig, restore: RestoreMode) -> Result<JobOutcome, JobError> {
-    run(RuntimeConfig { job, restore, run_id: "t".into(), faults: Faults::none(), progress: false, control: None })
-        .await
+    run(RuntimeConfig {
+        job,
+        restore,
+        run_id: "t".into(),
+        faults: Faults::none(),
+        progress: false,
+        control: None,
+        allow_non_restored_state: false,
+    })
+    .await
 }
 
 /// Reads an object, lets `damage` change it, and writes it back.
@@ -122,6 +130,7 @@ async fn job_restores_from_an_explicit_s3_manifest_uri() {
         faults: Faults::none(),
         progress: false,
         control: None,
+        allow_non_restored_state: false,
     };
     let outcome = run(config).await.expect("job runs");
     assert_eq!(outcome.restored_from, Some(oldest));

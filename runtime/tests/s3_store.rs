@@ -279,6 +279,7 @@ async fn corrupted_manifest_is_returned_as_stored_and_rejected_by_decode() {
         completed_at_ms: 2,
         max_parallelism: 128,
         tasks: vec![],
+        run_id: None,
     };
     let key = manifest::manifest_key(CheckpointId(3));
     let good = manifest.encode();

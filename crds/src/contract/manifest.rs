@@ -70,6 +70,11 @@ pub struct Manifest {
     pub max_parallelism: u32,
     /// Per-subtask state, one entry per (node, subtask).
     pub tasks: Vec<TaskState>,
+    /// The run that wrote it (`sluice-runtime run --run-id`; the operator's run ids carry the
+    /// StreamJob's uid), so a savepoint can be told apart from one of an earlier object or
+    /// attempt of the same name. Absent in manifests of older runtimes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// The state one subtask of one node contributed to a checkpoint.
@@ -164,9 +169,6 @@ impl Manifest {
     }
 }
 
-/// JSON key of the run that wrote a manifest (its `--run-id`), in runtimes that record it.
-pub const RUN_ID_KEY: &str = "runId";
-
 /// The JSON body of an encoded manifest, once its checksum trailer is verified.
 fn verified_body(bytes: &[u8]) -> Result<&[u8], ManifestError> {
     let text = bytes.strip_suffix(b"\n").ok_or(ManifestError::MissingTrailer)?;
@@ -182,13 +184,6 @@ fn verified_body(bytes: &[u8]) -> Result<&[u8], ManifestError> {
         return Err(ManifestError::Checksum { expected, actual });
     }
     Ok(body)
-}
-
-/// The run id ([`RUN_ID_KEY`]) recorded in an encoded manifest, verified like
-/// [`Manifest::decode`]; `None` when the writer did not record one.
-pub fn decode_run_id(bytes: &[u8]) -> Result<Option<String>, ManifestError> {
-    let value: serde_json::Value = serde_json::from_slice(verified_body(bytes)?)?;
-    Ok(value.get(RUN_ID_KEY).and_then(|v| v.as_str()).map(str::to_string))
 }
 
 /// Storage key of the manifest of checkpoint `id`.
@@ -242,6 +237,7 @@ mod tests {
                 operator_state: vec![],
                 committables: vec![serde_json::json!({"temp": "a", "final": "b"})],
             }],
+            run_id: None,
         }
     }
 
@@ -259,17 +255,15 @@ mod tests {
     }
 
     #[test]
-    fn the_run_id_is_read_when_recorded_and_verified_like_the_manifest() {
-        assert_eq!(decode_run_id(&sample().encode()).expect("decodes"), None);
-        let mut v = serde_json::to_value(sample()).expect("json");
-        v[RUN_ID_KEY] = serde_json::json!("demo-1-0f3c9a7e");
-        let body = serde_json::to_vec(&v).expect("json");
-        let mut bytes = body.clone();
-        bytes.extend_from_slice(format!("\n#crc32c={:08x}\n", crc32c::crc32c(&body)).as_bytes());
-        assert_eq!(decode_run_id(&bytes).expect("decodes").as_deref(), Some("demo-1-0f3c9a7e"));
-        assert!(Manifest::decode(&bytes).is_ok(), "the typed manifest ignores the key");
-        bytes[5] ^= 1;
-        assert!(decode_run_id(&bytes).is_err());
+    fn the_run_id_round_trips_and_is_optional() {
+        let mut m = sample();
+        m.run_id = Some("demo-1-0f3c9a7e".into());
+        let bytes = m.encode();
+        assert!(String::from_utf8_lossy(&bytes).contains("\"runId\": \"demo-1-0f3c9a7e\""));
+        assert_eq!(Manifest::decode(&bytes).expect("decodes"), m);
+        // Written by an older runtime: no key, decodes as `None`.
+        assert!(!String::from_utf8_lossy(&sample().encode()).contains("runId"));
+        assert_eq!(Manifest::decode(&sample().encode()).expect("decodes").run_id, None);
     }
 
     #[test]

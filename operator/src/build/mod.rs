@@ -28,6 +28,7 @@ pub fn spec_hash(spec: &StreamJobSpec) -> String {
         checkpointing: &'a Option<sluice_crds::checkpointing::CheckpointingSpec>,
         restart_nonce: Option<i64>,
         allow_fallback: bool,
+        allow_non_restored_state: bool,
     }
     let relevant = PodRelevant {
         image: &spec.image,
@@ -41,6 +42,7 @@ pub fn spec_hash(spec: &StreamJobSpec) -> String {
         checkpointing: &spec.checkpointing,
         restart_nonce: spec.restart_nonce,
         allow_fallback: spec.allow_fallback.unwrap_or(false),
+        allow_non_restored_state: spec.allow_non_restored_state.unwrap_or(false),
     };
     // Plain data serializes; serde_json keeps struct field order, so the text is stable.
     let text = serde_json::to_vec(&relevant).unwrap_or_default();

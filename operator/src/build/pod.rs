@@ -81,15 +81,36 @@ fn security_context() -> SecurityContext {
     }
 }
 
-/// The `sluice-runtime` command line of the attempt with run id `run_id`; `allow_fallback` is
-/// the spec's `allowFallback` (it only matters when restoring the latest checkpoint).
-pub fn args(run_id: &str, restore: &Restore, allow_fallback: bool) -> Vec<String> {
+/// The spec's decisions about restores the runtime would otherwise refuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreFlags {
+    /// `allowFallback`: only matters when restoring the latest checkpoint.
+    pub allow_fallback: bool,
+    /// `allowNonRestoredState`: matters for any restore.
+    pub allow_non_restored_state: bool,
+}
+
+impl RestoreFlags {
+    /// The flags `spec` sets.
+    pub fn of(spec: &sluice_crds::StreamJobSpec) -> RestoreFlags {
+        RestoreFlags {
+            allow_fallback: spec.allow_fallback.unwrap_or(false),
+            allow_non_restored_state: spec.allow_non_restored_state.unwrap_or(false),
+        }
+    }
+}
+
+/// The `sluice-runtime` command line of the attempt with run id `run_id`.
+pub fn args(run_id: &str, restore: &Restore, flags: RestoreFlags) -> Vec<String> {
     let mut a = vec!["sluice-runtime".to_string(), "run".to_string(), format!("{CONFIG_DIR}/{JOB_FILE}")];
     match restore {
         Restore::From(uri) => a.extend(["--restore".to_string(), uri.clone()]),
         Restore::Fresh => a.push("--no-restore".to_string()),
-        Restore::Latest if allow_fallback => a.push("--allow-fallback".to_string()),
+        Restore::Latest if flags.allow_fallback => a.push("--allow-fallback".to_string()),
         Restore::Latest => {}
+    }
+    if flags.allow_non_restored_state && *restore != Restore::Fresh {
+        a.push("--allow-non-restored-state".to_string());
     }
     a.extend([
         "--log-format".to_string(),
@@ -191,7 +212,7 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
                 name: CONTAINER.into(),
                 image: Some(spec.image.clone()),
                 image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
-                args: Some(args(&run_id, restore, spec.allow_fallback.unwrap_or(false))),
+                args: Some(args(&run_id, restore, RestoreFlags::of(spec))),
                 ports: Some(vec![ContainerPort {
                     name: Some("control".into()),
                     container_port: i32::from(CONTROL_PORT),
@@ -344,18 +365,33 @@ mod tests {
 
     #[test]
     fn stateless_start_passes_no_restore() {
-        let a = args("demo-1", &Restore::Fresh, true);
+        let a = args("demo-1", &Restore::Fresh, RestoreFlags { allow_fallback: true, allow_non_restored_state: true });
         assert!(a.contains(&"--no-restore".to_string()));
         assert!(!a.contains(&"--restore".to_string()));
         assert!(!a.contains(&"--allow-fallback".to_string()), "nothing to fall back from");
+        assert!(!a.contains(&"--allow-non-restored-state".to_string()), "nothing restored");
     }
 
     #[test]
     fn allow_fallback_reaches_a_restore_of_the_latest_checkpoint_only() {
         let has = |a: Vec<String>| a.contains(&"--allow-fallback".to_string());
-        assert!(has(args("demo-2", &Restore::Latest, true)));
-        assert!(!has(args("demo-2", &Restore::Latest, false)), "refused by default");
-        assert!(!has(args("demo-2", &Restore::From("s3://b/sp".into()), true)), "a named restore is chosen");
+        let allow = RestoreFlags { allow_fallback: true, ..RestoreFlags::default() };
+        assert!(has(args("demo-2", &Restore::Latest, allow)));
+        assert!(!has(args("demo-2", &Restore::Latest, RestoreFlags::default())), "refused by default");
+        assert!(!has(args("demo-2", &Restore::From("s3://b/sp".into()), allow)), "a named restore is chosen");
+    }
+
+    #[test]
+    fn allow_non_restored_state_reaches_every_restore_but_a_fresh_start() {
+        let has = |a: Vec<String>| a.contains(&"--allow-non-restored-state".to_string());
+        let allow = RestoreFlags { allow_non_restored_state: true, ..RestoreFlags::default() };
+        assert!(has(args("demo-2", &Restore::Latest, allow)));
+        assert!(has(args("demo-2", &Restore::From("s3://b/sp".into()), allow)));
+        assert!(!has(args("demo-2", &Restore::Fresh, allow)), "a fresh start restores nothing");
+        assert!(
+            !has(args("demo-2", &Restore::From("s3://b/sp".into()), RestoreFlags::default())),
+            "refused by default"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod identity_tests;
 #[cfg(test)]
 mod kubelet_tests;
 #[cfg(test)]
+mod periodic_tests;
+#[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
 mod savepoint_tests;

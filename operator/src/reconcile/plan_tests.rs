@@ -316,7 +316,7 @@ fn file_storage_lets_the_runtime_pick_the_latest_checkpoint() {
     o.store = StoreObservation::RuntimeManaged;
     let p = plan(&spec(), &st, &o, at(100));
     assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
-    let args = crate::build::pod::args("demo-2", &Restore::Latest, false);
+    let args = crate::build::pod::args("demo-2", &Restore::Latest, crate::build::pod::RestoreFlags::default());
     assert!(!args.iter().any(|a| a == "--restore" || a == "--no-restore"), "no restore flag: {args:?}");
 }
 

@@ -34,28 +34,32 @@ impl Planner<'_> {
     /// Acts on new trigger values and follows the savepoint in flight.
     pub(super) fn savepoint_triggers(&mut self) {
         if let Some(last) = self.last_in_flight()
-            && matches!(last.trigger, SavepointTrigger::Annotation | SavepointTrigger::Nonce)
+            && matches!(
+                last.trigger,
+                SavepointTrigger::Annotation | SavepointTrigger::Nonce | SavepointTrigger::Periodic
+            )
         {
             // One triggered savepoint at a time; newer values wait for it.
             return self.follow(last);
         }
         let seen = self.plan.status.savepoints.clone();
-        let Some(trigger) =
+        let trigger =
             savepoint::new_triggers(self.obs.annotation.as_deref(), self.spec.savepoint_trigger_nonce, seen.as_ref())
                 .into_iter()
-                .next()
-        else {
-            return;
-        };
+                .next();
         let (value, kind) = match &trigger {
-            NewTrigger::Annotation(v) => {
+            Some(NewTrigger::Annotation(v)) => {
                 self.savepoints_mut().observed_annotation = Some(v.clone());
                 (v.clone(), SavepointTrigger::Annotation)
             }
-            NewTrigger::Nonce(n) => {
+            Some(NewTrigger::Nonce(n)) => {
                 self.savepoints_mut().observed_nonce = Some(*n);
                 (n.to_string(), SavepointTrigger::Nonce)
             }
+            None => match self.periodic_due() {
+                Some(value) => (value, SavepointTrigger::Periodic),
+                None => return,
+            },
         };
         let mut info = SavepointInfo { value, trigger: kind, started_at: Some(Time(self.now)), ..Default::default() };
         let current = self.current_attempt();
@@ -87,6 +91,39 @@ impl Planner<'_> {
             }
         }
         self.savepoints_mut().last = Some(info);
+    }
+
+    /// Whether `spec.periodicSavepointInterval` asks for a savepoint now (its value: the time).
+    /// The schedule counts from the first reconcile that sees the job running with an interval
+    /// set, and from each periodic trigger on; a job that is not running (or busy with an
+    /// upgrade, suspend or deletion) skips its turn rather than recording a failure.
+    fn periodic_due(&mut self) -> Option<String> {
+        let interval = SignedDuration::try_from(Duration::from(self.spec.periodic_savepoint_interval?)).ok()?;
+        let running = self.plan.status.operation.is_none()
+            && self.plan.status.phase == sluice_crds::Phase::Running
+            && self.savepoint_target(self.current_attempt()).is_ok();
+        if !running {
+            return None;
+        }
+        let now = self.now;
+        let sp = self.savepoints_mut();
+        let Some(since) = sp.last_periodic.as_ref().map(|t| t.0) else {
+            sp.last_periodic = Some(Time(now));
+            self.plan.requeue_after = self.plan.requeue_after.min(interval.unsigned_abs());
+            return None;
+        };
+        match since.checked_add(interval) {
+            Ok(due) if now >= due => {
+                sp.last_periodic = Some(Time(now));
+                Some(format!("periodic-{}", now.as_millisecond()))
+            }
+            Ok(due) => {
+                let wait = now.duration_until(due).unsigned_abs();
+                self.plan.requeue_after = self.plan.requeue_after.min(wait);
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     fn follow(&mut self, last: SavepointInfo) {

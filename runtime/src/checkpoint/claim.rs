@@ -20,12 +20,13 @@ use crate::storage::ObjectStore;
 pub async fn claim(
     store: &dyn ObjectStore,
     job: &str,
+    run_id: &str,
     max_parallelism: u32,
     restored: Option<&Manifest>,
     id: CheckpointId,
 ) -> Result<(), PublishError> {
     let now = now_ms();
-    let manifest = match restored {
+    let mut manifest = match restored {
         Some(m) => Manifest {
             checkpoint_id: id,
             kind: SnapshotKind::Checkpoint,
@@ -35,6 +36,7 @@ pub async fn claim(
         },
         None => build_manifest(job, id, SnapshotKind::Checkpoint, now, max_parallelism, Vec::new()),
     };
+    manifest.run_id = Some(run_id.to_string());
     publish(store, &manifest).await
 }
 
@@ -48,11 +50,11 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(async {
             let store = MemoryStore::new();
-            claim(&store, "j", 8, None, CheckpointId(4)).await.expect("claim");
+            claim(&store, "j", "r", 8, None, CheckpointId(4)).await.expect("claim");
             let late = build_manifest("j", CheckpointId(4), SnapshotKind::Checkpoint, 1, 8, Vec::new());
             assert!(matches!(publish(&store, &late).await, Err(PublishError::AlreadyPublished(CheckpointId(4)))));
             assert!(matches!(
-                claim(&store, "j", 8, None, CheckpointId(4)).await,
+                claim(&store, "j", "r", 8, None, CheckpointId(4)).await,
                 Err(PublishError::AlreadyPublished(_))
             ));
         });

@@ -211,6 +211,7 @@ mod tests {
                     committables: vec![c.clone()],
                 })
                 .collect(),
+            run_id: None,
         }
     }
 

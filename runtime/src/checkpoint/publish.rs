@@ -36,6 +36,7 @@ pub fn build_manifest(
         completed_at_ms: now_ms(),
         max_parallelism,
         tasks,
+        run_id: None,
     }
 }
 

@@ -220,6 +220,46 @@ impl RestorePlan {
     }
 }
 
+/// Refuses a checkpoint or savepoint that is not this job's as it stands: one written by a job
+/// of another name (two jobs sharing a storage URI, or a savepoint of another job), or one with
+/// state for nodes `pipeline` no longer has (that state would be dropped). `allow`
+/// (`--allow-non-restored-state`, Flink's flag of that name) restores it anyway, dropping
+/// such state, and logs the decision.
+pub fn check_fit(loaded: &LoadedCheckpoint, job: &str, pipeline: &Pipeline, allow: bool) -> Result<(), RestoreError> {
+    let m = &loaded.manifest;
+    let mut misfits = Vec::new();
+    if m.job != job {
+        misfits.push(format!("it was written by job {:?}, not {job:?}", m.job));
+    }
+    let mut gone: Vec<&str> = m
+        .tasks
+        .iter()
+        .filter(|t| !(t.files.is_empty() && t.operator_state.is_empty() && t.committables.is_empty()))
+        .map(|t| t.node.as_str())
+        .filter(|n| !pipeline.nodes.iter().any(|x| x.id == *n))
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    if !gone.is_empty() {
+        misfits.push(format!("it holds state for nodes this job no longer has ({})", gone.join(", ")));
+    }
+    if misfits.is_empty() {
+        return Ok(());
+    }
+    let reason = misfits.join("; ");
+    if allow {
+        tracing::warn!(checkpoint = %m.checkpoint_id, location = %loaded.location, %reason, "restoring anyway (--allow-non-restored-state): state without a node is dropped");
+        return Ok(());
+    }
+    Err(RestoreError::Incompatible {
+        id: m.checkpoint_id,
+        reason: format!(
+            "{reason} (in {}); pass --allow-non-restored-state (spec.allowNonRestoredState) to restore it anyway, dropping that state",
+            loaded.location
+        ),
+    })
+}
+
 /// Deals a checkpoint's state out to `pipeline`'s subtasks.
 pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestorePlan, RestoreError> {
     let m = &loaded.manifest;
@@ -232,11 +272,6 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
                 m.max_parallelism, pipeline.max_parallelism
             ),
         });
-    }
-    for t in &m.tasks {
-        if !pipeline.nodes.iter().any(|n| n.id == t.node) {
-            tracing::warn!(node = %t.node, checkpoint = %id, "the checkpoint has state for a node the job no longer has; dropping it");
-        }
     }
     let mut plan = RestorePlan { checkpoint: Some(id), ..RestorePlan::default() };
     for (idx, node) in pipeline.nodes.iter().enumerate() {

@@ -145,6 +145,7 @@ mod tests {
                 operator_state: vec![],
                 committables: vec![],
             }],
+            run_id: None,
         }
     }
 

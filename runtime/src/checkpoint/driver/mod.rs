@@ -132,6 +132,8 @@ pub struct Driver {
     stopping: bool,
     /// The newest checkpoint this run completed (its transactions are never aborted).
     last_completed: Option<CheckpointId>,
+    /// This run's id, recorded in every manifest it publishes.
+    run_id: Option<String>,
 }
 
 /// Why the loop ended without an error.
@@ -185,7 +187,14 @@ impl Driver {
             cancel: Arc::default(),
             stopping: false,
             last_completed: None,
+            run_id: None,
         }
+    }
+
+    /// Records `run_id` in every manifest this driver publishes.
+    pub fn with_run_id(mut self, run_id: &str) -> Driver {
+        self.run_id = Some(run_id.to_string());
+        self
     }
 
     /// Shares the cancel flag with the tasks (their `TaskEnv::cancel`).
@@ -285,8 +294,9 @@ impl Driver {
                     if kind == BarrierKind::Savepoint { SnapshotKind::Savepoint } else { SnapshotKind::Checkpoint };
                 let trigger_epoch_ms =
                     now_ms().saturating_sub((started.elapsed().as_millis() as u64).saturating_sub(triggered_ms));
-                let manifest =
+                let mut manifest =
                     build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
+                manifest.run_id = self.run_id.clone();
                 let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
                 let location = format!("{}/{}", store.describe(), sluice_crds::contract::manifest::manifest_key(id));
                 tokio::spawn(async move {
