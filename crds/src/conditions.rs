@@ -112,6 +112,9 @@ pub enum Reason {
     /// The runtime refused to restore (exit status 3): the only usable checkpoint is older than
     /// one whose sinks may have committed, or the checkpoint location lost its manifests.
     RestoreRefused,
+    /// The attempt of a new spec failed before its first checkpoint; the job runs its last
+    /// stable spec again (`spec.rollbackOnFailedUpgrade`).
+    RolledBack,
     /// The operator cannot deserialize the StreamJob (e.g. a `podTemplate` with type errors).
     UnreadableObject,
     /// The API server refused a child object (PodSecurity, quota, a missing service account,
@@ -160,6 +163,7 @@ impl Reason {
             Reason::Deleting => "Deleting",
             Reason::UncommittableTransaction => "UncommittableTransaction",
             Reason::RestoreRefused => "RestoreRefused",
+            Reason::RolledBack => "RolledBack",
             Reason::UnreadableObject => "UnreadableObject",
             Reason::ChildRejected => "ChildRejected",
             Reason::NameConflict => "NameConflict",

@@ -169,6 +169,12 @@ pub struct StreamJobSpec {
     /// `--allow-non-restored-state`, after Flink's flag). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_non_restored_state: Option<bool>,
+    /// When an upgrade's attempt fails before it completes its first checkpoint, go back to the
+    /// last spec that ran stably (`status.lastStableSpec`, restoring its latest checkpoint)
+    /// instead of retrying the new one; the job shows `RolledBack` until the spec changes
+    /// again. Default false (the Flink Kubernetes Operator's rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_on_failed_upgrade: Option<bool>,
     /// Change this number to restart the job (through an upgrade in `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,
@@ -347,6 +353,24 @@ pub struct StreamJobStatus {
     /// Savepoint the next attempt restores from (set by a suspend's stop-with-savepoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_from: Option<String>,
+    /// The last spec that ran stably (an attempt built from it completed a checkpoint), what
+    /// `spec.rollbackOnFailedUpgrade` rolls back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stable_spec: Option<StableSpec>,
+    /// Set while the job runs its last stable spec because the current spec failed: the hash
+    /// of that failed spec. Cleared by the next spec change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<String>,
+}
+
+/// A spec recorded as stable.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StableSpec {
+    /// Hash of the spec fields pods are built from (as `specHash`).
+    pub hash: String,
+    /// The spec, as JSON.
+    pub spec: String,
 }
 
 /// Checkpoint progress of the job.

@@ -79,8 +79,16 @@ async fn reconcile_job(job: &StreamJob, ctx: &Context) -> Result<Action, Error> 
 
 /// observe → plan → apply → absorb the answers → write status → record Events.
 async fn reconcile_once(job: &StreamJob, ctx: &Context) -> Result<(plan::Plan, usize), Error> {
-    let observed = observe::observe(job, ctx).await?;
     let previous = job.status.clone().unwrap_or_default();
+    // Rolled back: every step sees the last stable spec until the spec changes again.
+    let rolled_back =
+        crate::reconcile::rollback::effective_spec(&previous, &crate::build::spec_hash(&job.spec)).map(|spec| {
+            let mut j = job.clone();
+            j.spec = spec;
+            j
+        });
+    let job = rolled_back.as_ref().unwrap_or(job);
+    let observed = observe::observe(job, ctx).await?;
     let now = jiff::Timestamp::now();
     let mut plan = plan::plan(&job.spec, &previous, &observed, now);
     if !plan.actions.is_empty() {

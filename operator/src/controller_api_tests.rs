@@ -109,10 +109,7 @@ async fn a_pod_create_answered_409_is_ours_only_when_this_job_controls_the_pod()
         let (ctx, mut api) = Context::test(None, Arc::new(MemoryStore::new()));
         let task = tokio::spawn(reconcile(Arc::new(finalized(job())), ctx));
         api.expect(Method::GET, PODS).await.reply(pod_list(vec![]));
-        api.expect(Method::GET, CM).await.reply(owned_child("ConfigMap"));
-        api.expect(Method::PATCH, CM).await.echo();
-        api.expect(Method::GET, SVC).await.reply(owned_child("Service"));
-        api.expect(Method::PATCH, SVC).await.echo();
+        api.expect_children_reapplied(owned_child).await;
         api.expect(Method::POST, PODS).await.fail(409, "AlreadyExists", "pods \"demo-1-0\" already exists");
         let mut existing = pod_json(1, "Pending", false);
         existing["metadata"]["annotations"][sluice_crds::ANNOTATION_JOB_UID] = json!(controller);

@@ -158,10 +158,7 @@ async fn a_failed_pod_is_deleted_then_attempt_two_restores_the_latest_checkpoint
     let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
     api.expect(Method::GET, PODS).await.reply(pod_list(vec![]));
     // The children exist from attempt 1 and are this job's: applied again.
-    api.expect(Method::GET, "/api/v1/namespaces/ns/configmaps/demo-config").await.reply(owned_child("ConfigMap"));
-    api.expect(Method::PATCH, "/api/v1/namespaces/ns/configmaps/demo-config?").await.echo();
-    api.expect(Method::GET, "/api/v1/namespaces/ns/services/demo").await.reply(owned_child("Service"));
-    api.expect(Method::PATCH, "/api/v1/namespaces/ns/services/demo?").await.echo();
+    api.expect_children_reapplied(owned_child).await;
     let pod = api.expect(Method::POST, PODS).await;
     assert_eq!(pod.body["metadata"]["name"], "demo-2-0");
     let args: Vec<String> = serde_json::from_value(pod.body["spec"]["containers"][0]["args"].clone()).expect("args");

@@ -141,6 +141,15 @@ impl ApiServerVerifier {
         seen
     }
 
+    /// The ConfigMap and Service of a relaunch, found as this job's (`owned`, a JSON child of
+    /// the given kind) and applied again.
+    pub async fn expect_children_reapplied(&mut self, owned: impl Fn(&str) -> serde_json::Value) {
+        self.expect(Method::GET, "/api/v1/namespaces/ns/configmaps/demo-config").await.reply(owned("ConfigMap"));
+        self.expect(Method::PATCH, "/api/v1/namespaces/ns/configmaps/demo-config?").await.echo();
+        self.expect(Method::GET, "/api/v1/namespaces/ns/services/demo").await.reply(owned("Service"));
+        self.expect(Method::PATCH, "/api/v1/namespaces/ns/services/demo?").await.echo();
+    }
+
     /// The next request, whatever it is (`None` once the client is gone).
     pub async fn next(&mut self) -> Option<Seen> {
         let (request, send) = self.0.next_request().await?;

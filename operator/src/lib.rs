@@ -26,6 +26,8 @@ mod controller_api_tests;
 #[cfg(test)]
 mod controller_identity_tests;
 #[cfg(test)]
+mod controller_rollback_tests;
+#[cfg(test)]
 mod controller_savepoint_tests;
 #[cfg(test)]
 mod controller_tests;

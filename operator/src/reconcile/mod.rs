@@ -5,6 +5,7 @@ pub mod apply;
 mod flow;
 pub mod observe;
 pub mod plan;
+pub mod rollback;
 pub mod status;
 mod triggers;
 
@@ -16,5 +17,7 @@ mod kubelet_tests;
 mod periodic_tests;
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod rollback_tests;
 #[cfg(test)]
 mod savepoint_tests;

@@ -209,6 +209,7 @@ impl<'a> Planner<'a> {
         if self.obs.deleting {
             return self.delete_job(current);
         }
+        self.end_rollback_on_spec_change();
         if let Some(op) = self.old.operation.clone() {
             // A flow under way owns the pods until it ends (status is its write-ahead log).
             return self.continue_operation(op, current);
@@ -354,6 +355,9 @@ impl<'a> Planner<'a> {
             // `restartNonce`).
             self.delete(pods);
             return self.data_loss(reason, &why);
+        }
+        if first_seen && self.roll_back(current, pods, &why) {
+            return;
         }
         self.plan.status.recovery = Some(recovery.clone());
         self.plan.status.error = Some(why.clone());
@@ -598,6 +602,7 @@ impl<'a> Planner<'a> {
             );
             self.plan.requeue_after = REQUEUE_BUSY;
         }
+        self.note_stable();
     }
 
     pub(super) fn note_phase_change(&mut self, warning: bool, reason: Reason, message: &str) {

@@ -39,13 +39,25 @@ struct PartitionPosition {
     /// With `stopAtEnd`: the offset to stop at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     end: Option<i64>,
+    /// Largest event time read from the partition before `next` (`i64::MIN`: none yet), so a
+    /// restored partition's watermark resumes where it was instead of starting over. Absent in
+    /// checkpoints of older runtimes (then it starts over: never late, only later to fire).
+    #[serde(default = "no_time", rename = "maxTs", skip_serializing_if = "is_no_time")]
+    max_ts: i64,
+}
+
+fn no_time() -> i64 {
+    i64::MIN
+}
+
+fn is_no_time(ts: &i64) -> bool {
+    *ts == i64::MIN
 }
 
 /// Live state of one assigned partition.
 #[derive(Clone, Copy, Debug)]
 struct Partition {
     pos: PartitionPosition,
-    max_ts: i64,
     idle: bool,
     done: bool,
 }
@@ -192,7 +204,7 @@ impl KafkaSource {
             }
             self.slot_of[p] = self.parts.len();
             let done = pos.end.is_some_and(|end| pos.next >= end);
-            self.parts.push(Partition { pos, max_ts: i64::MIN, idle: false, done });
+            self.parts.push(Partition { pos, idle: false, done });
         }
         Ok(())
     }
@@ -205,7 +217,7 @@ impl KafkaSource {
             .zip(starts)
             .map(|(p, next)| {
                 let end = if self.spec.stop_at_end { Some(self.end_offset(p)?) } else { None };
-                Ok(PartitionPosition { split: p, next, end })
+                Ok(PartitionPosition { split: p, next, end, max_ts: i64::MIN })
             })
             .collect()
     }
@@ -389,7 +401,7 @@ impl Source for KafkaSource {
                     }
                     part.pos.next = offset + 1;
                     part.idle = false;
-                    part.max_ts = part.max_ts.max(ts);
+                    part.pos.max_ts = part.pos.max_ts.max(ts);
                     if part.pos.end.is_some_and(|end| part.pos.next >= end) {
                         part.done = true;
                     }
@@ -444,8 +456,8 @@ impl Source for KafkaSource {
     fn watermark(&self) -> i64 {
         // A partition that has not delivered yet holds the watermark back (its first records may
         // be older than what the others delivered); idle and finished partitions do not.
-        let active = self.parts.iter().filter(|p| !p.idle && !p.done).map(|p| p.max_ts).min();
-        let least = active.or_else(|| self.parts.iter().map(|p| p.max_ts).max()).unwrap_or(i64::MIN);
+        let active = self.parts.iter().filter(|p| !p.idle && !p.done).map(|p| p.pos.max_ts).min();
+        let least = active.or_else(|| self.parts.iter().map(|p| p.pos.max_ts).max()).unwrap_or(i64::MIN);
         if least == i64::MIN { i64::MIN } else { least.saturating_sub(self.out_of_orderness) }
     }
 
@@ -467,5 +479,23 @@ impl Source for KafkaSource {
     fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
         self.commit_to_group(checkpoint);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partitions_event_time_is_checkpointed_and_older_checkpoints_still_restore() {
+        let pos = PartitionPosition { split: 2, next: 40, end: None, max_ts: 1_700 };
+        let json = serde_json::to_value(pos).expect("json");
+        assert_eq!(json, serde_json::json!({"split": 2, "next": 40, "maxTs": 1_700}));
+        assert_eq!(serde_json::from_value::<PartitionPosition>(json).expect("decodes"), pos);
+        let older: PartitionPosition =
+            serde_json::from_value(serde_json::json!({"split": 2, "next": 40})).expect("decodes");
+        assert_eq!(older.max_ts, i64::MIN, "no time yet: the watermark starts over");
+        let fresh = PartitionPosition { max_ts: i64::MIN, ..pos };
+        assert_eq!(serde_json::to_value(fresh).expect("json"), serde_json::json!({"split": 2, "next": 40}));
     }
 }
