@@ -26,9 +26,12 @@ pub fn manifest_uri(root: &str, id: CheckpointId) -> String {
     format!("{}/{}", root.trim_end_matches('/'), manifest::manifest_key(id))
 }
 
-/// The newest checkpoint with an intact manifest, or `None` when the job has none yet.
-/// A corrupt or torn manifest is skipped (the runtime would refuse it too); a storage error
-/// is returned, never treated as "no checkpoint".
+/// The newest checkpoint with an intact manifest, or `None` when the job has none yet: what
+/// status reports, and whether a relaunch has a checkpoint to restore at all. Which checkpoint
+/// a relaunch restores is not decided here but by the runtime's one rule (`--restore` is not
+/// passed for the latest checkpoint: the runtime also verifies state files and refuses to fall
+/// back past committed output). When manifests exist and none reads back, that is
+/// [`store::Error::Unverified`] (never "no checkpoint"); a storage error is returned as such.
 pub async fn latest_restore_point(
     stores: &dyn StoreFactory,
     namespace: &str,
@@ -37,6 +40,8 @@ pub async fn latest_restore_point(
     let store = stores.open(namespace, storage).await?;
     let keys = store.list(manifest::MANIFESTS_PREFIX).await.map_err(store::Error::List)?;
     let ids = manifest::latest_restorable(keys.iter().filter_map(|o| manifest::parse_manifest_key(&o.key)).collect());
+    let count = ids.len();
+    let mut newest_problem: Option<String> = None;
     for id in ids {
         let bytes = match store.get(&manifest::manifest_key(id)).await {
             Ok(b) => b,
@@ -54,10 +59,16 @@ pub async fn latest_restore_point(
                     duration_ms: m.completed_at_ms.saturating_sub(m.triggered_at_ms),
                 }));
             }
-            Err(e) => tracing::warn!(checkpoint = id.0, error = %e, "skipping unreadable checkpoint manifest"),
+            Err(e) => {
+                tracing::warn!(checkpoint = id.0, error = %e, "skipping unreadable checkpoint manifest");
+                newest_problem.get_or_insert_with(|| format!("checkpoint {}: {e}", id.0));
+            }
         }
     }
-    Ok(None)
+    match newest_problem {
+        Some(newest) => Err(store::Error::Unverified { count, newest }),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +120,21 @@ mod tests {
         assert_eq!(point.id, 7);
         assert_eq!(point.path, "s3://bucket/job/manifests/chk-00000000000000000007.json");
         assert_eq!(point.duration_ms, 50);
+    }
+
+    #[tokio::test]
+    async fn manifests_of_which_none_reads_back_are_not_an_empty_storage() {
+        let mem = Arc::new(MemoryStore::new());
+        for id in [3, 9] {
+            mem.put(&manifest::manifest_key(CheckpointId(id)), Bytes::from_static(b"{\"torn")).await.expect("put");
+        }
+        let shared: SharedStore = mem;
+        match latest_restore_point(&FixedStore(shared), "ns", &storage()).await {
+            Err(store::Error::Unverified { count: 2, newest }) => {
+                assert!(newest.starts_with("checkpoint 9:"), "{newest}")
+            }
+            other => panic!("expected Unverified, got {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -32,6 +32,15 @@ pub enum Error {
     /// Reading a manifest failed.
     #[error("reading a checkpoint manifest: {0}")]
     Read(#[source] rstorage::Error),
+    /// Checkpoint manifests exist but none reads back intact: only the runtime's restore rule
+    /// may decide what happens (it refuses, naming them).
+    #[error("{count} checkpoint manifests, none reads back intact (newest: {newest})")]
+    Unverified {
+        /// Manifests found.
+        count: usize,
+        /// Why the newest did not read back.
+        newest: String,
+    },
 }
 
 impl Error {
@@ -41,6 +50,7 @@ impl Error {
         match self {
             Error::Credentials { .. } => true,
             Error::Open(e) | Error::List(e) | Error::Read(e) => e.is_retryable(),
+            Error::Unverified { .. } => false,
         }
     }
 }

@@ -12,7 +12,7 @@ use sluice_crds::{Phase, StreamJobStatus};
 
 use super::observe::{Observed, RuntimeObservation};
 use super::plan::{Action, CHECKPOINT_STATUS_INTERVAL, Restore, plan};
-use super::plan_tests::{CHK, at, deleted, launches, observed, running, runtime_running, spec, status};
+use super::plan_tests::{at, deleted, launches, observed, running, runtime_running, spec, status};
 
 const UID: &str = "0f3c9a7e-11aa-4bcd-9e00-5a5a5a5a5a5a";
 const OURS: &str = "s3://bucket/demo/savepoints/stop-demo-1-0f3c9a7e";
@@ -74,7 +74,7 @@ fn a_savepoint_that_is_not_this_jobs_is_never_complete_nor_restored_from() {
     let mut resumed = s.clone();
     resumed.state = DesiredState::Running;
     let p = plan(&resumed, &p.status, &gone, at(3));
-    assert_eq!(launches(&p), vec![(2, Restore::From(CHK.into()))]);
+    assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
 }
 
 fn reported(id: u64, completed_s: i64) -> RuntimeObservation {

@@ -288,6 +288,11 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
                 tracing::warn!(job = %name, message = %m, "cannot read checkpoint storage; the runtime will choose the restore point");
                 StoreObservation::RuntimeManaged
             }
+            // Manifests, none intact: the runtime's restore rule decides (it refuses, naming them).
+            Err(e @ crate::store::Error::Unverified { .. }) => {
+                tracing::warn!(job = %name, error = %e, "no checkpoint manifest reads back; the runtime will decide");
+                StoreObservation::RuntimeManaged
+            }
             Err(e) => StoreObservation::Unavailable(e.to_string()),
         },
     };

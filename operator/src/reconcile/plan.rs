@@ -551,7 +551,9 @@ impl<'a> Planner<'a> {
         }
         match &self.obs.store {
             StoreObservation::NotConfigured => Ok(initial()),
-            StoreObservation::Latest(Some(point)) => Ok(Restore::From(point.path.clone())),
+            // The runtime applies the one restore rule to its own storage (verifying state files,
+            // refusing to fall back past committed output); `--restore` would bypass it.
+            StoreObservation::Latest(Some(_)) => Ok(Restore::Latest),
             StoreObservation::Latest(None) => Ok(initial()),
             StoreObservation::Unavailable(e) => Err(e.clone()),
             StoreObservation::RuntimeManaged => Ok(Restore::Latest),
@@ -562,6 +564,10 @@ impl<'a> Planner<'a> {
         let ready = !pods.is_empty() && pods.iter().all(|p| p.state == PodState::Running { ready: true });
         self.plan.status.error = None;
         self.plan.status.recovery = None;
+        if let (None, RuntimeObservation::Status(s)) = (&self.plan.status.restored_from, &self.obs.runtime) {
+            // A relaunch from the latest checkpoint: the runtime chose it and says which.
+            self.plan.status.restored_from = s.restored_from.clone();
+        }
         if self.plan.status.spec_hash.is_none() {
             // Adopted pods (status lost): they run the desired spec, so record it.
             self.plan.status.spec_hash = Some(self.obs.desired_hash.clone());

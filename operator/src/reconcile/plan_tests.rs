@@ -172,10 +172,21 @@ fn after_the_failed_pods_are_gone_and_the_backoff_passed_attempt_two_restores_th
     assert!(launches(&waiting).is_empty(), "first restart waits backoff.initial (1s)");
     assert_eq!(waiting.requeue_after, Duration::from_secs(1));
     let p = plan(&spec(), &st, &observed(vec![]), at(1));
-    assert_eq!(launches(&p), vec![(2, Restore::From(CHK.into()))]);
+    assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
     assert_eq!(p.status.restarts, 1);
     assert_eq!(p.status.recent_restarts.len(), 1);
     assert_eq!(p.status.recovery, None);
+    assert_eq!(p.status.restored_from, None, "the runtime picks it by the restore rule");
+    // Running: the runtime says which checkpoint it restored, and status records it.
+    let mut o = observed(vec![running(2)]);
+    o.runtime = match runtime_running() {
+        RuntimeObservation::Status(mut s) => {
+            s.restored_from = Some(CHK.into());
+            RuntimeObservation::Status(s)
+        }
+        other => other,
+    };
+    let p = plan(&spec(), &p.status, &o, at(2));
     assert_eq!(p.status.restored_from.as_deref(), Some(CHK));
 }
 
@@ -233,7 +244,7 @@ fn spec_changed_last_state_replaces_the_attempt_from_the_latest_checkpoint() {
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
     assert!(launches(&p).is_empty());
     let p2 = plan(&spec(), &p.status, &Observed { pods: vec![], ..o }, at(1));
-    assert_eq!(launches(&p2), vec![(2, Restore::From(CHK.into()))]);
+    assert_eq!(launches(&p2), vec![(2, Restore::Latest)]);
     assert_eq!(p2.status.restarts, 0, "an upgrade is not a restart");
     assert_eq!(p2.status.spec_hash.as_deref(), Some("h2"));
 }
@@ -263,7 +274,7 @@ fn savepoint_mode_without_a_running_job_falls_back_to_the_latest_checkpoint_and_
     let p = plan(&s, &p.status, &o, at(1));
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
     let p = plan(&s, &p.status, &Observed { pods: vec![], ..o }, at(2));
-    assert_eq!(launches(&p), vec![(2, Restore::From(CHK.into()))]);
+    assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
     assert_eq!(p.status.operation, None);
 }
 
@@ -281,7 +292,7 @@ fn suspended_without_a_runtime_answer_stops_every_pod_then_resumes_from_the_chec
     assert!(p.actions.is_empty());
     s.state = DesiredState::Running;
     let p = plan(&s, &p.status, &observed(vec![]), at(2));
-    assert_eq!(launches(&p), vec![(2, Restore::From(CHK.into()))]);
+    assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
     assert_eq!(p.status.restarts, 0);
 }
 
@@ -337,7 +348,7 @@ fn restart_budget_exhausted_fails_the_job_with_a_reason() {
     // Restarts older than the window do not count.
     st.recent_restarts = vec![Time(at(-7200)), Time(at(-20)), Time(at(-10))];
     let p = plan(&s, &st, &observed(vec![]), at(3580));
-    assert_eq!(launches(&p), vec![(5, Restore::From(CHK.into()))], "2 restarts in the window: one more is allowed");
+    assert_eq!(launches(&p), vec![(5, Restore::Latest)], "2 restarts in the window: one more is allowed");
 }
 
 #[test]
@@ -405,7 +416,7 @@ fn failed_job_stays_failed_until_the_spec_changes() {
     let mut o = observed(vec![]);
     o.desired_hash = "h2".into();
     let p = plan(&spec(), &st, &o, at(0));
-    assert_eq!(launches(&p), vec![(5, Restore::From(CHK.into()))]);
+    assert_eq!(launches(&p), vec![(5, Restore::Latest)]);
 }
 
 #[test]

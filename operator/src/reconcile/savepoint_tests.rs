@@ -348,7 +348,7 @@ fn a_failed_savepoint_falls_back_to_the_latest_checkpoint_when_allowed_and_says_
     assert_eq!(last(&p).state, SavepointState::Failed);
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
     let p = plan(&s, &p.status, &Observed { pods: vec![], ..o }, at(3));
-    assert_eq!(launches(&p), vec![(2, Restore::From(super::plan_tests::CHK.into()))]);
+    assert_eq!(launches(&p), vec![(2, Restore::Latest)]);
 }
 
 #[test]
@@ -382,8 +382,7 @@ fn last_state_and_stateless_upgrades_write_their_step_before_deleting_pods() {
         let p = plan(&s, &p.status, &o, at(1));
         assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
         let p = plan(&s, &p.status, &Observed { pods: vec![], ..o }, at(2));
-        let expected =
-            if mode == UpgradeMode::Stateless { Restore::Fresh } else { Restore::From(super::plan_tests::CHK.into()) };
+        let expected = if mode == UpgradeMode::Stateless { Restore::Fresh } else { Restore::Latest };
         assert_eq!(launches(&p), vec![(2, expected)]);
     }
 }
