@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KillJob, free_port, http, wait_with_timeout};
+use common::{KillJob, free_port, http, signal, wait_with_timeout};
 use rand::{Rng, SeedableRng};
 use sluice_crds::contract::control::STOP_GRACE_SECS;
 
@@ -113,15 +113,6 @@ fn complete_and_verify(job: &KillJob, run: usize) {
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-fn signal(child: &Child, name: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(ok.success(), "kill -{name} failed");
 }
 
 #[test]

@@ -219,6 +219,16 @@ pub fn kafka_brokers() -> String {
     }
 }
 
+/// Sends signal `name` (`TERM`, `INT`, …) to `child` with `kill(1)`.
+pub fn signal(child: &Child, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{name} failed");
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")

@@ -41,7 +41,7 @@ pub struct CaseReport {
     pub lines: usize,
     /// A one-line summary of the shape.
     pub summary: String,
-    /// The schedule, compactly (`K` kill, `C` crash, `S` stop with savepoint, `X` cancel; the
+    /// The schedule, compactly (`K` kill, `C` crash, `S` stop with savepoint, `X` cancel, `T` SIGTERM; the
     /// newest checkpoint damaged: `D` its manifest deleted, `M` its manifest flipped, `B` a state
     /// file flipped, `E` every manifest deleted; `F` marks where the job finished on its own).
     pub schedule: String,

@@ -8,7 +8,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::job::{RunParallelism, Shape};
-use crate::common::{check_fault_hit, check_killed, free_port, http, tail};
+use crate::common::{check_fault_hit, check_killed, free_port, http, signal, tail};
 
 /// How one run of the schedule is ended.
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub enum Fault {
     StopWithSavepoint(u64),
     /// `POST /v1/stop {"savepoint": false}` after this long.
     Cancel(u64),
+    /// SIGTERM after this long (a pod deletion): a graceful cancel, exit 0.
+    Terminate(u64),
     /// Damage the newest checkpoint, expect the runtime to refuse it (exit 3 naming it), then
     /// repair it as an operator would.
     Corrupt(Corruption),
@@ -58,6 +60,7 @@ impl std::fmt::Display for Step {
             Fault::Crash(point, n, _) => write!(f, "crash {point}@{n} [{p}]"),
             Fault::StopWithSavepoint(ms) => write!(f, "stop+savepoint @{ms}ms [{p}]"),
             Fault::Cancel(ms) => write!(f, "cancel @{ms}ms [{p}]"),
+            Fault::Terminate(ms) => write!(f, "SIGTERM @{ms}ms [{p}]"),
             Fault::Corrupt(c) => write!(f, "corrupt newest checkpoint ({c:?}) [{p}]"),
         }
     }
@@ -71,6 +74,7 @@ impl Step {
             Fault::Crash(..) => "C",
             Fault::StopWithSavepoint(_) => "S",
             Fault::Cancel(_) => "X",
+            Fault::Terminate(_) => "T",
             Fault::Corrupt(Corruption::DeleteNewestManifest) => "D",
             Fault::Corrupt(Corruption::FlipManifest) => "M",
             Fault::Corrupt(Corruption::FlipStateFile) => "B",
@@ -131,7 +135,10 @@ pub fn random_schedule(rng: &mut StdRng, shape: &Shape) -> Vec<Step> {
                     Fault::Crash(point, rng.random_range(1..=3), est + 2000)
                 }
                 72..86 => Fault::StopWithSavepoint(delay(rng)),
-                86..92 if !skipped("cancel") => Fault::Cancel(delay(rng)),
+                86..92 if !skipped("cancel") => {
+                    let ms = delay(rng);
+                    if roll < 89 { Fault::Cancel(ms) } else { Fault::Terminate(ms) }
+                }
                 _ if i > 0 && corruption_enabled() => {
                     let drawn = match rng.random_range(0..4) {
                         0 => Corruption::DeleteNewestManifest,
@@ -207,6 +214,7 @@ impl Runner<'_> {
             Fault::Crash(point, n, backstop) => self.crash(step.parallelism, point, *n, *backstop),
             Fault::StopWithSavepoint(ms) => self.stop(step.parallelism, *ms, true),
             Fault::Cancel(ms) => self.stop(step.parallelism, *ms, false),
+            Fault::Terminate(ms) => self.terminate_after(step.parallelism, *ms),
             Fault::Corrupt(c) => self.corrupt(step.parallelism, *c),
         }
     }
@@ -220,6 +228,23 @@ impl Runner<'_> {
         let status = child.wait().expect("wait");
         check_killed(&status).map_err(|e| self.fail(e))?;
         Ok(Outcome::Faulted("killed".into()))
+    }
+
+    fn terminate_after(&mut self, p: RunParallelism, ms: u64) -> Result<Outcome, String> {
+        let mut child = self.spawn(p, &[]);
+        if let Some(status) = wait_for(&mut child, Duration::from_millis(ms)) {
+            return self.ended_early(status);
+        }
+        signal(&child, "TERM");
+        let Some(status) = wait_for(&mut child, Duration::from_secs(60)) else {
+            let _ = child.kill();
+            return Err(self.fail("the job did not end within 60s of SIGTERM".into()));
+        };
+        if status.success() {
+            Ok(Outcome::Faulted("cancelled by SIGTERM".into()))
+        } else {
+            Err(self.fail(format!("SIGTERM: the job ended {status}, not with a graceful cancel")))
+        }
     }
 
     fn ended_early(&self, status: ExitStatus) -> Result<Outcome, String> {
