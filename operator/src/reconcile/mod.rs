@@ -2,6 +2,7 @@
 
 pub mod absorb;
 pub mod apply;
+mod failure;
 mod flow;
 pub mod observe;
 pub mod plan;
