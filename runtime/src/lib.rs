@@ -1,7 +1,6 @@
 //! Sluice's streaming engine: a dataflow of sources, operators and sinks with barrier
 //! checkpoints, keyed state in key groups, and two-phase-commit sinks.
 
-pub mod bench;
 pub mod checkpoint;
 pub mod connectors;
 pub mod control;

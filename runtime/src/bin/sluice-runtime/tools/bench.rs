@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use sluice_crds::JobConfig;
 
-use crate::checkpoint::driver::stats;
-use crate::fault::Faults;
-use crate::job::{self, JobError, JobHandles, RestoreMode, RuntimeConfig};
+use sluice_runtime::checkpoint::driver::stats;
+use sluice_runtime::fault::Faults;
+use sluice_runtime::job::{self, JobError, JobHandles, RestoreMode, RuntimeConfig};
 
 /// One benchmark configuration.
 #[derive(Clone, Debug)]
@@ -162,10 +162,6 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
 /// Bytes a checkpoint writes at a given change rate, against the full state.
 #[derive(Clone, Debug)]
 pub struct DeltaFigure {
-    /// Keys in state.
-    pub keys: u64,
-    /// Fraction of keys changed between two checkpoints.
-    pub changed: f64,
     /// Bytes of a full snapshot.
     pub full_bytes: usize,
     /// Bytes of the incremental snapshot.
@@ -175,32 +171,34 @@ pub struct DeltaFigure {
 /// Time to restore keyed state of a given size.
 #[derive(Clone, Debug)]
 pub struct RestoreFigure {
-    /// Keys in state.
-    pub keys: u64,
     /// Bytes of the state file.
     pub bytes: usize,
     /// Verify (CRC) + decode + load into the operator, milliseconds.
     pub millis: f64,
 }
 
-fn encoded(op: &mut crate::ops::aggregate::Aggregate, mode: crate::ops::SnapshotMode) -> Vec<u8> {
-    use crate::ops::Operator;
+fn encoded(op: &mut sluice_runtime::ops::aggregate::Aggregate, mode: sluice_runtime::ops::SnapshotMode) -> Vec<u8> {
+    use sluice_runtime::ops::Operator;
     let Ok(snap) = op.snapshot(sluice_crds::CheckpointId(1), mode) else { return Vec::new() };
     let Some(keyed) = snap.keyed else { return Vec::new() };
     let delta = keyed.is_delta();
-    let mut w = crate::state::StateWriter::new(128);
+    let mut w = sluice_runtime::state::StateWriter::new(128);
     keyed.write_to(&mut w);
     w.finish(delta).0
 }
 
-fn int_record(i: u64) -> crate::record::Record {
-    crate::record::Record { key: crate::value::Value::Int(i as i64), ts: 0, value: crate::value::Value::Int(1) }
+fn int_record(i: u64) -> sluice_runtime::record::Record {
+    sluice_runtime::record::Record {
+        key: sluice_runtime::value::Value::Int(i as i64),
+        ts: 0,
+        value: sluice_runtime::value::Value::Int(1),
+    }
 }
 
-fn filled(keys: u64) -> crate::ops::aggregate::Aggregate {
-    use crate::ops::Operator;
+fn filled(keys: u64) -> sluice_runtime::ops::aggregate::Aggregate {
     use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
-    let mut op = crate::ops::aggregate::Aggregate::new("sum", AggregateFn::Sum, None, ErrorPolicy::Fail);
+    use sluice_runtime::ops::Operator;
+    let mut op = sluice_runtime::ops::aggregate::Aggregate::new("sum", AggregateFn::Sum, None, ErrorPolicy::Fail);
     let mut k = 0;
     while k < keys {
         let batch = (k..(k + 65_536).min(keys)).map(int_record).collect();
@@ -212,32 +210,32 @@ fn filled(keys: u64) -> crate::ops::aggregate::Aggregate {
 
 /// Delta size at `changed` fraction of `keys` keys changed, against the full snapshot.
 pub fn delta_figure(keys: u64, changed: f64) -> DeltaFigure {
-    use crate::ops::{Operator, SnapshotMode};
+    use sluice_runtime::ops::{Operator, SnapshotMode};
     let mut op = filled(keys);
     let full_bytes = encoded(&mut op, SnapshotMode::Full).len();
     let step = (1.0 / changed).round().max(1.0) as u64;
     let batch = (0..keys).step_by(step as usize).map(int_record).collect();
     let _ = op.process(batch, &mut Vec::new());
     let delta_bytes = encoded(&mut op, SnapshotMode::Incremental).len();
-    DeltaFigure { keys, changed, full_bytes, delta_bytes }
+    DeltaFigure { full_bytes, delta_bytes }
 }
 
 /// Restore time of a full snapshot of `keys` keys (verify, decode, load).
 pub fn restore_figure(keys: u64) -> RestoreFigure {
-    use crate::ops::{Operator, Restored, SnapshotMode};
+    use sluice_runtime::ops::{Operator, Restored, SnapshotMode};
     let mut op = filled(keys);
     let bytes = encoded(&mut op, SnapshotMode::Full);
     let crc = crc32c::crc32c(&bytes);
     let start = Instant::now();
-    let entries = crate::state::decode_state_file(
+    let entries = sluice_runtime::state::decode_state_file(
         "bench",
         &bytes,
         bytes.len() as u64,
         crc,
-        crate::graph::KeyGroupRange { start: 0, end: 127 },
+        sluice_runtime::graph::KeyGroupRange { start: 0, end: 127 },
     )
     .unwrap_or_default();
     let mut fresh = filled(0);
     let _ = fresh.restore(Restored { keyed: entries, operator_state: Vec::new() });
-    RestoreFigure { keys, bytes: bytes.len(), millis: start.elapsed().as_secs_f64() * 1000.0 }
+    RestoreFigure { bytes: bytes.len(), millis: start.elapsed().as_secs_f64() * 1000.0 }
 }

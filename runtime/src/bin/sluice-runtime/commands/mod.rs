@@ -1,0 +1,5 @@
+//! One module per group of commands.
+
+pub mod bench;
+pub mod run;
+pub mod verify;

@@ -1,0 +1,78 @@
+//! `sluice-runtime`: runs a job document (the operator's pods run `sluice-runtime run`), checks
+//! one, runs the embedded demo, and carries the tools around the engine (benchmarks and the
+//! exactly-once verifier), each command in a function of its own.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice_crds::contract::control::{EXIT_DATA_LOSS, EXIT_STOP_TIMEOUT};
+use sluice_runtime::job::JobError;
+
+mod args;
+mod commands;
+mod signals;
+mod tools;
+
+use args::{Cli, Command};
+
+/// Where Kubernetes reads a container's termination message (written only when it exists).
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Validate { job } => commands::run::validate(&job),
+            Command::Run(args) => commands::run::run(args).await,
+            Command::Demo { dir } => commands::run::demo(&dir).await,
+            Command::Verify(cmd) => commands::verify::verify(cmd).await,
+            Command::BenchState => commands::bench::bench_state(),
+            Command::Bench(args) => commands::bench::bench(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(&e),
+    }
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+/// Prints the error, writes the termination message, and picks the exit status: 3 when the
+/// job must not be retried as is (data-loss risk), 4 when a signal's cancel timed out.
+fn failure(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    let data_loss = e.chain().find_map(|c| c.downcast_ref::<JobError>().and_then(JobError::data_loss_kind));
+    let timeout = e.chain().any(|c| c.downcast_ref::<signals::StopTimeout>().is_some());
+    // Kubernetes shows this file as the container's termination message.
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(TERMINATION_LOG) {
+        use std::io::Write as _;
+        let message = format!("{e:#}");
+        let _ = match data_loss {
+            Some(kind) => write!(f, "{}", kind.termination_message(&message)),
+            None => write!(f, "{message}"),
+        };
+    }
+    match (data_loss, timeout) {
+        (Some(_), _) => ExitCode::from(EXIT_DATA_LOSS),
+        (None, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
+        (None, false) => ExitCode::FAILURE,
+    }
+}

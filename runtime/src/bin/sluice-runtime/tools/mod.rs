@@ -1,0 +1,3 @@
+//! Tools around the engine, not part of it: the benchmark workload.
+
+pub mod bench;

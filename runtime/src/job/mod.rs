@@ -1,0 +1,284 @@
+//! Runs a job: recover (restore point, fencing, sink transactions), wire tasks and channels,
+//! supervise them beside the checkpoint driver, wrap up. One module per step:
+//! [`recover`], [`wiring`], [`supervise`].
+
+mod progress;
+mod recover;
+mod supervise;
+pub mod wiring;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_crds::contract::control::JobState;
+use sluice_crds::{CheckpointId, JobConfig};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::coordinator::Coordinator;
+use crate::checkpoint::driver::{CheckpointStats, Driver, SharedStats, stats};
+use crate::checkpoint::restore::RestoreError;
+use crate::checkpoint::retention::sweep;
+use crate::control::ControlState;
+use crate::engine::cancel::Cancellation;
+use crate::engine::channel::{ExchangeError, LocalExchange};
+use crate::engine::metrics::JobMetrics;
+use crate::engine::task::{TaskEnv, TaskError};
+use crate::fault::Faults;
+use crate::graph::PhysicalPlan;
+use crate::ops::OpError;
+use crate::ops::build::check_expressions;
+use crate::storage::{self, SharedStore};
+
+pub use progress::human_bytes;
+pub use wiring::Placement;
+
+/// Where a run gets its initial state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// The newest completed checkpoint in the job's storage, if any (the default). Refuses to
+    /// fall back past a newer checkpoint whose sinks may have committed, and to start fresh
+    /// over state or committed output without a manifest (see `checkpoint::fallback`).
+    Latest,
+    /// As `Latest`, but falling back past such a checkpoint is allowed, and logged
+    /// (`--allow-fallback`).
+    LatestAllowingFallback,
+    /// A specific checkpoint manifest or savepoint directory URI.
+    From(String),
+    /// Start fresh, ignoring existing checkpoints (checkpoint ids still continue after them).
+    None,
+}
+
+/// Everything a run needs, validated once.
+#[derive(Clone)]
+pub struct RuntimeConfig {
+    /// The job document.
+    pub job: JobConfig,
+    /// Initial state.
+    pub restore: RestoreMode,
+    /// Unique id of this run (temp-file and transaction names).
+    pub run_id: String,
+    /// Fault plan (tests and chaos mode).
+    pub faults: Faults,
+    /// Print a progress line every second.
+    pub progress: bool,
+    /// The control endpoint's state, when one serves this run.
+    pub control: Option<Arc<ControlState>>,
+    /// Restore a checkpoint of another job, or with state for nodes this job no longer has
+    /// (dropped), instead of refusing it (`--allow-non-restored-state`).
+    pub allow_non_restored_state: bool,
+}
+
+/// Why a job stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The job document is unusable (bad expression, …).
+    #[error("invalid job: {0}")]
+    Config(#[from] OpError),
+    /// Checkpoint storage could not be opened.
+    #[error("checkpoint storage: {0}")]
+    Storage(#[from] storage::Error),
+    /// Restore failed.
+    #[error("restore: {0}")]
+    Restore(#[from] RestoreError),
+    /// Resolving a sink's pending transactions failed (data-loss risk: not ignored).
+    #[error("sink recovery of node {node}: {source}")]
+    SinkRecovery {
+        /// The sink node.
+        node: String,
+        /// What failed.
+        source: OpError,
+    },
+    /// A task failed.
+    #[error("{0}")]
+    Task(#[from] TaskError),
+    /// A channel between tasks could not be set up.
+    #[error("wiring: {0}")]
+    Exchange(#[from] ExchangeError),
+    /// The coordinator stopped the job.
+    #[error("checkpointing: {0}")]
+    Checkpointing(String),
+}
+
+impl JobError {
+    /// Why the run must stop for a person to decide (exit status 3), if it must: pre-committed
+    /// output of a completed checkpoint could not be committed, or restore refused because
+    /// going on could duplicate committed output.
+    pub fn data_loss_kind(&self) -> Option<sluice_crds::contract::control::DataLossKind> {
+        use sluice_crds::contract::control::DataLossKind;
+        match self {
+            JobError::Restore(e) if e.is_data_loss_risk() => Some(DataLossKind::RestoreRefused),
+            e if e.is_data_loss() => Some(DataLossKind::UncommittableTransaction),
+            _ => None,
+        }
+    }
+
+    /// Whether the run must not be retried as is (exit status 3): see [`Self::data_loss_kind`].
+    pub fn is_data_loss(&self) -> bool {
+        matches!(
+            self,
+            JobError::SinkRecovery { source: OpError::Commit { .. }, .. }
+                | JobError::Task(TaskError::Op { source: OpError::Commit { .. }, .. })
+        ) || matches!(self, JobError::Restore(e) if e.is_data_loss_risk())
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// The checkpoint the run restored from.
+    pub restored_from: Option<CheckpointId>,
+    /// Checkpoint statistics.
+    pub checkpoints: CheckpointStats,
+    /// Records emitted by the sources.
+    pub source_records: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// The run was cancelled on request (its output resumes from the latest checkpoint).
+    pub cancelled: bool,
+}
+
+/// Handles to a running job for observers (progress, control endpoint, benchmarks).
+#[derive(Clone)]
+pub struct JobHandles {
+    /// Counters.
+    pub metrics: Arc<JobMetrics>,
+    /// Checkpoint statistics.
+    pub stats: SharedStats,
+    /// Node indices of the sources.
+    pub sources: Vec<usize>,
+}
+
+/// Runs `config`'s job to completion.
+pub async fn run(config: RuntimeConfig) -> Result<JobOutcome, JobError> {
+    run_observed(config, |_| {}).await
+}
+
+/// Runs a job, handing observers the live counters once the job is wired.
+pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles)) -> Result<JobOutcome, JobError> {
+    let started = Instant::now();
+    let (job, pipeline) = (&config.job, &config.job.pipeline);
+    check_expressions(&pipeline.nodes)?;
+    let plan = PhysicalPlan::build(pipeline);
+    let recover::Prepared { store, loaded, mut restore_plan, first_id } = recover::prepare(&config).await?;
+    let restored_from = restore_plan.checkpoint;
+
+    let metrics = JobMetrics::new(pipeline.nodes.iter().map(|n| n.id.clone()).collect());
+    let stats_handle: SharedStats = Default::default();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let cancellation = Arc::new(Cancellation::default());
+    let env = task_env(&config, store.clone(), metrics.clone(), events_tx, cancellation.clone());
+    let exchange = LocalExchange::default();
+    let placement = Placement::All;
+    let wiring = wiring::Wiring { config: &config, plan: &plan, placement: &placement, exchange: &exchange, env };
+    let wired = wiring::wire(&wiring, &mut restore_plan)?;
+    // The tasks hold the only senders of `events` now: the driver sees them all end.
+    drop(wiring);
+    // Every subtask runs here, so every channel must have both ends wired.
+    if let Some(&channel) = exchange.unpaired().first() {
+        return Err(ExchangeError { channel, reason: "only one end was wired".into() }.into());
+    }
+
+    let coordinator = Coordinator::new(
+        supervise::coordinator_config(job),
+        plan.task_count(),
+        wiring::source_task_count(&plan, pipeline),
+        first_id,
+    );
+    let driver = Driver::new(
+        coordinator,
+        events_rx,
+        wired.handles,
+        store.clone(),
+        job.name.clone(),
+        pipeline.max_parallelism,
+        job.checkpointing.as_ref().map_or(1, |c| c.retained as usize),
+        config.faults.clone(),
+        stats_handle.clone(),
+    )
+    .with_control(job.checkpointing.as_ref().map(|c| c.storage.clone()), config.control.clone())
+    .with_cancellation(cancellation)
+    .with_run_id(&config.run_id);
+    let sources: Vec<usize> = pipeline
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.kind().is_some_and(|k| k.is_source()))
+        .map(|(i, _)| i)
+        .collect();
+    let handles = JobHandles { metrics: metrics.clone(), stats: stats_handle.clone(), sources: sources.clone() };
+    observe(handles.clone());
+    if let Some(c) = &config.control {
+        let _ = c.handles.set(handles.clone());
+        *c.restored_from.lock().unwrap_or_else(|p| p.into_inner()) = loaded.as_ref().map(|l| l.location.clone());
+        c.set_ready(true);
+    }
+    let progress = config.progress.then(|| tokio::spawn(progress::report_progress(handles)));
+
+    let ending = supervise::supervise(wired.tasks, driver).await;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    let cancelled = wrap_up(&config, store.as_ref(), ending).await?;
+    Ok(JobOutcome {
+        restored_from,
+        checkpoints: stats(&stats_handle).clone(),
+        source_records: metrics.source_records(&sources),
+        elapsed: started.elapsed(),
+        cancelled,
+    })
+}
+
+/// What every task of the run shares.
+fn task_env(
+    config: &RuntimeConfig,
+    store: Option<SharedStore>,
+    metrics: Arc<JobMetrics>,
+    events: mpsc::UnboundedSender<crate::engine::message::TaskEvent>,
+    cancel: Arc<Cancellation>,
+) -> Arc<TaskEnv> {
+    Arc::new(TaskEnv {
+        store,
+        max_parallelism: config.job.pipeline.max_parallelism,
+        run_id: config.run_id.clone(),
+        faults: config.faults.clone(),
+        metrics,
+        events,
+        io: tokio::runtime::Handle::current(),
+        cancel,
+    })
+}
+
+/// After the run: the job state the control endpoint reports, a final retention sweep after a
+/// clean end, and the answer to a cancel. Returns whether the run was cancelled.
+async fn wrap_up(
+    config: &RuntimeConfig,
+    store: Option<&SharedStore>,
+    ending: supervise::Ending,
+) -> Result<bool, JobError> {
+    let supervise::Ending { result, cancel } = ending;
+    let cancelled = cancel.is_some();
+    if let Some(c) = &config.control {
+        c.set_ready(false);
+        c.set_job_state(match (&result, cancelled) {
+            (Err(_), _) => JobState::Failed,
+            (Ok(()), true) => JobState::Cancelled,
+            (Ok(()), false) => JobState::Finished,
+        });
+    }
+    if result.is_ok()
+        && let (Some(s), Some(c)) = (store, &config.job.checkpointing)
+        && let Err(e) = sweep(s.as_ref(), c.retained as usize, &config.faults).await
+    {
+        tracing::warn!(error = %e, "final retention sweep failed; the next run sweeps again");
+    }
+    if let Some(reply) = cancel {
+        let _ = reply.send(match &result {
+            Ok(()) => {
+                tracing::info!("job cancelled on request");
+                Ok(None)
+            }
+            Err(e) => Err(format!("the cancel failed: {e}")),
+        });
+    }
+    result.map(|()| cancelled)
+}

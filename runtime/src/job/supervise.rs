@@ -1,0 +1,106 @@
+//! A running job's supervision: wait for its tasks and its checkpoint driver, name the first
+//! real cause of a failure, and hand back a cancel's reply once every task has ended.
+
+use std::time::Duration;
+
+use sluice_crds::JobConfig;
+use tokio::task::JoinSet;
+
+use super::JobError;
+use crate::checkpoint::coordinator::CoordinatorConfig;
+use crate::checkpoint::driver::{Driver, DriverExit, StopReply};
+use crate::engine::task::TaskError;
+
+/// How a run's tasks and driver ended.
+pub(super) struct Ending {
+    /// The run's result.
+    pub result: Result<(), JobError>,
+    /// A stop without savepoint that ended the run: to be answered once the run is wrapped up.
+    pub cancel: Option<StopReply>,
+}
+
+/// The coordinator's settings for `job` (checkpoints off: no interval, no timeout to speak of).
+pub(super) fn coordinator_config(job: &JobConfig) -> CoordinatorConfig {
+    match &job.checkpointing {
+        Some(c) => CoordinatorConfig {
+            interval_ms: Some(c.interval.as_millis() as u64),
+            timeout_ms: c.timeout.as_millis() as u64,
+            min_pause_ms: c.min_pause.as_millis() as u64,
+            max_concurrent: c.max_concurrent as usize,
+            tolerable_failures: c.tolerable_failures,
+        },
+        None => CoordinatorConfig {
+            interval_ms: None,
+            timeout_ms: u64::MAX / 4,
+            min_pause_ms: 0,
+            max_concurrent: 1,
+            tolerable_failures: 0,
+        },
+    }
+}
+
+/// Runs the driver beside the tasks until every task ended (or one failed, or the driver
+/// stopped the job).
+pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver: Driver) -> Ending {
+    let mut driver = tokio::spawn(driver.run());
+    let mut driver_done = false;
+    let mut cancel = None;
+    let result = loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break Ok(()),
+                Some(Ok(Ok(()))) => {}
+                // A task that lost its coordinator reports the coordinator's reason instead.
+                Some(Ok(Err(e @ TaskError::Coordinator { .. }))) if !driver_done => {
+                    driver_done = true;
+                    break Err(match tokio::time::timeout(Duration::from_secs(5), &mut driver).await {
+                        Ok(Ok(Err(reason))) => JobError::Checkpointing(reason),
+                        _ => first_cause(e, &mut tasks).await,
+                    });
+                }
+                Some(Ok(Err(e))) => break Err(first_cause(e, &mut tasks).await),
+                Some(Err(e)) => break Err(JobError::Checkpointing(format!("task panicked: {e}"))),
+            },
+            r = &mut driver, if !driver_done => {
+                driver_done = true;
+                match r {
+                    Ok(Ok(DriverExit::Done)) => {}
+                    // Every task has ended on the cancel: their results still count.
+                    Ok(Ok(DriverExit::Cancel(reply))) => cancel = Some(reply),
+                    Ok(Err(reason)) => break Err(JobError::Checkpointing(reason)),
+                    Err(e) => break Err(JobError::Checkpointing(format!("coordinator panicked: {e}"))),
+                }
+            }
+        }
+    };
+    tasks.abort_all();
+    if result.is_ok() && !driver_done {
+        // Every task finished: let the coordinator finish savepoint copies (bounded wait).
+        match tokio::time::timeout(Duration::from_secs(60), &mut driver).await {
+            Ok(Ok(Ok(DriverExit::Cancel(reply)))) => cancel = Some(reply),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("coordinator did not finish within 60 s after the tasks"),
+        }
+    }
+    driver.abort();
+    Ending { result, cancel }
+}
+
+/// A task that failed because its downstream closed is a symptom: report the real cause.
+async fn first_cause(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>>) -> JobError {
+    if !matches!(first, TaskError::Downstream { .. }) {
+        return first.into();
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(2));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            j = tasks.join_next() => match j {
+                Some(Ok(Err(e))) if !matches!(e, TaskError::Downstream { .. }) => return e.into(),
+                Some(_) => {}
+                None => return first.into(),
+            },
+            _ = &mut deadline => return first.into(),
+        }
+    }
+}
