@@ -8,6 +8,7 @@ pub mod engine;
 pub mod fault;
 pub mod graph;
 pub mod job;
+pub mod nodes;
 pub mod ops;
 pub mod record;
 pub mod state;

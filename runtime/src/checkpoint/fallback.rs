@@ -154,7 +154,7 @@ pub fn sink_output(job: &sluice_crds::JobConfig) -> Vec<String> {
     job.pipeline
         .nodes
         .iter()
-        .filter_map(|n| crate::ops::build::sink_recovery(n, job)?.committed_output().map(|o| format!("{}: {o}", n.id)))
+        .filter_map(|n| crate::nodes::sink_recovery(n, job)?.committed_output().map(|o| format!("{}: {o}", n.id)))
         .collect()
 }
 

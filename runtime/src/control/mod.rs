@@ -13,25 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::job::JobHandles;
 
-/// A request from the endpoint to the checkpoint coordinator.
-#[derive(Debug)]
-pub enum ControlCommand {
-    /// Take a savepoint with this id, at `location` (default under the storage root).
-    Savepoint {
-        /// Savepoint id (as returned to the caller).
-        id: String,
-        /// Target directory URI.
-        location: Option<String>,
-    },
-    /// Stop the job, optionally with a final savepoint; the reply carries its location. At most
-    /// one is ever in flight ([`ControlState::stop`] refuses the others).
-    Stop {
-        /// Take a savepoint first.
-        savepoint: bool,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Option<String>, String>>,
-    },
-}
+/// What the control endpoint asks of the job: the driver's plain commands.
+pub use crate::checkpoint::driver::DriverCommand as ControlCommand;
 
 /// Why a stop (or a savepoint during one) was not done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,6 +188,29 @@ impl ControlState {
                 }
             }
         }
+    }
+}
+
+impl crate::checkpoint::driver::SavepointListener for ControlState {
+    fn savepoint_finished(&self, id: &str, outcome: Result<String, String>) {
+        self.finish_savepoint(id, outcome);
+    }
+}
+
+impl crate::job::RunObserver for ControlState {
+    fn take_commands(&self) -> Option<mpsc::UnboundedReceiver<ControlCommand>> {
+        ControlState::take_commands(self)
+    }
+
+    fn started(&self, handles: JobHandles, restored_from: Option<String>) {
+        let _ = self.handles.set(handles);
+        *lock(&self.restored_from) = restored_from;
+        self.set_ready(true);
+    }
+
+    fn ended(&self, state: JobState) {
+        self.set_ready(false);
+        self.set_job_state(state);
     }
 }
 

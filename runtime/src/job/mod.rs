@@ -16,17 +16,17 @@ use tokio::sync::mpsc;
 
 use crate::checkpoint::coordinator::Coordinator;
 use crate::checkpoint::driver::{CheckpointStats, Driver, SharedStats, stats};
+use crate::checkpoint::driver::{DriverCommand, SavepointListener};
 use crate::checkpoint::restore::RestoreError;
 use crate::checkpoint::retention::sweep;
-use crate::control::ControlState;
 use crate::engine::cancel::Cancellation;
 use crate::engine::channel::{ExchangeError, LocalExchange};
 use crate::engine::metrics::JobMetrics;
 use crate::engine::task::{TaskEnv, TaskError};
 use crate::fault::Faults;
 use crate::graph::PhysicalPlan;
+use crate::nodes::check_expressions;
 use crate::ops::OpError;
-use crate::ops::build::check_expressions;
 use crate::storage::{self, SharedStore};
 
 pub use progress::human_bytes;
@@ -61,8 +61,8 @@ pub struct RuntimeConfig {
     pub faults: Faults,
     /// Print a progress line every second.
     pub progress: bool,
-    /// The control endpoint's state, when one serves this run.
-    pub control: Option<Arc<ControlState>>,
+    /// Who watches and steers the run from outside (the control endpoint), if anyone.
+    pub control: Option<Arc<dyn RunObserver>>,
     /// Restore a checkpoint of another job, or with state for nodes this job no longer has
     /// (dropped), instead of refusing it (`--allow-non-restored-state`).
     pub allow_non_restored_state: bool,
@@ -137,6 +137,18 @@ pub struct JobOutcome {
     pub cancelled: bool,
 }
 
+/// Who watches and steers a run from outside (the control endpoint, which sits above the job):
+/// the run takes its requests for the driver, tells it how savepoints end, hands it the live
+/// counters once wired, and tells it how the run ended.
+pub trait RunObserver: SavepointListener {
+    /// The requests (savepoints, stops) the driver answers; taken once.
+    fn take_commands(&self) -> Option<mpsc::UnboundedReceiver<DriverCommand>>;
+    /// The run is wired and running: its counters, and the location it restored from.
+    fn started(&self, handles: JobHandles, restored_from: Option<String>);
+    /// The run ended in `state`.
+    fn ended(&self, state: JobState);
+}
+
 /// Handles to a running job for observers (progress, control endpoint, benchmarks).
 #[derive(Clone)]
 pub struct JobHandles {
@@ -195,7 +207,11 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         config.faults.clone(),
         stats_handle.clone(),
     )
-    .with_control(job.checkpointing.as_ref().map(|c| c.storage.clone()), config.control.clone())
+    .with_commands(
+        job.checkpointing.as_ref().map(|c| c.storage.clone()),
+        config.control.as_ref().and_then(|c| c.take_commands()),
+        config.control.clone().map(|c| c as Arc<dyn SavepointListener>),
+    )
     .with_cancellation(cancellation)
     .with_run_id(&config.run_id);
     let sources: Vec<usize> = pipeline
@@ -208,9 +224,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let handles = JobHandles { metrics: metrics.clone(), stats: stats_handle.clone(), sources: sources.clone() };
     observe(handles.clone());
     if let Some(c) = &config.control {
-        let _ = c.handles.set(handles.clone());
-        *c.restored_from.lock().unwrap_or_else(|p| p.into_inner()) = loaded.as_ref().map(|l| l.location.clone());
-        c.set_ready(true);
+        c.started(handles.clone(), loaded.as_ref().map(|l| l.location.clone()));
     }
     let progress = config.progress.then(|| tokio::spawn(progress::report_progress(handles)));
 
@@ -258,8 +272,7 @@ async fn wrap_up(
     let supervise::Ending { result, cancel } = ending;
     let cancelled = cancel.is_some();
     if let Some(c) = &config.control {
-        c.set_ready(false);
-        c.set_job_state(match (&result, cancelled) {
+        c.ended(match (&result, cancelled) {
             (Err(_), _) => JobState::Failed,
             (Ok(()), true) => JobState::Cancelled,
             (Ok(()), false) => JobState::Finished,

@@ -9,7 +9,7 @@ use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePl
 use crate::checkpoint::retention::{list_checkpoints, sweep};
 use crate::checkpoint::{claim, completed, fallback};
 use crate::connectors::two_phase::RecoveryContext;
-use crate::ops::build::sink_recovery;
+use crate::nodes::sink_recovery;
 use crate::storage::{self, ObjectStore, SharedStore};
 
 /// What a run starts from, once recovery is done.

@@ -19,8 +19,8 @@ use crate::engine::message::TaskId;
 use crate::engine::router::{OutputEdge, Router};
 use crate::engine::task::{ChainNode, Head, Task, TaskEnv, TaskError};
 use crate::graph::{KeyGroupRange, PhysicalPlan};
+use crate::nodes::{Instance, instantiate};
 use crate::ops::OpContext;
-use crate::ops::build::{Instance, instantiate};
 
 /// Which subtasks of the physical plan run in this process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

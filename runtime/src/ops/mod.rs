@@ -29,7 +29,6 @@
 //! ```
 
 pub mod aggregate;
-pub mod build;
 pub mod expr;
 pub mod generator;
 pub mod json_file;
@@ -254,4 +253,12 @@ pub trait Source: Send {
         let _ = checkpoint;
         Ok(())
     }
+}
+
+/// A node instance: a source or an operator.
+pub enum Instance {
+    /// Produces records.
+    Source(Box<dyn Source>),
+    /// Transforms or consumes records.
+    Operator(Box<dyn Operator>),
 }

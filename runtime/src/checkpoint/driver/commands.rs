@@ -1,5 +1,7 @@
-//! What the control endpoint asks of the driver: savepoints, stop with a savepoint, and the
-//! cancel protocol (see [`crate::engine::cancel`]).
+//! What the driver is asked from outside (the control endpoint, a signal): savepoints, stop
+//! with a savepoint, and the cancel protocol (see [`crate::engine::cancel`]). The asks arrive as
+//! plain [`DriverCommand`]s and savepoint outcomes leave through a [`SavepointListener`]: the
+//! driver knows nothing of the control endpoint above it.
 
 use std::time::{Duration, Instant};
 
@@ -9,8 +11,32 @@ use tokio::sync::mpsc;
 use super::{Driver, SavepointRequest, StopReply};
 use crate::checkpoint::coordinator::Input;
 use crate::checkpoint::savepoint::{default_location, write_savepoint};
-use crate::control::ControlCommand;
 use crate::engine::message::TaskControl;
+
+/// A request to the driver.
+#[derive(Debug)]
+pub enum DriverCommand {
+    /// Take a savepoint with this id, at `location` (default under the storage root).
+    Savepoint {
+        /// Savepoint id (as returned to the caller).
+        id: String,
+        /// Target directory URI.
+        location: Option<String>,
+    },
+    /// Stop the job, optionally with a final savepoint; the reply carries its location.
+    Stop {
+        /// Take a savepoint first.
+        savepoint: bool,
+        /// Where the outcome goes.
+        reply: StopReply,
+    },
+}
+
+/// Told how each savepoint a [`DriverCommand::Savepoint`] asked for ended.
+pub trait SavepointListener: Send + Sync {
+    /// Savepoint `id` is complete at the location given, or failed for the reason given.
+    fn savepoint_finished(&self, id: &str, outcome: Result<String, String>);
+}
 
 /// Longest wait, on a cancel, for manifests being published to settle before the tasks cancel;
 /// after it, their transactions are left for the next run's recovery.
@@ -32,18 +58,18 @@ fn keep_on_cancel(last_completed: Option<CheckpointId>, publishing: &[Checkpoint
 }
 
 impl Driver {
-    pub(super) fn on_command(&mut self, cmd: ControlCommand) -> Result<Option<Input>, StopReply> {
+    pub(super) fn on_command(&mut self, cmd: DriverCommand) -> Result<Option<Input>, StopReply> {
         let no_storage = "the job has no checkpoint storage configured".to_string();
         match cmd {
-            ControlCommand::Savepoint { id, .. } if self.stopping => {
+            DriverCommand::Savepoint { id, .. } if self.stopping => {
                 self.fail_savepoint(&id, "the job is stopping: no savepoint is taken after a stop".into());
                 Ok(None)
             }
-            ControlCommand::Stop { reply, .. } if self.stopping => {
+            DriverCommand::Stop { reply, .. } if self.stopping => {
                 let _ = reply.send(Err("a stop is already in progress".into()));
                 Ok(None)
             }
-            ControlCommand::Savepoint { id, location } => {
+            DriverCommand::Savepoint { id, location } => {
                 if self.store.is_none() {
                     self.fail_savepoint(&id, no_storage);
                     return Ok(None);
@@ -51,18 +77,18 @@ impl Driver {
                 self.queued.push_back(SavepointRequest { name: id, location, stop: None });
                 Ok(Some(Input::SavepointRequested { stop: false }))
             }
-            ControlCommand::Stop { savepoint: true, reply } => {
+            DriverCommand::Stop { savepoint: true, reply } => {
                 if self.store.is_none() {
                     let _ = reply.send(Err(no_storage));
                     return Ok(None);
                 }
-                let name = format!("stop-{}", self.control.as_ref().map_or("run", |c| c.run_id.as_str()));
+                let name = format!("stop-{}", self.run_id.as_deref().unwrap_or("run"));
                 self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
                 self.stopping = true;
                 Ok(Some(Input::SavepointRequested { stop: true }))
             }
             // A stop without savepoint cancels the tasks; the caller answers once they are gone.
-            ControlCommand::Stop { savepoint: false, reply } => {
+            DriverCommand::Stop { savepoint: false, reply } => {
                 self.stopping = true;
                 Err(reply)
             }
@@ -70,8 +96,8 @@ impl Driver {
     }
 
     fn fail_savepoint(&self, name: &str, reason: String) {
-        if let Some(c) = &self.control {
-            c.finish_savepoint(name, Err(reason));
+        if let Some(l) = &self.listener {
+            l.savepoint_finished(name, Err(reason));
         }
     }
 
@@ -124,7 +150,7 @@ impl Driver {
     pub(super) fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), String>) {
         let Some(requests) = self.in_flight.remove(&id) else { return };
         for req in requests {
-            let control = self.control.clone();
+            let listener = self.listener.clone();
             match (&outcome, self.store.clone(), self.storage.clone()) {
                 (Ok(()), Some(store), Some(spec)) => {
                     let target = req.location.clone().unwrap_or_else(|| default_location(&spec.uri, &req.name));
@@ -134,8 +160,8 @@ impl Driver {
                             Ok(loc) => tracing::info!(checkpoint = %id, location = %loc, "savepoint complete"),
                             Err(e) => tracing::warn!(checkpoint = %id, error = %e, "savepoint copy failed"),
                         }
-                        if let Some(c) = control {
-                            c.finish_savepoint(&req.name, result.clone());
+                        if let Some(l) = listener {
+                            l.savepoint_finished(&req.name, result.clone());
                         }
                         if let Some(reply) = req.stop {
                             let _ = reply.send(result.map(Some));
@@ -144,8 +170,8 @@ impl Driver {
                 }
                 (outcome, _, _) => {
                     let reason = outcome.clone().err().unwrap_or_else(|| "no checkpoint storage".into());
-                    if let Some(c) = control {
-                        c.finish_savepoint(&req.name, Err(reason.clone()));
+                    if let Some(l) = listener {
+                        l.savepoint_finished(&req.name, Err(reason.clone()));
                     }
                     if let Some(reply) = req.stop {
                         let _ = reply.send(Err(reason));

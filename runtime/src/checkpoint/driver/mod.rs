@@ -16,7 +16,6 @@ use super::coordinator::{Action, Coordinator, Input};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
 use super::snapshot::checkpoint_state_prefix;
-use crate::control::{ControlCommand, ControlState};
 use crate::engine::cancel::Cancellation;
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
 use crate::fault::Faults;
@@ -24,6 +23,7 @@ use crate::storage::SharedStore;
 
 mod commands;
 use commands::Cancelling;
+pub use commands::{DriverCommand, SavepointListener};
 
 /// A completed checkpoint, as reported in status and progress.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -116,10 +116,10 @@ pub struct Driver {
     pub stats: SharedStats,
     /// The storage block (savepoint default location and options).
     pub storage: Option<StorageSpec>,
-    /// The control endpoint's state, if one serves this job.
-    pub control: Option<Arc<ControlState>>,
-    /// Commands from the control endpoint.
-    pub commands: Option<mpsc::UnboundedReceiver<ControlCommand>>,
+    /// Told how savepoints ended (the control endpoint, when one serves this job).
+    pub listener: Option<Arc<dyn SavepointListener>>,
+    /// Requests from outside (the control endpoint, signals).
+    pub commands: Option<mpsc::UnboundedReceiver<DriverCommand>>,
     /// Savepoints asked for and not yet triggered.
     queued: VecDeque<SavepointRequest>,
     /// Savepoints triggered, by checkpoint.
@@ -144,7 +144,7 @@ pub enum DriverExit {
     Cancel(StopReply),
 }
 
-async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<ControlCommand>>) -> ControlCommand {
+async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<DriverCommand>>) -> DriverCommand {
     match commands {
         Some(rx) => match rx.recv().await {
             Some(c) => c,
@@ -155,7 +155,7 @@ async fn next_command(commands: &mut Option<mpsc::UnboundedReceiver<ControlComma
 }
 
 impl Driver {
-    /// A driver; the fields after `stats` have defaults that [`Driver::with_control`] sets.
+    /// A driver; the fields after `stats` have defaults that [`Driver::with_commands`] sets.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         coordinator: Coordinator,
@@ -179,7 +179,7 @@ impl Driver {
             faults,
             stats,
             storage: None,
-            control: None,
+            listener: None,
             commands: None,
             queued: VecDeque::new(),
             in_flight: HashMap::new(),
@@ -203,11 +203,17 @@ impl Driver {
         self
     }
 
-    /// Attaches the control endpoint and the storage block savepoints need.
-    pub fn with_control(mut self, storage: Option<StorageSpec>, control: Option<Arc<ControlState>>) -> Driver {
-        self.commands = control.as_ref().and_then(|c| c.take_commands());
+    /// Attaches the requests the driver answers, who hears of savepoints, and the storage block
+    /// savepoints need.
+    pub fn with_commands(
+        mut self,
+        storage: Option<StorageSpec>,
+        commands: Option<mpsc::UnboundedReceiver<DriverCommand>>,
+        listener: Option<Arc<dyn SavepointListener>>,
+    ) -> Driver {
+        self.commands = commands;
         self.storage = storage;
-        self.control = control;
+        self.listener = listener;
         self
     }
 

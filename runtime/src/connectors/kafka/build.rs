@@ -8,7 +8,7 @@ use super::sink::KafkaTxnSink;
 use super::source::KafkaSource;
 use crate::connectors::two_phase::TwoPhaseCommitSink;
 use crate::fault::Faults;
-use crate::ops::build::Instance;
+use crate::ops::Instance;
 use crate::ops::{OpContext, OpError};
 
 /// Builds subtask `ctx` of the Kafka node `id`.

@@ -1,28 +1,23 @@
-//! Instantiates the built-in sources and operators from a node's spec.
+//! The node registry: turns a job document's node into its source or operator instance (the
+//! built-in operators of `ops` and the connectors), and names a transactional sink's recovery.
+//! It sits above both, so that neither the operators nor the connectors know the other.
 
 use sluice_crds::contract::job_config::JobConfig;
 use sluice_crds::contract::pipeline::{ErrorPolicy, Node, NodeKind};
 
-use super::aggregate::Aggregate;
-use super::expr::Expr;
-use super::generator::Generator;
-use super::json_file::JsonFileSource;
-use super::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
-use super::window::TumblingWindow;
-use super::{OpContext, OpError, Operator, Source};
 use crate::connectors::file::sink::{FileSink, FileSinkRecovery};
 #[cfg(feature = "kafka")]
 use crate::connectors::kafka::build::instantiate as kafka_nodes;
 use crate::connectors::two_phase::{SinkRecovery, TwoPhaseCommitSink};
 use crate::fault::Faults;
-
-/// A node instance: a source or an operator.
-pub enum Instance {
-    /// Produces records.
-    Source(Box<dyn Source>),
-    /// Transforms or consumes records.
-    Operator(Box<dyn Operator>),
-}
+pub use crate::ops::Instance;
+use crate::ops::aggregate::Aggregate;
+use crate::ops::expr::Expr;
+use crate::ops::generator::Generator;
+use crate::ops::json_file::JsonFileSource;
+use crate::ops::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
+use crate::ops::window::TumblingWindow;
+use crate::ops::{OpContext, OpError};
 
 /// Builds the subtask `ctx` of `node`.
 pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Faults) -> Result<Instance, OpError> {
