@@ -5,8 +5,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::field_errors::{FieldError, ValidationError};
 use super::pipeline::Pipeline;
-pub use super::validate::{FieldError, ValidationError};
 
 /// Version of the job document written by this crate.
 pub const JOB_CONFIG_VERSION: u32 = 1;
@@ -98,23 +98,6 @@ pub struct StorageSpec {
 }
 
 impl JobConfig {
-    /// Parses a YAML job document and validates it. Every error names the field path.
-    pub fn from_yaml(text: &str) -> Result<JobConfig, ValidationError> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let config: JobConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            ValidationError::single(if path == "." { String::new() } else { path }, message)
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks everything serde cannot: graph shape, ranges, references. Collects every problem.
-    pub fn validate(&self) -> Result<(), ValidationError> {
-        super::validate::validate(self)
-    }
-
     /// The YAML text of this document.
     pub fn to_yaml(&self) -> String {
         // Serializing plain data structs to YAML cannot fail.

@@ -1,9 +1,9 @@
 //! Validation of the Kafka node blocks.
 
+use super::field_errors::Errors;
 use super::job_config::JobConfig;
 use super::kafka::{DeliveryGuarantee, KafkaSinkSpec, KafkaSourceSpec, StartFrom};
 use super::pipeline::{ErrorPolicy, NodeKind};
-use super::validate::Errors;
 
 /// Checks a `kafkaSource` block at path `at`.
 pub(crate) fn source(k: &KafkaSourceSpec, policy: ErrorPolicy, at: &str, errs: &mut Errors) {

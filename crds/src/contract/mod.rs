@@ -1,6 +1,7 @@
 //! What the operator and the runtime exchange. Every document carries a `version` field.
 
 pub mod control;
+mod field_errors;
 pub mod job_config;
 pub mod kafka;
 mod kafka_validate;

@@ -425,3 +425,10 @@ pub struct FileSinkSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmptySpec {}
+
+impl Pipeline {
+    /// The effective parallelism of a node: its own, else the pipeline's, else 1.
+    pub fn parallelism_of(&self, node: &Node) -> u32 {
+        node.parallelism.or(self.parallelism).unwrap_or(1)
+    }
+}

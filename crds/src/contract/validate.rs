@@ -2,64 +2,15 @@
 //! (`pipeline.nodes[2].parallelism`) so that a user can find the line to fix.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
 use std::time::Duration;
 
+use super::field_errors::Errors;
+pub use super::field_errors::{FieldError, ValidationError};
 use super::job_config::{JOB_CONFIG_VERSION, JobConfig};
 use super::pipeline::{EdgeOutput, ErrorPolicy, LateRecords, NodeKind, Partitioning, Pipeline};
 
 /// Largest supported number of key groups (as in Flink).
 pub const MAX_KEY_GROUPS: u32 = 32_768;
-
-/// One problem with one field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// Dotted path of the field, e.g. `pipeline.nodes[2].parallelism`.
-    pub path: String,
-    /// What is wrong, e.g. `must be ≥ 1`.
-    pub message: String,
-}
-
-/// Every problem found in a job document.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ValidationError {
-    /// The problems, in document order.
-    pub errors: Vec<FieldError>,
-}
-
-impl ValidationError {
-    /// An error about one field.
-    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError { errors: vec![FieldError { path: path.into(), message: message.into() }] }
-    }
-}
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            if e.path.is_empty() {
-                write!(f, "{}", e.message)?;
-            } else {
-                write!(f, "{}: {}", e.path, e.message)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Field errors collected while validating.
-#[derive(Default)]
-pub(crate) struct Errors(Vec<FieldError>);
-
-impl Errors {
-    /// Records that the field at `path` is wrong.
-    pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
-    }
-}
 
 /// True when `s` is a DNS label: lowercase alphanumerics and `-`, 1–63 characters.
 pub fn is_dns_label(s: &str) -> bool {
@@ -70,7 +21,26 @@ pub fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-pub(crate) fn validate(config: &JobConfig) -> Result<(), ValidationError> {
+impl JobConfig {
+    /// Parses a YAML job document and validates it. Every error names the field path.
+    pub fn from_yaml(text: &str) -> Result<JobConfig, ValidationError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: JobConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ValidationError::single(if path == "." { String::new() } else { path }, message)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything serde cannot: graph shape, ranges, references. Collects every problem.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate(self)
+    }
+}
+
+fn validate(config: &JobConfig) -> Result<(), ValidationError> {
     let mut errs = Errors::default();
     if config.version != JOB_CONFIG_VERSION {
         errs.add(
@@ -100,7 +70,7 @@ pub(crate) fn validate(config: &JobConfig) -> Result<(), ValidationError> {
     }
     validate_pipeline(&config.pipeline, "pipeline", &mut errs);
     super::kafka_validate::transaction_timeouts(config, &mut errs);
-    if errs.0.is_empty() { Ok(()) } else { Err(ValidationError { errors: errs.0 }) }
+    errs.into_result()
 }
 
 /// Checks that a storage URI is `file:///absolute` or `s3://bucket[/prefix]`.
@@ -124,7 +94,7 @@ pub fn check_storage_uri(uri: &str) -> Result<(), String> {
 pub fn validate_pipeline_at(pipeline: &Pipeline, at: &str) -> Result<(), ValidationError> {
     let mut errs = Errors::default();
     validate_pipeline(pipeline, at, &mut errs);
-    if errs.0.is_empty() { Ok(()) } else { Err(ValidationError { errors: errs.0 }) }
+    errs.into_result()
 }
 
 fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
@@ -138,6 +108,20 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         errs.add(format!("{at}.nodes"), "must contain at least one node");
         return;
     }
+    let index = validate_nodes(p, at, errs);
+    let degrees = validate_edges(p, at, &index, errs);
+    validate_roles(p, at, &degrees, errs);
+    if !p.nodes.iter().any(|n| n.kind().is_some_and(|k| k.is_source())) {
+        errs.add(format!("{at}.nodes"), "needs at least one source");
+    }
+    if let Some(cycle_node) = find_cycle(p.nodes.len(), &degrees.inputs) {
+        errs.add(format!("{at}.edges"), format!("the graph has a cycle through {:?}", p.nodes[cycle_node].id));
+    }
+}
+
+/// Each node on its own: id, parallelism, exactly one operator and its settings. Returns the
+/// index of every node id.
+fn validate_nodes<'p>(p: &'p Pipeline, at: &str, errs: &mut Errors) -> HashMap<&'p str, usize> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, node) in p.nodes.iter().enumerate() {
         let np = format!("{at}.nodes[{i}]");
@@ -166,9 +150,21 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
             ),
         }
     }
-    let mut inputs: Vec<Vec<(usize, Partitioning)>> = vec![Vec::new(); p.nodes.len()];
-    let mut outputs: Vec<usize> = vec![0; p.nodes.len()];
-    let mut late_edges: Vec<usize> = vec![0; p.nodes.len()];
+    index
+}
+
+/// Per node: its input edges (upstream, partitioning), its output count, its late-output count.
+struct Degrees {
+    inputs: Vec<Vec<(usize, Partitioning)>>,
+    outputs: Vec<usize>,
+    late_edges: Vec<usize>,
+}
+
+/// Each edge: known ends, no self-loop or duplicate, late outputs only from dead-lettering
+/// windows, forward only between equal parallelisms, hash into keyed operators.
+fn validate_edges(p: &Pipeline, at: &str, index: &HashMap<&str, usize>, errs: &mut Errors) -> Degrees {
+    let n = p.nodes.len();
+    let mut d = Degrees { inputs: vec![Vec::new(); n], outputs: vec![0; n], late_edges: vec![0; n] };
     let mut seen = BTreeMap::new();
     for (i, e) in p.edges.iter().enumerate() {
         let ep = format!("{at}.edges[{i}]");
@@ -188,10 +184,10 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
         if seen.insert((f, t), i).is_some() {
             errs.add(ep.clone(), format!("duplicate edge {:?} → {:?}", e.from, e.to));
         }
-        inputs[t].push((f, e.partition));
-        outputs[f] += 1;
+        d.inputs[t].push((f, e.partition));
+        d.outputs[f] += 1;
         if e.output == EdgeOutput::Late {
-            late_edges[f] += 1;
+            d.late_edges[f] += 1;
             let dead_letters =
                 matches!(p.nodes[f].kind(), Some(NodeKind::Window(w)) if w.late_records == LateRecords::DeadLetter);
             if !dead_letters {
@@ -212,41 +208,39 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
             && kind.is_keyed()
             && e.partition != Partitioning::Hash
         {
-            {
-                errs.add(
-                    format!("{ep}.partition"),
-                    format!("{:?} is a keyed {} and needs partition: hash", e.to, kind.name()),
-                );
-            }
+            errs.add(
+                format!("{ep}.partition"),
+                format!("{:?} is a keyed {} and needs partition: hash", e.to, kind.name()),
+            );
         }
     }
+    d
+}
+
+/// Each node's place in the graph: sources without inputs, others with, sinks without outputs,
+/// a dead-lettering window with its late edge.
+fn validate_roles(p: &Pipeline, at: &str, d: &Degrees, errs: &mut Errors) {
     for (i, node) in p.nodes.iter().enumerate() {
         let Some(kind) = node.kind() else { continue };
         let np = format!("{at}.nodes[{i}]");
-        if kind.is_source() && !inputs[i].is_empty() {
+        if kind.is_source() && !d.inputs[i].is_empty() {
             errs.add(np.clone(), format!("source {:?} cannot have inputs", node.id));
         }
-        if !kind.is_source() && inputs[i].is_empty() {
+        if !kind.is_source() && d.inputs[i].is_empty() {
             errs.add(np.clone(), format!("{:?} has no input edge", node.id));
         }
-        if kind.is_sink() && outputs[i] > 0 {
+        if kind.is_sink() && d.outputs[i] > 0 {
             errs.add(np.clone(), format!("sink {:?} cannot have outputs", node.id));
         }
         if let NodeKind::Window(w) = kind
             && w.late_records == LateRecords::DeadLetter
-            && late_edges[i] == 0
+            && d.late_edges[i] == 0
         {
             errs.add(
                 format!("{np}.window.lateRecords"),
                 format!("deadLetter needs an edge from {:?} with output: late", node.id),
             );
         }
-    }
-    if !p.nodes.iter().any(|n| n.kind().is_some_and(|k| k.is_source())) {
-        errs.add(format!("{at}.nodes"), "needs at least one source");
-    }
-    if let Some(cycle_node) = find_cycle(p.nodes.len(), &inputs) {
-        errs.add(format!("{at}.edges"), format!("the graph has a cycle through {:?}", p.nodes[cycle_node].id));
     }
 }
 
@@ -300,13 +294,6 @@ fn find_cycle(n: usize, inputs: &[Vec<(usize, Partitioning)>]) -> Option<usize> 
         }
     }
     if visited == n { None } else { (0..n).find(|&i| indegree[i] > 0) }
-}
-
-impl Pipeline {
-    /// The effective parallelism of a node: its own, else the pipeline's, else 1.
-    pub fn parallelism_of(&self, node: &super::pipeline::Node) -> u32 {
-        node.parallelism.or(self.parallelism).unwrap_or(1)
-    }
 }
 
 #[cfg(test)]
