@@ -136,10 +136,10 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-/// Pod `index` of `attempt`, built from the spec whose hash is `spec_hash`.
-pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_hash: &str) -> Pod {
+/// The volumes a runtime pod mounts, and where: the job document (read-only), writable
+/// scratch at `/tmp`, and the storage credentials Secret when the job names one.
+fn volumes(job: &StreamJob) -> (Vec<VolumeMount>, Vec<Volume>) {
     let name = job.name_any();
-    let spec = &job.spec;
     let mut mounts = vec![
         VolumeMount {
             name: "job".into(),
@@ -160,7 +160,7 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
         },
         Volume { name: "scratch".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
     ];
-    if let Some(secret) = spec.checkpointing.as_ref().and_then(|c| c.storage.credentials_secret.clone()) {
+    if let Some(secret) = job.spec.checkpointing.as_ref().and_then(|c| c.storage.credentials_secret.clone()) {
         mounts.push(VolumeMount {
             name: "storage-credentials".into(),
             mount_path: CREDENTIALS_MOUNT_DIR.into(),
@@ -173,6 +173,42 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
             ..Volume::default()
         });
     }
+    (mounts, volumes)
+}
+
+/// The runtime container of a pod: `sluice-runtime run` with the attempt's flags, the control
+/// port and its probes, a locked-down security context.
+fn container(job: &StreamJob, run_id: &str, restore: &Restore, mounts: Vec<VolumeMount>) -> Container {
+    let spec = &job.spec;
+    Container {
+        name: CONTAINER.into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
+        args: Some(args(run_id, restore, RestoreFlags::of(spec))),
+        ports: Some(vec![ContainerPort {
+            name: Some("control".into()),
+            container_port: i32::from(CONTROL_PORT),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe(HEALTHZ, 10, 3)),
+        readiness_probe: Some(probe(READYZ, 5, 1)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        env: chaos_probability(job)
+            .map(|p| vec![EnvVar { name: "SLUICE_CHAOS_PROBABILITY".into(), value: Some(p), ..EnvVar::default() }]),
+        security_context: Some(security_context()),
+        // The runtime writes its error there; a crash before it could falls back to the log's
+        // tail, so the failure reason in status is never empty.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    }
+}
+
+/// Pod `index` of `attempt`, built from the spec whose hash is `spec_hash`.
+pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_hash: &str) -> Pod {
+    let name = job.name_any();
+    let spec = &job.spec;
+    let (mounts, volumes) = volumes(job);
     let run_id = labels::run_id(&name, attempt, job.metadata.uid.as_deref());
     let template_spec = spec.pod_template.as_ref().and_then(|t| t.spec.as_ref());
     let mut annotations = BTreeMap::from([
@@ -208,29 +244,7 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
             tolerations: Some(tolerations(template_spec)),
             hostname: Some(labels::pod_name(&name, attempt, index)),
             subdomain: Some(labels::service_name(&name)),
-            containers: vec![Container {
-                name: CONTAINER.into(),
-                image: Some(spec.image.clone()),
-                image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
-                args: Some(args(&run_id, restore, RestoreFlags::of(spec))),
-                ports: Some(vec![ContainerPort {
-                    name: Some("control".into()),
-                    container_port: i32::from(CONTROL_PORT),
-                    ..ContainerPort::default()
-                }]),
-                liveness_probe: Some(probe(HEALTHZ, 10, 3)),
-                readiness_probe: Some(probe(READYZ, 5, 1)),
-                resources: spec.resources.clone(),
-                volume_mounts: Some(mounts),
-                env: chaos_probability(job).map(|p| {
-                    vec![EnvVar { name: "SLUICE_CHAOS_PROBABILITY".into(), value: Some(p), ..EnvVar::default() }]
-                }),
-                security_context: Some(security_context()),
-                // The runtime writes its error there; a crash before it could falls back to
-                // the log's tail, so the failure reason in status is never empty.
-                termination_message_policy: Some("FallbackToLogsOnError".into()),
-                ..Container::default()
-            }],
+            containers: vec![container(job, &run_id, restore, mounts)],
             volumes: Some(volumes),
             ..PodSpec::default()
         }),

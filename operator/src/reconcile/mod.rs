@@ -7,6 +7,7 @@ mod flow;
 pub mod observe;
 pub mod plan;
 pub mod rollback;
+mod running;
 pub mod status;
 mod triggers;
 
