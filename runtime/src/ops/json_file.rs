@@ -259,9 +259,10 @@ impl Source for JsonFileSource {
         self.positions
             .iter()
             .map(|p| {
-                serde_json::to_value(p).map_err(|e| OpError::External {
+                serde_json::to_value(p).map_err(|e| OpError::Serialize {
                     node: self.ctx.node.clone(),
-                    message: format!("encoding a file position: {e}"),
+                    what: "a file position",
+                    message: e.to_string(),
                 })
             })
             .collect()

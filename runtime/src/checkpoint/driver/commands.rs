@@ -9,7 +9,7 @@ use sluice_crds::CheckpointId;
 use tokio::sync::mpsc;
 
 use super::{Driver, SavepointRequest, StopReply};
-use crate::checkpoint::coordinator::Input;
+use crate::checkpoint::coordinator::{Input, JobFailure};
 use crate::checkpoint::savepoint::{default_location, write_savepoint};
 use crate::engine::message::TaskControl;
 
@@ -121,7 +121,7 @@ impl Driver {
         reply: StopReply,
         results: &mpsc::UnboundedSender<Input>,
         started: Instant,
-    ) -> Result<Cancelling, String> {
+    ) -> Result<Cancelling, JobFailure> {
         tracing::info!("cancelling the job on request");
         self.fail_savepoints("the job is cancelled", false);
         for action in self.coordinator.cancel() {
