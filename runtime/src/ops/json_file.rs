@@ -289,6 +289,7 @@ mod tests {
             job: "job".into(),
             checkpointing: true,
             max_concurrent_checkpoints: 1,
+            io: None,
         };
         let spec = JsonFileSpec {
             path: path.display().to_string(),

@@ -74,6 +74,9 @@ pub struct OpContext {
     pub checkpointing: bool,
     /// How many checkpoints may be in flight at once (bounds pending sink transactions).
     pub max_concurrent_checkpoints: u32,
+    /// The job's I/O runtime (as `TaskEnv::io`): where a node's network calls run, apart from
+    /// the task thread. `None` outside a job.
+    pub io: Option<tokio::runtime::Handle>,
 }
 
 /// How much keyed state a snapshot must contain.
