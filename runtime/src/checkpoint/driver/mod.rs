@@ -15,6 +15,7 @@ use super::completed;
 use super::coordinator::{Action, Coordinator, Input, JobFailure};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
+use super::savepoint::SavepointError;
 use super::snapshot::checkpoint_state_prefix;
 use crate::engine::cancel::Cancellation;
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
@@ -351,7 +352,7 @@ impl Driver {
                     s.failed += 1;
                     s.last_failure = Some(format!("checkpoint {id}: {reason}"));
                 }
-                self.finish_savepoints(id, Err(reason.clone()));
+                self.finish_savepoints(id, Err(SavepointError::NotTaken(reason.clone())));
                 self.send_all(TaskControl::Abort(id), false);
                 self.spawn_delete(id);
             }
