@@ -412,7 +412,7 @@ impl Source for KafkaSource {
                         }
                         Err(message) => {
                             let (key, payload) = raw.unwrap_or_default();
-                            self.malformed(partition, offset, key, payload, message)?;
+                            self.malformed(partition, offset, key, payload, message.to_string())?;
                         }
                     }
                 }
