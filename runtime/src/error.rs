@@ -132,7 +132,7 @@ mod tests {
             io: None,
         };
         let faults = crate::fault::Faults::none();
-        let Err(err) = crate::ops::build::instantiate(&node, ctx, ErrorPolicy::Fail, &faults) else {
+        let Err(err) = crate::nodes::instantiate(&node, ctx, ErrorPolicy::Fail, &faults) else {
             panic!("a node with no operator must not build")
         };
         assert!(matches!(err, OpError::Config { .. }), "{err}");
