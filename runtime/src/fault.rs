@@ -27,6 +27,20 @@ pub const POINTS: &[&str] = &[
     "retention.mid_sweep",
 ];
 
+/// Why a fault plan (`--fault-point`, `--chaos-probability`) is unusable: bad input.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FaultPlanError {
+    /// `name@N` with an `N` that is not a count.
+    #[error("bad hit count in {0:?}")]
+    HitCount(String),
+    /// No fault point has this name.
+    #[error("unknown fault point {0:?}; known: {points}", points = POINTS.join(", "))]
+    UnknownPoint(String),
+    /// A chaos probability outside [0, 1].
+    #[error("chaos probability {0} is not in [0, 1]")]
+    Probability(f64),
+}
+
 /// The configured faults, shared by every task. Cloning is cheap.
 #[derive(Clone, Debug, Default)]
 pub struct Faults(Option<Arc<Plan>>);
@@ -47,7 +61,7 @@ impl Faults {
 
     /// Crash at `point` (`name` or `name@N` for the N-th hit), and/or at any point with
     /// probability `chaos` per hit.
-    pub fn new(point: Option<&str>, chaos: Option<f64>) -> Result<Faults, String> {
+    pub fn new(point: Option<&str>, chaos: Option<f64>) -> Result<Faults, FaultPlanError> {
         if point.is_none() && chaos.is_none() {
             return Ok(Faults(None));
         }
@@ -55,11 +69,11 @@ impl Faults {
             None => (None, 1),
             Some(p) => {
                 let (name, nth) = match p.split_once('@') {
-                    Some((n, k)) => (n, k.parse::<u64>().map_err(|_| format!("bad hit count in {p:?}"))?),
+                    Some((n, k)) => (n, k.parse::<u64>().map_err(|_| FaultPlanError::HitCount(p.to_string()))?),
                     None => (p, 1),
                 };
                 if !POINTS.contains(&name) {
-                    return Err(format!("unknown fault point {name:?}; known: {}", POINTS.join(", ")));
+                    return Err(FaultPlanError::UnknownPoint(name.to_string()));
                 }
                 (Some(name.to_string()), nth.max(1))
             }
@@ -67,7 +81,7 @@ impl Faults {
         if let Some(c) = chaos
             && !(0.0..=1.0).contains(&c)
         {
-            return Err(format!("chaos probability {c} is not in [0, 1]"));
+            return Err(FaultPlanError::Probability(c));
         }
         Ok(Faults(Some(Arc::new(Plan { point: name, nth, hits: AtomicU64::new(0), chaos }))))
     }

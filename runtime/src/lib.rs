@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod connectors;
 pub mod control;
 pub mod engine;
+pub mod error;
 pub mod fault;
 pub mod graph;
 pub mod job;

@@ -23,7 +23,7 @@ use crate::ops::{OpContext, OpError};
 pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Faults) -> Result<Instance, OpError> {
     let id = node.id.as_str();
     let Some(kind) = node.kind() else {
-        return Err(OpError::Restore {
+        return Err(OpError::Config {
             node: id.into(),
             message: "node has no single operator (validate the job)".into(),
         });
@@ -49,7 +49,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
 /// Kafka nodes need the `kafka` feature; see `connectors::kafka::build` when it is on.
 #[cfg(not(feature = "kafka"))]
 fn kafka_nodes(id: &str, kind: NodeKind<'_>, _: OpContext, _: ErrorPolicy, _: &Faults) -> Result<Instance, OpError> {
-    Err(OpError::Restore {
+    Err(OpError::Config {
         node: id.into(),
         message: format!("{} needs a runtime built with the `kafka` feature", kind.name()),
     })

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sluice_crds::CheckpointId;
 
 use crate::engine::message::{BarrierKind, TaskAck, TaskId};
+use crate::error::ErrorKind;
 
 /// Timing and tolerance settings, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +69,51 @@ pub enum Action {
     /// The final checkpoint is complete: sources end their streams.
     EndInput,
     /// The job must stop: too many failures, or another writer owns our checkpoint ids.
-    Fail(String),
+    Fail(JobFailure),
+}
+
+/// Why the coordinator stops the job. Each is [`ErrorKind::Retryable`]: a new attempt starts
+/// from the latest completed checkpoint (or, for a stale attempt, the newer one goes on).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobFailure {
+    /// More consecutive checkpoints failed than the job tolerates.
+    #[error(
+        "{failures} consecutive checkpoint failures exceed tolerableFailures={tolerable} (last: checkpoint {checkpoint}: {reason})"
+    )]
+    TooManyFailures {
+        /// Consecutive failures.
+        failures: u32,
+        /// The job's `tolerableFailures`.
+        tolerable: u32,
+        /// The last failed checkpoint.
+        checkpoint: CheckpointId,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The checkpoint of a stop-with-savepoint failed; its sources stopped at the barrier.
+    #[error("stop-with-savepoint failed: checkpoint {checkpoint}: {reason}")]
+    StopSavepointFailed {
+        /// The savepoint's checkpoint.
+        checkpoint: CheckpointId,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Another attempt of this job published one of this attempt's checkpoint ids: this
+    /// attempt is stale.
+    #[error("{reason}")]
+    Superseded {
+        /// The checkpoint id another attempt owns.
+        checkpoint: CheckpointId,
+        /// What the publish said.
+        reason: String,
+    },
+}
+
+impl JobFailure {
+    /// What the failure means for the run (see [`crate::error`]).
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Retryable
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,17 +200,19 @@ impl Coordinator {
             // in this run: fail it, so that it restarts from its last checkpoint.
             self.ended = true;
             out.push(Action::Abort(id, reason.clone()));
-            out.push(Action::Fail(format!("stop-with-savepoint failed: checkpoint {id}: {reason}")));
+            out.push(Action::Fail(JobFailure::StopSavepointFailed { checkpoint: id, reason }));
             return;
         }
         self.failures += 1;
         out.push(Action::Abort(id, reason.clone()));
         if self.failures > self.cfg.tolerable_failures {
             self.ended = true;
-            out.push(Action::Fail(format!(
-                "{} consecutive checkpoint failures exceed tolerableFailures={} (last: checkpoint {id}: {reason})",
-                self.failures, self.cfg.tolerable_failures
-            )));
+            out.push(Action::Fail(JobFailure::TooManyFailures {
+                failures: self.failures,
+                tolerable: self.cfg.tolerable_failures,
+                checkpoint: id,
+                reason,
+            }));
         }
     }
 
@@ -276,7 +323,7 @@ impl Coordinator {
                 if fatal {
                     self.pending.remove(&id);
                     self.ended = true;
-                    out.push(Action::Fail(reason));
+                    out.push(Action::Fail(JobFailure::Superseded { checkpoint: id, reason }));
                 } else {
                     self.fail_checkpoint(id, reason, &mut out);
                 }
@@ -333,7 +380,7 @@ mod tests {
         assert!(matches!(a[1], Action::Trigger(CheckpointId(2), _)), "the job goes on");
         let a = c.step(Input::Decline(CheckpointId(2), "storage down".into()), 1001);
         assert!(matches!(a[0], Action::Abort(CheckpointId(2), _)));
-        assert!(matches!(&a[1], Action::Fail(m) if m.contains("storage down")));
+        assert!(matches!(&a[1], Action::Fail(m) if m.to_string().contains("storage down")));
     }
 
     #[test]
@@ -404,7 +451,8 @@ mod tests {
         c.step(Input::Tick, 0);
         c.step(ack(1, 0), 1);
         let a = c.step(Input::PublishFailed(CheckpointId(1), "exists".into(), true), 2);
-        assert_eq!(a, vec![Action::Fail("exists".into())], "a zombie stops triggering");
+        let stale = JobFailure::Superseded { checkpoint: CheckpointId(1), reason: "exists".into() };
+        assert_eq!(a, vec![Action::Fail(stale)], "a zombie stops triggering");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use sluice_crds::CheckpointId;
 use sluice_crds::contract::manifest::{MANIFEST_VERSION, Manifest, SnapshotKind, manifest_key};
 
 use crate::engine::message::TaskAck;
+use crate::error::{ErrorKind, storage_kind};
 use crate::storage::{self, ObjectStore, PutOutcome};
 
 /// Milliseconds since the Unix epoch.
@@ -54,6 +55,17 @@ pub enum PublishError {
         /// The storage error.
         source: storage::Error,
     },
+}
+
+impl PublishError {
+    /// What the failure means for the run: a stale attempt stops (a newer one goes on); storage
+    /// failures are as their kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PublishError::AlreadyPublished(_) => ErrorKind::Retryable,
+            PublishError::Storage { source, .. } => storage_kind(source),
+        }
+    }
 }
 
 /// Writes `manifest` at its key if nothing is there yet.

@@ -13,6 +13,7 @@ use sluice_crds::contract::pipeline::Pipeline;
 use super::completed;
 use super::fallback::{self, Fallback, Skipped};
 use super::retention::list_checkpoints;
+use crate::error::{ErrorKind, storage_kind};
 use crate::graph::KeyGroupRange;
 use crate::ops::Restored;
 use crate::ops::window::WATERMARK_STATE_FIELD;
@@ -87,12 +88,20 @@ impl RestoreError {
     /// True when restore refused because going on could duplicate or lose committed output:
     /// the runtime exits with the data-loss-risk status, and the operator waits for a human.
     pub fn is_data_loss_risk(&self) -> bool {
-        matches!(
-            self,
+        self.kind() == ErrorKind::DataLossRisk
+    }
+
+    /// What the failure means for the run: a refusal to go on past committed output is a
+    /// data-loss risk; a checkpoint that is corrupt or does not fit is bad input (choose
+    /// another); storage failures are as their kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
             RestoreError::FallbackRefused { .. }
-                | RestoreError::ManifestsMissing { .. }
-                | RestoreError::NothingRestorable { .. }
-        )
+            | RestoreError::ManifestsMissing { .. }
+            | RestoreError::NothingRestorable { .. } => ErrorKind::DataLossRisk,
+            RestoreError::Corrupt { .. } | RestoreError::Incompatible { .. } => ErrorKind::BadInput,
+            RestoreError::Storage(e) => storage_kind(e),
+        }
     }
 }
 

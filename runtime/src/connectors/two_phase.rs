@@ -132,9 +132,13 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
             .pending
             .iter()
             .map(|(id, c)| {
-                serde_json::to_value(c)
-                    .map(|v| serde_json::json!({"checkpoint": id.0, "txn": v}))
-                    .map_err(|e| OpError::Commit { node: self.node.clone(), checkpoint: id.0, message: e.to_string() })
+                serde_json::to_value(c).map(|v| serde_json::json!({"checkpoint": id.0, "txn": v})).map_err(|e| {
+                    OpError::Serialize {
+                        node: self.node.clone(),
+                        what: "a pre-committed transaction",
+                        message: format!("checkpoint {id}: {e}"),
+                    }
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(OpSnapshot { committables, ..OpSnapshot::default() })
@@ -266,6 +270,39 @@ mod tests {
         assert_eq!(sink.inner.committed, vec![1]);
         assert_eq!(sink.inner.aborted, vec![4, 2, 3]);
         assert!(sink.pending.is_empty());
+    }
+
+    /// A committable serde cannot turn into JSON: a map with non-string keys.
+    struct Unserialisable;
+
+    impl TwoPhaseCommit for Unserialisable {
+        type Txn = ();
+        type Committable = std::collections::BTreeMap<(u8, u8), u8>;
+        fn begin(&mut self) -> Result<(), OpError> {
+            Ok(())
+        }
+        fn write(&mut self, _txn: &mut (), _batch: &Batch) -> Result<(), OpError> {
+            Ok(())
+        }
+        fn pre_commit(&mut self, _txn: ()) -> Result<Self::Committable, OpError> {
+            Ok([((1, 2), 3)].into_iter().collect())
+        }
+        fn commit(&mut self, _c: &Self::Committable) -> Result<(), OpError> {
+            Ok(())
+        }
+        fn abort(&mut self, _txn: ()) -> Result<(), OpError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_committable_that_does_not_serialise_fails_the_checkpoint_not_a_commit() {
+        let mut sink = TwoPhaseCommitSink::new(Unserialisable, "out", true, Faults::default());
+        sink.process(one_record(), &mut Batch::new()).expect("write");
+        let err = sink.snapshot(CheckpointId(5), SnapshotMode::Full).err().expect("the committable cannot be stored");
+        assert!(matches!(err, OpError::Serialize { .. }), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Retryable, "nothing committed is at stake: {err}");
+        assert!(!err.to_string().contains("commit of checkpoint"), "{err}");
     }
 
     #[test]

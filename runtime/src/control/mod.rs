@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use sluice_crds::contract::control::{JobState, SavepointState, SavepointStatus, StopKind};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::savepoint::SavepointError;
 use crate::job::JobHandles;
 
 /// What the control endpoint asks of the job: the driver's plain commands.
@@ -132,7 +133,7 @@ impl ControlState {
         let sent = self.commands.send(ControlCommand::Savepoint { id: id.clone(), location });
         drop(stop);
         if sent.is_err() {
-            self.finish_savepoint(&id, Err("the job is not running".into()));
+            self.finish_savepoint(&id, Err(SavepointError::NotTaken("the job is not running".into())));
             return Ok(self.savepoint(&id).unwrap_or(status));
         }
         Ok(status)
@@ -175,7 +176,7 @@ impl ControlState {
     }
 
     /// Records a savepoint's outcome: its location, or why it failed.
-    pub fn finish_savepoint(&self, id: &str, outcome: Result<String, String>) {
+    pub fn finish_savepoint(&self, id: &str, outcome: Result<String, SavepointError>) {
         if let Some(s) = lock(&self.savepoints).get_mut(id) {
             match outcome {
                 Ok(location) => {
@@ -184,7 +185,7 @@ impl ControlState {
                 }
                 Err(e) => {
                     s.state = SavepointState::Failed;
-                    s.error = Some(e);
+                    s.error = Some(e.to_string());
                 }
             }
         }
@@ -192,7 +193,7 @@ impl ControlState {
 }
 
 impl crate::checkpoint::driver::SavepointListener for ControlState {
-    fn savepoint_finished(&self, id: &str, outcome: Result<String, String>) {
+    fn savepoint_finished(&self, id: &str, outcome: Result<String, SavepointError>) {
         self.finish_savepoint(id, outcome);
     }
 }

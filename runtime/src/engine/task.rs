@@ -58,6 +58,19 @@ pub enum TaskError {
     },
 }
 
+impl TaskError {
+    /// What the failure means for the run: an operator's failure is its own kind; a task that
+    /// lost a peer or its thread may succeed on a new attempt.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            TaskError::Op { source, .. } => source.kind(),
+            TaskError::Downstream { .. } | TaskError::Coordinator { .. } | TaskError::Thread { .. } => {
+                crate::error::ErrorKind::Retryable
+            }
+        }
+    }
+}
+
 /// What every task shares: where state goes, how to report, what to count.
 pub struct TaskEnv {
     /// Checkpoint storage (absent when the job takes no checkpoints).

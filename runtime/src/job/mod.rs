@@ -14,6 +14,7 @@ use sluice_crds::contract::control::JobState;
 use sluice_crds::{CheckpointId, JobConfig};
 use tokio::sync::mpsc;
 
+use crate::checkpoint::CheckpointError;
 use crate::checkpoint::coordinator::Coordinator;
 use crate::checkpoint::driver::{CheckpointStats, Driver, SharedStats, stats};
 use crate::checkpoint::driver::{DriverCommand, SavepointListener};
@@ -23,6 +24,7 @@ use crate::engine::cancel::Cancellation;
 use crate::engine::channel::{ExchangeError, LocalExchange};
 use crate::engine::metrics::JobMetrics;
 use crate::engine::task::{TaskEnv, TaskError};
+use crate::error::{ErrorKind, storage_kind};
 use crate::fault::Faults;
 use crate::graph::PhysicalPlan;
 use crate::nodes::check_expressions;
@@ -94,31 +96,40 @@ pub enum JobError {
     /// A channel between tasks could not be set up.
     #[error("wiring: {0}")]
     Exchange(#[from] ExchangeError),
-    /// The coordinator stopped the job.
+    /// Checkpointing stopped the job.
     #[error("checkpointing: {0}")]
-    Checkpointing(String),
+    Checkpointing(#[from] CheckpointError),
 }
 
 impl JobError {
+    /// What the failure means for the run, which decides the exit status (see
+    /// [`crate::error`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            JobError::Config(e) | JobError::SinkRecovery { source: e, .. } => e.kind(),
+            JobError::Storage(e) => storage_kind(e),
+            JobError::Restore(e) => e.kind(),
+            JobError::Task(e) => e.kind(),
+            JobError::Exchange(_) => ErrorKind::Retryable,
+            JobError::Checkpointing(e) => e.kind(),
+        }
+    }
+
     /// Why the run must stop for a person to decide (exit status 3), if it must: pre-committed
     /// output of a completed checkpoint could not be committed, or restore refused because
     /// going on could duplicate committed output.
     pub fn data_loss_kind(&self) -> Option<sluice_crds::contract::control::DataLossKind> {
         use sluice_crds::contract::control::DataLossKind;
         match self {
-            JobError::Restore(e) if e.is_data_loss_risk() => Some(DataLossKind::RestoreRefused),
-            e if e.is_data_loss() => Some(DataLossKind::UncommittableTransaction),
-            _ => None,
+            _ if self.kind() != ErrorKind::DataLossRisk => None,
+            JobError::Restore(_) => Some(DataLossKind::RestoreRefused),
+            _ => Some(DataLossKind::UncommittableTransaction),
         }
     }
 
     /// Whether the run must not be retried as is (exit status 3): see [`Self::data_loss_kind`].
     pub fn is_data_loss(&self) -> bool {
-        matches!(
-            self,
-            JobError::SinkRecovery { source: OpError::Commit { .. }, .. }
-                | JobError::Task(TaskError::Op { source: OpError::Commit { .. }, .. })
-        ) || matches!(self, JobError::Restore(e) if e.is_data_loss_risk())
+        self.kind() == ErrorKind::DataLossRisk
     }
 }
 

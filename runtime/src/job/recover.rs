@@ -7,7 +7,7 @@ use sluice_crds::CheckpointId;
 use super::{JobError, RestoreMode, RuntimeConfig};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
 use crate::checkpoint::retention::{list_checkpoints, sweep};
-use crate::checkpoint::{claim, completed, fallback};
+use crate::checkpoint::{CheckpointError, claim, completed, fallback};
 use crate::connectors::two_phase::RecoveryContext;
 use crate::nodes::sink_recovery;
 use crate::storage::{self, ObjectStore, SharedStore};
@@ -79,7 +79,7 @@ async fn first_checkpoint_id(
     let (job, pipeline) = (&config.job, &config.job.pipeline);
     claim::claim(s, &job.name, &config.run_id, pipeline.max_parallelism, loaded.map(|l| &l.manifest), first_id)
         .await
-        .map_err(|e| JobError::Checkpointing(format!("claiming checkpoint {first_id} before recovery: {e}")))?;
+        .map_err(|source| CheckpointError::Claim { checkpoint: first_id, source })?;
     Ok(first_id.next())
 }
 

@@ -7,6 +7,7 @@ use sluice_crds::JobConfig;
 use tokio::task::JoinSet;
 
 use super::JobError;
+use crate::checkpoint::CheckpointError;
 use crate::checkpoint::coordinator::CoordinatorConfig;
 use crate::checkpoint::driver::{Driver, DriverExit, StopReply};
 use crate::engine::task::TaskError;
@@ -54,12 +55,12 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
                 Some(Ok(Err(e @ TaskError::Coordinator { .. }))) if !driver_done => {
                     driver_done = true;
                     break Err(match tokio::time::timeout(Duration::from_secs(5), &mut driver).await {
-                        Ok(Ok(Err(reason))) => JobError::Checkpointing(reason),
+                        Ok(Ok(Err(reason))) => CheckpointError::from(reason).into(),
                         _ => first_cause(e, &mut tasks).await,
                     });
                 }
                 Some(Ok(Err(e))) => break Err(first_cause(e, &mut tasks).await),
-                Some(Err(e)) => break Err(JobError::Checkpointing(format!("task panicked: {e}"))),
+                Some(Err(source)) => break Err(CheckpointError::Panicked { what: "task", source }.into()),
             },
             r = &mut driver, if !driver_done => {
                 driver_done = true;
@@ -67,8 +68,8 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
                     Ok(Ok(DriverExit::Done)) => {}
                     // Every task has ended on the cancel: their results still count.
                     Ok(Ok(DriverExit::Cancel(reply))) => cancel = Some(reply),
-                    Ok(Err(reason)) => break Err(JobError::Checkpointing(reason)),
-                    Err(e) => break Err(JobError::Checkpointing(format!("coordinator panicked: {e}"))),
+                    Ok(Err(reason)) => break Err(CheckpointError::from(reason).into()),
+                    Err(source) => break Err(CheckpointError::Panicked { what: "coordinator", source }.into()),
                 }
             }
         }

@@ -135,6 +135,7 @@ fn operators(w: &Wiring<'_>, id: TaskId, restore: &mut RestorePlan) -> Result<Op
             job: job.name.clone(),
             checkpointing: job.checkpointing.is_some(),
             max_concurrent_checkpoints: job.checkpointing.as_ref().map_or(1, |c| c.max_concurrent),
+            io: Some(w.env.io.clone()),
         };
         let was_restored = restore.operators.contains_key(&(n, id.subtask));
         let r = restore.take(n, id.subtask);

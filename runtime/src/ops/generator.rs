@@ -134,6 +134,7 @@ mod tests {
             job: "job".into(),
             checkpointing: true,
             max_concurrent_checkpoints: 1,
+            io: None,
         }
     }
 

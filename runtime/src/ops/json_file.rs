@@ -259,9 +259,10 @@ impl Source for JsonFileSource {
         self.positions
             .iter()
             .map(|p| {
-                serde_json::to_value(p).map_err(|e| OpError::External {
+                serde_json::to_value(p).map_err(|e| OpError::Serialize {
                     node: self.ctx.node.clone(),
-                    message: format!("encoding a file position: {e}"),
+                    what: "a file position",
+                    message: e.to_string(),
                 })
             })
             .collect()
@@ -288,6 +289,7 @@ mod tests {
             job: "job".into(),
             checkpointing: true,
             max_concurrent_checkpoints: 1,
+            io: None,
         };
         let spec = JsonFileSpec {
             path: path.display().to_string(),

@@ -38,6 +38,7 @@ pub mod window;
 
 use sluice_crds::CheckpointId;
 
+use crate::error::ErrorKind;
 use crate::graph::KeyGroupRange;
 use crate::record::Batch;
 use crate::state::{KeyedSnapshot, StateEntry};
@@ -73,6 +74,9 @@ pub struct OpContext {
     pub checkpointing: bool,
     /// How many checkpoints may be in flight at once (bounds pending sink transactions).
     pub max_concurrent_checkpoints: u32,
+    /// The job's I/O runtime (as `TaskEnv::io`): where a node's network calls run, apart from
+    /// the task thread. `None` outside a job.
+    pub io: Option<tokio::runtime::Handle>,
 }
 
 /// How much keyed state a snapshot must contain.
@@ -166,12 +170,43 @@ pub enum OpError {
         /// What went wrong.
         message: String,
     },
+    /// The node's spec (or this runtime build) does not allow building it.
+    #[error("node {node}: invalid configuration: {message}")]
+    Config {
+        /// Node id.
+        node: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A value for the checkpoint (a committable, a source position) or a record did not
+    /// serialise. Nothing is committed yet: the checkpoint or record is lost, not output.
+    #[error("node {node}: cannot serialise {what}: {message}")]
+    Serialize {
+        /// Node id.
+        node: String,
+        /// What was being serialised.
+        what: &'static str,
+        /// The serialiser's message.
+        message: String,
+    },
 }
 
 impl OpError {
     /// True when the problem is in the input data rather than the system.
     pub fn is_data_error(&self) -> bool {
         matches!(self, OpError::Malformed { .. } | OpError::Expression { .. })
+    }
+
+    /// What the failure means for the run (see [`crate::error`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpError::Expression { .. }
+            | OpError::Malformed { .. }
+            | OpError::Restore { .. }
+            | OpError::Config { .. } => ErrorKind::BadInput,
+            OpError::Io { .. } | OpError::External { .. } | OpError::Serialize { .. } => ErrorKind::Retryable,
+            OpError::Commit { .. } => ErrorKind::DataLossRisk,
+        }
     }
 }
 

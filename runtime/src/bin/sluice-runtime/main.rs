@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_crds::contract::control::{EXIT_DATA_LOSS, EXIT_STOP_TIMEOUT};
+use sluice_crds::contract::control::EXIT_STOP_TIMEOUT;
+use sluice_runtime::error::ErrorKind;
 use sluice_runtime::job::JobError;
 
 mod args;
@@ -59,7 +60,8 @@ fn init_logs(format: &str) {
 /// job must not be retried as is (data-loss risk), 4 when a signal's cancel timed out.
 fn failure(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
-    let data_loss = e.chain().find_map(|c| c.downcast_ref::<JobError>().and_then(JobError::data_loss_kind));
+    let job_error = e.chain().find_map(|c| c.downcast_ref::<JobError>());
+    let data_loss = job_error.and_then(JobError::data_loss_kind);
     let timeout = e.chain().any(|c| c.downcast_ref::<signals::StopTimeout>().is_some());
     // Kubernetes shows this file as the container's termination message.
     if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(TERMINATION_LOG) {
@@ -70,9 +72,10 @@ fn failure(e: &anyhow::Error) -> ExitCode {
             None => write!(f, "{message}"),
         };
     }
-    match (data_loss, timeout) {
-        (Some(_), _) => ExitCode::from(EXIT_DATA_LOSS),
-        (None, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
-        (None, false) => ExitCode::FAILURE,
+    // The error's kind decides the status (see `sluice_runtime::error`).
+    match (job_error.map(JobError::kind), timeout) {
+        (Some(kind @ ErrorKind::DataLossRisk), _) => ExitCode::from(kind.exit_code()),
+        (_, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
+        (kind, false) => ExitCode::from(kind.map_or(1, ErrorKind::exit_code)),
     }
 }

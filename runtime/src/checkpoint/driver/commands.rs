@@ -9,8 +9,8 @@ use sluice_crds::CheckpointId;
 use tokio::sync::mpsc;
 
 use super::{Driver, SavepointRequest, StopReply};
-use crate::checkpoint::coordinator::Input;
-use crate::checkpoint::savepoint::{default_location, write_savepoint};
+use crate::checkpoint::coordinator::{Input, JobFailure};
+use crate::checkpoint::savepoint::{SavepointError, default_location, write_savepoint};
 use crate::engine::message::TaskControl;
 
 /// A request to the driver.
@@ -35,7 +35,7 @@ pub enum DriverCommand {
 /// Told how each savepoint a [`DriverCommand::Savepoint`] asked for ended.
 pub trait SavepointListener: Send + Sync {
     /// Savepoint `id` is complete at the location given, or failed for the reason given.
-    fn savepoint_finished(&self, id: &str, outcome: Result<String, String>);
+    fn savepoint_finished(&self, id: &str, outcome: Result<String, SavepointError>);
 }
 
 /// Longest wait, on a cancel, for manifests being published to settle before the tasks cancel;
@@ -97,7 +97,7 @@ impl Driver {
 
     fn fail_savepoint(&self, name: &str, reason: String) {
         if let Some(l) = &self.listener {
-            l.savepoint_finished(name, Err(reason));
+            l.savepoint_finished(name, Err(SavepointError::NotTaken(reason)));
         }
     }
 
@@ -121,7 +121,7 @@ impl Driver {
         reply: StopReply,
         results: &mpsc::UnboundedSender<Input>,
         started: Instant,
-    ) -> Result<Cancelling, String> {
+    ) -> Result<Cancelling, JobFailure> {
         tracing::info!("cancelling the job on request");
         self.fail_savepoints("the job is cancelled", false);
         for action in self.coordinator.cancel() {
@@ -147,7 +147,7 @@ impl Driver {
         c.signalled = true;
     }
 
-    pub(super) fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), String>) {
+    pub(super) fn finish_savepoints(&mut self, id: CheckpointId, outcome: Result<(), SavepointError>) {
         let Some(requests) = self.in_flight.remove(&id) else { return };
         for req in requests {
             let listener = self.listener.clone();
@@ -164,17 +164,20 @@ impl Driver {
                             l.savepoint_finished(&req.name, result.clone());
                         }
                         if let Some(reply) = req.stop {
-                            let _ = reply.send(result.map(Some));
+                            let _ = reply.send(result.map(Some).map_err(|e| e.to_string()));
                         }
                     });
                 }
                 (outcome, _, _) => {
-                    let reason = outcome.clone().err().unwrap_or_else(|| "no checkpoint storage".into());
-                    if let Some(l) = listener {
-                        l.savepoint_finished(&req.name, Err(reason.clone()));
-                    }
+                    let reason = outcome
+                        .clone()
+                        .err()
+                        .unwrap_or_else(|| SavepointError::NotTaken("no checkpoint storage".into()));
                     if let Some(reply) = req.stop {
-                        let _ = reply.send(Err(reason));
+                        let _ = reply.send(Err(reason.to_string()));
+                    }
+                    if let Some(l) = listener {
+                        l.savepoint_finished(&req.name, Err(reason));
                     }
                 }
             }

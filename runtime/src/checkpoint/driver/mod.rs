@@ -12,9 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::completed;
-use super::coordinator::{Action, Coordinator, Input};
+use super::coordinator::{Action, Coordinator, Input, JobFailure};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
+use super::savepoint::SavepointError;
 use super::snapshot::checkpoint_state_prefix;
 use crate::engine::cancel::Cancellation;
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
@@ -227,7 +228,7 @@ impl Driver {
     }
 
     /// Runs until every task is gone (`Ok`) or the coordinator decides the job must fail.
-    pub async fn run(mut self) -> Result<DriverExit, String> {
+    pub async fn run(mut self) -> Result<DriverExit, JobFailure> {
         let started = Instant::now();
         let (results_tx, mut results) = mpsc::unbounded_channel::<Input>();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -281,7 +282,7 @@ impl Driver {
         action: Action,
         results: &mpsc::UnboundedSender<Input>,
         started: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), JobFailure> {
         match action {
             Action::Trigger(id, kind) => {
                 tracing::debug!(checkpoint = %id, ?kind, "triggering checkpoint");
@@ -351,7 +352,7 @@ impl Driver {
                     s.failed += 1;
                     s.last_failure = Some(format!("checkpoint {id}: {reason}"));
                 }
-                self.finish_savepoints(id, Err(reason.clone()));
+                self.finish_savepoints(id, Err(SavepointError::NotTaken(reason.clone())));
                 self.send_all(TaskControl::Abort(id), false);
                 self.spawn_delete(id);
             }

@@ -27,7 +27,7 @@ pub fn instantiate(
         }
         NodeKind::KafkaSink(spec) => Instance::Operator(Box::new(KafkaPlainSink::new(id, spec)?)),
         other => {
-            return Err(OpError::Restore { node: id.into(), message: format!("{} is not a Kafka node", other.name()) });
+            return Err(OpError::Config { node: id.into(), message: format!("{} is not a Kafka node", other.name()) });
         }
     })
 }

@@ -3,6 +3,7 @@
 
 use sluice_crds::contract::kafka::RecordFormat;
 
+use crate::error::ErrorKind;
 use crate::value::Value;
 
 /// Writes a record key into `buf`; `false` for a null key (the message gets none).
@@ -18,28 +19,54 @@ pub fn encode_key(key: &Value, buf: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Why a record did not encode or decode.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// A record value did not serialise as JSON.
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    /// A message key is not UTF-8 text.
+    #[error("key is not UTF-8: {0}")]
+    KeyNotUtf8(std::str::Utf8Error),
+    /// A message value is not the JSON its format says.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(serde_json::Error),
+    /// A message value of format `string` is not UTF-8 text.
+    #[error("value is not UTF-8: {0}")]
+    ValueNotUtf8(std::str::Utf8Error),
+}
+
+impl CodecError {
+    /// What the failure means (see [`crate::error`]): a message that does not decode is bad
+    /// input (the job's error policy applies); a value that does not encode is the engine's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CodecError::Encode(_) => ErrorKind::Retryable,
+            CodecError::KeyNotUtf8(_) | CodecError::InvalidJson(_) | CodecError::ValueNotUtf8(_) => ErrorKind::BadInput,
+        }
+    }
+}
+
 /// Writes a record value into `buf` as JSON.
-pub fn encode_value(value: &Value, buf: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode_value(value: &Value, buf: &mut Vec<u8>) -> Result<(), CodecError> {
     buf.clear();
-    serde_json::to_writer(&mut *buf, value).map_err(|e| e.to_string())
+    serde_json::to_writer(&mut *buf, value).map_err(CodecError::Encode)
 }
 
 /// Decodes a message key: UTF-8 text becomes a string key, anything else is malformed.
-pub fn decode_key(key: Option<&[u8]>) -> Result<Value, String> {
+pub fn decode_key(key: Option<&[u8]>) -> Result<Value, CodecError> {
     match key {
         None => Ok(Value::Null),
-        Some(k) => std::str::from_utf8(k).map(Value::str).map_err(|e| format!("key is not UTF-8: {e}")),
+        Some(k) => std::str::from_utf8(k).map(Value::str).map_err(CodecError::KeyNotUtf8),
     }
 }
 
 /// Decodes a message value per `format`; a tombstone (no payload) is `null`.
-pub fn decode_value(payload: Option<&[u8]>, format: RecordFormat) -> Result<Value, String> {
+pub fn decode_value(payload: Option<&[u8]>, format: RecordFormat) -> Result<Value, CodecError> {
     let Some(bytes) = payload else { return Ok(Value::Null) };
     match format {
-        RecordFormat::Json => serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}")),
-        RecordFormat::String => {
-            std::str::from_utf8(bytes).map(Value::str).map_err(|e| format!("value is not UTF-8: {e}"))
-        }
+        RecordFormat::Json => serde_json::from_slice(bytes).map_err(CodecError::InvalidJson),
+        RecordFormat::String => std::str::from_utf8(bytes).map(Value::str).map_err(CodecError::ValueNotUtf8),
     }
 }
 
@@ -66,6 +93,14 @@ mod tests {
         assert!(decode_value(Some(b"{not json"), RecordFormat::Json).is_err());
         assert!(decode_value(Some(&[0xff, 0xfe]), RecordFormat::String).is_err());
         assert!(decode_key(Some(&[0xc3, 0x28])).is_err());
+        for e in [
+            decode_value(Some(b"{not json"), RecordFormat::Json),
+            decode_value(Some(&[0xff, 0xfe]), RecordFormat::String),
+            decode_key(Some(&[0xc3, 0x28])),
+        ] {
+            let e = e.expect_err("malformed");
+            assert_eq!(e.kind(), ErrorKind::BadInput, "{e}");
+        }
         assert_eq!(decode_value(None, RecordFormat::Json).expect("tombstone"), Value::Null);
     }
 }

@@ -65,6 +65,13 @@ pub enum Error {
         /// The decoded error.
         error: Option<ResponseError>,
     },
+    /// The call never ran to completion: the runtime it was handed to shut down (the job is
+    /// ending), or no runtime could start for it. Retryable.
+    #[error("kafka protocol call did not run: {reason}")]
+    NotRun {
+        /// Why.
+        reason: String,
+    },
     /// No record batch was found where the transaction's first record should be.
     #[error("no record batch at {topic}/{partition} offset {offset}")]
     BatchNotFound {
@@ -91,7 +98,7 @@ impl Error {
     /// Whether retrying the same step can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Io { .. } => true,
+            Error::Io { .. } | Error::NotRun { .. } => true,
             Error::Broker { error, .. } => error.is_some_and(|e| e.is_retriable()),
             Error::Protocol { .. }
             | Error::Unsupported { .. }

@@ -135,8 +135,11 @@ impl Encoder {
     ) -> Result<(), OpError> {
         for r in batch {
             let has_key = encode_key(&r.key, &mut self.key);
-            encode_value(&r.value, &mut self.value)
-                .map_err(|m| OpError::External { node: node.into(), message: format!("encode record: {m}") })?;
+            encode_value(&r.value, &mut self.value).map_err(|e| OpError::Serialize {
+                node: node.into(),
+                what: "a record",
+                message: e.to_string(),
+            })?;
             let mut record = BaseRecord::to(topic).payload(&self.value[..]);
             if has_key {
                 record = record.key(&self.key[..]);

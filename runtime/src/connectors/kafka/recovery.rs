@@ -120,8 +120,10 @@ impl KafkaSinkRecovery {
             restart_time: Duration::ZERO,
         });
         let max = max.and_then(|ms| u64::try_from(ms).ok()).map(Duration::from_millis);
-        check_transaction_timeout(self.spec.transaction_timeout, budget, max)
-            .map_err(|e| self.err(format!("kafkaSink.transactionTimeout: {e}")))
+        check_transaction_timeout(self.spec.transaction_timeout, budget, max).map_err(|e| OpError::Config {
+            node: self.node.clone(),
+            message: format!("kafkaSink.transactionTimeout: {e}"),
+        })
     }
 
     /// Commits the listed transactions pre-committed after checkpoint `done` (older ones an

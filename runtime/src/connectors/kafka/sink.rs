@@ -57,6 +57,8 @@ pub struct KafkaTxnSink {
     /// Slots the latest completed checkpoint lists.
     reserved: Vec<u32>,
     encoder: Encoder,
+    /// Where the raw-protocol calls run (the job's I/O runtime).
+    io: Option<tokio::runtime::Handle>,
 }
 
 /// An open transaction: the slot whose producer holds it.
@@ -92,6 +94,7 @@ impl KafkaTxnSink {
             listed: std::collections::BTreeMap::new(),
             reserved: Vec::new(),
             encoder: Encoder::default(),
+            io: ctx.io.clone(),
         }
     }
 
@@ -161,10 +164,11 @@ impl TwoPhaseCommit for KafkaTxnSink {
             None => None,
             Some((partition, offset)) => {
                 let (bootstrap, topic) = (first_broker(&self.spec.bootstrap_servers), self.spec.topic.clone());
-                let identity =
-                    block_on(async move { first_batch_identity(&bootstrap, &topic, partition, offset).await })
-                        .map_err(|m| self.err(m))?
-                        .map_err(|e| self.err(format!("read producer id of {transactional_id}: {e}")))?;
+                let identity = block_on(self.io.as_ref(), async move {
+                    first_batch_identity(&bootstrap, &topic, partition, offset).await
+                })
+                .and_then(|identity| identity)
+                .map_err(|e| self.err(format!("read producer id of {transactional_id}: {e}")))?;
                 Some(identity)
             }
         };

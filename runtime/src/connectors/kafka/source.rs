@@ -135,7 +135,7 @@ impl KafkaSource {
     /// The high watermark of `partition`, from a Fetch answer (the test broker's ListOffsets
     /// answers the last batch's base offset + 1 for "latest"); ListOffsets when that fails.
     fn end_offset(&self, partition: i32) -> Result<i64, OpError> {
-        match partition_ends_blocking(&self.spec.bootstrap_servers, &self.spec.topic, partition) {
+        match partition_ends_blocking(self.ctx.io.as_ref(), &self.spec.bootstrap_servers, &self.spec.topic, partition) {
             Ok(ends) => Ok(ends.high_watermark),
             _ => self
                 .consumer()?
@@ -412,7 +412,7 @@ impl Source for KafkaSource {
                         }
                         Err(message) => {
                             let (key, payload) = raw.unwrap_or_default();
-                            self.malformed(partition, offset, key, payload, message)?;
+                            self.malformed(partition, offset, key, payload, message.to_string())?;
                         }
                     }
                 }

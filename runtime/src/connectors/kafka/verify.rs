@@ -40,7 +40,7 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(),
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(fail("admin client"))?;
     let topic_owned = topic.to_owned();
-    let results = block_on(async move {
+    let results = block_on(None, async move {
         admin
             .create_topics(
                 &[NewTopic::new(&topic_owned, partitions, TopicReplication::Fixed(1))],
@@ -48,7 +48,7 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(),
             )
             .await
     })
-    .map_err(|m| VerifyError { step: "create topic", message: m })?
+    .map_err(|e| VerifyError { step: "create topic", message: e.to_string() })?
     .map_err(fail("create topic"))?;
     for r in results {
         match r {
@@ -159,12 +159,12 @@ pub fn open_transactions_named(bootstrap: &str, topic: &str, grace: Duration) ->
     loop {
         let partitions = open_transactions(bootstrap, topic, Duration::ZERO)?;
         let (b, t) = (first_broker(bootstrap), topic.to_owned());
-        let (transactions, lookup_error) = match block_on(async move { txn_admin::open_transactions_on(&b, &t).await })
-        {
-            Ok(Ok(open)) => (open, None),
-            Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
-            Err(e) => (Vec::new(), Some(e)),
-        };
+        let (transactions, lookup_error) =
+            match block_on(None, async move { txn_admin::open_transactions_on(&b, &t).await }) {
+                Ok(Ok(open)) => (open, None),
+                Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
         let open = OpenTransactions { partitions, transactions, lookup_error };
         if open.is_empty() || started.elapsed() >= grace {
             return Ok(open);
@@ -174,8 +174,8 @@ pub fn open_transactions_named(bootstrap: &str, topic: &str, grace: Duration) ->
 }
 
 fn ends_of(bootstrap: &str, topic: &str, partition: i32) -> Result<super::PartitionEnds, VerifyError> {
-    partition_ends_blocking(bootstrap, topic, partition)
-        .map_err(|message| VerifyError { step: "partition ends", message })
+    partition_ends_blocking(None, bootstrap, topic, partition)
+        .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })
 }
 
 fn partition_count(bootstrap: &str, topic: &str) -> Result<i32, VerifyError> {
