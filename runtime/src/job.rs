@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::checkpoint::coordinator::{Coordinator, CoordinatorConfig};
 use crate::checkpoint::driver::{CheckpointStats, Driver, DriverExit, SharedStats, TaskHandle, stats};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
-use crate::checkpoint::retention::{list_checkpoints, sweep};
+use crate::checkpoint::retention::sweep;
 use crate::checkpoint::{claim, completed, fallback};
 use crate::connectors::two_phase::RecoveryContext;
 use crate::control::ControlState;
@@ -166,13 +166,9 @@ async fn load_restore_point(
             None => Ok((None, false)),
         },
         RestoreMode::From(uri) => {
-            let (root, key) = match uri.rsplit_once("/manifests/") {
-                Some((root, name)) => (root.to_string(), format!("manifests/{name}")),
-                None => (uri.trim_end_matches('/').to_string(), "_manifest.json".to_string()),
-            };
-            let own = config.job.checkpointing.as_ref().is_some_and(|c| {
-                key.starts_with("manifests/") && c.storage.uri.trim_end_matches('/') == root.trim_end_matches('/')
-            });
+            let target = storage::layout::RestoreTarget::parse(uri);
+            let own = config.job.checkpointing.as_ref().is_some_and(|c| target.is_checkpoint_of(&c.storage.uri));
+            let storage::layout::RestoreTarget { root, key } = target;
             let default = sluice_crds::contract::job_config::StorageSpec {
                 uri: root.clone(),
                 endpoint: None,
@@ -219,7 +215,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         // The completion note may name a checkpoint whose manifest is gone: never reuse its id.
         Some(s) => {
             let note = completed::read(s.as_ref()).await.ok().flatten();
-            list_checkpoints(s.as_ref()).await?.last().copied().max(note)
+            storage::manifests::list_ids(s.as_ref()).await?.last().copied().max(note)
         }
         None => None,
     };

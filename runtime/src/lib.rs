@@ -12,6 +12,6 @@ pub mod job;
 pub mod ops;
 pub mod record;
 pub mod state;
-pub mod storage;
+pub use sluice_storage as storage;
 pub mod value;
 pub mod verify;

@@ -4,8 +4,9 @@
 
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::job_config::StorageSpec;
-use sluice_crds::contract::manifest::{Manifest, SAVEPOINT_MANIFEST, SnapshotKind, manifest_key};
+use sluice_crds::contract::manifest::{Manifest, SnapshotKind};
 
+use crate::storage::layout::{self, manifest_key};
 use crate::storage::{self, ObjectStore, PutOutcome};
 
 /// Copies completed checkpoint `id` from `store` to the directory `target` as a savepoint.
@@ -24,14 +25,9 @@ pub async fn write_savepoint(
         dest.put(&f.path, data).await.map_err(|e| e.to_string())?;
     }
     manifest.kind = SnapshotKind::Savepoint;
-    match dest.put_if_absent(SAVEPOINT_MANIFEST, bytes::Bytes::from(manifest.encode())).await {
+    match dest.put_if_absent(&layout::savepoint_manifest_key(""), bytes::Bytes::from(manifest.encode())).await {
         Ok(PutOutcome::Created) => Ok(target.trim_end_matches('/').to_string()),
         Ok(PutOutcome::AlreadyExists) => Err(format!("{target} already holds a savepoint")),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// The default location of savepoint `name` under a job's storage URI.
-pub fn default_location(storage_uri: &str, name: &str) -> String {
-    format!("{}/savepoints/{name}", storage_uri.trim_end_matches('/'))
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{Driver, SavepointRequest, StopReply};
 use crate::checkpoint::coordinator::Input;
-use crate::checkpoint::savepoint::{default_location, write_savepoint};
+use crate::checkpoint::savepoint::write_savepoint;
 use crate::control::ControlCommand;
 use crate::engine::message::TaskControl;
 
@@ -56,7 +56,9 @@ impl Driver {
                     let _ = reply.send(Err(no_storage));
                     return Ok(None);
                 }
-                let name = format!("stop-{}", self.control.as_ref().map_or("run", |c| c.run_id.as_str()));
+                let name = crate::storage::layout::stop_savepoint_name(
+                    self.control.as_ref().map_or("run", |c| c.run_id.as_str()),
+                );
                 self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
                 self.stopping = true;
                 Ok(Some(Input::SavepointRequested { stop: true }))
@@ -127,7 +129,10 @@ impl Driver {
             let control = self.control.clone();
             match (&outcome, self.store.clone(), self.storage.clone()) {
                 (Ok(()), Some(store), Some(spec)) => {
-                    let target = req.location.clone().unwrap_or_else(|| default_location(&spec.uri, &req.name));
+                    let target = req
+                        .location
+                        .clone()
+                        .unwrap_or_else(|| crate::storage::layout::savepoint_uri(&spec.uri, &req.name));
                     self.copies.spawn(async move {
                         let result = write_savepoint(store.as_ref(), id, &target, &spec).await;
                         match &result {
