@@ -140,8 +140,8 @@ pub fn savepoint_uri(root: &str, name: &str) -> String {
 }
 
 /// The key prefix (no trailing `/`) of a savepoint directory given by URI, when it lies under
-/// the job's storage root URI `root`; `None` for savepoints elsewhere or paths that are no
-/// savepoint directory.
+/// the job's storage root URI `root`; `None` for savepoints elsewhere, paths that are no
+/// savepoint directory, and any path containing `..` (never disposed of by the operator).
 pub fn savepoint_key_prefix(root: &str, path: &str) -> Option<String> {
     let root = format!("{}/", root.trim_end_matches('/'));
     let rest = path.strip_prefix(&root)?.trim_matches('/');
@@ -197,9 +197,10 @@ mod tests {
 
     use super::*;
 
-    /// Node ids, run ids, savepoint names: what the contract allows (no `/`).
+    /// Node ids, run ids, savepoint names as the operator and runtime make them (no `/`, and
+    /// no `..`: [`savepoint_key_prefix`] refuses any path containing it).
     fn name() -> impl Strategy<Value = String> {
-        "[a-z0-9][a-z0-9_.-]{0,20}"
+        "[a-z0-9][a-z0-9_-]{0,20}"
     }
 
     fn root() -> impl Strategy<Value = String> {
