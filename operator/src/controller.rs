@@ -88,13 +88,15 @@ async fn reconcile_once(job: &StreamJob, ctx: &Context) -> Result<(plan::Plan, u
             j
         });
     let job = rolled_back.as_ref().unwrap_or(job);
-    let observed = observe::observe(job, ctx).await?;
+    // Storage is opened at most once per reconcile, shared by observe and apply.
+    let stores = crate::store::StoreSession::new(ctx.stores.as_ref(), &job.namespace().unwrap_or_default());
+    let observed = observe::observe(job, ctx, &stores).await?;
     let now = jiff::Timestamp::now();
     let mut plan = plan::plan(&job.spec, &previous, &observed, now);
     if !plan.actions.is_empty() {
         tracing::info!(job = %job.name_any(), actions = ?plan.actions, phase = plan.status.phase.as_str(), "applying plan");
     }
-    let outcomes = apply::apply(job, &plan.actions, &observed.desired_hash, ctx).await?;
+    let outcomes = apply::apply(job, &plan.actions, &observed.desired_hash, ctx, &stores).await?;
     absorb::absorb(&mut plan, outcomes, now);
     let next = status::next_status(&previous, &plan, now);
     if !plan.cleanup_done {

@@ -10,7 +10,7 @@ use serde_json::json;
 use sluice_crds::contract::control::{SavepointState as RuntimeState, SavepointStatus};
 use sluice_crds::savepoints::{SavepointInfo, SavepointState, SavepointTrigger, SavepointsStatus};
 use sluice_crds::{ANNOTATION_SAVEPOINT, StreamJob, StreamJobStatus};
-use sluice_runtime::storage::memory::MemoryStore;
+use sluice_storage::memory::MemoryStore;
 
 use crate::build::test_job::job;
 use crate::context::Context;

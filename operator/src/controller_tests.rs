@@ -8,7 +8,7 @@ use serde_json::json;
 use sluice_crds::contract::control::{CheckpointInfo, JobState, JobStatus};
 use sluice_crds::contract::manifest::CheckpointId;
 use sluice_crds::{FINALIZER, Phase, StreamJob, StreamJobStatus};
-use sluice_runtime::storage::memory::MemoryStore;
+use sluice_storage::memory::MemoryStore;
 
 use crate::build::test_job::job;
 use crate::context::Context;

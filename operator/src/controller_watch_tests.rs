@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::json;
-use sluice_runtime::storage::memory::MemoryStore;
+use sluice_storage::memory::MemoryStore;
 use std::sync::Arc;
 
 use crate::context::Context;

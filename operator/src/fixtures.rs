@@ -10,9 +10,10 @@ use kube::client::Body;
 use std::sync::Mutex;
 
 use sluice_crds::contract::control::{JobStatus, SavepointStatus, StopResponse};
-use sluice_crds::contract::manifest::{CheckpointId, MANIFEST_VERSION, Manifest, SnapshotKind, manifest_key};
-use sluice_runtime::storage::memory::MemoryStore;
-use sluice_runtime::storage::{ObjectStore, SharedStore};
+use sluice_crds::contract::manifest::{CheckpointId, MANIFEST_VERSION, Manifest, SnapshotKind};
+use sluice_storage::layout::manifest_key;
+use sluice_storage::memory::MemoryStore;
+use sluice_storage::{ObjectStore, SharedStore};
 use tower_test::mock::{self, Handle, SendResponse};
 
 use crate::config::Config;

@@ -3,10 +3,10 @@
 //! keys of the job's checkpoint store. It never writes status itself.
 
 use sluice_crds::ANNOTATION_SAVEPOINT;
-use sluice_crds::contract::manifest::{Manifest, SAVEPOINT_MANIFEST};
+use sluice_crds::contract::manifest::Manifest;
 use sluice_crds::savepoints::SavepointsStatus;
-use sluice_runtime::checkpoint::savepoint::default_location;
-use sluice_runtime::storage::ObjectStore;
+use sluice_storage::layout::{self, savepoint_manifest_key, savepoint_uri};
+use sluice_storage::{Error as StorageError, ObjectStore};
 
 use crate::build::labels;
 
@@ -45,20 +45,20 @@ pub fn new_triggers(annotation: Option<&str>, nonce: Option<i64>, seen: Option<&
 /// after the object (`uid`) too, so a recreated job never finds its predecessor's.
 pub fn trigger_location(storage_uri: &str, uid: Option<&str>, now_ms: i64) -> String {
     match uid.map(labels::object_id).filter(|u| !u.is_empty()) {
-        Some(u) => default_location(storage_uri, &format!("sp-{u}-{now_ms}")),
-        None => default_location(storage_uri, &format!("sp-{now_ms}")),
+        Some(u) => savepoint_uri(storage_uri, &format!("sp-{u}-{now_ms}")),
+        None => savepoint_uri(storage_uri, &format!("sp-{now_ms}")),
     }
 }
 
 /// Directory the runtime of run `run_id` writes its stop-with-savepoint to (it names it
 /// after its run id, so the operator knows it before asking).
 pub fn stop_location(storage_uri: &str, run_id: &str) -> String {
-    default_location(storage_uri, &format!("stop-{run_id}"))
+    savepoint_uri(storage_uri, &layout::stop_savepoint_name(run_id))
 }
 
 /// The run a stop-with-savepoint directory was named after.
 pub fn stopped_run(path: &str) -> Option<&str> {
-    path.trim_end_matches('/').rsplit('/').next()?.strip_prefix("stop-")
+    layout::stopped_run(path)
 }
 
 /// What storage holds at a savepoint directory the status refers to.
@@ -81,8 +81,8 @@ pub async fn identify(
     prefix: &str,
     job: &str,
     uid: Option<&str>,
-) -> Result<Found, sluice_runtime::storage::Error> {
-    let bytes = match store.get(&format!("{prefix}/{SAVEPOINT_MANIFEST}")).await {
+) -> Result<Found, StorageError> {
+    let bytes = match store.get(&savepoint_manifest_key(prefix)).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Ok(Found::Absent),
         Err(e) => return Err(e),
@@ -112,15 +112,12 @@ fn judge(bytes: &[u8], prefix: &str, job: &str, uid: Option<&str>) -> Found {
 /// The store key prefix (no trailing `/`) of a savepoint directory, when it lies under the
 /// job's storage URI; `None` for savepoints elsewhere (never disposed of by the operator).
 pub fn key_prefix(storage_uri: &str, path: &str) -> Option<String> {
-    let root = format!("{}/", storage_uri.trim_end_matches('/'));
-    let rest = path.strip_prefix(&root)?.trim_matches('/');
-    (rest.starts_with("savepoints/") && rest.len() > "savepoints/".len() && !rest.contains(".."))
-        .then(|| rest.to_string())
+    layout::savepoint_key_prefix(storage_uri, path)
 }
 
 /// Whether the savepoint under `prefix` is complete (its `_manifest.json` exists).
-pub async fn exists(store: &dyn ObjectStore, prefix: &str) -> Result<bool, sluice_runtime::storage::Error> {
-    match store.get(&format!("{prefix}/{SAVEPOINT_MANIFEST}")).await {
+pub async fn exists(store: &dyn ObjectStore, prefix: &str) -> Result<bool, StorageError> {
+    match store.get(&savepoint_manifest_key(prefix)).await {
         Ok(_) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e),
@@ -130,8 +127,8 @@ pub async fn exists(store: &dyn ObjectStore, prefix: &str) -> Result<bool, sluic
 /// Deletes every object of the savepoint under `prefix`, its manifest first: a savepoint without
 /// a manifest is never restored from, so a disposal cut short leaves nothing that looks
 /// complete. Returns how many objects were deleted.
-pub async fn dispose(store: &dyn ObjectStore, prefix: &str) -> Result<usize, sluice_runtime::storage::Error> {
-    let manifest = format!("{prefix}/{SAVEPOINT_MANIFEST}");
+pub async fn dispose(store: &dyn ObjectStore, prefix: &str) -> Result<usize, StorageError> {
+    let manifest = savepoint_manifest_key(prefix);
     store.delete(std::slice::from_ref(&manifest)).await?;
     let keys: Vec<String> = store.list(&format!("{prefix}/")).await?.into_iter().map(|o| o.key).collect();
     store.delete(&keys).await?;
@@ -141,7 +138,7 @@ pub async fn dispose(store: &dyn ObjectStore, prefix: &str) -> Result<usize, slu
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use sluice_runtime::storage::memory::MemoryStore;
+    use sluice_storage::memory::MemoryStore;
 
     use super::*;
 
@@ -192,7 +189,7 @@ mod tests {
         let uid = Some("0f3c9a7e-11aa-4bcd");
         let store = MemoryStore::new();
         let put = |k: &str, b: Bytes| {
-            let k = format!("{k}/{SAVEPOINT_MANIFEST}");
+            let k = savepoint_manifest_key(k);
             let store = &store;
             async move { store.put(&k, b).await.expect("put") }
         };

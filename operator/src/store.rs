@@ -1,8 +1,9 @@
-//! Checkpoint storage access: opens the job's object store (list/read/delete). It makes no
-//! decisions; [`crate::recovery`] does.
+//! Checkpoint storage access: opens the job's object store (list/read/delete), once per
+//! reconcile ([`StoreSession`]). It makes no decisions; [`crate::recovery`] does.
 //!
-//! Backed by `sluice_runtime::storage` (with its `s3` feature, without Kafka). A store that
-//! cannot be opened fails with a configuration error and the job reports `StorageUnavailable`.
+//! Backed by `sluice_storage` (with its `s3` feature). A store that cannot be opened fails and
+//! the job reports `StorageUnavailable`; one this operator cannot open at all
+//! ([`Error::Unsupported`]) is left to the runtime.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use sluice_crds::checkpointing::CheckpointStorage;
-use sluice_runtime::storage::{self as rstorage, SharedStore};
+use sluice_storage::{self as rstorage, SharedStore};
 
 /// Why checkpoint storage could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,10 @@ pub enum Error {
     /// Opening the store failed.
     #[error("opening checkpoint storage: {0}")]
     Open(#[source] rstorage::Error),
+    /// The storage URI or options describe no store this operator can open (a scheme it was
+    /// built without, options it cannot use): the runtime, which may, picks the restore point.
+    #[error("this operator cannot open the checkpoint storage: {0}")]
+    Unsupported(String),
     /// Listing manifests failed.
     #[error("listing checkpoint manifests: {0}")]
     List(#[source] rstorage::Error),
@@ -50,7 +55,7 @@ impl Error {
         match self {
             Error::Credentials { .. } => true,
             Error::Open(e) | Error::List(e) | Error::Read(e) => e.is_retryable(),
-            Error::Unverified { .. } => false,
+            Error::Unverified { .. } | Error::Unsupported(_) => false,
         }
     }
 }
@@ -99,7 +104,11 @@ impl StoreFactory for KubeStores {
         if let Some(secret) = &storage.credentials_secret {
             spec.credentials_dir = Some(self.credentials_dir(namespace, secret).await?.to_string_lossy().into_owned());
         }
-        rstorage::open(&spec).await.map_err(Error::Open)
+        rstorage::open(&spec).await.map_err(|e| match e {
+            // A configuration the storage crate refuses before reaching any server.
+            rstorage::Error::Config(m) => Error::Unsupported(m),
+            e => Error::Open(e),
+        })
     }
 }
 
@@ -110,5 +119,74 @@ pub struct FixedStore(pub SharedStore);
 impl StoreFactory for FixedStore {
     async fn open(&self, _namespace: &str, _storage: &CheckpointStorage) -> Result<SharedStore, Error> {
         Ok(self.0.clone())
+    }
+}
+
+/// One reconcile's access to a job's checkpoint store: opened on first use and reused after,
+/// so observing (restore point, savepoints) and applying (disposals) open storage — and read
+/// its credentials Secret — once. A failed open is not remembered: the next use tries again.
+pub struct StoreSession<'a> {
+    factory: &'a dyn StoreFactory,
+    namespace: String,
+    opened: tokio::sync::Mutex<Option<(CheckpointStorage, SharedStore)>>,
+}
+
+impl<'a> StoreSession<'a> {
+    /// A session for stores of jobs in `namespace`.
+    pub fn new(factory: &'a dyn StoreFactory, namespace: &str) -> Self {
+        StoreSession { factory, namespace: namespace.to_string(), opened: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The store `storage` names, opened once per session.
+    pub async fn open(&self, storage: &CheckpointStorage) -> Result<SharedStore, Error> {
+        let mut opened = self.opened.lock().await;
+        if let Some((s, store)) = opened.as_ref()
+            && s == storage
+        {
+            return Ok(store.clone());
+        }
+        let store = self.factory.open(&self.namespace, storage).await?;
+        *opened = Some((storage.clone(), store.clone()));
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sluice_storage::memory::MemoryStore;
+
+    use super::*;
+
+    /// Counts the stores it opens.
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl StoreFactory for Counting {
+        async fn open(&self, _namespace: &str, _storage: &CheckpointStorage) -> Result<SharedStore, Error> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Arc::new(MemoryStore::new()))
+        }
+    }
+
+    fn storage(uri: &str) -> CheckpointStorage {
+        CheckpointStorage { uri: uri.into(), endpoint: None, region: None, path_style: None, credentials_secret: None }
+    }
+
+    #[tokio::test]
+    async fn a_session_opens_a_store_once() {
+        let factory = Counting(AtomicUsize::new(0));
+        let session = StoreSession::new(&factory, "ns");
+        let a = session.open(&storage("s3://b/j")).await.expect("opens");
+        let b = session.open(&storage("s3://b/j")).await.expect("opens");
+        assert!(Arc::ptr_eq(&a, &b), "the same store");
+        assert_eq!(factory.0.load(Ordering::SeqCst), 1);
+        session.open(&storage("s3://b/other")).await.expect("opens");
+        assert_eq!(factory.0.load(Ordering::SeqCst), 2, "other storage is opened on its own");
+        let next = StoreSession::new(&factory, "ns");
+        next.open(&storage("s3://b/j")).await.expect("opens");
+        assert_eq!(factory.0.load(Ordering::SeqCst), 3, "a new reconcile opens again");
     }
 }

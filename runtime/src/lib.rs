@@ -13,6 +13,6 @@ pub mod nodes;
 pub mod ops;
 pub mod record;
 pub mod state;
-pub mod storage;
+pub use sluice_storage as storage;
 pub mod value;
 pub mod verify;

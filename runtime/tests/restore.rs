@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 
 use sluice_crds::JobConfig;
-use sluice_crds::contract::manifest::manifest_key;
 use sluice_runtime::checkpoint::fallback::Fallback;
 use sluice_runtime::checkpoint::restore::{RestoreError, assign, load_latest, load_latest_with};
-use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::graph::KeyGroupRange;
 use sluice_runtime::job::{RestoreMode, RuntimeConfig, run};
 use sluice_runtime::storage::ObjectStore;
+use sluice_runtime::storage::layout::manifest_key;
 use sluice_runtime::storage::local::LocalStore;
+use sluice_runtime::storage::manifests::list_ids as list_checkpoints;
 
 fn job(dir: &std::path::Path, parallelism: u32) -> JobConfig {
     JobConfig::from_yaml(&format!(

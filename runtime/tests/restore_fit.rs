@@ -7,13 +7,14 @@ use std::path::Path;
 use std::process::Command;
 
 use sluice_crds::JobConfig;
-use sluice_crds::contract::manifest::{Manifest, manifest_key};
+use sluice_crds::contract::manifest::Manifest;
 use sluice_runtime::checkpoint::restore::RestoreError;
-use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{JobError, JobOutcome, RestoreMode, RuntimeConfig, run};
 use sluice_runtime::storage::ObjectStore;
+use sluice_runtime::storage::layout::manifest_key;
 use sluice_runtime::storage::local::LocalStore;
+use sluice_runtime::storage::manifests::list_ids as list_checkpoints;
 
 /// The job: `with_sum` adds a keyed running sum (state) beside the pass-through file sink.
 fn yaml(dir: &Path, name: &str, with_sum: bool) -> String {

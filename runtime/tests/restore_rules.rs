@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sluice_crds::JobConfig;
-use sluice_crds::contract::manifest::manifest_key;
 use sluice_runtime::checkpoint::restore::{RestoreError, load, load_latest};
-use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{JobError, JobOutcome, RestoreMode, RuntimeConfig, run};
+use sluice_runtime::storage::layout::manifest_key;
 use sluice_runtime::storage::local::LocalStore;
+use sluice_runtime::storage::manifests::list_ids as list_checkpoints;
 
 const COUNT: u64 = 40_000;
 

@@ -4,6 +4,7 @@
 #![cfg(feature = "s3")]
 
 mod common;
+#[path = "../../storage/tests/s3_support/mod.rs"]
 mod s3_support;
 
 use common::{FAULT_RUNS, KillJob};

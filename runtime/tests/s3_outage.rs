@@ -8,6 +8,7 @@
 #![cfg(feature = "s3")]
 
 mod common;
+#[path = "../../storage/tests/s3_support/mod.rs"]
 mod s3_support;
 
 use std::collections::HashSet;
@@ -16,12 +17,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::KillJob;
 use sluice_crds::JobConfig;
-use sluice_crds::contract::manifest::{Manifest, manifest_key};
+use sluice_crds::contract::manifest::Manifest;
 use sluice_runtime::checkpoint::driver::stats;
-use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{JobHandles, RestoreMode, RuntimeConfig, run_observed};
 use sluice_runtime::storage::ObjectStore;
+use sluice_runtime::storage::layout::manifest_key;
+use sluice_runtime::storage::manifests::list_ids as list_checkpoints;
 use sluice_runtime::storage::s3::S3Store;
 
 use s3_support::{Outage, config, s3_env, secret_dir, storage_yaml, unique_uri};

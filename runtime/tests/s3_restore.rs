@@ -3,18 +3,19 @@
 //! duplicate committed output, and otherwise only when allowed.
 #![cfg(feature = "s3")]
 
+#[path = "../../storage/tests/s3_support/mod.rs"]
 mod s3_support;
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
 use sluice_crds::JobConfig;
-use sluice_crds::contract::manifest::manifest_key;
 use sluice_runtime::checkpoint::restore::{RestoreError, load, load_latest};
-use sluice_runtime::checkpoint::retention::list_checkpoints;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{JobError, JobOutcome, RestoreMode, RuntimeConfig, run};
 use sluice_runtime::storage::ObjectStore;
+use sluice_runtime::storage::layout::manifest_key;
+use sluice_runtime::storage::manifests::list_ids as list_checkpoints;
 use sluice_runtime::storage::s3::S3Store;
 
 use s3_support::{S3Env, config, s3_env, secret_dir, storage_yaml, unique_uri};

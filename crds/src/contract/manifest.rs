@@ -1,12 +1,6 @@
-//! The checkpoint manifest: the one object whose existence makes a checkpoint complete.
-//!
-//! Layout under a job's storage root (same for `file://` and `s3://`):
-//! - `manifests/chk-<id:020>.json` — one manifest per completed checkpoint, published with a
-//!   create-if-absent write. Listing `manifests/` finds every completed checkpoint without
-//!   listing state files.
-//! - `state/chk-<id>/<node>-<subtask>-<run>.state` — keyed-state files; a manifest may reference
-//!   files written for earlier checkpoints (incremental snapshots).
-//! - `savepoints/<name>/…` — self-contained savepoints with their own `_manifest.json`.
+//! The checkpoint manifest: the one object whose existence makes a checkpoint complete. This is
+//! the document only (serde and its checksummed encoding); where manifests and state files live
+//! is the storage layout (`sluice_storage::layout`), which also reads and publishes them.
 //!
 //! The encoded manifest is JSON followed by a trailer line `#crc32c=<hex>` over the JSON bytes,
 //! so a torn or corrupted manifest is detected and never trusted.
@@ -17,10 +11,6 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the manifest format written by this crate.
 pub const MANIFEST_VERSION: u32 = 1;
-/// Prefix (relative to the storage root) under which checkpoint manifests live.
-pub const MANIFESTS_PREFIX: &str = "manifests/";
-/// File name of a savepoint's manifest inside its directory.
-pub const SAVEPOINT_MANIFEST: &str = "_manifest.json";
 
 /// Identifier of a checkpoint; strictly increasing within a job, across restarts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -186,29 +176,6 @@ fn verified_body(bytes: &[u8]) -> Result<&[u8], ManifestError> {
     Ok(body)
 }
 
-/// Storage key of the manifest of checkpoint `id`.
-pub fn manifest_key(id: CheckpointId) -> String {
-    format!("{MANIFESTS_PREFIX}chk-{:020}.json", id.0)
-}
-
-/// Parses a checkpoint id back out of a manifest key (or its file name).
-pub fn parse_manifest_key(key: &str) -> Option<CheckpointId> {
-    let name = key.rsplit('/').next()?;
-    let digits = name.strip_prefix("chk-")?.strip_suffix(".json")?;
-    if digits.len() != 20 {
-        return None;
-    }
-    digits.parse().ok().map(CheckpointId)
-}
-
-/// The order in which to try restoring: newest completed checkpoint first. A caller falls back
-/// to the next one when a manifest or one of its files fails verification.
-pub fn latest_restorable(mut ids: Vec<CheckpointId>) -> Vec<CheckpointId> {
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    ids.dedup();
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,18 +237,5 @@ mod tests {
     fn truncated_manifest_is_detected() {
         let bytes = sample().encode();
         assert!(Manifest::decode(&bytes[..bytes.len() / 2]).is_err());
-    }
-
-    #[test]
-    fn manifest_keys_sort_by_id_and_parse_back() {
-        assert_eq!(parse_manifest_key(&manifest_key(CheckpointId(42))), Some(CheckpointId(42)));
-        assert!(manifest_key(CheckpointId(9)) < manifest_key(CheckpointId(10)));
-        assert_eq!(parse_manifest_key("manifests/chk-12.json"), None);
-    }
-
-    #[test]
-    fn latest_restorable_orders_newest_first() {
-        let order = latest_restorable(vec![CheckpointId(3), CheckpointId(9), CheckpointId(5)]);
-        assert_eq!(order, vec![CheckpointId(9), CheckpointId(5), CheckpointId(3)]);
     }
 }

@@ -17,10 +17,17 @@ use crate::build;
 use crate::config::FIELD_MANAGER;
 use crate::context::Context;
 use crate::error::Error;
+use crate::store::StoreSession;
 
 /// Applies `actions` in order; stops at the first Kubernetes API failure (the next reconcile
 /// re-plans). Runtime and storage failures are outcomes, not errors.
-pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &Context) -> Result<Vec<Outcome>, Error> {
+pub async fn apply(
+    job: &StreamJob,
+    actions: &[Action],
+    spec_hash: &str,
+    ctx: &Context,
+    stores: &StoreSession<'_>,
+) -> Result<Vec<Outcome>, Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let mut outcomes = Vec::new();
     for action in actions {
@@ -46,7 +53,7 @@ pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &C
                 outcomes.push(Outcome::Stopped(result));
             }
             Action::DisposeSavepoint { path } => {
-                let result = dispose(job, ctx, &ns, path).await;
+                let result = dispose(job, stores, path).await;
                 outcomes.push(Outcome::Disposed { path: path.clone(), result });
             }
         }
@@ -54,11 +61,11 @@ pub async fn apply(job: &StreamJob, actions: &[Action], spec_hash: &str, ctx: &C
     Ok(outcomes)
 }
 
-async fn dispose(job: &StreamJob, ctx: &Context, ns: &str, path: &str) -> Result<(), String> {
+async fn dispose(job: &StreamJob, stores: &StoreSession<'_>, path: &str) -> Result<(), String> {
     let c = job.spec.checkpointing.as_ref().ok_or("checkpointing is not configured")?;
     let prefix = crate::savepoint::key_prefix(&c.storage.uri, path)
         .ok_or_else(|| format!("{path} is not under the job's storage {}", c.storage.uri))?;
-    let store = ctx.stores.open(ns, &c.storage).await.map_err(|e| e.to_string())?;
+    let store = stores.open(&c.storage).await.map_err(|e| e.to_string())?;
     let n = crate::savepoint::dispose(store.as_ref(), &prefix).await.map_err(|e| e.to_string())?;
     tracing::info!(job = %job.name_any(), %path, objects = n, "disposed of savepoint");
     Ok(())

@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::recovery::RestorePoint;
 use crate::savepoint::Found;
+use crate::store::StoreSession;
 
 /// Phase of one runtime pod, reduced to what the planner needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,8 +241,9 @@ fn describe_failure(pod: &Pod) -> String {
 }
 
 /// Reads pods (a consistent list from the API server, not a cache: a stale cache could hide a
-/// pod just created and lead to a second attempt), the runtime status and the latest checkpoint.
-pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> {
+/// pod just created and lead to a second attempt), the runtime status and the latest checkpoint
+/// (through `stores`, this reconcile's store session).
+pub async fn observe(job: &StreamJob, ctx: &Context, stores: &StoreSession<'_>) -> Result<Observed, Error> {
     let ns = job.namespace().unwrap_or_default();
     let name = job.name_any();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -280,11 +282,11 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
     let store = match &job.spec.checkpointing {
         None => StoreObservation::NotConfigured,
         Some(c) if c.storage.uri.starts_with("file://") => StoreObservation::RuntimeManaged,
-        Some(c) => match crate::recovery::latest_restore_point(ctx.stores.as_ref(), &ns, &c.storage).await {
+        Some(c) => match latest_restore_point(stores, &c.storage).await {
             Ok(p) => StoreObservation::Latest(p),
             // This operator build cannot open such a store (e.g. no S3 support compiled in):
             // the runtime, which can, picks the latest checkpoint itself.
-            Err(crate::store::Error::Open(sluice_runtime::storage::Error::Config(m))) => {
+            Err(crate::store::Error::Unsupported(m)) => {
                 tracing::warn!(job = %name, message = %m, "cannot read checkpoint storage; the runtime will choose the restore point");
                 StoreObservation::RuntimeManaged
             }
@@ -301,7 +303,7 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
         .err()
         .map(|e| e.to_string());
 
-    let (savepoints_found, foreign_savepoints) = check_savepoints(job, &status, &store, ctx).await;
+    let (savepoints_found, foreign_savepoints) = check_savepoints(job, &status, &store, stores).await;
 
     Ok(Observed {
         generation: job.meta().generation,
@@ -320,6 +322,15 @@ pub async fn observe(job: &StreamJob, ctx: &Context) -> Result<Observed, Error> 
     })
 }
 
+/// The newest checkpoint of the job's storage that reads back (see [`crate::recovery`]).
+async fn latest_restore_point(
+    stores: &StoreSession<'_>,
+    storage: &sluice_crds::checkpointing::CheckpointStorage,
+) -> Result<Option<RestorePoint>, crate::store::Error> {
+    let store = stores.open(storage).await?;
+    crate::recovery::latest_restore_point(store.as_ref(), &storage.uri).await
+}
+
 /// Checks in storage the savepoints a flow or trigger under way refers to: complete and this
 /// object's (`true`), absent (`false`), or foreign (second map). A store the operator cannot
 /// read leaves them unchecked.
@@ -327,7 +338,7 @@ async fn check_savepoints(
     job: &StreamJob,
     status: &sluice_crds::StreamJobStatus,
     store: &StoreObservation,
-    ctx: &Context,
+    stores: &StoreSession<'_>,
 ) -> (BTreeMap<String, bool>, BTreeMap<String, String>) {
     let (mut found, mut foreign) = (BTreeMap::new(), BTreeMap::new());
     let (Some(c), StoreObservation::Latest(_)) = (&job.spec.checkpointing, store) else { return (found, foreign) };
@@ -341,7 +352,7 @@ async fn check_savepoints(
     if paths.is_empty() {
         return (found, foreign);
     }
-    let Ok(opened) = ctx.stores.open(&job.namespace().unwrap_or_default(), &c.storage).await else {
+    let Ok(opened) = stores.open(&c.storage).await else {
         return (found, foreign);
     };
     let (name, uid) = (job.name_any(), job.meta().uid.clone());

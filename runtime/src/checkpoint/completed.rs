@@ -21,7 +21,7 @@ use crate::storage::{self, ObjectStore};
 
 /// Where the note lives in the checkpoint store. Under `sinks/`, so that a location that has
 /// the note but no manifest is refused as one whose sinks may have committed.
-pub const NOTE_KEY: &str = "sinks/completed-through.json";
+pub const NOTE_KEY: &str = crate::storage::layout::COMPLETION_NOTE;
 
 /// Serializes this process's note updates (concurrent publishes must not move it backwards).
 static NOTE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

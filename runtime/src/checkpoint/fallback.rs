@@ -21,8 +21,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::manifest::{Manifest, SAVEPOINT_MANIFEST, manifest_key};
+use sluice_crds::contract::manifest::Manifest;
 
+use crate::storage::layout::{self, manifest_key};
 use crate::storage::{self, ObjectStore};
 
 /// Whether a run may restore a checkpoint older than one whose sinks may have committed.
@@ -162,17 +163,17 @@ pub fn sink_output(job: &sluice_crds::JobConfig) -> Vec<String> {
 /// state files and sink notes; savepoints are only logged.
 pub async fn orphaned_state(store: &dyn ObjectStore) -> Result<Vec<String>, storage::Error> {
     let mut evidence = Vec::new();
-    for (prefix, what) in [("state/", "state files"), ("sinks/", "sink notes")] {
+    for (prefix, what) in [(layout::STATE_PREFIX, "state files"), (layout::SINKS_PREFIX, "sink notes")] {
         let objects = store.list(prefix).await?;
         if let Some(first) = objects.first() {
             evidence.push(format!("{} {what} (e.g. {})", objects.len(), first.key));
         }
     }
     let savepoints: Vec<String> = store
-        .list("savepoints/")
+        .list(layout::SAVEPOINTS_PREFIX)
         .await?
         .into_iter()
-        .filter(|o| o.key.ends_with(&format!("/{SAVEPOINT_MANIFEST}")))
+        .filter(|o| layout::is_savepoint_manifest(&o.key))
         .map(|o| o.key)
         .collect();
     if evidence.is_empty() && !savepoints.is_empty() {

@@ -4,13 +4,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::manifest::{MANIFEST_VERSION, Manifest, SnapshotKind, manifest_key};
+use sluice_crds::contract::manifest::{MANIFEST_VERSION, Manifest, SnapshotKind};
 
 use crate::engine::message::TaskAck;
 use crate::error::{ErrorKind, storage_kind};
-use crate::storage::{self, ObjectStore, PutOutcome};
+use crate::storage::{self, ObjectStore, PutOutcome, manifests};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -71,7 +70,7 @@ impl PublishError {
 /// Writes `manifest` at its key if nothing is there yet.
 pub async fn publish(store: &dyn ObjectStore, manifest: &Manifest) -> Result<(), PublishError> {
     let id = manifest.checkpoint_id;
-    match store.put_if_absent(&manifest_key(id), Bytes::from(manifest.encode())).await {
+    match manifests::publish(store, manifest).await {
         Ok(PutOutcome::Created) => Ok(()),
         Ok(PutOutcome::AlreadyExists) => Err(PublishError::AlreadyPublished(id)),
         Err(source) => Err(PublishError::Storage { id, source }),

@@ -7,18 +7,18 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::manifest::{Manifest, latest_restorable, manifest_key};
+use sluice_crds::contract::manifest::Manifest;
 use sluice_crds::contract::pipeline::Pipeline;
 
 use super::completed;
 use super::fallback::{self, Fallback, Skipped};
-use super::retention::list_checkpoints;
 use crate::error::{ErrorKind, storage_kind};
 use crate::graph::KeyGroupRange;
 use crate::ops::Restored;
 use crate::ops::window::WATERMARK_STATE_FIELD;
 use crate::state::{StateEntry, decode_state_file};
-use crate::storage::{self, ObjectStore};
+use crate::storage::manifests::{self, Candidates, ReadError};
+use crate::storage::{self, ObjectStore, layout};
 use crate::value::Value;
 
 /// Why restoring failed.
@@ -118,9 +118,19 @@ pub struct LoadedCheckpoint {
 
 /// Reads and verifies the manifest at `key` and every file it references.
 pub async fn load(store: &dyn ObjectStore, key: &str) -> Result<LoadedCheckpoint, RestoreError> {
+    let manifest = match manifests::read(store, key).await {
+        Ok(m) => m,
+        Err(ReadError::Storage(e)) => return Err(e.into()),
+        Err(ReadError::Corrupt(e)) => {
+            return Err(RestoreError::Corrupt { key: key.to_string(), reason: e.to_string() });
+        }
+    };
+    load_files(store, key, manifest).await
+}
+
+/// Reads every file the manifest at `key` references, verifying each against its size and CRC.
+async fn load_files(store: &dyn ObjectStore, key: &str, manifest: Manifest) -> Result<LoadedCheckpoint, RestoreError> {
     let corrupt = |reason: String| RestoreError::Corrupt { key: key.to_string(), reason };
-    let bytes = store.get(key).await?;
-    let manifest = Manifest::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut files = HashMap::new();
     for f in manifest.referenced_files() {
         if files.contains_key(&f.path) {
@@ -140,7 +150,7 @@ pub async fn load(store: &dyn ObjectStore, key: &str) -> Result<LoadedCheckpoint
         }
         files.insert(f.path.clone(), data);
     }
-    Ok(LoadedCheckpoint { manifest, files, location: format!("{}/{key}", store.describe()) })
+    Ok(LoadedCheckpoint { manifest, files, location: layout::uri(&store.describe(), key) })
 }
 
 /// The newest completed checkpoint that verifies, refusing to fall back past one whose sinks
@@ -157,13 +167,15 @@ pub async fn load_latest_with(
     store: &dyn ObjectStore,
     policy: Fallback,
 ) -> Result<Option<LoadedCheckpoint>, RestoreError> {
-    let ids = latest_restorable(list_checkpoints(store).await?);
-    let count = ids.len();
+    // The listing and reading the operator shares (`manifests`); verifying state files and the
+    // fallback rule are the runtime's own.
+    let mut candidates = Candidates::list(store).await?;
+    let count = candidates.count();
     let mut skipped: Vec<Skipped> = Vec::new();
     // A completion newer than every manifest: that manifest was removed after its sinks may
     // have committed (see `super::completed`).
     match completed::read(store).await {
-        Ok(Some(done)) if ids.first().is_some_and(|newest| done > *newest) => {
+        Ok(Some(done)) if candidates.newest().is_some_and(|newest| done > newest) => {
             let reason = format!("its manifest is gone, yet {} records that it completed", completed::NOTE_KEY);
             tracing::warn!(checkpoint = %done, %reason, "newest completed checkpoint is missing");
             skipped.push(Skipped { id: done, reason });
@@ -172,8 +184,13 @@ pub async fn load_latest_with(
         Err(completed::NoteError::Storage(e)) => return Err(e.into()),
         Err(e) => tracing::warn!(error = %e, "ignoring the completion note"),
     }
-    for id in ids {
-        match load(store, &manifest_key(id)).await {
+    while let Some(candidate) = candidates.next(store).await? {
+        let id = candidate.id;
+        let loaded = match candidate.manifest {
+            Ok(m) => load_files(store, &candidate.key, m).await,
+            Err(e) => Err(RestoreError::Corrupt { key: candidate.key, reason: e.to_string() }),
+        };
+        match loaded {
             Ok(c) => {
                 if let Some(r) = fallback::decide(store, &skipped, &c.manifest, policy).await? {
                     let reasons: Vec<String> = r.skipped.iter().map(|s| format!("{}: {}", s.id, s.reason)).collect();

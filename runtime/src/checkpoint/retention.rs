@@ -7,10 +7,11 @@
 
 use std::collections::HashSet;
 
-use sluice_crds::CheckpointId;
-use sluice_crds::contract::manifest::{MANIFESTS_PREFIX, Manifest, manifest_key, parse_manifest_key};
+use sluice_crds::contract::manifest::Manifest;
 
 use crate::fault::Faults;
+use crate::storage::layout::{self, manifest_key};
+use crate::storage::manifests::list_ids;
 use crate::storage::{self, ObjectStore};
 
 /// Unfinished writes outside the job's storage layout are removed only when older than this (no
@@ -37,18 +38,6 @@ pub struct SweepReport {
     pub abandoned_writes: usize,
 }
 
-/// Completed checkpoint ids in storage, ascending.
-pub async fn list_checkpoints(store: &dyn ObjectStore) -> Result<Vec<CheckpointId>, storage::Error> {
-    let mut ids: Vec<CheckpointId> =
-        store.list(MANIFESTS_PREFIX).await?.iter().filter_map(|o| parse_manifest_key(&o.key)).collect();
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-fn checkpoint_of_state_key(key: &str) -> Option<u64> {
-    key.strip_prefix("state/chk-")?.split('/').next()?.parse().ok()
-}
-
 /// Keeps the newest `retained` checkpoints, deletes older manifests, then deletes every state
 /// file under `state/` that no retained manifest references and that belongs to a checkpoint
 /// not newer than the latest completed one (this also removes orphans of failed checkpoints).
@@ -59,7 +48,7 @@ pub async fn sweep(store: &dyn ObjectStore, retained: usize, faults: &Faults) ->
         tracing::info!(abandoned_writes, "removed unfinished writes of interrupted attempts");
     }
     let mut report = SweepReport { abandoned_writes, ..SweepReport::default() };
-    let ids = list_checkpoints(store).await?;
+    let ids = list_ids(store).await?;
     let Some(&latest) = ids.last() else { return Ok(report) };
     let keep_from = ids.len().saturating_sub(retained.max(1));
     let (old, kept) = ids.split_at(keep_from);
@@ -96,9 +85,9 @@ pub async fn sweep(store: &dyn ObjectStore, retained: usize, faults: &Faults) ->
     report.manifests_deleted = old_keys.len();
     faults.hit("retention.mid_sweep");
     let mut doomed = Vec::new();
-    for obj in store.list("state/").await? {
-        let Some(chk) = checkpoint_of_state_key(&obj.key) else { continue };
-        if chk <= latest.0 && !referenced.contains(&obj.key) {
+    for obj in store.list(layout::STATE_PREFIX).await? {
+        let Some(chk) = layout::parse_state_key(&obj.key) else { continue };
+        if chk <= latest && !referenced.contains(&obj.key) {
             report.bytes_deleted += obj.size;
             if !once_referenced.contains(&obj.key) {
                 report.orphan_bytes += obj.size;
@@ -116,6 +105,7 @@ mod tests {
     use super::*;
     use crate::storage::memory::MemoryStore;
     use bytes::Bytes;
+    use sluice_crds::CheckpointId;
     use sluice_crds::contract::manifest::{SnapshotKind, StateFile, TaskState};
 
     fn manifest(id: u64, files: &[&str]) -> Manifest {
@@ -232,7 +222,7 @@ mod tests {
                         let live: std::collections::HashSet<&String> = kept.iter().flat_map(|(_, f)| f).collect();
                         let latest = completed.last().map_or(0, |c| c.0);
                         for key in present.iter().filter(|k| k.starts_with("state/")) {
-                            let chk = checkpoint_of_state_key(key).unwrap_or(0);
+                            let chk = layout::parse_state_key(key).map_or(0, |c| c.0);
                             assert!(live.contains(key) || chk > latest, "seed {seed}: orphan {key} survived the sweep");
                         }
                     }
@@ -257,7 +247,7 @@ mod tests {
         let report = sweep(&store, 2, &Faults::none()).await.expect("sweep");
         assert_eq!(report.manifests_deleted, 2);
         assert_eq!((report.live_bytes, report.orphan_bytes, report.bytes_deleted), (2, 1, 3));
-        assert_eq!(list_checkpoints(&store).await.expect("list"), vec![CheckpointId(3), CheckpointId(4)]);
+        assert_eq!(list_ids(&store).await.expect("list"), vec![CheckpointId(3), CheckpointId(4)]);
         let left: Vec<String> = store.list("state/").await.expect("list").into_iter().map(|o| o.key).collect();
         assert_eq!(left, vec!["state/chk-3/n-0-r.state", "state/chk-4/n-0-r.state", "state/chk-9/in-flight.state"]);
     }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::job_config::StorageSpec;
-use sluice_crds::contract::manifest::{Manifest, ManifestError, SAVEPOINT_MANIFEST, SnapshotKind, manifest_key};
+use sluice_crds::contract::manifest::{Manifest, ManifestError, SnapshotKind};
 
 use crate::error::{ErrorKind, storage_kind};
+use crate::storage::layout::{self, manifest_key};
 use crate::storage::{self, ObjectStore, PutOutcome};
 
 /// Why a savepoint was not taken. Cheap to clone: the outcome goes both to the control
@@ -67,14 +68,9 @@ pub async fn write_savepoint(
         dest.put(&f.path, data).await.map_err(write)?;
     }
     manifest.kind = SnapshotKind::Savepoint;
-    match dest.put_if_absent(SAVEPOINT_MANIFEST, bytes::Bytes::from(manifest.encode())).await {
+    match dest.put_if_absent(&layout::savepoint_manifest_key(""), bytes::Bytes::from(manifest.encode())).await {
         Ok(PutOutcome::Created) => Ok(target.trim_end_matches('/').to_string()),
         Ok(PutOutcome::AlreadyExists) => Err(SavepointError::Exists { target: target.to_string() }),
         Err(e) => Err(write(e)),
     }
-}
-
-/// The default location of savepoint `name` under a job's storage URI.
-pub fn default_location(storage_uri: &str, name: &str) -> String {
-    format!("{}/savepoints/{name}", storage_uri.trim_end_matches('/'))
 }

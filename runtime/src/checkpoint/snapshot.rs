@@ -8,6 +8,7 @@ use sluice_crds::contract::manifest::{StateFile, TaskState};
 use crate::fault::{self, Faults};
 use crate::ops::OpSnapshot;
 use crate::state::StateWriter;
+use crate::storage::layout::state_key;
 use crate::storage::{self, SharedStore};
 
 /// One node's capture, with where it ran.
@@ -20,16 +21,6 @@ pub struct NodeCapture {
     pub snapshot: OpSnapshot,
     /// Files a delta builds on (the node's confirmed chain); empty for a full snapshot.
     pub base: Vec<StateFile>,
-}
-
-/// Storage key of a keyed-state file.
-pub fn state_key(checkpoint: CheckpointId, node: &str, subtask: u32, run_id: &str) -> String {
-    format!("state/chk-{}/{node}-{subtask}-{run_id}.state", checkpoint.0)
-}
-
-/// Prefix of every state file of one checkpoint.
-pub fn checkpoint_state_prefix(checkpoint: CheckpointId) -> String {
-    format!("state/chk-{}/", checkpoint.0)
 }
 
 /// Encodes and uploads every capture of a task; returns the task's entries for the manifest.

@@ -6,7 +6,7 @@ use sluice_crds::CheckpointId;
 
 use super::{JobError, RestoreMode, RuntimeConfig};
 use crate::checkpoint::restore::{self, LoadedCheckpoint, RestoreError, RestorePlan};
-use crate::checkpoint::retention::{list_checkpoints, sweep};
+use crate::checkpoint::retention::sweep;
 use crate::checkpoint::{CheckpointError, claim, completed, fallback};
 use crate::connectors::two_phase::RecoveryContext;
 use crate::nodes::sink_recovery;
@@ -70,7 +70,7 @@ async fn first_checkpoint_id(
     let existing = match store {
         Some(s) => {
             let note = completed::read(s).await.ok().flatten();
-            list_checkpoints(s).await?.last().copied().max(note)
+            storage::manifests::list_ids(s).await?.last().copied().max(note)
         }
         None => None,
     };
@@ -136,13 +136,9 @@ async fn load_restore_point(
             None => Ok((None, false)),
         },
         RestoreMode::From(uri) => {
-            let (root, key) = match uri.rsplit_once("/manifests/") {
-                Some((root, name)) => (root.to_string(), format!("manifests/{name}")),
-                None => (uri.trim_end_matches('/').to_string(), "_manifest.json".to_string()),
-            };
-            let own = config.job.checkpointing.as_ref().is_some_and(|c| {
-                key.starts_with("manifests/") && c.storage.uri.trim_end_matches('/') == root.trim_end_matches('/')
-            });
+            let target = storage::layout::RestoreTarget::parse(uri);
+            let own = config.job.checkpointing.as_ref().is_some_and(|c| target.is_checkpoint_of(&c.storage.uri));
+            let storage::layout::RestoreTarget { root, key } = target;
             let default = sluice_crds::contract::job_config::StorageSpec {
                 uri: root.clone(),
                 endpoint: None,

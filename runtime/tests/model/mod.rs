@@ -15,7 +15,7 @@
 //! - **The sink commits with the engine's own** [`ready_to_commit`](sluice_runtime::connectors::two_phase::ready_to_commit)
 //!   (commit every pending transaction up to the completed checkpoint), one transaction per
 //!   step, so a crash can fall between any two commits, of one sink or between sink 1 and sink 2.
-//! - **Restore** picks the newest manifest with [`latest_restorable`](sluice_crds::contract::manifest::latest_restorable)
+//! - **Restore** picks the newest manifest with [`latest_restorable`](sluice_runtime::storage::manifests::latest_restorable)
 //!   and numbers the next checkpoint with [`first_checkpoint_id`](sluice_runtime::checkpoint::restore::first_checkpoint_id),
 //!   as `job.rs` does; then **sink recovery** runs sink by sink: commit the transactions the
 //!   restored manifest lists, abort every other transaction of that sink, and fence the sink

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::manifest::latest_restorable;
 use sluice_runtime::checkpoint::restore::first_checkpoint_id;
+use sluice_runtime::storage::manifests::latest_restorable;
 use stateright::{Model, Property};
 
 use super::run::finished;

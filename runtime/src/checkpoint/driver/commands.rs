@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{Driver, SavepointRequest, StopReply};
 use crate::checkpoint::coordinator::{Input, JobFailure};
-use crate::checkpoint::savepoint::{SavepointError, default_location, write_savepoint};
+use crate::checkpoint::savepoint::{SavepointError, write_savepoint};
 use crate::engine::message::TaskControl;
 
 /// A request to the driver.
@@ -82,7 +82,7 @@ impl Driver {
                     let _ = reply.send(Err(no_storage));
                     return Ok(None);
                 }
-                let name = format!("stop-{}", self.run_id.as_deref().unwrap_or("run"));
+                let name = crate::storage::layout::stop_savepoint_name(self.run_id.as_deref().unwrap_or("run"));
                 self.queued.push_back(SavepointRequest { name, location: None, stop: Some(reply) });
                 self.stopping = true;
                 Ok(Some(Input::SavepointRequested { stop: true }))
@@ -153,7 +153,10 @@ impl Driver {
             let listener = self.listener.clone();
             match (&outcome, self.store.clone(), self.storage.clone()) {
                 (Ok(()), Some(store), Some(spec)) => {
-                    let target = req.location.clone().unwrap_or_else(|| default_location(&spec.uri, &req.name));
+                    let target = req
+                        .location
+                        .clone()
+                        .unwrap_or_else(|| crate::storage::layout::savepoint_uri(&spec.uri, &req.name));
                     self.copies.spawn(async move {
                         let result = write_savepoint(store.as_ref(), id, &target, &spec).await;
                         match &result {

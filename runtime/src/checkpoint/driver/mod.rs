@@ -16,11 +16,11 @@ use super::coordinator::{Action, Coordinator, Input, JobFailure};
 use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
 use super::savepoint::SavepointError;
-use super::snapshot::checkpoint_state_prefix;
 use crate::engine::cancel::Cancellation;
 use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
 use crate::fault::Faults;
 use crate::storage::SharedStore;
+use crate::storage::layout::checkpoint_state_prefix;
 
 mod commands;
 use commands::Cancelling;
@@ -305,7 +305,7 @@ impl Driver {
                     build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
                 manifest.run_id = self.run_id.clone();
                 let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
-                let location = format!("{}/{}", store.describe(), sluice_crds::contract::manifest::manifest_key(id));
+                let location = crate::storage::layout::manifest_uri(&store.describe(), id);
                 tokio::spawn(async move {
                     faults.hit("coordinator.before_publish");
                     let input = match publish(store.as_ref(), &manifest).await {

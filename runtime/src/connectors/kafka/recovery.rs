@@ -29,6 +29,7 @@ use super::{
 };
 use crate::connectors::two_phase::{RecoveryContext, SinkRecovery, committable_txn};
 use crate::ops::OpError;
+use crate::storage::layout;
 
 /// The id range an attempt of the job may have used, kept in the checkpoint store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,11 +78,11 @@ impl KafkaSinkRecovery {
     }
 
     fn marker_key(&self) -> String {
-        format!("sinks/{}/transactional-ids.json", self.node)
+        layout::sink_note_key(&self.node, "transactional-ids.json")
     }
 
     fn ledger_key(&self) -> String {
-        format!("sinks/{}/committed-through.json", self.node)
+        layout::sink_note_key(&self.node, "committed-through.json")
     }
 
     /// The newest checkpoint whose transactions an earlier recovery committed.

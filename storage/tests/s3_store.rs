@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_crds::contract::manifest::{self, CheckpointId, Manifest, SnapshotKind};
-use sluice_runtime::storage::s3::{ConditionalWrites, S3Credentials, S3Store};
-use sluice_runtime::storage::{self, Error, ObjectStore, PutOutcome};
+use sluice_storage::layout::manifest_key;
+use sluice_storage::s3::{ConditionalWrites, S3Credentials, S3Store};
+use sluice_storage::{self as storage, Error, ObjectStore, PutOutcome};
 
 use s3_support::{S3Env, config, s3_env, unique_uri};
 
@@ -186,7 +187,7 @@ async fn racing_writers_of_one_manifest_key_never_both_win() {
     for round in 0..60u64 {
         let (old, new) = (old.clone(), new.clone());
         rounds.spawn(async move {
-            let key = manifest::manifest_key(CheckpointId(round));
+            let key = manifest_key(CheckpointId(round));
             let a = Bytes::from(format!("old pod, round {round}"));
             let b = Bytes::from(format!("new pod, round {round}"));
             let (ra, rb) = tokio::join!(old.put_if_absent(&key, a.clone()), new.put_if_absent(&key, b.clone()));
@@ -218,7 +219,7 @@ async fn best_effort_create_if_absent_mode_still_refuses_an_existing_key() {
     cfg.options.conditional_writes = Some(ConditionalWrites::Unsupported);
     let store = S3Store::connect(cfg).await.expect("connect");
     assert_eq!(store.conditional_writes(), ConditionalWrites::Unsupported);
-    let key = manifest::manifest_key(CheckpointId(1));
+    let key = manifest_key(CheckpointId(1));
     let first = store.put_if_absent(&key, Bytes::from_static(b"first")).await.expect("first");
     let second = store.put_if_absent(&key, Bytes::from_static(b"second")).await.expect("second");
     assert_eq!((first, second), (PutOutcome::Created, PutOutcome::AlreadyExists));
@@ -281,7 +282,7 @@ async fn corrupted_manifest_is_returned_as_stored_and_rejected_by_decode() {
         tasks: vec![],
         run_id: None,
     };
-    let key = manifest::manifest_key(CheckpointId(3));
+    let key = manifest_key(CheckpointId(3));
     let good = manifest.encode();
     store.put(&key, Bytes::from(good.clone())).await.expect("put");
     assert_eq!(Manifest::decode(&store.get(&key).await.expect("get")).expect("decodes"), manifest);

@@ -1,4 +1,6 @@
-//! Where checkpoints live: an object-store interface with create-if-absent writes.
+//! Where checkpoints live: an object-store interface with create-if-absent writes (local
+//! directory, S3 behind the `s3` feature, memory for tests), the job's storage [`layout`] and
+//! the reading and publishing of checkpoint [`manifests`].
 //!
 //! Contract for implementors:
 //! - keys are `/`-separated paths relative to the store's root, without a leading `/`;
@@ -14,7 +16,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sluice_crds::contract::job_config::StorageSpec;
 
+pub mod layout;
 pub mod local;
+pub mod manifests;
 pub mod memory;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -123,19 +127,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn delete(&self, keys: &[String]) -> Result<(), Error>;
     /// Removes the remains of writes that never finished (temp files of a local store,
     /// multipart uploads on S3) and provably are no write in flight in this process: those
-    /// under the job's layout ([`in_job_layout`]) whatever their age, others only when older
+    /// under the job's layout ([`layout::in_job_layout`]) whatever their age, others only when older
     /// than `older_than`. Returns how many. Stores whose writes leave nothing behind do nothing.
     async fn remove_abandoned_writes(&self, older_than: std::time::Duration) -> Result<usize, Error> {
         let _ = older_than;
         Ok(0)
     }
-}
-
-/// Whether `key` lies under one of the top-level directories of a job's storage layout
-/// (`manifests/`, `state/`, `savepoints/`, `sinks/`): where a sweep may remove another writer's
-/// unfinished write at any age, because only attempts of this job write there.
-pub fn in_job_layout(key: &str) -> bool {
-    ["manifests/", "state/", "savepoints/", "sinks/"].iter().any(|d| key.starts_with(d))
 }
 
 /// A shared handle to a store.

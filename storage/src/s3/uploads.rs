@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::storage::in_job_layout;
+use crate::layout::in_job_layout;
 
 use super::errors::classify;
 use super::{Error, S3Store};

@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::layout;
 use super::{Error, ObjectMeta, ObjectStore, PutOutcome};
-
-/// Temp files start with this; [`LocalStore::list`] never returns them.
-const TEMP_PREFIX: &str = ".sluice-tmp-";
 
 /// The random token that names this process's temp files (see the module docs).
 pub fn writer_token() -> &'static str {
@@ -31,9 +29,7 @@ pub fn writer_token() -> &'static str {
 /// modified `age` ago) is an abandoned write that may be removed: it belongs to another writer
 /// than this process, and lies in the job's layout or is older than `older_than`.
 fn is_abandoned_temp(name: &str, in_job_dir: bool, age: std::time::Duration, older_than: std::time::Duration) -> bool {
-    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else { return false };
-    let ours = rest.strip_prefix(writer_token()).is_some_and(|r| r.starts_with('-'));
-    !ours && (in_job_dir || age >= older_than)
+    layout::is_temp_file(name) && !layout::is_temp_file_of(name, writer_token()) && (in_job_dir || age >= older_than)
 }
 
 /// A directory on the local file system.
@@ -71,7 +67,7 @@ impl LocalStore {
     /// file is removed again.
     fn write_temp(&self, target: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
         let dir = target.parent().unwrap_or(&self.root);
-        let tmp = dir.join(format!("{TEMP_PREFIX}{}-{}", writer_token(), uuid::Uuid::new_v4().simple()));
+        let tmp = dir.join(layout::temp_file_name(writer_token(), &uuid::Uuid::new_v4().simple().to_string()));
         let mut attempts = 0;
         let mut f = loop {
             fs::create_dir_all(dir)?;
@@ -137,7 +133,7 @@ impl LocalStore {
                 let entry = entry.map_err(self.io("list", prefix))?;
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with(TEMP_PREFIX) {
+                if layout::is_temp_file(&name) {
                     continue;
                 }
                 let path = entry.path();
@@ -197,7 +193,7 @@ impl LocalStore {
                 let Ok(meta) = entry.metadata() else { continue }; // removed meanwhile
                 let name = entry.file_name().to_string_lossy().to_string();
                 if meta.is_dir() {
-                    let job_dir = in_job_dir || (dir == self.root && super::in_job_layout(&format!("{name}/")));
+                    let job_dir = in_job_dir || (dir == self.root && layout::in_job_layout(&format!("{name}/")));
                     stack.push((path, job_dir));
                     continue;
                 }
@@ -321,7 +317,7 @@ mod tests {
             for e in fs::read_dir(&d).into_iter().flatten().flatten() {
                 if e.path().is_dir() {
                     stack.push(e.path());
-                } else if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                } else if e.file_name().to_string_lossy().starts_with(layout::TEMP_PREFIX) {
                     out.push(e.path().strip_prefix(root).expect("under root").display().to_string());
                 }
             }
@@ -341,7 +337,7 @@ mod tests {
             let f = fs::File::create(&path).expect("create");
             f.set_modified(std::time::SystemTime::now() - age).expect("mtime");
         };
-        let own = format!("{TEMP_PREFIX}{}-0123", writer_token());
+        let own = format!("{}{}-0123", layout::TEMP_PREFIX, writer_token());
         write("state/chk-3/.sluice-tmp-deadbeef0000-0123", std::time::Duration::ZERO); // a killed run's
         write("manifests/.sluice-tmp-0123456789abcdef", std::time::Duration::ZERO); // old naming
         write("savepoints/sp-1/state/.sluice-tmp-deadbeef0000-9", std::time::Duration::ZERO);
@@ -375,7 +371,7 @@ mod tests {
                     // A dead writer's leftover, so every sweep has something to remove.
                     let d = root.join(format!("state/chk-{}", sweeps % 4));
                     let _ = fs::create_dir_all(&d);
-                    let _ = fs::write(d.join(format!("{TEMP_PREFIX}deadbeef0000-{sweeps}")), b"x");
+                    let _ = fs::write(d.join(format!("{}deadbeef0000-{sweeps}", layout::TEMP_PREFIX)), b"x");
                     store.remove_abandoned_writes(std::time::Duration::from_secs(3600)).await.expect("sweep");
                     sweeps += 1;
                 }

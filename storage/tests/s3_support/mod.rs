@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sluice_crds::contract::job_config::StorageSpec;
-use sluice_runtime::storage::s3::{RetryPolicy, S3Config, S3Credentials, S3Location, S3Options};
+use sluice_storage::s3::{RetryPolicy, S3Config, S3Credentials, S3Location, S3Options};
 
 /// The server and credentials `s3.sh` wrote to `$SLUICE_TOOLS/run/s3.env`.
 #[derive(Clone, Debug)]
