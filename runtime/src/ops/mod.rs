@@ -41,6 +41,7 @@ use sluice_crds::CheckpointId;
 
 use crate::graph::KeyGroupRange;
 use crate::record::Batch;
+pub use crate::state::SnapshotMode;
 use crate::state::{KeyedSnapshot, StateEntry};
 
 /// Appends `batch` to `out` without copying when `out` is empty (the common case on a chain).
@@ -74,15 +75,6 @@ pub struct OpContext {
     pub checkpointing: bool,
     /// How many checkpoints may be in flight at once (bounds pending sink transactions).
     pub max_concurrent_checkpoints: u32,
-}
-
-/// How much keyed state a snapshot must contain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SnapshotMode {
-    /// Every entry: a new base (first checkpoint of a run, savepoints, compaction).
-    Full,
-    /// Only the entries changed (and deleted) since the previous snapshot.
-    Incremental,
 }
 
 /// What an operator contributes to a checkpoint.
