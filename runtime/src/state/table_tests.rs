@@ -54,6 +54,18 @@ fn table_model(t: &KeyedTable) -> Model {
     m
 }
 
+/// Fails with the first differences between `got` and `want` (the maps are large).
+fn assert_same(got: &Model, want: &Model, what: &str) {
+    let mut diff: Vec<String> = want
+        .iter()
+        .filter(|(id, v)| got.get(id) != Some(v))
+        .map(|(id, v)| format!("{id:?}: {:?} instead of {v}", got.get(id)))
+        .chain(got.iter().filter(|(id, _)| !want.contains_key(id)).map(|(id, v)| format!("{id:?}: {v} extra")))
+        .collect();
+    diff.truncate(5);
+    assert!(diff.is_empty(), "{what}: {} vs {} entries; first differences: {}", got.len(), want.len(), diff.join(", "));
+}
+
 /// One captured checkpoint: the model as of the barrier and, once encoded, its file.
 struct Checkpoint {
     expected: Model,
@@ -131,7 +143,7 @@ fn run(seed: u64, seen: &mut Seen) {
                 chain[i].file = Some(encode(c));
             }
         }
-        assert_eq!(table_model(&t), m, "seed {seed}: the table matches the model");
+        assert_same(&table_model(&t), &m, &format!("seed {seed}: the table"));
         seen.overflowed += u32::from(t.is_overflowed());
         seen.capture_while_frozen += u32::from(!pending.is_empty());
         let mode = if can_delta && rng.random_bool(0.8) { SnapshotMode::Incremental } else { SnapshotMode::Full };
@@ -151,7 +163,7 @@ fn run(seed: u64, seen: &mut Seen) {
             t = KeyedTable::new();
             t.restore(restore_at(&chain, last));
             m = chain[last].expected.clone();
-            assert_eq!(table_model(&t), m, "seed {seed}: restored table");
+            assert_same(&table_model(&t), &m, &format!("seed {seed}: restored table"));
             can_delta = false;
             seen.recoveries += 1;
         }
@@ -163,7 +175,7 @@ fn run(seed: u64, seen: &mut Seen) {
         if !can_delta_into(&chain, i) {
             continue;
         }
-        assert_eq!(model_of(restore_at(&chain, i)), chain[i].expected, "seed {seed}: checkpoint {i}");
+        assert_same(&model_of(restore_at(&chain, i)), &chain[i].expected, &format!("seed {seed}: checkpoint {i}"));
     }
 }
 
