@@ -71,13 +71,13 @@ pub(super) struct Tagged {
 
 /// The namespaces of one key: one inline (the common case, no allocation), or several.
 #[derive(Clone, Debug)]
-pub(super) enum Slots {
-    One((Value, Tagged)),
-    Many(Vec<(Value, Tagged)>),
+pub(super) enum Slots<T> {
+    One((Value, T)),
+    Many(Vec<(Value, T)>),
 }
 
-impl Slots {
-    pub(super) fn as_slice(&self) -> &[(Value, Tagged)] {
+impl<T> Slots<T> {
+    pub(super) fn as_slice(&self) -> &[(Value, T)] {
         match self {
             Slots::One(pair) => std::slice::from_ref(pair),
             Slots::Many(v) => v,
@@ -85,19 +85,20 @@ impl Slots {
     }
 
     #[inline]
-    fn find_mut(&mut self, ns: &Value) -> Option<&mut Tagged> {
+    fn find_mut(&mut self, ns: &Value) -> Option<&mut T> {
         match self {
-            Slots::One((n, t)) => (n == ns).then_some(t),
+            Slots::One((n, t)) => same_namespace(n, ns).then_some(t),
             Slots::Many(v) => v.iter_mut().find(|(n, _)| n == ns).map(|(_, t)| t),
         }
     }
 
-    pub(super) fn find(&self, ns: &Value) -> Option<&Tagged> {
-        self.as_slice().iter().find(|(n, _)| n == ns).map(|(_, t)| t)
+    #[inline]
+    pub(super) fn find(&self, ns: &Value) -> Option<&T> {
+        self.as_slice().iter().find(|(n, _)| same_namespace(n, ns)).map(|(_, t)| t)
     }
 
     /// Sets `ns` to `tagged`; returns the entry it replaced.
-    fn put(&mut self, ns: Value, tagged: Tagged) -> Option<Tagged> {
+    fn put(&mut self, ns: Value, tagged: T) -> Option<T> {
         if let Some(t) = self.find_mut(&ns) {
             return Some(mem::replace(t, tagged));
         }
@@ -114,7 +115,7 @@ impl Slots {
     }
 
     /// Removes `ns`; returns its entry and whether the key has no namespace left.
-    fn take(&mut self, ns: &Value) -> (Option<Tagged>, bool) {
+    fn take(&mut self, ns: &Value) -> (Option<T>, bool) {
         match self {
             Slots::One((n, _)) if n == ns => {
                 let Slots::One((_, t)) = mem::replace(self, Slots::Many(Vec::new())) else {
@@ -131,11 +132,21 @@ impl Slots {
     }
 }
 
+/// `a == b`, with the common cases (no namespace, a window start) inline.
+#[inline]
+fn same_namespace(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// The entries, by key then namespace.
-pub(super) type Entries = ValueMap<Slots>;
+pub(super) type Entries = ValueMap<Slots<Tagged>>;
 
 /// Writes made while the entries are shared with a capture, by key: `None` deletes.
-type Overlay = ValueMap<Vec<(Value, Option<Tagged>)>>;
+type Overlay = ValueMap<Slots<Option<Tagged>>>;
 
 enum Store {
     /// The task owns the entries.
@@ -232,7 +243,7 @@ impl KeyedTable {
         match &self.store {
             Store::Owned(base) => base.get(key)?.find(ns).map(|t| &t.value),
             Store::Frozen { base, overlay } => {
-                if let Some((_, o)) = overlay.get(key).and_then(|v| v.iter().find(|(n, _)| n == ns)) {
+                if let Some(o) = overlay.get(key).and_then(|s| s.find(ns)) {
                     return o.as_ref().map(|t| &t.value);
                 }
                 base.get(key)?.find(ns).map(|t| &t.value)
@@ -283,16 +294,27 @@ impl KeyedTable {
                 gone
             }
             Store::Frozen { base, overlay } => {
-                let in_base = base.get(key).and_then(|s| s.find(ns)).cloned();
-                let list = overlay.entry(key.clone()).or_default();
-                match list.iter().position(|(n, _)| n == ns) {
-                    Some(i) if in_base.is_some() => list[i].1.take(),
-                    Some(i) => list.swap_remove(i).1,
-                    None if in_base.is_some() => {
-                        list.push((ns.clone(), None));
-                        in_base
+                let in_base = base.get(key).and_then(|s| s.find(ns));
+                match (overlay.get_mut(key), in_base) {
+                    (Some(slots), Some(_)) => match slots.find_mut(ns) {
+                        Some(o) => o.take(),
+                        None => {
+                            slots.put(ns.clone(), None);
+                            in_base.cloned()
+                        }
+                    },
+                    (Some(slots), None) => {
+                        let (gone, empty) = slots.take(ns);
+                        if empty {
+                            overlay.remove(key);
+                        }
+                        gone.flatten()
                     }
-                    None => None,
+                    (None, Some(t)) => {
+                        overlay.insert(key.clone(), Slots::One((ns.clone(), None)));
+                        Some(t.clone())
+                    }
+                    (None, None) => None,
                 }
             }
         }?;
@@ -307,9 +329,10 @@ impl KeyedTable {
             Store::Owned(base) => (base.get(key), None),
             Store::Frozen { base, overlay } => (base.get(key), overlay.get(key)),
         };
-        let shadowed = move |ns: &Value| overlay.is_some_and(|o| o.iter().any(|(n, _)| n == ns));
+        let overlay = overlay.map(Slots::as_slice).unwrap_or_default();
+        let shadowed = move |ns: &Value| overlay.iter().any(|(n, _)| n == ns);
         let from_base = base.map(Slots::as_slice).unwrap_or_default().iter().filter(move |(n, _)| !shadowed(n));
-        let from_overlay = overlay.into_iter().flatten().filter_map(|(n, t)| t.as_ref().map(|t| (n, &t.value)));
+        let from_overlay = overlay.iter().filter_map(|(n, t)| t.as_ref().map(|t| (n, &t.value)));
         from_base.map(|(n, t)| (n, &t.value)).chain(from_overlay)
     }
 
@@ -390,11 +413,16 @@ impl KeyedTable {
             },
             Store::Frozen { base, overlay } => {
                 let in_base = base.get(&key).and_then(|s| s.find(&ns)).cloned();
-                let list = overlay.entry(key).or_default();
-                match list.iter_mut().find(|(n, _)| *n == ns) {
-                    Some((_, o)) => o.replace(tagged),
+                match overlay.get_mut(&key) {
+                    Some(slots) => match slots.find_mut(&ns) {
+                        Some(o) => o.replace(tagged),
+                        None => {
+                            slots.put(ns, Some(tagged));
+                            in_base
+                        }
+                    },
                     None => {
-                        list.push((ns, Some(tagged)));
+                        overlay.insert(key, Slots::One((ns, Some(tagged))));
                         in_base
                     }
                 }
@@ -409,42 +437,49 @@ impl KeyedTable {
 
 /// The entry `(key, ns)` of a frozen table, copied into the overlay for writing.
 fn frozen_entry<'a>(base: &Entries, overlay: &'a mut Overlay, key: &Value, ns: &Value) -> Option<&'a mut Tagged> {
-    if !overlay.contains_key(key) {
-        let copy = base.get(key)?.find(ns)?.clone();
-        overlay.insert(key.clone(), vec![(ns.clone(), Some(copy))]);
-    }
-    let list = overlay.get_mut(key)?;
-    let i = match list.iter().position(|(n, _)| n == ns) {
-        Some(i) => i,
-        None => {
-            let copy = base.get(key)?.find(ns)?.clone();
-            list.push((ns.clone(), Some(copy)));
-            list.len() - 1
+    if overlay.get(key).and_then(|s| s.find(ns)).is_none() {
+        let copy = Some(base.get(key)?.find(ns)?.clone());
+        match overlay.get_mut(key) {
+            Some(slots) => {
+                slots.put(ns.clone(), copy);
+            }
+            None => {
+                overlay.insert(key.clone(), Slots::One((ns.clone(), copy)));
+            }
         }
-    };
-    list[i].1.as_mut()
+    }
+    overlay.get_mut(key)?.find_mut(ns)?.as_mut()
 }
 
 /// Folds the overlay's writes into the entries.
 fn apply_overlay(entries: &mut Entries, overlay: Overlay) {
-    for (key, list) in overlay {
-        for (ns, o) in list {
-            match o {
-                Some(t) => match entries.get_mut(&key) {
-                    Some(slots) => {
-                        slots.put(ns, t);
-                    }
-                    None => {
-                        entries.insert(key.clone(), Slots::One((ns, t)));
-                    }
-                },
-                None => {
-                    if let Some(slots) = entries.get_mut(&key)
-                        && slots.take(&ns).1
-                    {
-                        entries.remove(&key);
-                    }
+    for (key, slots) in overlay {
+        match slots {
+            Slots::One((ns, o)) => apply_one(entries, key, ns, o),
+            Slots::Many(list) => {
+                for (ns, o) in list {
+                    apply_one(entries, key.clone(), ns, o);
                 }
+            }
+        }
+    }
+}
+
+fn apply_one(entries: &mut Entries, key: Value, ns: Value, o: Option<Tagged>) {
+    match o {
+        Some(t) => match entries.get_mut(&key) {
+            Some(slots) => {
+                slots.put(ns, t);
+            }
+            None => {
+                entries.insert(key, Slots::One((ns, t)));
+            }
+        },
+        None => {
+            if let Some(slots) = entries.get_mut(&key)
+                && slots.take(&ns).1
+            {
+                entries.remove(&key);
             }
         }
     }
