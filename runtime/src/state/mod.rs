@@ -144,3 +144,22 @@ fn sort_by_group(index: Vec<(u32, usize, usize)>, max_parallelism: u32) -> Vec<(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    /// The counting sort gives what the stable sort the file format was written with gives, so
+    /// state files are byte for byte the same.
+    #[test]
+    fn sorting_by_group_is_the_stable_sort() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for groups in [1u32, 2, 7, 128, 1000] {
+            let index: Vec<(u32, usize, usize)> =
+                (0..5000).map(|i| (rng.random_range(0..groups), i, rng.random_range(0..9))).collect();
+            let mut stable = index.clone();
+            stable.sort_by_key(|&(g, _, _)| g);
+            assert_eq!(super::sort_by_group(index, groups), stable, "{groups} groups");
+        }
+    }
+}
