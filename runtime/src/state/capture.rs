@@ -64,7 +64,14 @@ impl KeyedSnapshot for TableCapture {
     }
 
     fn write_to(self: Box<Self>, w: &mut StateWriter) {
-        self.for_each(|k, n, v| w.put(k, n, v));
+        // Copy what is written first and let the table go (the task writes through its overlay
+        // until then), then encode.
+        let mut out = Vec::new();
+        self.for_each(|k, n, v| out.push((k.clone(), n.clone(), v.cloned())));
+        drop(self);
+        for (k, n, v) in &out {
+            w.put(k, n, v.as_ref());
+        }
     }
 }
 
