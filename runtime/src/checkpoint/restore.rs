@@ -16,10 +16,9 @@ use crate::error::{ErrorKind, storage_kind};
 use crate::graph::KeyGroupRange;
 use crate::ops::Restored;
 use crate::ops::window::WATERMARK_STATE_FIELD;
-use crate::state::{StateEntry, decode_state_file};
+use crate::state::{ChainFold, decode_state_file};
 use crate::storage::manifests::{self, Candidates, ReadError};
 use crate::storage::{self, ObjectStore, layout};
-use crate::value::Value;
 
 /// Why restoring failed.
 #[derive(Debug, thiserror::Error)]
@@ -318,7 +317,7 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
             // Each old subtask's files are a base followed by deltas, in order; old subtasks own
             // disjoint key groups, so their chains fold independently.
             for t in &old {
-                let mut folded: HashMap<(Value, Value), StateEntry> = HashMap::new();
+                let mut folded = ChainFold::new();
                 for f in &t.files {
                     let file_range = KeyGroupRange { start: f.key_group_start, end: f.key_group_end };
                     if !file_range.overlaps(&range) {
@@ -330,16 +329,9 @@ pub fn assign(loaded: &LoadedCheckpoint, pipeline: &Pipeline) -> Result<RestoreP
                     })?;
                     let entries = decode_state_file(&f.path, bytes, f.size_bytes, f.crc32c, range)
                         .map_err(|e| RestoreError::Corrupt { key: loaded.location.clone(), reason: e.to_string() })?;
-                    for e in entries {
-                        let id = (e.key.clone(), e.namespace.clone());
-                        if e.value.is_some() {
-                            folded.insert(id, e);
-                        } else {
-                            folded.remove(&id);
-                        }
-                    }
+                    folded.apply(entries);
                 }
-                keyed.extend(folded.into_values());
+                keyed.extend(folded.into_entries());
             }
             let operator_state = deal_list_state(&list, subtask, p);
             plan.operators.insert((idx, subtask), Restored { keyed, operator_state });

@@ -1,38 +1,17 @@
 //! Running aggregates per key (count, sum, min, max), held in keyed state and emitted after
 //! every record as `(key, aggregate)`.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy};
 
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, emit_all};
 use crate::record::Batch;
-use crate::state::EntryList;
+use crate::state::KeyedTable;
+pub use crate::state::table::{PassThroughHasher, ValueMap};
 use crate::value::Value;
 
-/// A hasher for [`Value`] keys: `Value::hash` already writes a well-mixed stable hash, so this
-/// passes it through instead of hashing it again.
-#[derive(Default, Clone, Copy)]
-pub struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A hash map keyed by [`Value`] with the pass-through hasher.
-pub type ValueMap<V> = HashMap<Value, V, BuildHasherDefault<PassThroughHasher>>;
+/// The namespace of an aggregate's entries (one value per key).
+static NO_NAMESPACE: Value = Value::Null;
 
 /// Folds `input` into an accumulator.
 pub fn accumulate(function: AggregateFn, acc: Option<&Value>, input: &Value) -> Result<Value, String> {
@@ -64,44 +43,20 @@ pub fn accumulate(function: AggregateFn, acc: Option<&Value>, input: &Value) -> 
     }
 }
 
-/// A state value with the snapshot epoch in which it last changed (for incremental snapshots).
-#[derive(Clone, Debug)]
-pub struct Slot {
-    /// The value.
-    pub value: Value,
-    /// Epoch of the last change.
-    pub epoch: u64,
-}
-
 /// A running aggregate per key.
 pub struct Aggregate {
     node: String,
     function: AggregateFn,
     field: Option<String>,
     policy: ErrorPolicy,
-    state: ValueMap<Slot>,
-    /// Keys changed since the last snapshot, each once — until more than half the keys are:
-    /// then the list stops growing and the capture scans the slots for the current epoch.
-    dirty: Vec<Value>,
-    dirty_overflow: bool,
-    epoch: u64,
+    table: KeyedTable,
     dropped: u64,
 }
 
 impl Aggregate {
     /// A running aggregate over `field` of the value (the value itself when `None`).
     pub fn new(node: &str, function: AggregateFn, field: Option<String>, policy: ErrorPolicy) -> Aggregate {
-        Aggregate {
-            node: node.into(),
-            function,
-            field,
-            policy,
-            state: ValueMap::default(),
-            dirty: Vec::new(),
-            dirty_overflow: false,
-            epoch: 1,
-            dropped: 0,
-        }
+        Aggregate { node: node.into(), function, field, policy, table: KeyedTable::new(), dropped: 0 }
     }
 }
 
@@ -117,18 +72,14 @@ fn reject(policy: ErrorPolicy, dropped: &mut u64, node: &str, key: &Value, messa
 
 impl Operator for Aggregate {
     fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
-        for e in restored.keyed {
-            if let Some(value) = e.value {
-                self.state.insert(e.key, Slot { value, epoch: 0 });
-            }
-        }
+        self.table.restore(restored.keyed);
         Ok(())
     }
 
     fn process(&mut self, mut batch: Batch, out: &mut Batch) -> Result<(), OpError> {
         let mut failure = None;
-        let Aggregate { node, function, field, policy, state, dirty, dirty_overflow, epoch, dropped } = self;
-        let (function, policy, epoch) = (*function, *policy, *epoch);
+        let Aggregate { node, function, field, policy, table, dropped } = self;
+        let (function, policy) = (*function, *policy);
         batch.retain_mut(|r| {
             if failure.is_some() {
                 return false;
@@ -142,16 +93,10 @@ impl Operator for Aggregate {
                 failure = reject(policy, dropped, node, &r.key, message);
                 return false;
             };
-            let result = match state.get_mut(&r.key) {
-                Some(slot) => {
-                    if slot.epoch != epoch {
-                        slot.epoch = epoch;
-                        if !*dirty_overflow {
-                            dirty.push(r.key.clone());
-                        }
-                    }
+            let result = match table.get_mut(&r.key, &NO_NAMESPACE) {
+                Some(acc) => {
                     // Integer fast path: update in place, no allocation, no re-hash.
-                    if let (Value::Int(a), Value::Int(b)) = (&mut slot.value, input) {
+                    if let (Value::Int(a), Value::Int(b)) = (&mut *acc, input) {
                         let next = match function {
                             AggregateFn::Count => a.checked_add(1),
                             AggregateFn::Sum => a.checked_add(*b),
@@ -164,13 +109,10 @@ impl Operator for Aggregate {
                             return true;
                         }
                     }
-                    accumulate(function, Some(&slot.value), input).inspect(|v| slot.value = v.clone())
+                    accumulate(function, Some(acc), input).inspect(|v| *acc = v.clone())
                 }
                 None => accumulate(function, None, input).inspect(|v| {
-                    state.insert(r.key.clone(), Slot { value: v.clone(), epoch });
-                    if !*dirty_overflow {
-                        dirty.push(r.key.clone());
-                    }
+                    table.insert(r.key.clone(), Value::Null, v.clone());
                 }),
             };
             match result {
@@ -187,38 +129,12 @@ impl Operator for Aggregate {
         if let Some(e) = failure {
             return Err(e);
         }
-        if !*dirty_overflow && dirty.len() > 1024 && dirty.len() * 2 > state.len() {
-            *dirty_overflow = true;
-            dirty.clear();
-        }
         emit_all(out, batch);
         Ok(())
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
-        let entries = match mode {
-            SnapshotMode::Full => {
-                self.state.iter().map(|(k, s)| (k.clone(), Value::Null, Some(s.value.clone()))).collect()
-            }
-            SnapshotMode::Incremental if self.dirty_overflow => {
-                let epoch = self.epoch;
-                self.state
-                    .iter()
-                    .filter(|(_, s)| s.epoch == epoch)
-                    .map(|(k, s)| (k.clone(), Value::Null, Some(s.value.clone())))
-                    .collect()
-            }
-            SnapshotMode::Incremental => self
-                .dirty
-                .iter()
-                .map(|k| (k.clone(), Value::Null, self.state.get(k).map(|s| s.value.clone())))
-                .collect(),
-        };
-        self.dirty.clear();
-        self.dirty_overflow = false;
-        self.epoch += 1;
-        let delta = mode == SnapshotMode::Incremental;
-        Ok(OpSnapshot { keyed: Some(Box::new(EntryList { entries, delta })), ..OpSnapshot::default() })
+        Ok(OpSnapshot { keyed: Some(Box::new(self.table.capture(mode))), ..OpSnapshot::default() })
     }
 }
 
@@ -263,11 +179,11 @@ mod tests {
         // Most keys change: the change list overflows and the capture scans by epoch.
         let most: Vec<(i64, i64)> = (0..4000).map(|k| (k, 1)).collect();
         op.process(batch(&most), &mut Vec::new()).expect("p");
-        assert!(op.dirty_overflow);
+        assert!(op.table.is_overflowed());
         assert_eq!(delta_keys(&mut op), (0..4000).collect::<Vec<_>>());
         // Then a few: tracked by the list again.
         op.process(batch(&[(7, 1), (4999, 1), (7, 1)]), &mut Vec::new()).expect("p");
-        assert!(!op.dirty_overflow);
+        assert!(!op.table.is_overflowed());
         assert_eq!(delta_keys(&mut op), vec![7, 4999]);
     }
 

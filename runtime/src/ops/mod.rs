@@ -41,6 +41,7 @@ use sluice_crds::CheckpointId;
 use crate::error::ErrorKind;
 use crate::graph::KeyGroupRange;
 use crate::record::Batch;
+pub use crate::state::SnapshotMode;
 use crate::state::{KeyedSnapshot, StateEntry};
 
 /// Appends `batch` to `out` without copying when `out` is empty (the common case on a chain).
@@ -77,15 +78,6 @@ pub struct OpContext {
     /// The job's I/O runtime (as `TaskEnv::io`): where a node's network calls run, apart from
     /// the task thread. `None` outside a job.
     pub io: Option<tokio::runtime::Handle>,
-}
-
-/// How much keyed state a snapshot must contain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SnapshotMode {
-    /// Every entry: a new base (first checkpoint of a run, savepoints, compaction).
-    Full,
-    /// Only the entries changed (and deleted) since the previous snapshot.
-    Incremental,
 }
 
 /// What an operator contributes to a checkpoint.

@@ -14,10 +14,10 @@ use std::time::Duration;
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, LateRecords, WindowSpec};
 
-use super::aggregate::{Slot, ValueMap, accumulate};
+use super::aggregate::accumulate;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::record::{Batch, Record};
-use crate::state::EntryList;
+use crate::state::KeyedTable;
 use crate::value::Value;
 
 /// The operator-state element that carries a window's watermark through a checkpoint. On
@@ -33,17 +33,15 @@ pub struct TumblingWindow {
     field: Option<String>,
     policy: ErrorPolicy,
     dead_letter: bool,
-    windows: BTreeMap<i64, ValueMap<Slot>>,
+    /// One entry per (key, window): the namespace is the window's start.
+    table: KeyedTable,
+    /// The keys with an entry in each window, by window start (each key once).
+    timers: BTreeMap<i64, Vec<Value>>,
     watermark: i64,
     late: u64,
     /// Late records since the last [`Operator::take_late`].
     late_pending: u64,
     late_out: Batch,
-    /// (key, window start) changed since the last snapshot, each once.
-    dirty: Vec<(Value, i64)>,
-    /// (key, window start) fired (deleted) since the last snapshot.
-    removed: Vec<(Value, i64)>,
-    epoch: u64,
 }
 
 impl TumblingWindow {
@@ -64,14 +62,12 @@ impl TumblingWindow {
             field,
             policy,
             dead_letter: false,
-            windows: BTreeMap::new(),
+            table: KeyedTable::new(),
+            timers: BTreeMap::new(),
             watermark: i64::MIN,
             late: 0,
             late_pending: 0,
             late_out: Batch::new(),
-            dirty: Vec::new(),
-            removed: Vec::new(),
-            epoch: 1,
         }
     }
 
@@ -109,16 +105,18 @@ impl TumblingWindow {
     fn advance(&mut self, prev: i64, out: &mut Batch) {
         let w = self.watermark;
         let mut purge = Vec::new();
-        for (&start, keys) in &self.windows {
+        for (&start, keys) in &self.timers {
             let max_ts = self.max_ts(start);
             if max_ts > w {
                 break;
             }
             if max_ts > prev {
-                let mut fired: Vec<(&Value, &Slot)> = keys.iter().collect();
+                let ns = Value::Int(start);
+                let mut fired: Vec<(&Value, &Value)> =
+                    keys.iter().filter_map(|k| Some((k, self.table.get(k, &ns)?))).collect();
                 fired.sort_by_key(|(k, _)| k.stable_hash());
-                for (key, slot) in fired {
-                    out.push(self.result(key.clone(), start, slot.value.clone()));
+                for (key, acc) in fired {
+                    out.push(self.result(key.clone(), start, acc.clone()));
                 }
             }
             if max_ts.saturating_add(self.lateness) <= w {
@@ -126,8 +124,9 @@ impl TumblingWindow {
             }
         }
         for start in purge {
-            if let Some(keys) = self.windows.remove(&start) {
-                self.removed.extend(keys.into_keys().map(|k| (k, start)));
+            let ns = Value::Int(start);
+            for key in self.timers.remove(&start).unwrap_or_default() {
+                self.table.remove(&key, &ns);
             }
         }
     }
@@ -135,12 +134,13 @@ impl TumblingWindow {
 
 impl Operator for TumblingWindow {
     fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
-        for e in restored.keyed {
-            let (Value::Int(start), Some(acc)) = (&e.namespace, e.value) else {
+        for e in &restored.keyed {
+            let (Value::Int(start), Some(_)) = (&e.namespace, &e.value) else {
                 return Err(OpError::Restore { node: self.node.clone(), message: "window entry without start".into() });
             };
-            self.windows.entry(*start).or_default().insert(e.key, Slot { value: acc, epoch: 0 });
+            self.timers.entry(*start).or_default().push(e.key.clone());
         }
+        self.table.restore(restored.keyed);
         let restored_wm = restored
             .operator_state
             .iter()
@@ -169,23 +169,16 @@ impl Operator for TumblingWindow {
                 None => Some(&r.value),
                 Some(f) => r.value.get_path(f),
             };
-            let window = self.windows.entry(start).or_default();
-            let slot = window.get_mut(&r.key);
-            let acc = slot.as_ref().map(|s| &s.value);
+            let ns = Value::Int(start);
+            let acc = self.table.get(&r.key, &ns);
             match input.ok_or_else(|| "missing field".to_string()).and_then(|i| accumulate(self.function, acc, i)) {
                 Ok(value) => {
                     let update = fired.then(|| value.clone());
-                    match slot {
-                        Some(s) => {
-                            s.value = value;
-                            if s.epoch != self.epoch {
-                                s.epoch = self.epoch;
-                                self.dirty.push((r.key.clone(), start));
-                            }
-                        }
+                    match self.table.get_mut(&r.key, &ns) {
+                        Some(slot) => *slot = value,
                         None => {
-                            self.dirty.push((r.key.clone(), start));
-                            window.insert(r.key.clone(), Slot { value, epoch: self.epoch });
+                            self.table.insert(r.key.clone(), ns, value);
+                            self.timers.entry(start).or_default().push(r.key.clone());
                         }
                     }
                     if let Some(acc) = update {
@@ -216,29 +209,8 @@ impl Operator for TumblingWindow {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
-        let entries = match mode {
-            SnapshotMode::Full => self
-                .windows
-                .iter()
-                .flat_map(|(start, keys)| {
-                    keys.iter().map(move |(k, s)| (k.clone(), Value::Int(*start), Some(s.value.clone())))
-                })
-                .collect(),
-            SnapshotMode::Incremental => {
-                let live = self.dirty.iter().filter_map(|(k, start)| {
-                    let s = self.windows.get(start)?.get(k)?;
-                    Some((k.clone(), Value::Int(*start), Some(s.value.clone())))
-                });
-                let gone = self.removed.iter().map(|(k, start)| (k.clone(), Value::Int(*start), None));
-                live.chain(gone).collect()
-            }
-        };
-        self.dirty.clear();
-        self.removed.clear();
-        self.epoch += 1;
-        let delta = mode == SnapshotMode::Incremental;
         Ok(OpSnapshot {
-            keyed: Some(Box::new(EntryList { entries, delta })),
+            keyed: Some(Box::new(self.table.capture(mode))),
             operator_state: vec![serde_json::json!({ WATERMARK_STATE_FIELD: self.watermark })],
             ..OpSnapshot::default()
         })
