@@ -20,7 +20,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # Two builds, so that cargo's feature unification cannot pull the runtime's Kafka feature (and
-# librdkafka) into the operator, which uses the runtime crate with default features off.
+# librdkafka) into the operator (the operator depends on sluice-crds and sluice-storage only).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p sluice-operator --bin sluice-operator \
