@@ -57,9 +57,7 @@ pub fn stop_location(storage_uri: &str, run_id: &str) -> String {
 }
 
 /// The run a stop-with-savepoint directory was named after.
-pub fn stopped_run(path: &str) -> Option<&str> {
-    layout::stopped_run(path)
-}
+pub use sluice_storage::layout::stopped_run;
 
 /// What storage holds at a savepoint directory the status refers to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,9 +109,7 @@ fn judge(bytes: &[u8], prefix: &str, job: &str, uid: Option<&str>) -> Found {
 
 /// The store key prefix (no trailing `/`) of a savepoint directory, when it lies under the
 /// job's storage URI; `None` for savepoints elsewhere (never disposed of by the operator).
-pub fn key_prefix(storage_uri: &str, path: &str) -> Option<String> {
-    layout::savepoint_key_prefix(storage_uri, path)
-}
+pub use sluice_storage::layout::savepoint_key_prefix as key_prefix;
 
 /// Whether the savepoint under `prefix` is complete (its `_manifest.json` exists).
 pub async fn exists(store: &dyn ObjectStore, prefix: &str) -> Result<bool, StorageError> {
