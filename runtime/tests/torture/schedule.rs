@@ -226,6 +226,10 @@ impl Runner<'_> {
         }
         let _ = child.kill();
         let status = child.wait().expect("wait");
+        if status.success() {
+            // It finished between the timer and the kill (a zombie takes the signal silently).
+            return self.ended_early(status);
+        }
         check_killed(&status).map_err(|e| self.fail(e))?;
         Ok(Outcome::Faulted("killed".into()))
     }
