@@ -229,7 +229,11 @@ fn a_completed_checkpoint_whose_transaction_the_broker_aborted_fails_the_job_as_
         let bootstrap = brokers.clone();
         tokio::runtime::Runtime::new()
             .expect("runtime")
-            .block_on(sluice_runtime::connectors::kafka::init_producer_id(&bootstrap, &id, 60_000))
+            .block_on(sluice_runtime::connectors::kafka::init_producer_id(
+                &sluice_runtime::connectors::kafka::Cluster::plaintext(&bootstrap),
+                &id,
+                60_000,
+            ))
             .expect("fence");
     }
     let out = run(&job, &[]);

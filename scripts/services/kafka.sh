@@ -4,7 +4,9 @@
 # librdkafka). Usage: kafka.sh start|stop|build-tools
 #   start: install build tools if missing, build the broker once per machine into
 #          ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/broker-<hash of its sources>/, start it on
-#          a free 127.0.0.1 port, wait until it answers, write $SLUICE_TOOLS/run/kafka.env.
+#          a free 127.0.0.1 port, wait until it answers, write $SLUICE_TOOLS/run/kafka.env
+#          (SLUICE_TEST_KAFKA_BROKERS, _PID, and _BROKER_BIN: tests that start brokers of
+#          their own, e.g. behind a TLS proxy, use the same binary).
 #   stop:  end the broker by its recorded PID.
 #   build-tools: only install what compiling rdkafka needs (test.sh runs it before building).
 set -euo pipefail
@@ -21,13 +23,15 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
 log() { echo "kafka.sh: $*" >&2; }
 
 # rdkafka (bundled librdkafka 2.12, newer than Debian's 2.0 package) compiles C code:
-# it needs a C compiler, make, pkg-config and zlib headers.
+# it needs a C compiler, make, pkg-config, zlib headers and, for TLS and SASL SCRAM, the
+# OpenSSL headers (zstd is compiled from source by zstd-sys).
 ensure_build_tools() {
   local missing=()
   command -v cc >/dev/null || missing+=(build-essential)
   command -v make >/dev/null || missing+=(make)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]}"
   local sudo=()
@@ -109,6 +113,7 @@ start() {
   cat >"$env_file" <<ENV
 export SLUICE_TEST_KAFKA_BROKERS=$addr
 export SLUICE_TEST_KAFKA_PID=$pid
+export SLUICE_TEST_KAFKA_BROKER_BIN=$bin
 ENV
   log "broker ready at $addr (pid $pid)"
 }

@@ -34,6 +34,11 @@ pub fn brokers() -> String {
     }
 }
 
+/// The test broker as Sluice's own protocol client reaches it (plain TCP).
+pub fn cluster() -> sluice_runtime::connectors::kafka::Cluster {
+    sluice_runtime::connectors::kafka::Cluster::plaintext(&brokers())
+}
+
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

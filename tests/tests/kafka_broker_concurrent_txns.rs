@@ -16,7 +16,7 @@ use std::time::Duration;
 use rdkafka::producer::Producer as _;
 use sluice_runtime::connectors::kafka::{PartitionEnds, partition_ends};
 use sluice_tests::kafka::{
-    Isolation, TIMEOUT, brokers, create_topic, payloads, read_all, send_all, transactional_producer, unique, values,
+    Isolation, TIMEOUT, cluster, create_topic, payloads, read_all, send_all, transactional_producer, unique, values,
 };
 
 const PARTITIONS: i32 = 3;
@@ -51,7 +51,7 @@ async fn concurrent_commits_then_a_restart_leave_no_partition_behind() {
     let restarted: Vec<_> = ids.iter().map(|id| transactional_producer(id).expect("restart")).collect();
     drop(restarted);
 
-    let bootstrap = brokers();
+    let bootstrap = cluster();
     for partition in 0..PARTITIONS {
         let mut ends = partition_ends(&bootstrap, &topic, partition).await.expect("partition ends");
         for _ in 0..20 {

@@ -11,16 +11,16 @@ use sluice_runtime::connectors::kafka::{
     txn_admin::{OPEN_STATES, TxnDescription, describe_transaction, list_transactions, open_transactions_on},
     verify,
 };
-use sluice_tests::kafka::{TIMEOUT, brokers, create_topic, send_all, transactional_producer, unique, values};
+use sluice_tests::kafka::{TIMEOUT, brokers, cluster, create_topic, send_all, transactional_producer, unique, values};
 
 const PARTITIONS: i32 = 3;
 
 async fn describe(id: &str) -> TxnDescription {
-    describe_transaction(&brokers(), id).await.expect("describe")
+    describe_transaction(&cluster(), id).await.expect("describe")
 }
 
 async fn listed_state(id: &str, states: &[&str]) -> Option<String> {
-    let listed = list_transactions(&brokers(), states).await.expect("list");
+    let listed = list_transactions(&cluster(), states).await.expect("list");
     listed.into_iter().find(|(listed_id, _, _)| listed_id == id).map(|(_, _, state)| state)
 }
 
@@ -49,7 +49,7 @@ async fn a_transaction_is_listed_and_described_through_its_states() {
     assert_eq!(ongoing.partitions, vec![(topic.clone(), 0), (topic.clone(), 1)]);
     assert!(ongoing.start_time_ms > 0);
     assert_eq!(listed_state(&id, &["Ongoing"]).await.as_deref(), Some("Ongoing"));
-    let open = open_transactions_on(&brokers(), &topic).await.expect("open transactions");
+    let open = open_transactions_on(&cluster(), &topic).await.expect("open transactions");
     assert_eq!(open, vec![ongoing.clone()]);
 
     producer.commit_transaction(TIMEOUT).expect("commit");
@@ -58,7 +58,7 @@ async fn a_transaction_is_listed_and_described_through_its_states() {
     assert!(committed.partitions.is_empty(), "an ended transaction has no partitions: {committed:?}");
     assert_eq!(listed_state(&id, &OPEN_STATES).await, None);
     assert_eq!(listed_state(&id, &["CompleteCommit"]).await.as_deref(), Some("CompleteCommit"));
-    assert!(open_transactions_on(&brokers(), &topic).await.expect("open transactions").is_empty());
+    assert!(open_transactions_on(&cluster(), &topic).await.expect("open transactions").is_empty());
 
     producer.begin_transaction().expect("begin 2");
     send_all(&producer, &topic, PARTITIONS, &values("aborted", 1)).await.expect("send 2");
@@ -84,12 +84,12 @@ async fn fencing_ends_the_open_transaction_and_describes_the_new_epoch() {
     assert_eq!(after.producer_id, before.producer_id);
     assert!(after.producer_epoch > before.producer_epoch, "{before:?} -> {after:?}");
     assert!(after.partitions.is_empty());
-    assert!(open_transactions_on(&brokers(), &topic).await.expect("open transactions").is_empty());
+    assert!(open_transactions_on(&cluster(), &topic).await.expect("open transactions").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_transactional_id_is_not_found() {
-    match describe_transaction(&brokers(), &unique("never-used")).await {
+    match describe_transaction(&cluster(), &unique("never-used")).await {
         Err(Error::Broker { code, .. }) => assert_eq!(code, 105, "TRANSACTIONAL_ID_NOT_FOUND"),
         other => panic!("expected TRANSACTIONAL_ID_NOT_FOUND, got {other:?}"),
     }

@@ -9,7 +9,7 @@ use rdkafka::{
 };
 use sluice_runtime::connectors::kafka::{PartitionEnds, broker_config, partition_ends};
 use sluice_tests::kafka::{
-    Isolation, TIMEOUT, brokers, create_topic, payloads, read_all, read_committed_small_fetches, send_all,
+    Isolation, TIMEOUT, cluster, create_topic, payloads, read_all, read_committed_small_fetches, send_all,
     transactional_producer, unique, values,
 };
 
@@ -118,7 +118,7 @@ async fn newer_init_transactions_fences_the_older_producer_and_aborts_its_transa
 async fn last_stable_offset_waits_for_the_open_transaction_and_advances_when_it_ends() {
     let topic = unique("lso");
     create_topic(&topic, 1).await.expect("create topic");
-    let bootstrap = brokers();
+    let bootstrap = cluster();
     let ends = || async { partition_ends(&bootstrap, &topic, 0).await.expect("partition ends") };
     assert_eq!(ends().await, PartitionEnds { high_watermark: 0, last_stable_offset: 0 });
 
@@ -142,7 +142,7 @@ async fn last_stable_offset_waits_for_the_open_transaction_and_advances_when_it_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_reports_transaction_max_timeout() {
-    let max = broker_config::transaction_max_timeout_ms(&brokers()).await.expect("describe configs");
+    let max = broker_config::transaction_max_timeout_ms(&cluster()).await.expect("describe configs");
     // The test broker's default, Apache Kafka's default.
     assert_eq!(max, Some(900_000));
 }

@@ -13,7 +13,7 @@ use rdkafka::{
     producer::{FutureProducer, Producer as _},
 };
 use sluice_runtime::connectors::kafka::{ProducerIdentity, first_batch_identity};
-use sluice_tests::kafka::{TIMEOUT, brokers, create_topic, send_all, unique, values};
+use sluice_tests::kafka::{TIMEOUT, brokers, cluster, create_topic, send_all, unique, values};
 
 /// Keeps the last `eos` identity librdkafka reported.
 #[derive(Clone, Default)]
@@ -46,7 +46,7 @@ async fn batch_header_identity_matches_librdkafka_statistics() {
     producer.begin_transaction().expect("begin");
     let delivered = send_all(&producer, &topic, 1, &values("v", 3)).await.expect("send");
 
-    let from_batch = first_batch_identity(&brokers(), &topic, 0, delivered[0].1).await.expect("batch header");
+    let from_batch = first_batch_identity(&cluster(), &topic, 0, delivered[0].1).await.expect("batch header");
     let deadline = Instant::now() + TIMEOUT;
     let from_stats = loop {
         if let Some(identity) = *stats.0.lock().expect("stats lock") {

@@ -11,7 +11,7 @@ use sluice_runtime::connectors::kafka::{
     partition_ends,
 };
 use sluice_tests::kafka::{
-    Isolation, TIMEOUT, brokers, create_topic, payloads, read_all, send_all, transactional_producer, unique, values,
+    Isolation, TIMEOUT, cluster, create_topic, payloads, read_all, send_all, transactional_producer, unique, values,
 };
 
 const PARTITIONS: i32 = 2;
@@ -80,7 +80,7 @@ fn crash_after_precommit(topic: &str, transactional_id: &str) -> Vec<(i32, i64)>
 async fn recorded_identity(topic: &str, delivered: &[(i32, i64)]) -> ProducerIdentity {
     let mut identities = Vec::new();
     for &(partition, offset) in delivered {
-        identities.push(first_batch_identity(&brokers(), topic, partition, offset).await.expect("batch header"));
+        identities.push(first_batch_identity(&cluster(), topic, partition, offset).await.expect("batch header"));
     }
     identities.dedup();
     assert_eq!(identities.len(), 1, "one transaction, one identity: {identities:?}");
@@ -90,7 +90,7 @@ async fn recorded_identity(topic: &str, delivered: &[(i32, i64)]) -> ProducerIde
 async fn assert_no_open_transaction(topic: &str) {
     for partition in 0..PARTITIONS {
         let PartitionEnds { high_watermark, last_stable_offset } =
-            partition_ends(&brokers(), topic, partition).await.expect("ends");
+            partition_ends(&cluster(), topic, partition).await.expect("ends");
         assert_eq!(last_stable_offset, high_watermark, "{topic}/{partition} has an open transaction");
     }
 }
@@ -105,14 +105,14 @@ async fn crashed_precommitted_transaction_is_committed_from_its_recorded_identit
 
     // The crashed transaction is open: written, not visible, blocking the LSO.
     assert!(read_all(&topic, PARTITIONS, Isolation::ReadCommitted).expect("read").is_empty());
-    let ends = partition_ends(&brokers(), &topic, 0).await.expect("ends");
+    let ends = partition_ends(&cluster(), &topic, 0).await.expect("ends");
     assert!(ends.last_stable_offset < ends.high_watermark, "transaction should be open: {ends:?}");
 
-    end_transaction(&brokers(), &transactional_id, identity, TxnOutcome::Commit)
+    end_transaction(&cluster(), &transactional_id, identity, TxnOutcome::Commit)
         .await
         .expect("commit from the recorded identity");
     // A repeated commit (recovery crashed after committing, runs again) is fine.
-    end_transaction(&brokers(), &transactional_id, identity, TxnOutcome::Commit)
+    end_transaction(&cluster(), &transactional_id, identity, TxnOutcome::Commit)
         .await
         .expect("repeated commit is idempotent");
 
@@ -137,8 +137,8 @@ async fn aborted_transaction_cannot_be_committed_and_the_error_names_it() {
     let delivered = crash_after_precommit(&topic, &transactional_id);
     let identity = recorded_identity(&topic, &delivered).await;
 
-    end_transaction(&brokers(), &transactional_id, identity, TxnOutcome::Abort).await.expect("abort");
-    let error = end_transaction(&brokers(), &transactional_id, identity, TxnOutcome::Commit)
+    end_transaction(&cluster(), &transactional_id, identity, TxnOutcome::Abort).await.expect("abort");
+    let error = end_transaction(&cluster(), &transactional_id, identity, TxnOutcome::Commit)
         .await
         .expect_err("an aborted transaction must not commit");
     assert_lost(&error, &transactional_id, identity);
@@ -156,13 +156,13 @@ async fn fenced_transaction_cannot_be_committed_and_lingering_data_is_aborted() 
 
     // Recovery of a transaction the checkpoint does not list: fence the id, which aborts
     // the lingering transaction and unblocks read_committed consumers.
-    let fenced_by = init_producer_id(&brokers(), &transactional_id, 60_000).await.expect("init producer id");
+    let fenced_by = init_producer_id(&cluster(), &transactional_id, 60_000).await.expect("init producer id");
     assert_eq!(fenced_by.producer_id, identity.producer_id);
     assert!(fenced_by.producer_epoch > identity.producer_epoch, "{fenced_by:?} vs {identity:?}");
     assert_no_open_transaction(&topic).await;
     assert!(read_all(&topic, PARTITIONS, Isolation::ReadCommitted).expect("read").is_empty());
 
-    let error = end_transaction(&brokers(), &transactional_id, identity, TxnOutcome::Commit)
+    let error = end_transaction(&cluster(), &transactional_id, identity, TxnOutcome::Commit)
         .await
         .expect_err("a fenced transaction must not commit");
     assert_lost(&error, &transactional_id, identity);

@@ -2,12 +2,16 @@
 
 use super::field_errors::Errors;
 use super::job_config::JobConfig;
+use std::collections::BTreeMap;
+
 use super::kafka::{DeliveryGuarantee, KafkaSinkSpec, KafkaSourceSpec, StartFrom};
+use super::kafka_security;
 use super::pipeline::{ErrorPolicy, NodeKind};
 
 /// Checks a `kafkaSource` block at path `at`.
 pub(crate) fn source(k: &KafkaSourceSpec, policy: ErrorPolicy, at: &str, errs: &mut Errors) {
     common(&k.bootstrap_servers, &k.topic, at, errs);
+    properties(&k.properties, at, errs);
     if k.start_from == StartFrom::Timestamp && k.start_timestamp_ms.is_none() {
         errs.add(format!("{at}.startTimestampMs"), "required with startFrom: timestamp");
     }
@@ -31,10 +35,24 @@ pub(crate) fn source(k: &KafkaSourceSpec, policy: ErrorPolicy, at: &str, errs: &
 /// Checks a `kafkaSink` block at path `at`.
 pub(crate) fn sink(k: &KafkaSinkSpec, at: &str, errs: &mut Errors) {
     common(&k.bootstrap_servers, &k.topic, at, errs);
+    properties(&k.properties, at, errs);
     if let Some(p) = &k.transactional_id_prefix
         && (p.is_empty() || p.len() > 200)
     {
         errs.add(format!("{at}.transactionalIdPrefix"), "must have 1 to 200 characters");
+    }
+}
+
+/// The security properties must be ones Sluice's own Kafka client can honour, and `${env:NAME}`
+/// references well formed (they resolve in the runtime's environment, not here).
+fn properties(properties: &BTreeMap<String, String>, at: &str, errs: &mut Errors) {
+    for (key, value) in properties {
+        if let Err(m) = kafka_security::env_reference(value) {
+            errs.add(format!("{at}.properties[{key:?}]"), m);
+        }
+    }
+    if let Err(e) = kafka_security::parse(properties) {
+        errs.add(format!("{at}.properties[{:?}]", e.property), e.message);
     }
 }
 

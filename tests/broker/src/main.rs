@@ -2,8 +2,10 @@
 //! routes tansu 0.6 lacks, for integration tests only.
 //!
 //! Usage: `sluice-test-broker [--listen 127.0.0.1:0] [--addr-file PATH]
-//! [--transaction-max-timeout-ms N]`. It binds the listener, writes `127.0.0.1:PORT` to the
-//! address file (when given) once it accepts connections, and serves until SIGTERM/SIGINT.
+//! [--transaction-max-timeout-ms N] [--advertise HOST:PORT]`. It binds the listener, writes
+//! `127.0.0.1:PORT` to the address file (when given) once it accepts connections, and serves
+//! until SIGTERM/SIGINT. `--advertise` makes Metadata and FindCoordinator name another address
+//! than the listener's: a TLS-terminating proxy in front of it (tests/tests/kafka_tls.rs).
 
 mod configs;
 mod end_txn;
@@ -30,6 +32,7 @@ struct Args {
     listen: SocketAddr,
     addr_file: Option<PathBuf>,
     transaction_max_timeout_ms: i64,
+    advertise: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -38,6 +41,7 @@ fn parse_args() -> anyhow::Result<Args> {
         addr_file: None,
         // Apache Kafka's default for transaction.max.timeout.ms (15 minutes).
         transaction_max_timeout_ms: 900_000,
+        advertise: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +49,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--listen" => args.listen = value.parse().context("--listen")?,
             "--addr-file" => args.addr_file = Some(value.into()),
+            "--advertise" => args.advertise = Some(value),
             "--transaction-max-timeout-ms" => {
                 args.transaction_max_timeout_ms = value.parse().context("--transaction-max-timeout-ms")?;
             }
@@ -70,7 +75,8 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = TcpListener::bind(args.listen).await.context("bind listener")?;
     let addr = listener.local_addr().context("listener address")?;
-    let advertised = Url::parse(&format!("tcp://{addr}")).context("advertised url")?;
+    let advertised = args.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let advertised = Url::parse(&format!("tcp://{advertised}")).context("--advertise")?;
 
     let storage = StorageContainer::builder()
         .cluster_id(CLUSTER_ID)

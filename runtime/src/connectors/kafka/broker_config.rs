@@ -5,7 +5,7 @@ use kafka_protocol::{
     protocol::StrBytes,
 };
 
-use super::{Error, metadata, wire::Connection};
+use super::{Error, metadata, security::Cluster};
 
 /// The broker setting that caps a producer's `transaction.timeout.ms`.
 pub const TRANSACTION_MAX_TIMEOUT_MS: &str = "transaction.max.timeout.ms";
@@ -17,12 +17,12 @@ const DESCRIBE_CONFIGS_VERSION_CAP: i16 = 4;
 /// Reads the broker's `transaction.max.timeout.ms` (from one broker of the cluster, asked
 /// directly as Kafka requires for broker resources). `Ok(None)` when the broker does not
 /// report it.
-pub async fn transaction_max_timeout_ms(bootstrap: &str) -> Result<Option<i64>, Error> {
-    let brokers = metadata::brokers(bootstrap).await?;
+pub async fn transaction_max_timeout_ms(cluster: &Cluster) -> Result<Option<i64>, Error> {
+    let brokers = metadata::brokers(cluster).await?;
     let broker = brokers
         .first()
         .ok_or_else(|| Error::Protocol { step: "Metadata", message: "the cluster reported no brokers".into() })?;
-    let mut connection = Connection::connect(&broker.addr).await?;
+    let mut connection = cluster.connect_to(&broker.addr).await?;
     let version = connection.version::<DescribeConfigsRequest>("DescribeConfigs", DESCRIBE_CONFIGS_VERSION_CAP)?;
     let request = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()

@@ -16,6 +16,26 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The TLS handshake with a broker failed (certificate not trusted or not for this host,
+    /// not a TLS listener). Not retryable.
+    #[error("kafka connection to {addr}: {message}")]
+    Tls {
+        /// Broker address.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The broker refused the SASL authentication (wrong credentials, mechanism not enabled).
+    /// Not retryable.
+    #[error("kafka broker {addr} refused SASL {mechanism} authentication: {message}")]
+    Authentication {
+        /// Broker address.
+        addr: String,
+        /// The SASL mechanism.
+        mechanism: &'static str,
+        /// The broker's reason.
+        message: String,
+    },
     /// A request or response did not encode/decode. A protocol bug: not retryable.
     #[error("kafka protocol error during {step}: {message}")]
     Protocol {
@@ -101,6 +121,8 @@ impl Error {
             Error::Io { .. } | Error::NotRun { .. } => true,
             Error::Broker { error, .. } => error.is_some_and(|e| e.is_retriable()),
             Error::Protocol { .. }
+            | Error::Tls { .. }
+            | Error::Authentication { .. }
             | Error::Unsupported { .. }
             | Error::TransactionLost { .. }
             | Error::BatchNotFound { .. }

@@ -10,7 +10,7 @@ use kafka_protocol::{
     protocol::StrBytes,
 };
 
-use super::{Error, metadata, wire::Connection};
+use super::{Error, metadata, security::Cluster};
 
 /// Fetch v11: names topics (v13+ needs topic ids) and has isolation levels, last stable
 /// offsets and aborted transactions. Not v12: tansu 0.6 sends tagged fields in v12 answers
@@ -29,15 +29,15 @@ pub enum Isolation {
 /// Fetches `topic`/`partition` from `offset` (at most `max_bytes`, but at least one whole
 /// batch when there is one) from the partition's leader.
 pub async fn fetch_partition(
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
     partition: i32,
     offset: i64,
     isolation: Isolation,
     max_bytes: i32,
 ) -> Result<PartitionData, Error> {
-    let leader = metadata::partition_leader(bootstrap, topic, partition).await?;
-    let mut connection = Connection::connect(&leader).await?;
+    let leader = metadata::partition_leader(cluster, topic, partition).await?;
+    let mut connection = cluster.connect_to(&leader).await?;
     let version = connection.version::<FetchRequest>("Fetch", FETCH_VERSION_CAP)?;
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
@@ -84,7 +84,7 @@ pub struct PartitionEnds {
 
 /// Reads `topic`/`partition`'s high watermark and last stable offset (a read_committed
 /// fetch from offset 0, so the partition's log must start at 0).
-pub async fn partition_ends(bootstrap: &str, topic: &str, partition: i32) -> Result<PartitionEnds, Error> {
-    let data = fetch_partition(bootstrap, topic, partition, 0, Isolation::ReadCommitted, 1).await?;
+pub async fn partition_ends(cluster: &Cluster, topic: &str, partition: i32) -> Result<PartitionEnds, Error> {
+    let data = fetch_partition(cluster, topic, partition, 0, Isolation::ReadCommitted, 1).await?;
     Ok(PartitionEnds { high_watermark: data.high_watermark, last_stable_offset: data.last_stable_offset })
 }

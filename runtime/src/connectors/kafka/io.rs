@@ -45,16 +45,16 @@ pub fn first_broker(bootstrap: &str) -> String {
     bootstrap.split(',').next().unwrap_or(bootstrap).trim().to_string()
 }
 
-/// [`super::partition_ends`] of `topic`/`partition`, run on `io` (see [`block_on`]) and waited
-/// for on this thread (from the first broker of `bootstrap`).
+/// [`super::partition_ends`] of `topic`/`partition` in `cluster`, run on `io` (see [`block_on`])
+/// and waited for on this thread.
 pub fn partition_ends_blocking(
     io: Option<&Handle>,
-    bootstrap: &str,
+    cluster: &super::security::Cluster,
     topic: &str,
     partition: i32,
 ) -> Result<super::PartitionEnds, Error> {
-    let (bootstrap, topic) = (first_broker(bootstrap), topic.to_owned());
-    block_on(io, async move { super::partition_ends(&bootstrap, &topic, partition).await })?
+    let (cluster, topic) = (cluster.clone(), topic.to_owned());
+    block_on(io, async move { super::partition_ends(&cluster, &topic, partition).await })?
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use kafka_protocol::{
     protocol::StrBytes,
 };
 
-use super::{Error, wire::Connection};
+use super::{Error, security::Cluster};
 
 /// Newest Metadata version whose fields we read (v9 is the first flexible one; topic ids
 /// from v10 on are not needed here).
@@ -20,12 +20,12 @@ pub struct BrokerNode {
     pub addr: String,
 }
 
-/// Metadata for `topics` (all topics when `None`), asked of `bootstrap`.
+/// Metadata for `topics` (all topics when `None`), asked of a bootstrap broker.
 async fn metadata(
-    bootstrap: &str,
+    cluster: &Cluster,
     topics: Option<&[&str]>,
 ) -> Result<kafka_protocol::messages::MetadataResponse, Error> {
-    let mut connection = Connection::connect(bootstrap).await?;
+    let mut connection = cluster.connect().await?;
     let version = connection.version::<MetadataRequest>("Metadata", METADATA_VERSION_CAP)?;
     let request = MetadataRequest::default()
         .with_topics(topics.map(|topics| {
@@ -41,9 +41,9 @@ async fn metadata(
     connection.call(&request, version, "Metadata").await
 }
 
-/// The brokers of the cluster `bootstrap` belongs to.
-pub async fn brokers(bootstrap: &str) -> Result<Vec<BrokerNode>, Error> {
-    let response = metadata(bootstrap, Some(&[])).await?;
+/// The brokers of `cluster`.
+pub async fn brokers(cluster: &Cluster) -> Result<Vec<BrokerNode>, Error> {
+    let response = metadata(cluster, Some(&[])).await?;
     Ok(response
         .brokers
         .iter()
@@ -55,8 +55,8 @@ pub async fn brokers(bootstrap: &str) -> Result<Vec<BrokerNode>, Error> {
 }
 
 /// The address of the broker leading `topic`/`partition`.
-pub async fn partition_leader(bootstrap: &str, topic: &str, partition: i32) -> Result<String, Error> {
-    let response = metadata(bootstrap, Some(&[topic])).await?;
+pub async fn partition_leader(cluster: &Cluster, topic: &str, partition: i32) -> Result<String, Error> {
+    let response = metadata(cluster, Some(&[topic])).await?;
     let topic_metadata =
         response.topics.iter().find(|t| t.name.as_ref().is_some_and(|name| name.0.as_str() == topic)).ok_or_else(
             || Error::Protocol { step: "Metadata", message: format!("topic {topic} missing from the metadata answer") },

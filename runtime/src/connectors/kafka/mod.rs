@@ -3,8 +3,8 @@
 //! transactional id, producer id and epoch after a crash, learning a transaction's producer
 //! id/epoch from its first record batch, and reading the broker's transaction limits.
 //!
-//! Everything here speaks the Kafka protocol with the `kafka-protocol` crate over a plain
-//! TCP connection (no TLS/SASL yet).
+//! Everything here speaks the Kafka protocol with the `kafka-protocol` crate, over TCP or TLS
+//! and SASL-authenticated as the block's `properties` say (`security`, `sasl`).
 
 pub mod broker_config;
 pub mod build;
@@ -17,6 +17,8 @@ pub mod plain_sink;
 pub mod producer;
 pub mod producer_identity;
 pub mod recovery;
+pub mod sasl;
+pub mod security;
 pub mod sink;
 pub mod source;
 pub mod timeout_check;
@@ -29,6 +31,7 @@ pub mod wire;
 pub use error::Error;
 pub use fetch::{Isolation, PartitionEnds, partition_ends};
 pub use producer_identity::{ProducerIdentity, first_batch_identity};
+pub use security::{Cluster, Security, SecurityError};
 pub use timeout_check::{TimeoutBudget, TimeoutError, check_transaction_timeout};
 pub use txn::{TxnOutcome, end_transaction, init_producer_id};
 pub use txn_ids::TxnIdPool;

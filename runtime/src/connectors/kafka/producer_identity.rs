@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Error,
     fetch::{Isolation, fetch_partition},
+    security::Cluster,
     wire::{be_i16, be_i32, be_i64},
 };
 
@@ -37,12 +38,12 @@ const CONTROL: i16 = 0x20;
 /// Reads the producer id/epoch of the transactional batch holding the record at `offset`
 /// of `topic`/`partition` (read_uncommitted, from the partition leader).
 pub async fn first_batch_identity(
-    bootstrap: &str,
+    cluster: &Cluster,
     topic: &str,
     partition: i32,
     offset: i64,
 ) -> Result<ProducerIdentity, Error> {
-    let data = fetch_partition(bootstrap, topic, partition, offset, Isolation::ReadUncommitted, FETCH_BYTES).await?;
+    let data = fetch_partition(cluster, topic, partition, offset, Isolation::ReadUncommitted, FETCH_BYTES).await?;
     let not_found = || Error::BatchNotFound { topic: topic.to_owned(), partition, offset };
     let records = data.records.as_ref().ok_or_else(not_found)?;
     let header = batch_containing(records, offset).ok_or_else(not_found)?;

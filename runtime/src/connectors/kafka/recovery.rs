@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use sluice_crds::contract::job_config::JobConfig;
 use sluice_crds::contract::kafka::{DeliveryGuarantee, KafkaSinkSpec};
 
-use super::io::first_broker;
+use super::build::secured;
+use super::security::Cluster;
 use super::sink::{KafkaCommittable, pool_for};
 use super::{
     Error, TimeoutBudget, TxnIdPool, TxnOutcome, check_transaction_timeout, end_transaction, init_producer_id,
@@ -48,6 +49,8 @@ struct Ledger {
 pub struct KafkaSinkRecovery {
     node: String,
     spec: KafkaSinkSpec,
+    /// The cluster, or why its security settings cannot be used (reported by `recover`).
+    cluster: Result<Cluster, String>,
     pool: TxnIdPool,
     budget: Option<TimeoutBudget>,
     job_prefix: String,
@@ -59,16 +62,19 @@ pub fn for_sink(node: &str, spec: &KafkaSinkSpec, job: &JobConfig) -> Option<Box
         return None;
     }
     let max_concurrent = job.checkpointing.as_ref().map_or(1, |c| c.max_concurrent);
+    let mut spec = spec.clone();
+    let cluster = secured("kafkaSink", &spec.bootstrap_servers, &mut spec.properties);
     Some(Box::new(KafkaSinkRecovery {
         node: node.into(),
-        spec: spec.clone(),
-        pool: pool_for(&job.name, node, spec, max_concurrent),
+        pool: pool_for(&job.name, node, &spec, max_concurrent),
+        cluster,
         budget: job.checkpointing.as_ref().map(|c| TimeoutBudget {
             checkpoint_interval: c.interval,
             checkpoint_timeout: c.timeout,
             restart_time: spec.expected_restart_time,
         }),
         job_prefix: job.name.clone(),
+        spec,
     }))
 }
 
@@ -105,10 +111,10 @@ impl KafkaSinkRecovery {
         store.put(&key, Bytes::from(bytes)).await.map_err(|e| self.err(format!("write {key}: {e}")))
     }
 
-    async fn check_timeout(&self, bootstrap: &str) -> Result<(), OpError> {
+    async fn check_timeout(&self, cluster: &Cluster) -> Result<(), OpError> {
         // A broker that will not describe its configuration (ACLs) still refuses an over-long
         // timeout itself when the producer starts; the cycle check below holds either way.
-        let max = match super::broker_config::transaction_max_timeout_ms(bootstrap).await {
+        let max = match super::broker_config::transaction_max_timeout_ms(cluster).await {
             Ok(max) => max,
             Err(e) => {
                 tracing::warn!(node = %self.node, error = %e, "cannot read the broker's transaction.max.timeout.ms; checking the checkpoint cycle only");
@@ -133,7 +139,7 @@ impl KafkaSinkRecovery {
     async fn commit_listed(
         &self,
         ctx: &RecoveryContext<'_>,
-        bootstrap: &str,
+        cluster: &Cluster,
         committables: &[serde_json::Value],
         done: u64,
     ) -> Result<(usize, u64), OpError> {
@@ -146,7 +152,7 @@ impl KafkaSinkRecovery {
             if checkpoint <= done {
                 continue;
             }
-            match end_transaction(bootstrap, &c.transactional_id, identity, TxnOutcome::Commit).await {
+            match end_transaction(cluster, &c.transactional_id, identity, TxnOutcome::Commit).await {
                 Ok(()) => committed += 1,
                 Err(e @ Error::TransactionLost { .. }) => {
                     return Err(OpError::Commit {
@@ -189,16 +195,16 @@ impl KafkaSinkRecovery {
         Ok(range)
     }
 
-    async fn fence(&self, bootstrap: &str, range: IdRange) -> Result<usize, OpError> {
+    async fn fence(&self, cluster: &Cluster, range: IdRange) -> Result<usize, OpError> {
         let pool = TxnIdPool::with_prefix(self.pool.prefix(), range.slots);
         let timeout_ms = i32::try_from(self.spec.transaction_timeout.as_millis()).unwrap_or(i32::MAX);
         let mut tasks = tokio::task::JoinSet::new();
         for subtask in 0..range.subtasks {
             for slot in 0..range.slots {
                 let id = pool.slot_id(subtask, slot);
-                let bootstrap = bootstrap.to_owned();
+                let cluster = cluster.clone();
                 tasks.spawn(async move {
-                    let result = init_producer_id(&bootstrap, &id, timeout_ms).await;
+                    let result = init_producer_id(&cluster, &id, timeout_ms).await;
                     (id, result)
                 });
             }
@@ -220,17 +226,18 @@ impl SinkRecovery for KafkaSinkRecovery {
         ctx: &RecoveryContext<'_>,
         committables: &[serde_json::Value],
     ) -> Result<(usize, usize), OpError> {
-        let bootstrap = first_broker(&self.spec.bootstrap_servers);
-        self.check_timeout(&bootstrap).await?;
+        let cluster =
+            self.cluster.as_ref().map_err(|m| OpError::External { node: self.node.clone(), message: m.clone() })?;
+        self.check_timeout(cluster).await?;
         let done = self.committed_through(ctx).await?.unwrap_or(0);
-        let (committed, newest) = self.commit_listed(ctx, &bootstrap, committables, done).await?;
+        let (committed, newest) = self.commit_listed(ctx, cluster, committables, done).await?;
         if newest > done {
             self.record_committed(ctx, newest).await?;
         }
         // Committed (or skipped), not yet fenced: a crash here must leave nothing inconsistent.
         ctx.faults.hit("sink.mid_recovery");
         let range = self.id_range(ctx).await?;
-        let fenced = self.fence(&bootstrap, range).await?;
+        let fenced = self.fence(cluster, range).await?;
         tracing::info!(node = %self.node, job = %self.job_prefix, committed, fenced, ?range, "Kafka sink recovered");
         Ok((committed, fenced))
     }

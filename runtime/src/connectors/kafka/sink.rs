@@ -21,8 +21,9 @@ use sluice_crds::contract::kafka::KafkaSinkSpec;
 use rdkafka::producer::Producer;
 
 use super::TxnIdPool;
-use super::io::{block_on, first_broker};
+use super::io::block_on;
 use super::producer::{self, Encoder, PRODUCER_TIMEOUT, TrackedProducer, client_config, create_producer, flush};
+use super::security::Cluster;
 use super::{ProducerIdentity, first_batch_identity};
 use crate::connectors::two_phase::TwoPhaseCommit;
 use crate::ops::{OpContext, OpError};
@@ -48,6 +49,7 @@ pub fn pool_for(job: &str, node: &str, spec: &KafkaSinkSpec, max_concurrent: u32
 pub struct KafkaTxnSink {
     node: String,
     spec: KafkaSinkSpec,
+    cluster: Cluster,
     subtask: u32,
     pool: TxnIdPool,
     producers: Vec<Option<TrackedProducer>>,
@@ -80,13 +82,15 @@ pub struct KafkaCommittable {
 }
 
 impl KafkaTxnSink {
-    /// The sink subtask `ctx` of node `ctx.node`.
-    pub fn new(spec: &KafkaSinkSpec, ctx: &OpContext) -> KafkaTxnSink {
+    /// The sink subtask `ctx` of node `ctx.node`, writing to `cluster` (built from the spec's
+    /// bootstrap servers and properties).
+    pub fn new(spec: &KafkaSinkSpec, cluster: Cluster, ctx: &OpContext) -> KafkaTxnSink {
         let pool = pool_for(&ctx.job, &ctx.node, spec, ctx.max_concurrent_checkpoints);
         let slots = pool.slots() as usize;
         KafkaTxnSink {
             node: ctx.node.clone(),
             spec: spec.clone(),
+            cluster,
             subtask: ctx.subtask,
             pool,
             producers: (0..slots).map(|_| None).collect(),
@@ -163,9 +167,9 @@ impl TwoPhaseCommit for KafkaTxnSink {
         let identity = match first {
             None => None,
             Some((partition, offset)) => {
-                let (bootstrap, topic) = (first_broker(&self.spec.bootstrap_servers), self.spec.topic.clone());
+                let (cluster, topic) = (self.cluster.clone(), self.spec.topic.clone());
                 let identity = block_on(self.io.as_ref(), async move {
-                    first_batch_identity(&bootstrap, &topic, partition, offset).await
+                    first_batch_identity(&cluster, &topic, partition, offset).await
                 })
                 .and_then(|identity| identity)
                 .map_err(|e| self.err(format!("read producer id of {transactional_id}: {e}")))?;

@@ -20,6 +20,7 @@ use sluice_crds::contract::pipeline::ErrorPolicy;
 use super::codec::{decode_key, decode_value};
 use super::io::partition_ends_blocking;
 use super::producer::{TrackedProducer, client_config, create_producer, flush};
+use super::security::Cluster;
 use crate::ops::rate::RateLimit;
 use crate::ops::{OpContext, OpError, Source, SourcePoll};
 use crate::record::{Batch, Record};
@@ -65,6 +66,7 @@ struct Partition {
 /// One subtask of a Kafka source.
 pub struct KafkaSource {
     spec: KafkaSourceSpec,
+    cluster: Cluster,
     ctx: OpContext,
     policy: ErrorPolicy,
     consumer: Option<BaseConsumer>,
@@ -82,13 +84,15 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// A source subtask; call [`Source::open`] before polling.
-    pub fn new(spec: KafkaSourceSpec, ctx: OpContext, policy: ErrorPolicy) -> KafkaSource {
+    /// A source subtask reading from `cluster` (built from the spec's bootstrap servers and
+    /// properties); call [`Source::open`] before polling.
+    pub fn new(spec: KafkaSourceSpec, cluster: Cluster, ctx: OpContext, policy: ErrorPolicy) -> KafkaSource {
         let rate = spec.rate_per_second.map(|r| RateLimit::new(r as f64 / f64::from(ctx.parallelism.max(1))));
         let out_of_orderness =
             spec.max_out_of_orderness.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         KafkaSource {
             spec,
+            cluster,
             ctx,
             policy,
             consumer: None,
@@ -135,7 +139,7 @@ impl KafkaSource {
     /// The high watermark of `partition`, from a Fetch answer (the test broker's ListOffsets
     /// answers the last batch's base offset + 1 for "latest"); ListOffsets when that fails.
     fn end_offset(&self, partition: i32) -> Result<i64, OpError> {
-        match partition_ends_blocking(self.ctx.io.as_ref(), &self.spec.bootstrap_servers, &self.spec.topic, partition) {
+        match partition_ends_blocking(self.ctx.io.as_ref(), &self.cluster, &self.spec.topic, partition) {
             Ok(ends) => Ok(ends.high_watermark),
             _ => self
                 .consumer()?

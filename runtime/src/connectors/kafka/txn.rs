@@ -21,7 +21,7 @@ use kafka_protocol::{
 };
 use tracing::{debug, info};
 
-use super::{Error, ProducerIdentity, wire::Connection};
+use super::{Error, ProducerIdentity, security::Cluster};
 
 /// FindCoordinator key type of a transaction coordinator.
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -48,8 +48,8 @@ pub enum TxnOutcome {
 }
 
 /// The `host:port` of the transaction coordinator for `transactional_id`.
-pub async fn find_coordinator(bootstrap: &str, transactional_id: &str) -> Result<String, Error> {
-    let mut connection = Connection::connect(bootstrap).await?;
+pub async fn find_coordinator(cluster: &Cluster, transactional_id: &str) -> Result<String, Error> {
+    let mut connection = cluster.connect().await?;
     let version = connection.version::<FindCoordinatorRequest>("FindCoordinator", FIND_COORDINATOR_VERSION_CAP)?;
     let request = FindCoordinatorRequest::default()
         .with_key(StrBytes::from_string(transactional_id.to_owned()))
@@ -62,7 +62,7 @@ pub async fn find_coordinator(bootstrap: &str, transactional_id: &str) -> Result
 /// Commits or aborts the transaction of `identity` (recorded at pre-commit) for
 /// `transactional_id`. See the module docs for the idempotency contract.
 pub async fn end_transaction(
-    bootstrap: &str,
+    cluster: &Cluster,
     transactional_id: &str,
     identity: ProducerIdentity,
     outcome: TxnOutcome,
@@ -75,8 +75,8 @@ pub async fn end_transaction(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let coordinator = find_coordinator(bootstrap, transactional_id).await?;
-        let mut connection = Connection::connect(&coordinator).await?;
+        let coordinator = find_coordinator(cluster, transactional_id).await?;
+        let mut connection = cluster.connect_to(&coordinator).await?;
         let version = connection.version::<EndTxnRequest>("EndTxn", END_TXN_VERSION_CAP)?;
         let code = connection.call(&request, version, "EndTxn").await?.error_code;
         debug!(transactional_id, ?identity, ?outcome, code, attempt, "EndTxn answered");
@@ -126,7 +126,7 @@ fn is_transient(e: ResponseError) -> bool {
 /// its open transaction (if any), and returns the new producer id and epoch. Recovery
 /// uses it to clear transactions a killed attempt left open.
 pub async fn init_producer_id(
-    bootstrap: &str,
+    cluster: &Cluster,
     transactional_id: &str,
     transaction_timeout_ms: i32,
 ) -> Result<ProducerIdentity, Error> {
@@ -138,8 +138,8 @@ pub async fn init_producer_id(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let coordinator = find_coordinator(bootstrap, transactional_id).await?;
-        let mut connection = Connection::connect(&coordinator).await?;
+        let coordinator = find_coordinator(cluster, transactional_id).await?;
+        let mut connection = cluster.connect_to(&coordinator).await?;
         let version = connection.version::<InitProducerIdRequest>("InitProducerId", INIT_PRODUCER_ID_VERSION_CAP)?;
         let response = connection.call(&request, version, "InitProducerId").await?;
         match ResponseError::try_from_code(response.error_code) {

@@ -10,7 +10,7 @@ use kafka_protocol::{
     protocol::StrBytes,
 };
 
-use super::{Error, metadata, txn::find_coordinator, wire::Connection};
+use super::{Error, metadata, security::Cluster, txn::find_coordinator};
 
 /// ListTransactions v1 adds the duration filter; v2 (a name pattern) is not needed.
 const LIST_VERSION_CAP: i16 = 1;
@@ -70,13 +70,13 @@ impl fmt::Display for TxnDescription {
 
 /// Transactional ids known to the cluster's coordinators, as (id, producer id, state); only
 /// those in `states` unless it is empty.
-pub async fn list_transactions(bootstrap: &str, states: &[&str]) -> Result<Vec<(String, i64, String)>, Error> {
+pub async fn list_transactions(cluster: &Cluster, states: &[&str]) -> Result<Vec<(String, i64, String)>, Error> {
     let request = ListTransactionsRequest::default()
         .with_state_filters(states.iter().map(|s| StrBytes::from_string((*s).to_owned())).collect())
         .with_duration_filter(-1);
     let mut listed = Vec::new();
-    for broker in metadata::brokers(bootstrap).await? {
-        let mut connection = Connection::connect(&broker.addr).await?;
+    for broker in metadata::brokers(cluster).await? {
+        let mut connection = cluster.connect_to(&broker.addr).await?;
         let version = connection.version::<ListTransactionsRequest>("ListTransactions", LIST_VERSION_CAP)?;
         let response = connection.call(&request, version, "ListTransactions").await?;
         Error::check("ListTransactions", response.error_code, None)?;
@@ -93,9 +93,9 @@ pub async fn list_transactions(bootstrap: &str, states: &[&str]) -> Result<Vec<(
 }
 
 /// Describes `transactional_id` at its coordinator.
-pub async fn describe_transaction(bootstrap: &str, transactional_id: &str) -> Result<TxnDescription, Error> {
-    let coordinator = find_coordinator(bootstrap, transactional_id).await?;
-    let mut connection = Connection::connect(&coordinator).await?;
+pub async fn describe_transaction(cluster: &Cluster, transactional_id: &str) -> Result<TxnDescription, Error> {
+    let coordinator = find_coordinator(cluster, transactional_id).await?;
+    let mut connection = cluster.connect_to(&coordinator).await?;
     let version = connection.version::<DescribeTransactionsRequest>("DescribeTransactions", DESCRIBE_VERSION_CAP)?;
     let request = DescribeTransactionsRequest::default()
         .with_transactional_ids(vec![TransactionalId(StrBytes::from_string(transactional_id.to_owned()))]);
@@ -124,10 +124,10 @@ pub async fn describe_transaction(bootstrap: &str, transactional_id: &str) -> Re
 }
 
 /// Every transaction not yet ended that includes a partition of `topic`.
-pub async fn open_transactions_on(bootstrap: &str, topic: &str) -> Result<Vec<TxnDescription>, Error> {
+pub async fn open_transactions_on(cluster: &Cluster, topic: &str) -> Result<Vec<TxnDescription>, Error> {
     let mut open = Vec::new();
-    for (id, _, _) in list_transactions(bootstrap, &OPEN_STATES).await? {
-        let described = describe_transaction(bootstrap, &id).await?;
+    for (id, _, _) in list_transactions(cluster, &OPEN_STATES).await? {
+        let described = describe_transaction(cluster, &id).await?;
         // It may have ended between the two calls.
         if described.is_open() && !described.partitions_of(topic).is_empty() {
             open.push(described);

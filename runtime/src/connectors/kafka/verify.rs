@@ -13,7 +13,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::io::{block_on, first_broker, partition_ends_blocking};
+use super::io::{block_on, partition_ends_blocking};
+use super::security::Cluster;
 use super::txn_admin::{self, TxnDescription};
 use crate::value::Value;
 use crate::verify::{SequenceCheck, VerifyReport};
@@ -158,7 +159,7 @@ pub fn open_transactions_named(bootstrap: &str, topic: &str, grace: Duration) ->
     let started = Instant::now();
     loop {
         let partitions = open_transactions(bootstrap, topic, Duration::ZERO)?;
-        let (b, t) = (first_broker(bootstrap), topic.to_owned());
+        let (b, t) = (Cluster::plaintext(bootstrap), topic.to_owned());
         let (transactions, lookup_error) =
             match block_on(None, async move { txn_admin::open_transactions_on(&b, &t).await }) {
                 Ok(Ok(open)) => (open, None),
@@ -174,7 +175,7 @@ pub fn open_transactions_named(bootstrap: &str, topic: &str, grace: Duration) ->
 }
 
 fn ends_of(bootstrap: &str, topic: &str, partition: i32) -> Result<super::PartitionEnds, VerifyError> {
-    partition_ends_blocking(None, bootstrap, topic, partition)
+    partition_ends_blocking(None, &Cluster::plaintext(bootstrap), topic, partition)
         .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })
 }
 

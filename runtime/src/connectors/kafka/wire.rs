@@ -1,5 +1,6 @@
-//! One plain-TCP Kafka protocol connection: length-prefixed frames, request headers,
-//! correlation ids, and API version negotiation (ApiVersions once per connection).
+//! One Kafka protocol connection (plain TCP or TLS, SASL-authenticated when the cluster asks
+//! for it): length-prefixed frames, request headers, correlation ids, and API version
+//! negotiation (ApiVersions once per connection).
 
 use std::collections::HashMap;
 
@@ -9,11 +10,11 @@ use kafka_protocol::{
     protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
-use super::Error;
+use super::{Error, sasl, security::Security};
 
 /// Client id sent in every request header.
 const CLIENT_ID: &str = "sluice";
@@ -22,24 +23,37 @@ const API_VERSIONS_VERSION: i16 = 3;
 /// Largest response frame accepted (a Fetch answer is bounded by its max_bytes).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
+/// The byte stream under a connection: TCP or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
 /// A connection to one broker, with the API version ranges it advertised.
-#[derive(Debug)]
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("addr", &self.addr).field("correlation_id", &self.correlation_id).finish()
+    }
+}
+
 impl Connection {
-    /// Connects to `addr` (`host:port`) and negotiates API versions.
-    pub async fn connect(addr: &str) -> Result<Self, Error> {
-        let stream = TcpStream::connect(addr).await.map_err(|source| Error::Io {
+    /// Connects to `addr` (`host:port`) as `security` says (TLS handshake, then ApiVersions,
+    /// then SASL authentication) and negotiates API versions.
+    pub async fn connect(addr: &str, security: &Security) -> Result<Self, Error> {
+        let tcp = TcpStream::connect(addr).await.map_err(|source| Error::Io {
             addr: addr.to_owned(),
             step: "connect",
             source,
         })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Transport> =
+            if security.uses_tls() { Box::new(security.tls(addr, tcp).await?) } else { Box::new(tcp) };
         let mut connection = Self { addr: addr.to_owned(), stream, correlation_id: 0, versions: HashMap::new() };
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
@@ -48,6 +62,9 @@ impl Connection {
         Error::check("ApiVersions", response.error_code, None)?;
         connection.versions =
             response.api_keys.iter().map(|key| (key.api_key, (key.min_version, key.max_version))).collect();
+        if let Some(settings) = security.sasl() {
+            sasl::authenticate(&mut connection, settings).await?;
+        }
         Ok(connection)
     }
 
