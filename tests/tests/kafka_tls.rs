@@ -119,7 +119,7 @@ fn an_untrusted_or_misnamed_certificate_is_refused_with_the_reason() {
     match rt.block_on(metadata::brokers(&cluster)) {
         Err(Error::Tls { addr, message }) => {
             assert_eq!(addr, broker.addr);
-            assert!(message.contains("TLS handshake failed") && message.contains("NotValidForName"), "{message}");
+            assert!(message.contains("TLS handshake failed") && message.contains("not valid for name"), "{message}");
         }
         other => panic!("expected a TLS error, got {other:?}"),
     }
@@ -136,11 +136,17 @@ fn an_untrusted_or_misnamed_certificate_is_refused_with_the_reason() {
     no_name_check.insert("ssl.ca.location".into(), broker.dir.path().join("other.pem").display().to_string());
     let cluster = Cluster::new(&broker.addr, &no_name_check).expect("cluster");
     match rt.block_on(metadata::brokers(&cluster)) {
-        Err(Error::Tls { message, .. }) => assert!(message.contains("UnknownIssuer"), "{message}"),
+        Err(Error::Tls { message, .. }) => {
+            assert!(
+                message.contains("invalid peer certificate") && !message.contains("not valid for name"),
+                "{message}"
+            )
+        }
         other => panic!("expected a TLS error, got {other:?}"),
     }
 
     // Plain TCP against the TLS listener fails (no hang) instead of reading garbage as Kafka.
     let plain = Cluster::plaintext(&broker.addr);
-    assert!(rt.block_on(tokio::time::timeout(TIMEOUT, metadata::brokers(&plain))).expect("no hang").is_err());
+    let answer = rt.block_on(async { tokio::time::timeout(TIMEOUT, metadata::brokers(&plain)).await });
+    assert!(answer.expect("no hang").is_err());
 }
