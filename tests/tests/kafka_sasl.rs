@@ -40,7 +40,10 @@ struct Accepts {
 
 /// What the fake broker saw: request names in order, and the SaslAuthenticate tokens.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<(Vec<&'static str>, Vec<Vec<u8>>)>>);
+struct Seen(Arc<Mutex<Requests>>);
+
+/// Request names in order, and the SaslAuthenticate tokens.
+type Requests = (Vec<&'static str>, Vec<Vec<u8>>);
 
 impl Seen {
     fn requests(&self) -> Vec<&'static str> {

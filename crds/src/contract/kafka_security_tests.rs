@@ -53,9 +53,12 @@ fn sasl_plaintext_has_no_tls() {
     assert_eq!(parsed.sasl.map(|s| s.mechanism), Some(SaslMechanism::Plain));
 }
 
+/// Properties given, the property the error must name, and text the error must contain.
+type BadCase<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[test]
 fn bad_values_name_their_property() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[BadCase] = &[
         (&[("security.protocol", "TLS")], "security.protocol", "\"TLS\" is not one of"),
         (
             &[("security.protocol", "SASL_SSL"), ("sasl.username", "u"), ("sasl.password", "p")],

@@ -40,11 +40,6 @@ pub fn block_on<T: Send + 'static>(
     }
 }
 
-/// The first `host:port` of a bootstrap list (the raw-protocol calls discover the rest).
-pub fn first_broker(bootstrap: &str) -> String {
-    bootstrap.split(',').next().unwrap_or(bootstrap).trim().to_string()
-}
-
 /// [`super::partition_ends`] of `topic`/`partition` in `cluster`, run on `io` (see [`block_on`])
 /// and waited for on this thread.
 pub fn partition_ends_blocking(
