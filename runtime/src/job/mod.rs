@@ -20,7 +20,9 @@ use crate::checkpoint::driver::{CheckpointStats, Driver, SharedStats, stats};
 use crate::checkpoint::driver::{DriverCommand, SavepointListener};
 use crate::checkpoint::restore::RestoreError;
 use crate::checkpoint::retention::sweep;
+use crate::checkpoint::snapshot::StoreCaptureWriter;
 use crate::engine::cancel::Cancellation;
+use crate::engine::capture::CaptureWriter;
 use crate::engine::channel::{ExchangeError, LocalExchange};
 use crate::engine::metrics::JobMetrics;
 use crate::engine::task::{TaskEnv, TaskError};
@@ -261,10 +263,16 @@ fn task_env(
     events: mpsc::UnboundedSender<crate::engine::message::TaskEvent>,
     cancel: Arc<Cancellation>,
 ) -> Arc<TaskEnv> {
+    let snapshots = store.map(|store| {
+        Arc::new(StoreCaptureWriter {
+            store,
+            run_id: config.run_id.clone(),
+            max_parallelism: config.job.pipeline.max_parallelism,
+            faults: config.faults.clone(),
+        }) as Arc<dyn CaptureWriter>
+    });
     Arc::new(TaskEnv {
-        store,
-        max_parallelism: config.job.pipeline.max_parallelism,
-        run_id: config.run_id.clone(),
+        snapshots,
         faults: config.faults.clone(),
         metrics,
         events,
