@@ -94,4 +94,28 @@ mod tests {
         let fresh = PartitionPosition { max_ts: i64::MIN, ..pos };
         assert_eq!(serde_json::to_value(fresh).expect("json"), serde_json::json!({"split": 2, "next": 40}));
     }
+
+    /// With `stopAtEnd`, records before the end are taken, the one at the end is not, and the
+    /// partition is done as soon as its position reaches the end; an end-of-partition moves the
+    /// position up to (never past) the end.
+    #[test]
+    fn a_bounded_partition_takes_records_up_to_its_end_and_is_done_there() {
+        let pos = PartitionPosition { split: 0, next: 7, end: Some(10), max_ts: i64::MIN };
+        let mut p = Partition::new(pos);
+        assert!(!p.done);
+        assert!(p.advance(8, 50) && !p.done && p.pos.next == 9 && p.pos.max_ts == 50);
+        assert!(p.advance(9, 40), "an older record does not lower the partition's time");
+        assert!(p.done && p.pos.next == 10 && p.pos.max_ts == 50);
+        assert!(!p.advance(10, 60) && p.pos.next == 10, "nothing past the end");
+        let mut q = Partition::new(pos);
+        assert!(!q.advance(12, 1) && q.done && q.pos.next == 7, "a record past the end ends it unread");
+        let mut r = Partition::new(pos);
+        r.reached_eof(Some(13));
+        assert!(r.idle && r.done && r.pos.next == 10, "a transaction marker at the end finishes it");
+        let mut open = Partition::new(PartitionPosition { end: None, ..pos });
+        open.reached_eof(Some(13));
+        assert!(open.idle && !open.done && open.pos.next == 7, "an unbounded partition only goes idle");
+        assert!(open.advance(7, 1) && !open.idle);
+        assert!(Partition::new(PartitionPosition { next: 10, ..pos }).done, "restored at its end");
+    }
 }
