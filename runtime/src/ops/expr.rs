@@ -20,16 +20,24 @@ pub struct Expr {
 }
 
 impl Expr {
-    /// Compiles `source`; errors name the node and the expression.
+    /// Compiles and checks `source`: its syntax, its variables (`value`, `key`, `ts` only), its
+    /// functions (CEL's standard ones only) and, when it names no variable, its value. Errors
+    /// name the node and the expression.
     pub fn compile(node: &str, source: &str) -> Result<Expr, OpError> {
         let error = |message: String| OpError::Expression { node: node.into(), expr: source.into(), message };
-        let program = Program::compile(source).map_err(|e| error(e.to_string()))?;
+        let program = Program::compile(source).map_err(|e| error(syntax_message(&e.to_string())))?;
         let variables: Vec<String> = program.references().variables().into_iter().map(String::from).collect();
         let unknown: Vec<&String> =
             variables.iter().filter(|v| !matches!(v.as_str(), "value" | "key" | "ts")).collect();
         if !unknown.is_empty() {
             return Err(error(format!("unknown variable(s) {unknown:?}; use value, key or ts")));
         }
+        let references = program.references();
+        let unknown: Vec<&str> = references.functions().into_iter().filter(|f| !is_known_function(f)).collect();
+        if !unknown.is_empty() {
+            return Err(error(format!("unknown function(s) {unknown:?}")));
+        }
+        drop(references);
         let mut expr = Expr { node: node.into(), source: source.into(), program, constant: None };
         if variables.is_empty() {
             let ctx = Context::default();
@@ -71,6 +79,24 @@ impl Expr {
             message: format!("{message} (record key {}, value {})", r.key, r.value),
         }
     }
+}
+
+/// The first line of a CEL syntax error, without its `ERROR: <input>:` prefix: the line and
+/// column and what was expected (the later lines draw the expression and a caret).
+fn syntax_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    first.trim_start_matches("ERROR: ").trim_start_matches("<input>:").to_string()
+}
+
+/// Whether `name` is a function CEL's default context knows: calling it without arguments
+/// fails with anything but "undeclared reference to `name`" (a wrong argument count or type).
+/// Names that are not a plain call (operators) count as known.
+fn is_known_function(name: &str) -> bool {
+    let Ok(probe) = Program::compile(&format!("{name}()")) else { return true };
+    !matches!(
+        probe.execute(&Context::default()),
+        Err(cel::ExecutionError::UndeclaredReference(r)) if r.as_str() == name
+    )
 }
 
 /// Converts a record value to a CEL value.
@@ -148,5 +174,40 @@ mod tests {
         assert!(err.contains("my-map") && err.contains("value +"), "{err}");
         let err = Expr::compile("my-map", "foo + 1").err().expect("fails").to_string();
         assert!(err.contains("unknown variable"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_column() {
+        let err = Expr::compile("m", "value +").err().expect("fails").to_string();
+        assert!(err.starts_with("node m: expression \"value +\": 1:8: Syntax error"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn unknown_functions_fail_at_compile_time_and_standard_ones_do_not() {
+        for good in [
+            "size(value)",
+            "value.startsWith('a')",
+            "value.endsWith('a') || value.contains('b')",
+            "value.matches('a+')",
+            "string(key) + string(ts)",
+            "int(value) + 1",
+            "double(ts) * 2.0",
+            "has(value.x) ? value.x : 0",
+            "[1, 2].map(x, x * 2)",
+            "[1, 2].exists(x, x > 1) && [1].all(x, x > 0)",
+            "[1, 2].filter(x, x > 1)",
+            "max(1, ts)",
+            "timestamp('2024-01-01T00:00:00Z')",
+            "duration('1s')",
+        ] {
+            Expr::compile("m", good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (bad, name) in
+            [("foo(value)", "foo"), ("value.frobnicate()", "frobnicate"), ("lenght(value) > 1", "lenght")]
+        {
+            let err = Expr::compile("f", bad).err().expect("must fail").to_string();
+            assert_eq!(err, format!("node f: expression {bad:?}: unknown function(s) [{name:?}]"));
+        }
     }
 }

@@ -184,6 +184,20 @@ pub enum OpError {
 }
 
 impl OpError {
+    /// The id of the node that failed.
+    pub fn node(&self) -> &str {
+        match self {
+            OpError::Expression { node, .. }
+            | OpError::Malformed { node, .. }
+            | OpError::Io { node, .. }
+            | OpError::Restore { node, .. }
+            | OpError::External { node, .. }
+            | OpError::Commit { node, .. }
+            | OpError::Config { node, .. }
+            | OpError::Serialize { node, .. } => node,
+        }
+    }
+
     /// True when the problem is in the input data rather than the system.
     pub fn is_data_error(&self) -> bool {
         matches!(self, OpError::Malformed { .. } | OpError::Expression { .. })
