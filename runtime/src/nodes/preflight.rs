@@ -143,7 +143,7 @@ mod tests {
         let result = load(&yaml);
         let mut want = Vec::new();
         if !cfg!(feature = "s3") {
-            want.push("checkpointing.storage.uri: s3://bucket/prefix: this build has no S3 support (feature `s3`)");
+            want.push("checkpointing.storage.uri: storage configuration: s3://bucket/prefix: this build has no S3 support (feature `s3`)");
         }
         if !cfg!(feature = "kafka") {
             want.push("pipeline.nodes[0].kafkaSource: node n0: invalid configuration: kafkaSource needs a runtime built with the `kafka` feature");
