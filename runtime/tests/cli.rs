@@ -304,3 +304,37 @@ fn ctrl_c_says_how_to_resume_and_progress_says_what_was_restored() {
     let first = interrupt(None);
     interrupt(Some(first));
 }
+
+/// `--restore` of a checkpoint another job wrote is refused, saying so once, unless
+/// `--allow-non-restored-state` (restore_fit.rs covers the library side and removed nodes).
+#[test]
+fn restoring_another_jobs_snapshot_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = |name: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        let yaml = format!(
+            "name: {name}\ncheckpointing: {{interval: 50ms, storage: {{uri: \"file://{}\"}}}}\npipeline:\n  nodes:\n    - {{id: gen, generator: {{count: 1000}}}}\n    - {{id: out, fileSink: {{path: \"{}\"}}}}\n  edges:\n    - {{from: gen, to: out}}\n",
+            dir.path().join(name).join("ckpt").display(),
+            dir.path().join(name).join("out").display()
+        );
+        std::fs::write(&path, yaml).expect("write job");
+        path.to_str().expect("utf-8 path").to_string()
+    };
+    let (first, second) = (job("first"), job("second"));
+    assert!(run_cli(&["run", &first]).status.success());
+    let first_ckpt = dir.path().join("first").join("ckpt");
+    let id = newest_checkpoint(&first_ckpt);
+    let manifest = format!(
+        "file://{}/{}",
+        first_ckpt.display(),
+        sluice_runtime::storage::layout::manifest_key(sluice_crds::CheckpointId(id))
+    );
+    let refused = run_cli(&["run", &second, "--restore", &manifest]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(i32::from(EXIT_FAILURE)), "{err}");
+    assert_eq!(err.matches(r#"written by job "first", not "second""#).count(), 1, "{err}");
+    assert_eq!(err.matches("--allow-non-restored-state").count(), 1, "{err}");
+    assert!(!dir.path().join("second").join("out").exists(), "a refused run writes nothing");
+    let allowed = run_cli(&["run", &second, "--restore", &manifest, "--allow-non-restored-state"]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+}
