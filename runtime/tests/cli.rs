@@ -163,7 +163,7 @@ fn a_failing_run_says_its_error_once_naming_node_and_subtask() {
         assert_eq!(
             line,
             format!(
-                "error: job t failed: node src (subtask {bad_file}): malformed record at {}:{}: key must be a string at line 1 column 2",
+                "error: job t failed: node src (subtask {bad_file}): malformed record at {}, byte {}: key must be a string at line 1 column 2",
                 bad.0, bad.1
             ),
             "seed {seed:#x}"

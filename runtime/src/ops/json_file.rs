@@ -119,7 +119,7 @@ impl JsonFileSource {
         }
         let malformed = |message: String| OpError::Malformed {
             node: self.ctx.node.clone(),
-            location: format!("{file}:{offset}"),
+            location: format!("{file}, byte {offset}"),
             message,
         };
         let value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
@@ -419,7 +419,7 @@ mod tests {
         let mut strict = source(dir.path(), ErrorPolicy::Fail);
         strict.open(None).expect("open");
         let err = read_all(&mut strict).expect_err("fails");
-        assert!(err.to_string().contains("a.jsonl:15"), "{err}");
+        assert!(err.to_string().contains("a.jsonl, byte 15"), "{err}");
         let mut lenient = source(dir.path(), ErrorPolicy::Skip);
         lenient.open(None).expect("open");
         assert_eq!(read_all(&mut lenient).expect("reads"), vec![1, 2]);

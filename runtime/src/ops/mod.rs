@@ -119,7 +119,7 @@ pub enum OpError {
     Malformed {
         /// Node id.
         node: String,
-        /// Where (file:offset, partition:offset, …).
+        /// Where (`<file>, byte <offset>`, `<topic>/<partition>@<offset>`, …).
         location: String,
         /// What is wrong.
         message: String,
