@@ -27,8 +27,10 @@ impl Expr {
         let error = |message: String| OpError::Expression { node: node.into(), expr: source.into(), message };
         let program = Program::compile(source).map_err(|e| error(syntax_message(&e.to_string())))?;
         let variables: Vec<String> = program.references().variables().into_iter().map(String::from).collect();
+        let mut bound = Vec::new();
+        macro_variables(program.expression(), &mut bound);
         let unknown: Vec<&String> =
-            variables.iter().filter(|v| !matches!(v.as_str(), "value" | "key" | "ts")).collect();
+            variables.iter().filter(|v| !matches!(v.as_str(), "value" | "key" | "ts") && !bound.contains(v)).collect();
         if !unknown.is_empty() {
             return Err(error(format!("unknown variable(s) {unknown:?}; use value, key or ts")));
         }
@@ -78,6 +80,38 @@ impl Expr {
             expr: self.source.clone(),
             message: format!("{message} (record key {}, value {})", r.key, r.value),
         }
+    }
+}
+
+/// The variables a macro binds (`x` of `list.map(x, x * 2)`, `exists`, `all`, `filter` …),
+/// which CEL's references list beside the free ones.
+fn macro_variables(e: &cel::IdedExpr, out: &mut Vec<String>) {
+    use cel::common::ast::{EntryExpr, Expr as E};
+    let entries = |entries: &[cel::common::ast::IdedEntryExpr], out: &mut Vec<String>| {
+        for entry in entries {
+            match &entry.expr {
+                EntryExpr::StructField(f) => macro_variables(&f.value, out),
+                EntryExpr::MapEntry(m) => {
+                    macro_variables(&m.key, out);
+                    macro_variables(&m.value, out);
+                }
+            }
+        }
+    };
+    match &e.expr {
+        E::Comprehension(c) => {
+            out.push(c.iter_var.clone());
+            out.extend(c.iter_var2.clone());
+            for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                macro_variables(part, out);
+            }
+        }
+        E::Call(c) => c.target.iter().map(|t| &**t).chain(&c.args).for_each(|a| macro_variables(a, out)),
+        E::List(l) => l.elements.iter().for_each(|x| macro_variables(x, out)),
+        E::Map(m) => entries(&m.entries, out),
+        E::Struct(s) => entries(&s.entries, out),
+        E::Select(s) => macro_variables(&s.operand, out),
+        E::Unspecified | E::Ident(_) | E::Literal(_) => {}
     }
 }
 
@@ -177,6 +211,8 @@ mod tests {
         assert!(err.contains("my-map") && err.contains("value +"), "{err}");
         let err = Expr::compile("my-map", "foo + 1").err().expect("fails").to_string();
         assert!(err.contains("unknown variable"), "{err}");
+        let err = Expr::compile("my-map", "[1].map(x, x + y)").err().expect("fails").to_string();
+        assert!(err.ends_with("unknown variable(s) [\"y\"]; use value, key or ts"), "{err}");
     }
 
     #[test]
@@ -206,6 +242,10 @@ mod tests {
             "value.frobnicate()",
             "lenght(value) > 1",
             "size(value) + bar(ts)",
+            "[1, 2].map(x, x * ts)",
+            "[ts].exists(x, x > 1) && [1].all(y, y > 0)",
+            "size([ts, 2].filter(x, x > 1)) > 0",
+            "[1].map(x, frob(x))",
         ] {
             let program = Program::compile(src).expect("parses");
             let mut ctx = Context::default();
