@@ -179,12 +179,26 @@ async fn open_s3(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error>
 #[cfg(not(feature = "s3"))]
 async fn open_s3(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
     let _ = options;
-    Err(Error::Config(format!("{uri}: this build has no S3 support (feature `s3`)")))
+    Err(no_s3(uri))
+}
+
+fn no_s3(uri: &str) -> Error {
+    Error::Config(format!("{uri}: this build has no S3 support (feature `s3`)"))
+}
+
+/// Checks that this build can open `uri` at all (an `s3://` URI needs the `s3` feature), without
+/// opening it: what `sluice-runtime validate` asks, and [`open_uri`] asks first.
+pub fn check_supported(uri: &str) -> Result<(), Error> {
+    if uri.starts_with("s3://") && !cfg!(feature = "s3") {
+        return Err(no_s3(uri));
+    }
+    Ok(())
 }
 
 /// Opens a store at `uri`, taking endpoint, region and credentials options from `options`
 /// (used for savepoint locations given as full URIs).
 pub async fn open_uri(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
+    check_supported(uri)?;
     if let Some(path) = uri.strip_prefix("file://") {
         Ok(Arc::new(local::LocalStore::new(path)?))
     } else if uri.starts_with("s3://") {

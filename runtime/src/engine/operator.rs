@@ -53,7 +53,7 @@ pub enum OpError {
     Malformed {
         /// Node id.
         node: String,
-        /// Where (file:offset, partition:offset, …).
+        /// Where (`<file>, byte <offset>`, `<topic>/<partition>@<offset>`, …).
         location: String,
         /// What is wrong.
         message: String,
@@ -118,6 +118,20 @@ pub enum OpError {
 }
 
 impl OpError {
+    /// The id of the node that failed.
+    pub fn node(&self) -> &str {
+        match self {
+            OpError::Expression { node, .. }
+            | OpError::Malformed { node, .. }
+            | OpError::Io { node, .. }
+            | OpError::Restore { node, .. }
+            | OpError::External { node, .. }
+            | OpError::Commit { node, .. }
+            | OpError::Config { node, .. }
+            | OpError::Serialize { node, .. } => node,
+        }
+    }
+
     /// True when the problem is in the input data rather than the system.
     pub fn is_data_error(&self) -> bool {
         matches!(self, OpError::Malformed { .. } | OpError::Expression { .. })
