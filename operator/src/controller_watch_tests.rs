@@ -128,7 +128,7 @@ async fn a_watch_that_cannot_list_fails_healthz_until_listing_works_again() {
             );
         } else {
             // The retry after the backoff: by now the failure is on record.
-            let err = ctx.health.check_at(far()).expect_err("a watch that cannot list is unhealthy");
+            let err = ctx.health.check_at(far()).expect_err("a watch that cannot list is unhealthy").to_string();
             assert!(err.contains("streamjobs") && err.contains("forbidden"), "{err}");
             seen.reply(list("StreamJobList", vec![]));
         }

@@ -17,6 +17,29 @@ struct Failing {
     error: String,
 }
 
+/// Why `/healthz` fails.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    /// Watches have been failing for at least [`WATCH_GRACE`] (by name).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Watches(Vec<DeadWatch>),
+    /// A thread panicked while updating the watch states.
+    #[error("health state poisoned")]
+    Poisoned,
+}
+
+/// A watch failing past [`WATCH_GRACE`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("watch of {watch} failing for {seconds}s: {error}")]
+pub struct DeadWatch {
+    /// The watch's name.
+    pub watch: &'static str,
+    /// How long it has been failing, in whole seconds.
+    pub seconds: u64,
+    /// Its last error.
+    pub error: String,
+}
+
 /// The state of every watch of the controller, by name.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -41,18 +64,22 @@ impl Health {
 
     /// `Ok` unless a watch has been failing for at least [`WATCH_GRACE`] at `now`; the error
     /// names the watch and its last error.
-    pub fn check_at(&self, now: Instant) -> Result<(), String> {
-        let failing = self.failing.lock().map_err(|_| "health state poisoned".to_string())?;
-        let dead: Vec<String> = failing
+    pub fn check_at(&self, now: Instant) -> Result<(), Unhealthy> {
+        let failing = self.failing.lock().map_err(|_| Unhealthy::Poisoned)?;
+        let dead: Vec<DeadWatch> = failing
             .iter()
             .filter(|(_, f)| now.saturating_duration_since(f.since) >= WATCH_GRACE)
-            .map(|(w, f)| format!("watch of {w} failing for {}s: {}", now.duration_since(f.since).as_secs(), f.error))
+            .map(|(w, f)| DeadWatch {
+                watch: w,
+                seconds: now.duration_since(f.since).as_secs(),
+                error: f.error.clone(),
+            })
             .collect();
-        if dead.is_empty() { Ok(()) } else { Err(dead.join("; ")) }
+        if dead.is_empty() { Ok(()) } else { Err(Unhealthy::Watches(dead)) }
     }
 
     /// [`Health::check_at`] now.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Unhealthy> {
         self.check_at(Instant::now())
     }
 }
@@ -69,11 +96,27 @@ mod tests {
         let start = Instant::now();
         assert!(h.check_at(start).is_ok(), "a fresh failure is retried first");
         let later = start + WATCH_GRACE + Duration::from_secs(1);
-        let err = h.check_at(later).expect_err("failing past the grace period");
+        let err = h.check_at(later).expect_err("failing past the grace period").to_string();
         assert!(err.contains("streamjobs") && err.contains("403 Forbidden"), "{err}");
         h.watch_failed("streamjobs", "500");
         assert!(h.check_at(later).is_err(), "a repeated failure keeps its first time");
         h.watch_ok("streamjobs");
         assert!(h.check_at(later).is_ok());
+    }
+
+    #[test]
+    fn the_unhealthy_answer_names_every_dead_watch_in_the_words_healthz_always_used() {
+        let h = Health::default();
+        h.watch_failed("pods", "500");
+        h.watch_failed("streamjobs", "403 Forbidden");
+        let later = Instant::now() + WATCH_GRACE + Duration::from_secs(2);
+        let Err(Unhealthy::Watches(dead)) = h.check_at(later) else { panic!("both watches are dead") };
+        assert_eq!(dead.iter().map(|d| d.watch).collect::<Vec<_>>(), ["pods", "streamjobs"]);
+        let text = Unhealthy::Watches(dead.clone()).to_string();
+        let expected: Vec<String> =
+            dead.iter().map(|d| format!("watch of {} failing for {}s: {}", d.watch, d.seconds, d.error)).collect();
+        assert_eq!(text, expected.join("; "));
+        assert!(dead.iter().all(|d| d.seconds >= WATCH_GRACE.as_secs()), "{text}");
+        assert_eq!(Unhealthy::Poisoned.to_string(), "health state poisoned");
     }
 }

@@ -29,7 +29,7 @@ struct Shared {
 async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
     match shared.health.check() {
         Ok(()) => (StatusCode::OK, "ok".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

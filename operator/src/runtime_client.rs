@@ -12,7 +12,7 @@ use sluice_crds::contract::control::{
 };
 
 /// A failed call to a runtime.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// No answer in time, or the connection failed (retryable).
     #[error("runtime at {addr} unreachable: {message}")]

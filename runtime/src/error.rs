@@ -42,16 +42,11 @@ impl ErrorKind {
     }
 }
 
-/// The kind of a checkpoint-storage error: rejected credentials, an unusable URI, a missing
-/// object or a request the store refuses for good are bad input; the rest may pass.
+/// The kind of a checkpoint-storage error. The storage crate alone decides whether one may pass
+/// ([`storage::Error::is_retryable`]: a missing object, rejected credentials, an unusable URI or
+/// path, or a request the store refuses for good may not); what cannot pass is bad input.
 pub fn storage_kind(e: &storage::Error) -> ErrorKind {
-    match e {
-        storage::Error::Auth { .. } | storage::Error::Config(_) | storage::Error::NotFound { .. } => {
-            ErrorKind::BadInput
-        }
-        storage::Error::Backend { retryable: false, .. } => ErrorKind::BadInput,
-        storage::Error::Backend { .. } | storage::Error::Io { .. } => ErrorKind::Retryable,
-    }
+    if e.is_retryable() { ErrorKind::Retryable } else { ErrorKind::BadInput }
 }
 
 #[cfg(test)]
@@ -196,5 +191,40 @@ pipeline:
             source: std::io::Error::other("disk"),
         };
         assert_eq!(storage_kind(&io), ErrorKind::Retryable);
+    }
+
+    /// One classification: the run restarts on a storage error exactly when the storage crate
+    /// says trying again may help, for every variant and the local I/O kinds that differ.
+    #[test]
+    fn the_run_retries_a_storage_error_exactly_when_the_storage_crate_says_it_may_pass() {
+        use std::io::ErrorKind as K;
+        let io =
+            |kind: K| storage::Error::Io { store: "file:///x".into(), op: "put", key: "k".into(), source: kind.into() };
+        let backend = |retryable| storage::Error::Backend {
+            store: "s3://b".into(),
+            op: "put",
+            key: "k".into(),
+            message: "m".into(),
+            retryable,
+        };
+        let mut errors = vec![
+            storage::Error::NotFound { store: "s".into(), key: "k".into() },
+            storage::Error::Auth { store: "s".into(), message: "m".into() },
+            storage::Error::Config("x".into()),
+            backend(true),
+            backend(false),
+        ];
+        for kind in
+            [K::StorageFull, K::Other, K::TimedOut, K::PermissionDenied, K::ReadOnlyFilesystem, K::NotADirectory]
+        {
+            errors.push(io(kind));
+        }
+        for e in &errors {
+            assert_eq!(storage_kind(e).is_retryable(), e.is_retryable(), "{e}");
+        }
+        // Both sides of the line are present, so the agreement means something.
+        assert!(errors.iter().any(|e| e.is_retryable()) && errors.iter().any(|e| !e.is_retryable()));
+        assert_eq!(storage_kind(&io(K::StorageFull)), ErrorKind::Retryable);
+        assert_eq!(storage_kind(&io(K::PermissionDenied)), ErrorKind::BadInput);
     }
 }

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::KillJob;
-use sluice_runtime::connectors::kafka::verify;
 use sluice_runtime::value::Value;
+use sluice_runtime::verify::kafka as verify;
 
 const RECORDS: u64 = 1_000_000;
 const KEYS: u64 = 1000;

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use sluice_runtime::connectors::kafka::verify;
 use sluice_runtime::value::Value;
+use sluice_runtime::verify::kafka as verify;
 
 const RECORDS: u64 = 150_000;
 const KEYS: u64 = 200;

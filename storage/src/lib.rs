@@ -92,13 +92,16 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying the same operation later may succeed.
+    /// Whether trying again later — the same operation, or the job from its latest checkpoint —
+    /// may succeed. This is the one classification of storage errors: the S3 client's retries,
+    /// the operator and the runtime's `ErrorKind` all follow it.
+    ///
+    /// A missing object, rejected credentials and an unusable configuration are not retryable;
+    /// a remote failure is as the backend judged it; a local I/O error as [`io_is_retryable`]
+    /// says.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ),
+            Error::Io { source, .. } => io_is_retryable(source.kind()),
             Error::Backend { retryable, .. } => *retryable,
             Error::NotFound { .. } | Error::Auth { .. } | Error::Config(_) => false,
         }
@@ -108,6 +111,31 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+}
+
+/// Whether a local file-system error may pass on a later attempt.
+///
+/// Retryable: a full disk or quota (retention, another pod or a person frees space), a device
+/// error (`EIO`: the volume may be remounted, or the pod rescheduled onto a healthy one), an
+/// interrupted, timed-out or busy call, and any error not named below. Restarting the job from
+/// its latest checkpoint is always safe, so an unknown condition gets another attempt.
+///
+/// Not retryable: the error says the store's path itself is unusable — no permission, a
+/// read-only file system, a file where a directory should be (or the reverse), an invalid name,
+/// an operation the file system does not support. These fail the same way until a person
+/// fixes the volume or the storage URI.
+pub fn io_is_retryable(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    !matches!(
+        kind,
+        K::PermissionDenied
+            | K::ReadOnlyFilesystem
+            | K::NotADirectory
+            | K::IsADirectory
+            | K::InvalidInput
+            | K::InvalidFilename
+            | K::Unsupported
+    )
 }
 
 /// Object storage for checkpoints and savepoints. See the module docs for the contract.
@@ -151,12 +179,26 @@ async fn open_s3(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error>
 #[cfg(not(feature = "s3"))]
 async fn open_s3(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
     let _ = options;
-    Err(Error::Config(format!("{uri}: this build has no S3 support (feature `s3`)")))
+    Err(no_s3(uri))
+}
+
+fn no_s3(uri: &str) -> Error {
+    Error::Config(format!("{uri}: this build has no S3 support (feature `s3`)"))
+}
+
+/// Checks that this build can open `uri` at all (an `s3://` URI needs the `s3` feature), without
+/// opening it: what `sluice-runtime validate` asks, and [`open_uri`] asks first.
+pub fn check_supported(uri: &str) -> Result<(), Error> {
+    if uri.starts_with("s3://") && !cfg!(feature = "s3") {
+        return Err(no_s3(uri));
+    }
+    Ok(())
 }
 
 /// Opens a store at `uri`, taking endpoint, region and credentials options from `options`
 /// (used for savepoint locations given as full URIs).
 pub async fn open_uri(uri: &str, options: &StorageSpec) -> Result<SharedStore, Error> {
+    check_supported(uri)?;
     if let Some(path) = uri.strip_prefix("file://") {
         Ok(Arc::new(local::LocalStore::new(path)?))
     } else if uri.starts_with("s3://") {
@@ -165,5 +207,37 @@ pub async fn open_uri(uri: &str, options: &StorageSpec) -> Result<SharedStore, E
         Ok(Arc::new(local::LocalStore::new(uri)?))
     } else {
         Err(Error::Config(format!("unsupported storage URI {uri:?}: use file:///dir or s3://bucket/prefix")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> Error {
+        Error::Io { store: "file:///x".into(), op: "put", key: "k".into(), source: kind.into() }
+    }
+
+    /// The decision on local I/O errors: a full or failing disk may pass; a path the process
+    /// cannot use as a store does not.
+    #[test]
+    fn a_full_or_failing_disk_is_retryable_an_unusable_path_is_not() {
+        use std::io::ErrorKind as K;
+        for kind in [K::StorageFull, K::QuotaExceeded, K::Other, K::Interrupted, K::TimedOut, K::ResourceBusy] {
+            assert!(io(kind).is_retryable(), "{kind:?}");
+        }
+        let eio = Error::Io {
+            store: "file:///x".into(),
+            op: "put",
+            key: "k".into(),
+            source: std::io::Error::from_raw_os_error(5),
+        };
+        assert!(eio.is_retryable(), "EIO");
+        for kind in [K::PermissionDenied, K::ReadOnlyFilesystem, K::NotADirectory, K::IsADirectory, K::InvalidInput] {
+            assert!(!io(kind).is_retryable(), "{kind:?}");
+        }
+        assert!(!Error::Config("x".into()).is_retryable());
+        assert!(!Error::NotFound { store: "s".into(), key: "k".into() }.is_retryable());
+        assert!(!Error::Auth { store: "s".into(), message: "m".into() }.is_retryable());
     }
 }

@@ -9,8 +9,8 @@ use rdkafka::producer::Producer as _;
 use sluice_runtime::connectors::kafka::{
     Error,
     txn_admin::{OPEN_STATES, TxnDescription, describe_transaction, list_transactions, open_transactions_on},
-    verify,
 };
+use sluice_runtime::verify::kafka as verify;
 use sluice_tests::kafka::{TIMEOUT, brokers, cluster, create_topic, send_all, transactional_producer, unique, values};
 
 const PARTITIONS: i32 = 3;

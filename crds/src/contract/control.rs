@@ -17,8 +17,10 @@
 //! POST bodies must be sent with `Content-Type: application/json` (415 otherwise).
 //!
 //! Exit status of `sluice-runtime run`: 0 when the job finished, stopped with a savepoint or was
-//! cancelled (`POST /v1/stop {"savepoint": false}`, or SIGTERM/SIGINT); 1 when it failed;
-//! [`EXIT_DATA_LOSS`]; [`EXIT_STOP_TIMEOUT`]; 128 + the signal number on a second signal.
+//! cancelled (`POST /v1/stop {"savepoint": false}`, or SIGTERM/SIGINT); [`EXIT_FAILURE`] (1)
+//! when it failed; [`EXIT_USAGE`] (2) for a bad command line; [`EXIT_DATA_LOSS`] (3);
+//! [`EXIT_STOP_TIMEOUT`] (4); [`EXIT_INVALID_JOB`] (65) when the job document is invalid (before
+//! anything ran); 128 + the signal number on a second signal.
 
 use serde::{Deserialize, Serialize};
 
@@ -226,6 +228,19 @@ pub struct ErrorResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_in_progress: Option<StopKind>,
 }
+
+/// Exit status of a run that failed (a new attempt from the latest checkpoint may succeed, or
+/// fail the same way on bad input records).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Exit status of a command line that does not parse (clap's own status for usage errors).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Exit status of `sluice-runtime run` or `validate` when the job document is invalid (any
+/// field, an expression that does not compile, a missing input path, a node this build lacks):
+/// nothing ran, and no attempt can succeed until the document changes. 65 is `EX_DATAERR`
+/// of BSD's sysexits.h ("the input data was incorrect"), clear of the small codes above.
+pub const EXIT_INVALID_JOB: u8 = 65;
 
 /// Exit status of a runtime that stopped because pre-committed output could not be committed
 /// (a transaction the broker already aborted): records of a completed checkpoint are lost. The

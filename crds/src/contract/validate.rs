@@ -24,14 +24,20 @@ pub fn is_dns_label(s: &str) -> bool {
 impl JobConfig {
     /// Parses a YAML job document and validates it. Every error names the field path.
     pub fn from_yaml(text: &str) -> Result<JobConfig, ValidationError> {
+        let config = JobConfig::parse_yaml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a YAML job document without [validating](Self::validate) it (for callers that
+    /// add checks of their own and report every problem together). The error names the field.
+    pub fn parse_yaml(text: &str) -> Result<JobConfig, ValidationError> {
         let de = serde_yaml::Deserializer::from_str(text);
-        let config: JobConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
             ValidationError::single(if path == "." { String::new() } else { path }, message)
-        })?;
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     /// Checks everything serde cannot: graph shape, ranges, references. Collects every problem.
@@ -101,8 +107,12 @@ fn validate_pipeline(p: &Pipeline, at: &str, errs: &mut Errors) {
     if p.max_parallelism < 1 || p.max_parallelism > MAX_KEY_GROUPS {
         errs.add(format!("{at}.maxParallelism"), format!("must be between 1 and {MAX_KEY_GROUPS}"));
     }
-    if p.parallelism == Some(0) {
-        errs.add(format!("{at}.parallelism"), "must be ≥ 1");
+    match p.parallelism {
+        Some(0) => errs.add(format!("{at}.parallelism"), "must be ≥ 1"),
+        Some(n) if n > p.max_parallelism => {
+            errs.add(format!("{at}.parallelism"), format!("must be ≤ maxParallelism ({})", p.max_parallelism))
+        }
+        _ => {}
     }
     if p.nodes.is_empty() {
         errs.add(format!("{at}.nodes"), "must contain at least one node");
@@ -342,6 +352,40 @@ pipeline:
     fn zero_parallelism_names_the_field() {
         let e = error_of(&GOOD.replace("{id: out, fileSink", "{id: out, parallelism: 0, fileSink"));
         assert_eq!(e, "pipeline.nodes[2].parallelism: must be ≥ 1");
+    }
+
+    #[test]
+    fn a_parallelism_above_max_parallelism_is_rejected_for_the_pipeline_as_for_a_node() {
+        // Random pairs against the rule itself: accepted exactly when 1 ≤ p ≤ max.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let max = 1 + (seed % 300) as u32;
+            let p = (seed >> 20) as u32 % 400;
+            for (what, yaml) in [
+                (
+                    "pipeline",
+                    GOOD.replace("pipeline:\n", &format!("pipeline:\n  maxParallelism: {max}\n  parallelism: {p}\n")),
+                ),
+                (
+                    "node",
+                    GOOD.replace("pipeline:\n", &format!("pipeline:\n  maxParallelism: {max}\n"))
+                        .replace("{id: gen, ", &format!("{{id: gen, parallelism: {p}, ")),
+                ),
+            ] {
+                let path = if what == "pipeline" { "pipeline.parallelism" } else { "pipeline.nodes[0].parallelism" };
+                match (p, JobConfig::from_yaml(&yaml)) {
+                    (1.., Ok(_)) if p <= max => {}
+                    (0, Err(e)) => assert_eq!(e.to_string(), format!("{path}: must be ≥ 1")),
+                    (_, Err(e)) if p > max => {
+                        assert_eq!(e.to_string(), format!("{path}: must be ≤ maxParallelism ({max})"))
+                    }
+                    (_, r) => panic!("{what} parallelism {p}, maxParallelism {max}: {r:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -9,24 +9,26 @@ use sluice_crds::contract::control::{SavepointState as RuntimeState, SavepointSt
 use sluice_crds::savepoints::{OperationStep, RestoreMode, SavepointInfo, SavepointState};
 use sluice_crds::stream_job::RecoveryStatus;
 
+use super::apply::DisposeError;
 use super::flow::trigger_of;
 use super::plan::{Note, Plan};
+use crate::runtime_client;
 
 /// The answer to one action of a plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
-    /// `TriggerSavepoint`: the runtime's answer, or why it failed.
-    Triggered(Result<SavepointStatus, String>),
+    /// `TriggerSavepoint`: the runtime's answer, or why the call failed.
+    Triggered(Result<SavepointStatus, runtime_client::Error>),
     /// `StopWithSavepoint`: the runtime stopped (with its savepoint), or why not.
-    Stopped(Result<StopResponse, String>),
+    Stopped(Result<StopResponse, runtime_client::Error>),
     /// `Launch`: the API server refused a child, or a child's name is taken.
     LaunchRejected(super::apply::Rejected),
     /// `DisposeSavepoint`: the savepoint at `path` was deleted, or why not.
     Disposed {
         /// Directory URI of the savepoint.
         path: String,
-        /// Deleted, or the storage error.
-        result: Result<(), String>,
+        /// Deleted, or why not.
+        result: Result<(), DisposeError>,
     },
 }
 
@@ -80,7 +82,7 @@ fn launch_rejected(plan: &mut Plan, r: super::apply::Rejected, now: Timestamp) {
     note(plan, true, r.reason, message);
 }
 
-fn triggered(plan: &mut Plan, result: Result<SavepointStatus, String>, now: Timestamp) {
+fn triggered(plan: &mut Plan, result: Result<SavepointStatus, runtime_client::Error>, now: Timestamp) {
     let Some(last) = plan.status.savepoints.as_mut().and_then(|s| s.last.as_mut()) else { return };
     let failure = match result {
         Ok(s) if s.state == RuntimeState::Failed => Some(s.error.unwrap_or_else(|| "the runtime refused it".into())),
@@ -89,7 +91,7 @@ fn triggered(plan: &mut Plan, result: Result<SavepointStatus, String>, now: Time
             last.request_id = Some(s.id);
             None
         }
-        Err(e) => Some(e),
+        Err(e) => Some(e.to_string()),
     };
     if let Some(why) = failure {
         last.state = SavepointState::Failed;
@@ -101,7 +103,7 @@ fn triggered(plan: &mut Plan, result: Result<SavepointStatus, String>, now: Time
     }
 }
 
-fn stopped(plan: &mut Plan, result: Result<StopResponse, String>, now: Timestamp) {
+fn stopped(plan: &mut Plan, result: Result<StopResponse, runtime_client::Error>, now: Timestamp) {
     let Some(op) = plan.status.operation.as_mut() else { return };
     match result {
         Ok(resp) => {
@@ -132,7 +134,7 @@ fn stopped(plan: &mut Plan, result: Result<StopResponse, String>, now: Timestamp
         Err(e) => {
             // Judged on the next reconcile: the savepoint may still be complete (a duplicate
             // stop after an operator restart fails once the first one has finished).
-            op.error = Some(e.clone());
+            op.error = Some(e.to_string());
             tracing::warn!(error = %e, "stop-with-savepoint failed");
         }
     }

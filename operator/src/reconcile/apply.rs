@@ -42,13 +42,13 @@ pub async fn apply(
                 }
             }
             Action::TriggerSavepoint { pod_ip, location } => {
-                let result = ctx.runtime.trigger_savepoint(pod_ip, location).await.map_err(|e| e.to_string());
+                let result = ctx.runtime.trigger_savepoint(pod_ip, location).await;
                 tracing::info!(job = %job.name_any(), %location, ?result, "triggered savepoint");
                 outcomes.push(Outcome::Triggered(result));
             }
             Action::StopWithSavepoint { pod_ip } => {
                 tracing::info!(job = %job.name_any(), %pod_ip, "stopping with a savepoint");
-                let result = ctx.runtime.stop_with_savepoint(pod_ip).await.map_err(|e| e.to_string());
+                let result = ctx.runtime.stop_with_savepoint(pod_ip).await;
                 tracing::info!(job = %job.name_any(), ?result, "stop-with-savepoint answered");
                 outcomes.push(Outcome::Stopped(result));
             }
@@ -61,12 +61,34 @@ pub async fn apply(
     Ok(outcomes)
 }
 
-async fn dispose(job: &StreamJob, stores: &StoreSession<'_>, path: &str) -> Result<(), String> {
-    let c = job.spec.checkpointing.as_ref().ok_or("checkpointing is not configured")?;
+/// Why a savepoint's files could not be deleted (retried on the next reconcile).
+#[derive(Debug, thiserror::Error)]
+pub enum DisposeError {
+    /// The job has no checkpoint storage to delete from.
+    #[error("checkpointing is not configured")]
+    NoCheckpointing,
+    /// The savepoint lies outside the job's storage: it is not the operator's to delete.
+    #[error("{path} is not under the job's storage {storage}")]
+    OutsideStorage {
+        /// Directory URI of the savepoint.
+        path: String,
+        /// The job's storage URI.
+        storage: String,
+    },
+    /// The job's storage could not be opened.
+    #[error("{0}")]
+    Open(#[from] crate::store::Error),
+    /// Listing or deleting the savepoint's objects failed.
+    #[error("{0}")]
+    Delete(#[from] sluice_storage::Error),
+}
+
+async fn dispose(job: &StreamJob, stores: &StoreSession<'_>, path: &str) -> Result<(), DisposeError> {
+    let c = job.spec.checkpointing.as_ref().ok_or(DisposeError::NoCheckpointing)?;
     let prefix = crate::savepoint::key_prefix(&c.storage.uri, path)
-        .ok_or_else(|| format!("{path} is not under the job's storage {}", c.storage.uri))?;
-    let store = stores.open(&c.storage).await.map_err(|e| e.to_string())?;
-    let n = crate::savepoint::dispose(store.as_ref(), &prefix).await.map_err(|e| e.to_string())?;
+        .ok_or_else(|| DisposeError::OutsideStorage { path: path.to_string(), storage: c.storage.uri.clone() })?;
+    let store = stores.open(&c.storage).await?;
+    let n = crate::savepoint::dispose(store.as_ref(), &prefix).await?;
     tracing::info!(job = %job.name_any(), %path, objects = n, "disposed of savepoint");
     Ok(())
 }

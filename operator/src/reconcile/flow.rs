@@ -30,25 +30,51 @@ pub(super) fn trigger_of(kind: OperationKind) -> SavepointTrigger {
     }
 }
 
+/// Why the current attempt cannot take a savepoint now (the text goes into status and Events).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum NoSavepoint {
+    /// The job has no checkpoint storage to write a savepoint to.
+    #[error("checkpointing is not configured")]
+    NoCheckpointing,
+    /// No attempt, or its pods are not all running and ready.
+    #[error("the job is not running (phase {})", .0.as_str())]
+    NotRunning(Phase),
+    /// An upgrade, suspend or deletion is under way.
+    #[error("the job is not running ({0:?} in progress)")]
+    Busy(OperationKind),
+    /// The runtime answered with a job state other than running.
+    #[error("the runtime reports the job {0:?}")]
+    RuntimeState(JobState),
+    /// The runtime's control endpoint did not answer.
+    #[error("the runtime does not answer: {0}")]
+    Unreachable(String),
+    /// The runtime was not asked this reconcile.
+    #[error("the runtime was not reached")]
+    NotQueried,
+    /// The runtime pod has no IP to call yet.
+    #[error("the runtime pod has no IP yet")]
+    NoPodIp,
+}
+
 impl<'a> Planner<'a> {
     /// The pod IP of the current attempt's runtime when it can take a savepoint now, or why not.
-    pub(super) fn savepoint_target(&self, current: u32) -> Result<String, String> {
+    pub(super) fn savepoint_target(&self, current: u32) -> Result<String, NoSavepoint> {
         if self.spec.checkpointing.is_none() {
-            return Err("checkpointing is not configured".into());
+            return Err(NoSavepoint::NoCheckpointing);
         }
         let pods = self.pods_of(current);
         let ready =
             !pods.is_empty() && pods.iter().all(|p| p.state == PodState::Running { ready: true } && !p.terminating);
         if current == 0 || !ready {
-            return Err(format!("the job is not running (phase {})", self.old.phase.as_str()));
+            return Err(NoSavepoint::NotRunning(self.old.phase));
         }
         match &self.obs.runtime {
             RuntimeObservation::Status(s) if s.state == JobState::Running => {}
-            RuntimeObservation::Status(s) => return Err(format!("the runtime reports the job {:?}", s.state)),
-            RuntimeObservation::Unreachable(e) => return Err(format!("the runtime does not answer: {e}")),
-            RuntimeObservation::NotQueried => return Err("the runtime was not reached".into()),
+            RuntimeObservation::Status(s) => return Err(NoSavepoint::RuntimeState(s.state)),
+            RuntimeObservation::Unreachable(e) => return Err(NoSavepoint::Unreachable(e.clone())),
+            RuntimeObservation::NotQueried => return Err(NoSavepoint::NotQueried),
         }
-        pods.iter().find_map(|p| p.ip.clone()).ok_or_else(|| "the runtime pod has no IP yet".into())
+        pods.iter().find_map(|p| p.ip.clone()).ok_or(NoSavepoint::NoPodIp)
     }
 
     /// The run id of `attempt`'s runtime: what its pods were started with, else what the
@@ -104,7 +130,7 @@ impl<'a> Planner<'a> {
                     );
                 }
                 (target, _) => {
-                    let why = why_of(target);
+                    let why = why_of(target).to_string();
                     if kind == OperationKind::Upgrade && !self.fallback_allowed() {
                         let message = format!("upgradeMode savepoint waits for a savepoint: {why}");
                         self.cond(T::Degraded, true, Reason::SavepointFailed, message.clone());
@@ -304,8 +330,10 @@ impl<'a> Planner<'a> {
     }
 }
 
-fn why_of(target: Result<String, String>) -> String {
-    target.err().unwrap_or_else(|| "checkpointing is not configured".into())
+/// Why no savepoint is taken: the target's failure, else (a target but no storage) the missing
+/// checkpointing.
+pub(super) fn why_of(target: Result<String, NoSavepoint>) -> NoSavepoint {
+    target.err().unwrap_or(NoSavepoint::NoCheckpointing)
 }
 
 fn fallback_words(restore: RestoreMode) -> &'static str {

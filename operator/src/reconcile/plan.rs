@@ -303,7 +303,7 @@ impl<'a> Planner<'a> {
         }
         let restore = match self.restore_for(why) {
             Ok(r) => r,
-            Err(message) => {
+            Err(StorageUnavailable(message)) => {
                 self.cond(T::CheckpointHealthy, false, Reason::StorageUnavailable, message.clone());
                 self.cond(
                     T::Degraded,
@@ -357,7 +357,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The restore point for a relaunch, or why storage must be waited for.
-    fn restore_for(&self, why: Why) -> Result<Restore, String> {
+    fn restore_for(&self, why: Why) -> Result<Restore, StorageUnavailable> {
         let initial = || self.spec.initial_savepoint_path.clone().map(Restore::From).unwrap_or(Restore::Fresh);
         let op = self.old.operation.as_ref();
         if let Some(path) = op.filter(|o| o.restore == RestoreMode::Savepoint).and_then(|o| o.savepoint_path.clone()) {
@@ -382,7 +382,7 @@ impl<'a> Planner<'a> {
             // refusing to fall back past committed output); `--restore` would bypass it.
             StoreObservation::Latest(Some(_)) => Ok(Restore::Latest),
             StoreObservation::Latest(None) => Ok(initial()),
-            StoreObservation::Unavailable(e) => Err(e.clone()),
+            StoreObservation::Unavailable(e) => Err(StorageUnavailable(e.clone())),
             StoreObservation::RuntimeManaged => Ok(Restore::Latest),
         }
     }
@@ -393,5 +393,11 @@ impl<'a> Planner<'a> {
         }
     }
 }
+
+/// A relaunch that needs the latest checkpoint waits: the job's storage could not be read (the
+/// store's error, as the observation recorded it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StorageUnavailable(String);
 
 pub use super::running::CHECKPOINT_STATUS_INTERVAL;

@@ -235,7 +235,7 @@ fn history_is_bounded_and_what_falls_out_is_disposed_of_after_it_is_recorded() {
         &mut p2,
         vec![
             Outcome::Disposed { path: "s3://bucket/demo/savepoints/sp-2".into(), result: Ok(()) },
-            Outcome::Disposed { path: "s3://bucket/demo/savepoints/sp-1".into(), result: Err("503".into()) },
+            Outcome::Disposed { path: "s3://bucket/demo/savepoints/sp-1".into(), result: Err(unavailable()) },
         ],
         at(11),
     );
@@ -340,7 +340,7 @@ fn a_failed_savepoint_falls_back_to_the_latest_checkpoint_when_allowed_and_says_
     o.desired_hash = "h2".into();
     let p = plan(&s, &status(Phase::Running, 1), &o, at(0));
     let mut p = plan(&s, &p.status, &o, at(1));
-    absorb(&mut p, vec![Outcome::Stopped(Err("checkpoint declined".into()))], at(1));
+    absorb(&mut p, vec![Outcome::Stopped(Err(declined()))], at(1));
     // The runtime is still running, the stop failed, no savepoint in storage.
     o.savepoints_found.insert(STOP1.into(), false);
     let p = plan(&s, &p.status, &o, at(2));
@@ -359,7 +359,7 @@ fn without_fallback_a_failed_savepoint_keeps_the_old_attempt_and_retries() {
     o.desired_hash = "h2".into();
     let p = plan(&s, &status(Phase::Running, 1), &o, at(0));
     let mut p = plan(&s, &p.status, &o, at(1));
-    absorb(&mut p, vec![Outcome::Stopped(Err("checkpoint declined".into()))], at(1));
+    absorb(&mut p, vec![Outcome::Stopped(Err(declined()))], at(1));
     o.savepoints_found.insert(STOP1.into(), false);
     let p = plan(&s, &p.status, &o, at(2));
     assert!(deleted(&p).is_empty(), "the old attempt keeps running");
@@ -482,4 +482,72 @@ fn deletion_without_savepoint_on_deletion_just_stops_the_pods() {
     assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
     assert_eq!(stop_actions(&p), 0);
     assert!(p.events.is_empty(), "{:?}", p.events);
+}
+
+/// The runtime refused a stop-with-savepoint (its checkpoint was declined).
+fn declined() -> crate::runtime_client::Error {
+    crate::runtime_client::Error::Status {
+        addr: "10.0.0.1:9249".into(),
+        status: 409,
+        body: "checkpoint declined".into(),
+    }
+}
+
+/// The store answered 503 to a deletion.
+fn unavailable() -> super::apply::DisposeError {
+    super::apply::DisposeError::Delete(sluice_storage::Error::Backend {
+        store: "s3://bucket".into(),
+        op: "delete",
+        key: "demo/savepoints/sp-1".into(),
+        message: "503".into(),
+        retryable: true,
+    })
+}
+
+/// A failed call to the runtime reaches status and the stop flow in the client error's words.
+#[test]
+fn a_failed_trigger_or_stop_is_reported_in_the_runtime_clients_words() {
+    let mut o = live();
+    o.annotation = Some("1700000001".into());
+    let p = plan(&spec(), &running_seen("old"), &o, at(5));
+    let mut p2 = plan(&spec(), &p.status, &o, at(6));
+    let unreachable =
+        crate::runtime_client::Error::Unreachable { addr: "10.0.0.1:9249".into(), message: "timed out".into() };
+    absorb(&mut p2, vec![Outcome::Triggered(Err(unreachable))], at(6));
+    let l = last(&p2);
+    assert_eq!(l.state, SavepointState::Failed);
+    assert_eq!(l.error.as_deref(), Some("runtime at 10.0.0.1:9249 unreachable: timed out"));
+
+    let s = savepoint_spec(UpgradeMode::Savepoint);
+    let mut o = live();
+    o.desired_hash = "h2".into();
+    let p = plan(&s, &status(Phase::Running, 1), &o, at(0));
+    let mut p = plan(&s, &p.status, &o, at(1));
+    absorb(&mut p, vec![Outcome::Stopped(Err(declined()))], at(1));
+    let op = p.status.operation.expect("the upgrade goes on");
+    assert_eq!(op.error.as_deref(), Some("runtime at 10.0.0.1:9249 answered 409: checkpoint declined"));
+}
+
+/// The reasons a savepoint cannot be taken keep the words status and Events always used.
+#[test]
+fn the_reasons_no_savepoint_is_taken_read_as_before() {
+    use super::flow::NoSavepoint;
+    use sluice_crds::contract::control::JobState;
+    let cases = [
+        (NoSavepoint::NoCheckpointing, "checkpointing is not configured"),
+        (NoSavepoint::NotRunning(Phase::Deploying), "the job is not running (phase Deploying)"),
+        (NoSavepoint::Busy(OperationKind::Upgrade), "the job is not running (Upgrade in progress)"),
+        (NoSavepoint::RuntimeState(JobState::Finished), "the runtime reports the job Finished"),
+        (NoSavepoint::Unreachable("refused".into()), "the runtime does not answer: refused"),
+        (NoSavepoint::NotQueried, "the runtime was not reached"),
+        (NoSavepoint::NoPodIp, "the runtime pod has no IP yet"),
+    ];
+    for (why, text) in cases {
+        assert_eq!(why.to_string(), text);
+    }
+    let outside =
+        super::apply::DisposeError::OutsideStorage { path: "s3://x/sp".into(), storage: "s3://b/demo".into() };
+    assert_eq!(outside.to_string(), "s3://x/sp is not under the job's storage s3://b/demo");
+    assert_eq!(super::apply::DisposeError::NoCheckpointing.to_string(), "checkpointing is not configured");
+    assert_eq!(unavailable().to_string(), "s3://bucket: delete \"demo/savepoints/sp-1\" failed: 503");
 }

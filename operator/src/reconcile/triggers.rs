@@ -11,6 +11,7 @@ use sluice_crds::conditions::{ConditionType as T, Reason};
 use sluice_crds::contract::control::SavepointState as RuntimeState;
 use sluice_crds::savepoints::{SavepointDisposal, SavepointInfo, SavepointState, SavepointTrigger, SavepointsStatus};
 
+use super::flow::{NoSavepoint, why_of};
 use super::observe::SavepointPoll;
 use super::plan::{Action, Planner, REQUEUE_BUSY, REQUEUE_NOW};
 use crate::savepoint::{self, NewTrigger};
@@ -64,9 +65,9 @@ impl Planner<'_> {
         let mut info = SavepointInfo { value, trigger: kind, started_at: Some(Time(self.now)), ..Default::default() };
         let current = self.current_attempt();
         let target = match (&self.plan.status.operation, self.plan.status.phase) {
-            (Some(op), _) => Err(format!("the job is not running ({:?} in progress)", op.kind)),
+            (Some(op), _) => Err(NoSavepoint::Busy(op.kind)),
             (None, sluice_crds::Phase::Running) => self.savepoint_target(current),
-            (None, phase) => Err(format!("the job is not running (phase {})", phase.as_str())),
+            (None, phase) => Err(NoSavepoint::NotRunning(phase)),
         };
         let spec = self.spec;
         match (target, &spec.checkpointing) {
@@ -83,7 +84,7 @@ impl Planner<'_> {
                 self.plan.requeue_after = self.plan.requeue_after.min(REQUEUE_NOW);
             }
             (target, _) => {
-                let why = target.err().unwrap_or_else(|| "checkpointing is not configured".into());
+                let why = why_of(target).to_string();
                 info.state = SavepointState::Failed;
                 info.completed_at = Some(Time(self.now));
                 info.error = Some(why.clone());
@@ -144,7 +145,7 @@ impl Planner<'_> {
                     self.plan.actions.push(Action::TriggerSavepoint { pod_ip, location: path });
                     self.plan.requeue_after = self.plan.requeue_after.min(REQUEUE_BUSY);
                 }
-                Err(why) => self.record_failed(last.trigger, &path, &why),
+                Err(why) => self.record_failed(last.trigger, &path, &why.to_string()),
             },
             (_, _, Some(SavepointPoll::Status(s))) => match s.state {
                 RuntimeState::Completed => {

@@ -1,26 +1,49 @@
 //! The asynchronous part of a checkpoint: encode captured state and write it to the store,
 //! off the processing task.
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::manifest::{StateFile, TaskState};
 
+use crate::engine::capture::CaptureWriter;
+pub use crate::engine::capture::NodeCapture;
 use crate::fault::{self, Faults};
-use crate::ops::OpSnapshot;
 use crate::state::StateWriter;
 use crate::storage::layout::state_key;
 use crate::storage::{self, SharedStore};
 
-/// One node's capture, with where it ran.
-pub struct NodeCapture {
-    /// Node id.
-    pub node: String,
-    /// Node parallelism.
-    pub parallelism: u32,
-    /// What the node's operator captured.
-    pub snapshot: OpSnapshot,
-    /// Files a delta builds on (the node's confirmed chain); empty for a full snapshot.
-    pub base: Vec<StateFile>,
+/// The [`CaptureWriter`] a job's tasks get: writes state files to the job's checkpoint store.
+pub struct StoreCaptureWriter {
+    /// Checkpoint storage.
+    pub store: SharedStore,
+    /// This run's id (names the state files).
+    pub run_id: String,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// Fault plan.
+    pub faults: Faults,
+}
+
+#[async_trait]
+impl CaptureWriter for StoreCaptureWriter {
+    async fn write(
+        &self,
+        checkpoint: CheckpointId,
+        subtask: u32,
+        captures: Vec<NodeCapture>,
+    ) -> Result<Vec<TaskState>, storage::Error> {
+        write_task_snapshot(
+            &self.store,
+            checkpoint,
+            subtask,
+            &self.run_id,
+            self.max_parallelism,
+            captures,
+            &self.faults,
+        )
+        .await
+    }
 }
 
 /// Encodes and uploads every capture of a task; returns the task's entries for the manifest.

@@ -7,9 +7,11 @@
 
 pub mod barrier;
 pub mod cancel;
+pub mod capture;
 pub mod channel;
 pub mod message;
 pub mod metrics;
+pub mod operator;
 pub mod router;
 pub mod task;
 pub mod watermark;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_crds::contract::control::JobState;
+use sluice_crds::contract::job_config::ValidationError;
 use sluice_crds::{CheckpointId, JobConfig};
 use tokio::sync::mpsc;
 
@@ -20,14 +21,16 @@ use crate::checkpoint::driver::{CheckpointStats, Driver, SharedStats, stats};
 use crate::checkpoint::driver::{DriverCommand, SavepointListener};
 use crate::checkpoint::restore::RestoreError;
 use crate::checkpoint::retention::sweep;
+use crate::checkpoint::snapshot::StoreCaptureWriter;
 use crate::engine::cancel::Cancellation;
+use crate::engine::capture::CaptureWriter;
 use crate::engine::channel::{ExchangeError, LocalExchange};
 use crate::engine::metrics::JobMetrics;
 use crate::engine::task::{TaskEnv, TaskError};
 use crate::error::{ErrorKind, storage_kind};
 use crate::fault::Faults;
 use crate::graph::PhysicalPlan;
-use crate::nodes::check_expressions;
+use crate::nodes::preflight;
 use crate::ops::OpError;
 use crate::storage::{self, SharedStore};
 
@@ -73,7 +76,11 @@ pub struct RuntimeConfig {
 /// Why a job stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// The job document is unusable (bad expression, …).
+    /// The job document is invalid (checked before anything runs; see
+    /// [`crate::nodes::preflight`]): every problem, each naming its field and node.
+    #[error("invalid job document: {0}")]
+    Invalid(#[from] ValidationError),
+    /// A node cannot be built as the document says.
     #[error("invalid job: {0}")]
     Config(#[from] OpError),
     /// Checkpoint storage could not be opened.
@@ -90,9 +97,10 @@ pub enum JobError {
         /// What failed.
         source: OpError,
     },
-    /// A task failed.
-    #[error("{0}")]
-    Task(#[from] TaskError),
+    /// A task failed. Said in the user's terms (the node and its subtask), and said once: the
+    /// task error is not linked as a source, whose text would repeat it.
+    #[error("{}", describe_task(.0))]
+    Task(TaskError),
     /// A channel between tasks could not be set up.
     #[error("wiring: {0}")]
     Exchange(#[from] ExchangeError),
@@ -101,11 +109,38 @@ pub enum JobError {
     Checkpointing(#[from] CheckpointError),
 }
 
+impl From<TaskError> for JobError {
+    fn from(e: TaskError) -> JobError {
+        JobError::Task(e)
+    }
+}
+
+/// A task's failure in the job document's terms: the node and subtask for an operator's
+/// error; the subtask for the rest (a chain of nodes is the engine's business).
+fn describe_task(e: &TaskError) -> String {
+    match e {
+        TaskError::Op { task, source } => {
+            let text = source.to_string();
+            let node = format!("node {}", source.node());
+            match text.strip_prefix(&node) {
+                Some(rest) => format!("{node} (subtask {}){rest}", task.subtask),
+                None => format!("subtask {}: {text}", task.subtask),
+            }
+        }
+        TaskError::Downstream { task } => format!("subtask {}: its downstream channel closed", task.subtask),
+        TaskError::Coordinator { task } => {
+            format!("subtask {}: the checkpoint coordinator went away", task.subtask)
+        }
+        TaskError::Thread { task, message } => format!("subtask {}: its thread failed: {message}", task.subtask),
+    }
+}
+
 impl JobError {
     /// What the failure means for the run, which decides the exit status (see
     /// [`crate::error`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
+            JobError::Invalid(_) => ErrorKind::BadInput,
             JobError::Config(e) | JobError::SinkRecovery { source: e, .. } => e.kind(),
             JobError::Storage(e) => storage_kind(e),
             JobError::Restore(e) => e.kind(),
@@ -124,6 +159,19 @@ impl JobError {
             _ if self.kind() != ErrorKind::DataLossRisk => None,
             JobError::Restore(_) => Some(DataLossKind::RestoreRefused),
             _ => Some(DataLossKind::UncommittableTransaction),
+        }
+    }
+
+    /// Whether the job document is at fault, found before any record was processed:
+    /// `sluice-runtime` exits with
+    /// [`EXIT_INVALID_JOB`](sluice_crds::contract::control::EXIT_INVALID_JOB).
+    pub fn is_invalid_job(&self) -> bool {
+        match self {
+            JobError::Invalid(_) => true,
+            JobError::Config(e) | JobError::SinkRecovery { source: e @ OpError::Config { .. }, .. } => {
+                matches!(e, OpError::Config { .. } | OpError::Expression { .. })
+            }
+            _ => false,
         }
     }
 
@@ -180,7 +228,7 @@ pub async fn run(config: RuntimeConfig) -> Result<JobOutcome, JobError> {
 pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles)) -> Result<JobOutcome, JobError> {
     let started = Instant::now();
     let (job, pipeline) = (&config.job, &config.job.pipeline);
-    check_expressions(&pipeline.nodes)?;
+    preflight::check(job)?;
     let plan = PhysicalPlan::build(pipeline);
     let recover::Prepared { store, loaded, mut restore_plan, first_id } = recover::prepare(&config).await?;
     let restored_from = restore_plan.checkpoint;
@@ -237,7 +285,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     if let Some(c) = &config.control {
         c.started(handles.clone(), loaded.as_ref().map(|l| l.location.clone()));
     }
-    let progress = config.progress.then(|| tokio::spawn(progress::report_progress(handles)));
+    let progress = config.progress.then(|| tokio::spawn(progress::report_progress(handles, restored_from)));
 
     let ending = supervise::supervise(wired.tasks, driver).await;
     if let Some(p) = progress {
@@ -261,10 +309,16 @@ fn task_env(
     events: mpsc::UnboundedSender<crate::engine::message::TaskEvent>,
     cancel: Arc<Cancellation>,
 ) -> Arc<TaskEnv> {
+    let snapshots = store.map(|store| {
+        Arc::new(StoreCaptureWriter {
+            store,
+            run_id: config.run_id.clone(),
+            max_parallelism: config.job.pipeline.max_parallelism,
+            faults: config.faults.clone(),
+        }) as Arc<dyn CaptureWriter>
+    });
     Arc::new(TaskEnv {
-        store,
-        max_parallelism: config.job.pipeline.max_parallelism,
-        run_id: config.run_id.clone(),
+        snapshots,
         faults: config.faults.clone(),
         metrics,
         events,

@@ -2,11 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::JobHandles;
-use crate::checkpoint::driver::stats;
+use sluice_crds::CheckpointId;
 
-/// Prints records, rate and the latest checkpoint every second, until aborted.
-pub(super) async fn report_progress(h: JobHandles) {
+use super::JobHandles;
+use crate::checkpoint::driver::{CheckpointStats, stats};
+
+/// Prints records, rate and checkpoints every second, until aborted.
+pub(super) async fn report_progress(h: JobHandles, restored_from: Option<CheckpointId>) {
     let start = Instant::now();
     let mut last = (0u64, Instant::now());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -16,19 +18,32 @@ pub(super) async fn report_progress(h: JobHandles) {
         let records = h.metrics.source_records(&h.sources);
         let rate = (records - last.0) as f64 / last.1.elapsed().as_secs_f64().max(1e-3);
         last = (records, Instant::now());
-        let s = stats(&h.stats).clone();
-        let ckpt = match &s.latest {
-            Some(c) => format!("last checkpoint {} ({}, {} ms)", c.id, human_bytes(c.size_bytes), c.duration_ms),
-            None => "no checkpoint yet".to_string(),
-        };
-        println!(
-            "[{:>5.1}s] {records:>12} records  {:>10.0} rec/s  {ckpt}  completed {} failed {}",
-            start.elapsed().as_secs_f64(),
-            rate,
-            s.completed,
-            s.failed
-        );
+        let line = progress_line(start.elapsed(), records, rate, &stats(&h.stats), restored_from);
+        println!("{line}");
     }
+}
+
+/// One progress line. Every number says what it counts: checkpoint ids run on across restores
+/// (`latest #8`), the counts are this run's (`3 completed`), and a restored run says where it
+/// started (`restored from #5`), so an id above the count reads as what it is.
+pub(super) fn progress_line(
+    elapsed: Duration,
+    records: u64,
+    rate: f64,
+    s: &CheckpointStats,
+    restored_from: Option<CheckpointId>,
+) -> String {
+    let latest = match &s.latest {
+        Some(c) => format!(", latest #{} ({}, {} ms)", c.id, human_bytes(c.size_bytes), c.duration_ms),
+        None => String::new(),
+    };
+    let restored = restored_from.map(|c| format!("; restored from checkpoint #{c}")).unwrap_or_default();
+    format!(
+        "[{:>5.1}s] {records} records this run ({rate:.0}/s); checkpoints this run: {} completed, {} failed{latest}{restored}",
+        elapsed.as_secs_f64(),
+        s.completed,
+        s.failed,
+    )
 }
 
 /// Formats a byte count for people.
@@ -38,5 +53,28 @@ pub fn human_bytes(b: u64) -> String {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::driver::CompletedCheckpoint;
+
+    #[test]
+    fn each_number_of_the_progress_line_says_what_it_counts() {
+        let s = CheckpointStats {
+            completed: 3,
+            failed: 1,
+            latest: Some(CompletedCheckpoint { id: 8, size_bytes: 2048, duration_ms: 35, ..Default::default() }),
+            ..Default::default()
+        };
+        let line = progress_line(Duration::from_millis(3000), 1200, 400.0, &s, Some(CheckpointId(4)));
+        assert_eq!(
+            line,
+            "[  3.0s] 1200 records this run (400/s); checkpoints this run: 3 completed, 1 failed, latest #8 (2.0 KiB, 35 ms); restored from checkpoint #4"
+        );
+        let fresh = progress_line(Duration::from_secs(1), 0, 0.0, &CheckpointStats::default(), None);
+        assert_eq!(fresh, "[  1.0s] 0 records this run (0/s); checkpoints this run: 0 completed, 0 failed");
     }
 }

@@ -20,16 +20,26 @@ pub struct Expr {
 }
 
 impl Expr {
-    /// Compiles `source`; errors name the node and the expression.
+    /// Compiles and checks `source`: its syntax, its variables (`value`, `key`, `ts` only), its
+    /// functions (CEL's standard ones only) and, when it names no variable, its value. Errors
+    /// name the node and the expression.
     pub fn compile(node: &str, source: &str) -> Result<Expr, OpError> {
         let error = |message: String| OpError::Expression { node: node.into(), expr: source.into(), message };
-        let program = Program::compile(source).map_err(|e| error(e.to_string()))?;
+        let program = Program::compile(source).map_err(|e| error(syntax_message(&e.to_string())))?;
         let variables: Vec<String> = program.references().variables().into_iter().map(String::from).collect();
+        let mut bound = Vec::new();
+        macro_variables(program.expression(), &mut bound);
         let unknown: Vec<&String> =
-            variables.iter().filter(|v| !matches!(v.as_str(), "value" | "key" | "ts")).collect();
+            variables.iter().filter(|v| !matches!(v.as_str(), "value" | "key" | "ts") && !bound.contains(v)).collect();
         if !unknown.is_empty() {
             return Err(error(format!("unknown variable(s) {unknown:?}; use value, key or ts")));
         }
+        let references = program.references();
+        let unknown: Vec<&str> = references.functions().into_iter().filter(|f| !is_known_function(f)).collect();
+        if !unknown.is_empty() {
+            return Err(error(format!("unknown function(s) {unknown:?}")));
+        }
+        drop(references);
         let mut expr = Expr { node: node.into(), source: source.into(), program, constant: None };
         if variables.is_empty() {
             let ctx = Context::default();
@@ -71,6 +81,59 @@ impl Expr {
             message: format!("{message} (record key {}, value {})", r.key, r.value),
         }
     }
+}
+
+/// The variables a macro binds (`x` of `list.map(x, x * 2)`, `exists`, `all`, `filter` …),
+/// which CEL's references list beside the free ones.
+fn macro_variables(e: &cel::IdedExpr, out: &mut Vec<String>) {
+    use cel::common::ast::{EntryExpr, Expr as E};
+    let entries = |entries: &[cel::common::ast::IdedEntryExpr], out: &mut Vec<String>| {
+        for entry in entries {
+            match &entry.expr {
+                EntryExpr::StructField(f) => macro_variables(&f.value, out),
+                EntryExpr::MapEntry(m) => {
+                    macro_variables(&m.key, out);
+                    macro_variables(&m.value, out);
+                }
+            }
+        }
+    };
+    match &e.expr {
+        E::Comprehension(c) => {
+            out.push(c.iter_var.clone());
+            out.extend(c.iter_var2.clone());
+            for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                macro_variables(part, out);
+            }
+        }
+        E::Call(c) => c.target.iter().map(|t| &**t).chain(&c.args).for_each(|a| macro_variables(a, out)),
+        E::List(l) => l.elements.iter().for_each(|x| macro_variables(x, out)),
+        E::Map(m) => entries(&m.entries, out),
+        E::Struct(s) => entries(&s.entries, out),
+        E::Select(s) => macro_variables(&s.operand, out),
+        E::Unspecified | E::Ident(_) | E::Literal(_) => {}
+    }
+}
+
+/// The first line of a CEL syntax error, without its `ERROR: <input>:` prefix: the line and
+/// column and what was expected (the later lines draw the expression and a caret).
+fn syntax_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    first.trim_start_matches("ERROR: ").trim_start_matches("<input>:").to_string()
+}
+
+/// Whether `name` is a function CEL's default context knows, as a global (`size(x)`) or a
+/// member (`x.startsWith(y)`): a call without arguments fails with anything but "undeclared
+/// reference to `name`" (a wrong argument count or type). Names that are not a plain call
+/// (operators) count as known.
+fn is_known_function(name: &str) -> bool {
+    [format!("{name}()"), format!("''.{name}()")].iter().any(|probe| match Program::compile(probe) {
+        Ok(p) => !matches!(
+            p.execute(&Context::default()),
+            Err(cel::ExecutionError::UndeclaredReference(r)) if r.as_str() == name
+        ),
+        Err(_) => true,
+    })
 }
 
 /// Converts a record value to a CEL value.
@@ -148,5 +211,59 @@ mod tests {
         assert!(err.contains("my-map") && err.contains("value +"), "{err}");
         let err = Expr::compile("my-map", "foo + 1").err().expect("fails").to_string();
         assert!(err.contains("unknown variable"), "{err}");
+        let err = Expr::compile("my-map", "[1].map(x, x + y)").err().expect("fails").to_string();
+        assert!(err.ends_with("unknown variable(s) [\"y\"]; use value, key or ts"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_column() {
+        let err = Expr::compile("m", "value +").err().expect("fails").to_string();
+        assert!(err.starts_with("node m: expression \"value +\": 1:8: Syntax error"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    /// Against the interpreter itself: an expression is refused for an unknown function exactly
+    /// when evaluating it on a record fails with an undeclared reference to that function.
+    #[test]
+    fn unknown_functions_fail_at_compile_time_exactly_when_evaluation_would() {
+        let record = rec(Value::str("abc"));
+        for src in [
+            "size(value)",
+            "value.startsWith('a')",
+            "value.endsWith('a') || value.contains('b')",
+            "value.matches('a+')",
+            "string(key) + string(ts)",
+            "int(ts) + 1",
+            "double(ts) * 2.0",
+            "string(timestamp('2024-01-01T00:00:00Z'))",
+            "string(duration('1s'))",
+            "max(1, ts)",
+            "foo(value)",
+            "value.frobnicate()",
+            "lenght(value) > 1",
+            "size(value) + bar(ts)",
+            "[1, 2].map(x, x * ts)",
+            "[ts].exists(x, x > 1) && [1].all(y, y > 0)",
+            "size([ts, 2].filter(x, x > 1)) > 0",
+            "[1].map(x, frob(x))",
+        ] {
+            let program = Program::compile(src).expect("parses");
+            let mut ctx = Context::default();
+            ctx.add_variable_from_value("value", to_cel(&record.value));
+            ctx.add_variable_from_value("key", to_cel(&record.key));
+            ctx.add_variable_from_value("ts", cel::Value::Int(record.ts));
+            let undeclared = match program.execute(&ctx) {
+                Err(cel::ExecutionError::UndeclaredReference(name)) => Some(name.to_string()),
+                _ => None,
+            };
+            match (Expr::compile("f", src), undeclared) {
+                (Ok(_), None) => {}
+                (Err(e), Some(name)) => assert!(
+                    e.to_string().starts_with(&format!("node f: expression {src:?}: unknown function(s) [{name:?}")),
+                    "{e}"
+                ),
+                (r, undeclared) => panic!("{src}: compile {:?}, evaluation's undeclared {undeclared:?}", r.err()),
+            }
+        }
     }
 }

@@ -62,6 +62,31 @@ pub struct JsonFileSource {
     malformed: u64,
 }
 
+/// The files a jsonFile source at `path` reads, in name order: the file itself, or the `.json`
+/// and `.jsonl` files of the directory. A path that is neither is an error naming the node.
+pub fn input_files(node: &str, path: &str) -> Result<Vec<PathBuf>, OpError> {
+    let root = PathBuf::from(path);
+    let io = |op: &'static str, source: std::io::Error| OpError::Io {
+        node: node.into(),
+        op,
+        path: root.display().to_string(),
+        source,
+    };
+    if root.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+            .map_err(|e| io("list", e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "jsonl"))
+            .collect();
+        files.sort();
+        Ok(files)
+    } else if root.is_file() {
+        Ok(vec![root])
+    } else {
+        Err(io("open", std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")))
+    }
+}
+
 impl JsonFileSource {
     /// A source subtask; call [`Source::open`] before polling.
     pub fn new(spec: JsonFileSpec, ctx: OpContext, policy: ErrorPolicy) -> JsonFileSource {
@@ -84,25 +109,7 @@ impl JsonFileSource {
 
     /// The files of the source, in name order.
     fn files(&self) -> Result<Vec<PathBuf>, OpError> {
-        let root = PathBuf::from(&self.spec.path);
-        if root.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-                .map_err(self.io("list", &root))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "jsonl"))
-                .collect();
-            files.sort();
-            Ok(files)
-        } else if root.is_file() {
-            Ok(vec![root])
-        } else {
-            Err(OpError::Io {
-                node: self.ctx.node.clone(),
-                op: "open",
-                path: root.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-            })
-        }
+        input_files(&self.ctx.node, &self.spec.path)
     }
 
     fn parse_line(&self, offset: u64, file: &str) -> Result<Option<Record>, OpError> {
@@ -112,7 +119,7 @@ impl JsonFileSource {
         }
         let malformed = |message: String| OpError::Malformed {
             node: self.ctx.node.clone(),
-            location: format!("{file}:{offset}"),
+            location: format!("{file}, byte {offset}"),
             message,
         };
         let value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
@@ -412,7 +419,7 @@ mod tests {
         let mut strict = source(dir.path(), ErrorPolicy::Fail);
         strict.open(None).expect("open");
         let err = read_all(&mut strict).expect_err("fails");
-        assert!(err.to_string().contains("a.jsonl:15"), "{err}");
+        assert!(err.to_string().contains("a.jsonl, byte 15"), "{err}");
         let mut lenient = source(dir.path(), ErrorPolicy::Skip);
         lenient.open(None).expect("open");
         assert_eq!(read_all(&mut lenient).expect("reads"), vec![1, 2]);

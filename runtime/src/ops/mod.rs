@@ -1,5 +1,6 @@
-//! The lifecycle traits every source and operator implements, and the built-in ones.
-//! They are called "ops" because "operator" already names the Kubernetes operator.
+//! The built-in operators, and (re-exported from [`crate::engine::operator`], where the engine
+//! defines them) the lifecycle traits every source and operator implements. They are called
+//! "ops" because "operator" already names the Kubernetes operator.
 //!
 //! An [`Operator`] receives batches and emits batches; at a checkpoint barrier the task calls
 //! [`Operator::snapshot`], which must only *capture* state (cheap); encoding and upload happen
@@ -36,13 +37,9 @@ pub mod rate;
 pub mod simple;
 pub mod window;
 
-use sluice_crds::CheckpointId;
-
-use crate::error::ErrorKind;
+pub use crate::engine::operator::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, Source, SourcePoll};
 use crate::graph::KeyGroupRange;
 use crate::record::Batch;
-pub use crate::state::SnapshotMode;
-use crate::state::{KeyedSnapshot, StateEntry};
 
 /// Appends `batch` to `out` without copying when `out` is empty (the common case on a chain).
 #[inline]
@@ -78,208 +75,6 @@ pub struct OpContext {
     /// The job's I/O runtime (as `TaskEnv::io`): where a node's network calls run, apart from
     /// the task thread. `None` outside a job.
     pub io: Option<tokio::runtime::Handle>,
-}
-
-/// What an operator contributes to a checkpoint.
-#[derive(Default)]
-pub struct OpSnapshot {
-    /// Keyed state, captured; encoded and uploaded asynchronously.
-    pub keyed: Option<Box<dyn KeyedSnapshot>>,
-    /// Operator list state (source positions …), redistributed round-robin on rescale.
-    pub operator_state: Vec<serde_json::Value>,
-    /// Pre-committed sink transactions to commit once the checkpoint completes.
-    pub committables: Vec<serde_json::Value>,
-}
-
-/// State handed back to an operator on restore.
-#[derive(Debug, Default)]
-pub struct Restored {
-    /// Keyed entries of this subtask's key groups.
-    pub keyed: Vec<StateEntry>,
-    /// This subtask's share of the operator list state.
-    pub operator_state: Vec<serde_json::Value>,
-}
-
-/// Failure inside an operator or source. [`OpError::is_data_error`] tells input problems
-/// (the job's error policy applies) from system ones.
-#[derive(Debug, thiserror::Error)]
-pub enum OpError {
-    /// A CEL expression does not compile or does not evaluate.
-    #[error("node {node}: expression {expr:?}: {message}")]
-    Expression {
-        /// Node id.
-        node: String,
-        /// The expression.
-        expr: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// An input record cannot be decoded or lacks what the operator needs.
-    #[error("node {node}: malformed record at {location}: {message}")]
-    Malformed {
-        /// Node id.
-        node: String,
-        /// Where (file:offset, partition:offset, …).
-        location: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A file operation failed.
-    #[error("node {node}: {op} {path}: {source}")]
-    Io {
-        /// Node id.
-        node: String,
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Restored state does not fit the operator.
-    #[error("node {node}: cannot restore state: {message}")]
-    Restore {
-        /// Node id.
-        node: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// An external system (a broker, a store) failed or refused a request.
-    #[error("node {node}: {message}")]
-    External {
-        /// Node id.
-        node: String,
-        /// What was being done and what went wrong.
-        message: String,
-    },
-    /// A pre-committed transaction could not be committed (data-loss risk).
-    #[error("node {node}: commit of checkpoint {checkpoint} failed: {message}")]
-    Commit {
-        /// Node id.
-        node: String,
-        /// The checkpoint whose committable failed.
-        checkpoint: u64,
-        /// What went wrong.
-        message: String,
-    },
-    /// The node's spec (or this runtime build) does not allow building it.
-    #[error("node {node}: invalid configuration: {message}")]
-    Config {
-        /// Node id.
-        node: String,
-        /// What is wrong, naming the field.
-        message: String,
-    },
-    /// A value for the checkpoint (a committable, a source position) or a record did not
-    /// serialise. Nothing is committed yet: the checkpoint or record is lost, not output.
-    #[error("node {node}: cannot serialise {what}: {message}")]
-    Serialize {
-        /// Node id.
-        node: String,
-        /// What was being serialised.
-        what: &'static str,
-        /// The serialiser's message.
-        message: String,
-    },
-}
-
-impl OpError {
-    /// True when the problem is in the input data rather than the system.
-    pub fn is_data_error(&self) -> bool {
-        matches!(self, OpError::Malformed { .. } | OpError::Expression { .. })
-    }
-
-    /// What the failure means for the run (see [`crate::error`]).
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            OpError::Expression { .. }
-            | OpError::Malformed { .. }
-            | OpError::Restore { .. }
-            | OpError::Config { .. } => ErrorKind::BadInput,
-            OpError::Io { .. } | OpError::External { .. } | OpError::Serialize { .. } => ErrorKind::Retryable,
-            OpError::Commit { .. } => ErrorKind::DataLossRisk,
-        }
-    }
-}
-
-/// A transformation or sink: batches in, batches out.
-pub trait Operator: Send {
-    /// Loads restored state; called before any batch.
-    fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
-        let _ = restored;
-        Ok(())
-    }
-    /// Processes one batch, appending any output to `out`.
-    fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError>;
-    /// The event-time watermark advanced to `watermark`; windows may fire.
-    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
-        let _ = (watermark, out);
-        Ok(())
-    }
-    /// Captures state at a barrier. Keep it cheap: heavy work belongs in the returned capture.
-    /// With [`SnapshotMode::Incremental`], keyed state may hold only what changed since the
-    /// previous snapshot (a delta); either way the operator starts a new change set.
-    fn snapshot(&mut self, checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
-        let _ = (checkpoint, mode);
-        Ok(OpSnapshot::default())
-    }
-    /// Checkpoint `checkpoint` is complete (its manifest is published): sinks commit.
-    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
-        let _ = checkpoint;
-        Ok(())
-    }
-    /// All input has ended; emit what remains.
-    fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
-        let _ = out;
-        Ok(())
-    }
-    /// How many records were found too late since the last call (the task counts them in
-    /// `sluice_runtime_late_records_total`); records to send along the node's `output: late`
-    /// edges are appended to `late`. Called once per processed batch.
-    fn take_late(&mut self, late: &mut Batch) -> u64 {
-        let _ = late;
-        0
-    }
-    /// The job is cancelled: throw away open transactions, and pre-committed ones of checkpoints
-    /// after `keep_up_to` (those up to it may be listed by a published manifest: the next run's
-    /// recovery resolves them). Nothing more is emitted or committed.
-    fn cancel(&mut self, keep_up_to: Option<CheckpointId>) -> Result<(), OpError> {
-        let _ = keep_up_to;
-        Ok(())
-    }
-}
-
-/// What a [`Source::poll`] call produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourcePoll {
-    /// Records were appended (possibly zero after skipping bad input).
-    Data,
-    /// Nothing available now; poll again after about this long.
-    Idle(std::time::Duration),
-    /// The source is exhausted.
-    Finished,
-}
-
-/// A replayable source of records.
-pub trait Source: Send {
-    /// Restores positions from checkpointed list state (this subtask's share), or starts fresh
-    /// with `None`.
-    fn open(&mut self, restored: Option<Vec<serde_json::Value>>) -> Result<(), OpError>;
-    /// Appends up to `max` records to `out`.
-    fn poll(&mut self, out: &mut Batch, max: usize) -> Result<SourcePoll, OpError>;
-    /// The event time below which no further record will come (per this subtask).
-    fn watermark(&self) -> i64;
-    /// The current positions, as list state (one element per split).
-    fn snapshot(&mut self, checkpoint: CheckpointId) -> Result<Vec<serde_json::Value>, OpError>;
-    /// Records skipped as malformed so far.
-    fn malformed_count(&self) -> u64 {
-        0
-    }
-    /// Checkpoint `checkpoint` is complete (e.g. commit offsets back to a consumer group).
-    fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
-        let _ = checkpoint;
-        Ok(())
-    }
 }
 
 /// A node instance: a source or an operator.

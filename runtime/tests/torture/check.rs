@@ -102,7 +102,7 @@ fn check_running(f: Func, key: &str, inputs: &[(i64, i64)], outputs: &[(i64, i64
 /// after checking that no transaction on the topic is left open.
 #[cfg(feature = "kafka")]
 fn committed_kafka(k: &KafkaOut) -> Result<Vec<serde_json::Value>, String> {
-    use sluice_runtime::connectors::kafka::verify;
+    use sluice_runtime::verify::kafka as verify;
     let open = verify::open_transactions_named(&k.brokers, &k.topic, std::time::Duration::from_secs(10))
         .map_err(|e| format!("topic {}: {e}", k.topic))?;
     if !open.is_empty() {

@@ -258,7 +258,7 @@ impl KafkaOut {
     /// Creates the topic (3 partitions).
     pub fn create_topic(&self) {
         #[cfg(feature = "kafka")]
-        sluice_runtime::connectors::kafka::verify::create_topic(&self.brokers, &self.topic, 3)
+        sluice_runtime::verify::kafka::create_topic(&self.brokers, &self.topic, 3)
             .unwrap_or_else(|e| panic!("creating topic {}: {e}", self.topic));
     }
 }

@@ -2,15 +2,16 @@
 //! one, runs the embedded demo, and carries the tools around the engine (benchmarks and the
 //! exactly-once verifier), each command in a function of its own.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_crds::contract::control::EXIT_STOP_TIMEOUT;
-use sluice_runtime::error::ErrorKind;
+use sluice_crds::contract::control::EXIT_FAILURE;
 use sluice_runtime::job::JobError;
 
 mod args;
 mod commands;
+mod report;
 mod signals;
 mod tools;
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     let result = runtime.block_on(async {
@@ -48,7 +49,11 @@ fn main() -> ExitCode {
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal, never into a log file or a pod's log.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         builder.json().init();
     } else {
@@ -56,26 +61,19 @@ fn init_logs(format: &str) {
     }
 }
 
-/// Prints the error, writes the termination message, and picks the exit status: 3 when the
-/// job must not be retried as is (data-loss risk), 4 when a signal's cancel timed out.
+/// Prints the error once, writes the termination message, and picks the exit status (see
+/// [`report::exit_code`]).
 fn failure(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
-    let job_error = e.chain().find_map(|c| c.downcast_ref::<JobError>());
-    let data_loss = job_error.and_then(JobError::data_loss_kind);
-    let timeout = e.chain().any(|c| c.downcast_ref::<signals::StopTimeout>().is_some());
+    let message = report::said_once(e);
+    eprintln!("error: {message}");
+    let data_loss = e.chain().find_map(|c| c.downcast_ref::<JobError>()).and_then(JobError::data_loss_kind);
     // Kubernetes shows this file as the container's termination message.
     if let Ok(mut f) = std::fs::OpenOptions::new().write(true).truncate(true).open(TERMINATION_LOG) {
         use std::io::Write as _;
-        let message = format!("{e:#}");
         let _ = match data_loss {
             Some(kind) => write!(f, "{}", kind.termination_message(&message)),
             None => write!(f, "{message}"),
         };
     }
-    // The error's kind decides the status (see `sluice_runtime::error`).
-    match (job_error.map(JobError::kind), timeout) {
-        (Some(kind @ ErrorKind::DataLossRisk), _) => ExitCode::from(kind.exit_code()),
-        (_, true) => ExitCode::from(EXIT_STOP_TIMEOUT),
-        (kind, false) => ExitCode::from(kind.map_or(1, ErrorKind::exit_code)),
-    }
+    ExitCode::from(report::exit_code(e))
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::job_config::StorageSpec;
-use sluice_crds::contract::manifest::SnapshotKind;
+use sluice_crds::contract::manifest::{Manifest, SnapshotKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -17,7 +17,7 @@ use super::publish::{PublishError, build_manifest, now_ms, publish};
 use super::retention::sweep;
 use super::savepoint::SavepointError;
 use crate::engine::cancel::Cancellation;
-use crate::engine::message::{BarrierKind, TaskControl, TaskEvent, TaskId};
+use crate::engine::message::{BarrierKind, TaskAck, TaskControl, TaskEvent, TaskId};
 use crate::fault::Faults;
 use crate::storage::SharedStore;
 use crate::storage::layout::checkpoint_state_prefix;
@@ -293,44 +293,7 @@ impl Driver {
                 self.send_all(TaskControl::Trigger(crate::engine::Barrier { id, kind }), true);
             }
             Action::Publish { id, kind, triggered_ms, acks } => {
-                let Some(store) = self.store.clone() else {
-                    let _ = results.send(Input::PublishFailed(id, "no checkpoint storage".into(), false));
-                    return Ok(());
-                };
-                let snapshot_kind =
-                    if kind == BarrierKind::Savepoint { SnapshotKind::Savepoint } else { SnapshotKind::Checkpoint };
-                let trigger_epoch_ms =
-                    now_ms().saturating_sub((started.elapsed().as_millis() as u64).saturating_sub(triggered_ms));
-                let mut manifest =
-                    build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
-                manifest.run_id = self.run_id.clone();
-                let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
-                let location = crate::storage::layout::manifest_uri(&store.describe(), id);
-                tokio::spawn(async move {
-                    faults.hit("coordinator.before_publish");
-                    let input = match publish(store.as_ref(), &manifest).await {
-                        Ok(()) => {
-                            // Before any sink hears of the completion (see `completed`).
-                            if let Err(e) = completed::record(store.as_ref(), id).await {
-                                tracing::warn!(checkpoint = %id, error = %e, "checkpoint complete, but the completion note was not written: removing its manifest later would go unnoticed");
-                            }
-                            let mut s = stats(&shared);
-                            let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
-                            s.durations_ms.push(duration);
-                            s.latest = Some(CompletedCheckpoint {
-                                id: id.0,
-                                completed_at_ms: manifest.completed_at_ms,
-                                duration_ms: duration,
-                                size_bytes: manifest.state_bytes(),
-                                location,
-                            });
-                            Input::Published(id)
-                        }
-                        Err(e @ PublishError::AlreadyPublished(_)) => Input::PublishFailed(id, e.to_string(), true),
-                        Err(e) => Input::PublishFailed(id, e.to_string(), false),
-                    };
-                    let _ = results.send(input);
-                });
+                self.spawn_publish(id, kind, triggered_ms, acks, results, started);
             }
             Action::NotifyComplete(id, kind) => {
                 self.faults.hit("coordinator.after_publish");
@@ -345,21 +308,53 @@ impl Driver {
                     self.finish_savepoints(id, Ok(()));
                 }
             }
-            Action::Abort(id, reason) => {
-                tracing::warn!(checkpoint = %id, %reason, "checkpoint aborted");
-                {
-                    let mut s = stats(&self.stats);
-                    s.failed += 1;
-                    s.last_failure = Some(format!("checkpoint {id}: {reason}"));
-                }
-                self.finish_savepoints(id, Err(SavepointError::NotTaken(reason.clone())));
-                self.send_all(TaskControl::Abort(id), false);
-                self.spawn_delete(id);
-            }
+            Action::Abort(id, reason) => self.abort(id, reason),
             Action::EndInput => self.send_all(TaskControl::EndInput, true),
             Action::Fail(reason) => return Err(reason),
         }
         Ok(())
+    }
+
+    /// Builds checkpoint `id`'s manifest from the tasks' acks and publishes it in the
+    /// background; the answer comes back on `results`.
+    fn spawn_publish(
+        &self,
+        id: CheckpointId,
+        kind: BarrierKind,
+        triggered_ms: u64,
+        acks: Vec<TaskAck>,
+        results: &mpsc::UnboundedSender<Input>,
+        started: Instant,
+    ) {
+        let Some(store) = self.store.clone() else {
+            let _ = results.send(Input::PublishFailed(id, "no checkpoint storage".into(), false));
+            return;
+        };
+        let snapshot_kind =
+            if kind == BarrierKind::Savepoint { SnapshotKind::Savepoint } else { SnapshotKind::Checkpoint };
+        let trigger_epoch_ms =
+            now_ms().saturating_sub((started.elapsed().as_millis() as u64).saturating_sub(triggered_ms));
+        let mut manifest = build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
+        manifest.run_id = self.run_id.clone();
+        let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
+        tokio::spawn(async move {
+            faults.hit("coordinator.before_publish");
+            let _ = results.send(publish_and_record(store, manifest, id, &shared).await);
+        });
+    }
+
+    /// Checkpoint `id` failed: counted, its savepoint requests answered, the tasks told, its
+    /// files deleted.
+    fn abort(&mut self, id: CheckpointId, reason: String) {
+        tracing::warn!(checkpoint = %id, %reason, "checkpoint aborted");
+        {
+            let mut s = stats(&self.stats);
+            s.failed += 1;
+            s.last_failure = Some(format!("checkpoint {id}: {reason}"));
+        }
+        self.finish_savepoints(id, Err(SavepointError::NotTaken(reason.clone())));
+        self.send_all(TaskControl::Abort(id), false);
+        self.spawn_delete(id);
     }
 
     fn spawn_sweep(&self) {
@@ -389,5 +384,32 @@ impl Driver {
                 }
             }
         });
+    }
+}
+
+/// Publishes `manifest`; when it is published, records the completion note and the stats.
+/// Returns what the driver hears.
+async fn publish_and_record(store: SharedStore, manifest: Manifest, id: CheckpointId, shared: &SharedStats) -> Input {
+    let location = crate::storage::layout::manifest_uri(&store.describe(), id);
+    match publish(store.as_ref(), &manifest).await {
+        Ok(()) => {
+            // Before any sink hears of the completion (see `completed`).
+            if let Err(e) = completed::record(store.as_ref(), id).await {
+                tracing::warn!(checkpoint = %id, error = %e, "checkpoint complete, but the completion note was not written: removing its manifest later would go unnoticed");
+            }
+            let mut s = stats(shared);
+            let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
+            s.durations_ms.push(duration);
+            s.latest = Some(CompletedCheckpoint {
+                id: id.0,
+                completed_at_ms: manifest.completed_at_ms,
+                duration_ms: duration,
+                size_bytes: manifest.state_bytes(),
+                location,
+            });
+            Input::Published(id)
+        }
+        Err(e @ PublishError::AlreadyPublished(_)) => Input::PublishFailed(id, e.to_string(), true),
+        Err(e) => Input::PublishFailed(id, e.to_string(), false),
     }
 }

@@ -62,8 +62,21 @@ impl FileSink {
     /// A sink subtask writing into `dir` (created if missing).
     pub fn new(node: &str, dir: impl Into<PathBuf>, subtask: u32, run_id: &str) -> Result<FileSink, OpError> {
         let dir = dir.into();
+        check_dir(node, &dir)?;
         fs::create_dir_all(&dir).map_err(io_err(node, "create directory", &dir))?;
         Ok(FileSink { node: node.into(), dir, subtask, run_id: run_id.into(), seq: 0 })
+    }
+}
+
+/// Checks that a file sink can use `dir` as its directory: missing (it is created) or a
+/// directory, not an existing file.
+pub fn check_dir(node: &str, dir: &Path) -> Result<(), OpError> {
+    match fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(OpError::Config {
+            node: node.into(),
+            message: format!("{} is an existing file, not a directory", dir.display()),
+        }),
+        _ => Ok(()),
     }
 }
 

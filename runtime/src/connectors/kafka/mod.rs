@@ -25,7 +25,6 @@ pub mod timeout_check;
 pub mod txn;
 pub mod txn_admin;
 pub mod txn_ids;
-pub mod verify;
 pub mod wire;
 
 pub use error::Error;

@@ -1,5 +1,7 @@
 //! `bench` and `bench-state`: the benchmark figures `make bench` collects.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 
 use crate::args::BenchArgs;
@@ -26,11 +28,38 @@ pub fn bench_state() -> Result<()> {
     Ok(())
 }
 
+/// The file `bench` writes into the directory it creates: a later run empties only a
+/// directory that has it.
+pub const BENCH_MARKER: &str = ".sluice-bench";
+
+/// Makes `dir` an empty directory of `bench`'s: a new or empty one gets the marker; one with
+/// the marker is emptied; any other directory with files in it is refused, untouched.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    let marker = dir.join(BENCH_MARKER);
+    match std::fs::read_dir(dir) {
+        Ok(_) if marker.is_file() => {
+            std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?
+        }
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                anyhow::bail!(
+                    "--dir {} is not empty and was not created by `sluice-runtime bench` (it has no {BENCH_MARKER} file): refusing to delete it; give a new or empty directory",
+                    dir.display()
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&marker, "created by `sluice-runtime bench`, whose next run with this --dir empties it\n")
+        .with_context(|| format!("writing {}", marker.display()))
+}
+
 /// `bench`: one configuration of the shared workload; prints one `RESULT` line.
 pub async fn bench(args: BenchArgs) -> Result<()> {
     let BenchArgs { records, parallelism, checkpoint_interval, dir, keys } = args;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    prepare_dir(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
     let cfg = bench::BenchConfig {
         records,

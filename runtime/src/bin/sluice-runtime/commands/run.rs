@@ -8,13 +8,16 @@ use sluice_crds::JobConfig;
 use sluice_runtime::control::ControlState;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
+use sluice_runtime::nodes::preflight;
 
 use crate::args::RunArgs;
 use crate::signals;
 
+/// Reads and checks a job document as a run would before processing anything: every problem,
+/// each naming its field and node ([`preflight::load`]).
 fn load_job(path: &Path) -> Result<JobConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    JobConfig::from_yaml(&text).with_context(|| format!("invalid job document {}", path.display()))
+    preflight::load(&text).with_context(|| format!("invalid job document {}", path.display()))
 }
 
 /// A fresh run id: 12 hex digits.
@@ -22,7 +25,8 @@ pub fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
-/// `validate`: checks a job document.
+/// `validate`: checks a job document as `run` does before it processes anything (the same
+/// code: [`preflight::load`]), creating nothing.
 pub fn validate(path: &Path) -> Result<()> {
     let job = load_job(path)?;
     println!("job {} is valid ({} nodes, {} edges)", job.name, job.pipeline.nodes.len(), job.pipeline.edges.len());
@@ -65,7 +69,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         control: Some(control.clone()),
         allow_non_restored_state: args.allow_non_restored_state,
     };
-    let result = signals::cancel_on_signal(run_job(config), control).await;
+    let resume = format!("sluice-runtime run {}", args.job.display());
+    let result = signals::cancel_on_signal(run_job(config, &resume), control).await;
     let _ = done_tx.send(());
     if let Some(server) = server {
         // Let in-flight requests (a stop's reply) finish.
@@ -74,20 +79,31 @@ pub async fn run(args: RunArgs) -> Result<()> {
     result
 }
 
-/// Runs the job and prints its one-line summary.
-async fn run_job(config: RuntimeConfig) -> Result<()> {
+/// Runs the job and prints its summary; a cancelled run (Ctrl-C, SIGTERM, a stop) also says how
+/// to resume it: `resume` is the command that runs it again.
+async fn run_job(config: RuntimeConfig, resume: &str) -> Result<()> {
     let name = config.job.name.clone();
+    let checkpointing = config.job.checkpointing.is_some();
     let outcome = job::run(config).await.with_context(|| format!("job {name} failed"))?;
     let s = &outcome.checkpoints;
     println!(
         "job {name} {}: {} source records in {:.1}s, {} checkpoints completed, {} failed{}",
-        if outcome.cancelled { "cancelled (resumes from its latest checkpoint)" } else { "finished" },
+        if outcome.cancelled { "cancelled" } else { "finished" },
         outcome.source_records,
         outcome.elapsed.as_secs_f64(),
         s.completed,
         s.failed,
         outcome.restored_from.map(|c| format!(", restored from checkpoint {c}")).unwrap_or_default()
     );
+    if outcome.cancelled {
+        let hint = match (checkpointing, &s.latest, outcome.restored_from) {
+            (false, _, _) => format!("the job takes no checkpoints: `{resume}` starts it over"),
+            (true, Some(c), _) => format!("to resume from checkpoint {} (the latest), run: {resume}", c.id),
+            (true, None, Some(_)) => format!("to resume from the latest checkpoint, run: {resume}"),
+            (true, None, None) => format!("no checkpoint completed yet: `{resume}` starts it over"),
+        };
+        println!("{hint}");
+    }
     Ok(())
 }
 
@@ -116,7 +132,7 @@ async fn run_demo(dir: &Path, control: Arc<ControlState>) -> Result<()> {
         control: Some(control),
         allow_non_restored_state: false,
     };
-    run_job(config).await?;
+    run_job(config, &format!("sluice-runtime demo --dir {}", dir.display())).await?;
     let out = abs.join("output");
     let files: Vec<_> = std::fs::read_dir(&out)
         .with_context(|| format!("listing {}", out.display()))?

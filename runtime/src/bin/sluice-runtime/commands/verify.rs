@@ -36,7 +36,7 @@ pub async fn verify(cmd: VerifyCommand) -> Result<()> {
 #[cfg(feature = "kafka")]
 mod kafka {
     use anyhow::{Context, Result};
-    use sluice_runtime::connectors::kafka::verify;
+    use sluice_runtime::verify::kafka as verify;
 
     use crate::args::KafkaTopic;
 

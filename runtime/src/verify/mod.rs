@@ -1,6 +1,10 @@
 //! The exactly-once verifier: produce sequence-numbered input, and after the job drains, check
 //! that every sequence number appears exactly once in the committed output. `sluice-runtime
-//! verify` exposes it; the kill tests and the kind end-to-end test use it.
+//! verify` exposes it; the kill tests and the kind end-to-end test use it. The file-sink check
+//! is here, the Kafka one in [`kafka`].
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;

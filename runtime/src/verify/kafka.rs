@@ -13,11 +13,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::io::{block_on, partition_ends_blocking};
-use super::security::Cluster;
-use super::txn_admin::{self, TxnDescription};
+use super::{SequenceCheck, VerifyReport};
+use crate::connectors::kafka::io::{block_on, partition_ends_blocking};
+use crate::connectors::kafka::security::Cluster;
+use crate::connectors::kafka::txn_admin::{self, TxnDescription};
 use crate::value::Value;
-use crate::verify::{SequenceCheck, VerifyReport};
 
 /// A verifier step failed.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +174,11 @@ pub fn open_transactions_named(bootstrap: &str, topic: &str, grace: Duration) ->
     }
 }
 
-fn ends_of(bootstrap: &str, topic: &str, partition: i32) -> Result<super::PartitionEnds, VerifyError> {
+fn ends_of(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<crate::connectors::kafka::PartitionEnds, VerifyError> {
     partition_ends_blocking(None, &Cluster::plaintext(bootstrap), topic, partition)
         .map_err(|e| VerifyError { step: "partition ends", message: e.to_string() })
 }

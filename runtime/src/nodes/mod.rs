@@ -1,6 +1,9 @@
 //! The node registry: turns a job document's node into its source or operator instance (the
 //! built-in operators of `ops` and the connectors), and names a transactional sink's recovery.
 //! It sits above both, so that neither the operators nor the connectors know the other.
+//! [`preflight`] checks a whole job document with the same code before anything runs.
+
+pub mod preflight;
 
 use sluice_crds::contract::job_config::JobConfig;
 use sluice_crds::contract::pipeline::{ErrorPolicy, Node, NodeKind};
@@ -18,6 +21,7 @@ use crate::ops::json_file::JsonFileSource;
 use crate::ops::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
 use crate::ops::window::TumblingWindow;
 use crate::ops::{OpContext, OpError};
+use crate::value::Value;
 
 /// Builds the subtask `ctx` of `node`.
 pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Faults) -> Result<Instance, OpError> {
@@ -32,7 +36,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
         NodeKind::Generator(g) => Instance::Source(Box::new(Generator::new(g.clone(), ctx))),
         NodeKind::JsonFile(j) => Instance::Source(Box::new(JsonFileSource::new(j.clone(), ctx, policy))),
         NodeKind::Map(m) => Instance::Operator(Box::new(Map::new(Expr::compile(id, &m.expr)?, policy))),
-        NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, Expr::compile(id, &f.expr)?, policy))),
+        NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, filter_expr(id, &f.expr)?, policy))),
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),
         NodeKind::Aggregate(a) => Instance::Operator(Box::new(Aggregate::new(id, a.function, a.field.clone(), policy))),
         NodeKind::Window(w) => Instance::Operator(Box::new(TumblingWindow::from_spec(id, w, policy))),
@@ -49,10 +53,32 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
 /// Kafka nodes need the `kafka` feature; see `connectors::kafka::build` when it is on.
 #[cfg(not(feature = "kafka"))]
 fn kafka_nodes(id: &str, kind: NodeKind<'_>, _: OpContext, _: ErrorPolicy, _: &Faults) -> Result<Instance, OpError> {
-    Err(OpError::Config {
-        node: id.into(),
-        message: format!("{} needs a runtime built with the `kafka` feature", kind.name()),
-    })
+    check_build(id, &kind)?;
+    Err(OpError::Config { node: id.into(), message: format!("{} is not a Kafka node", kind.name()) })
+}
+
+/// Checks that this build has the feature `kind` needs (`kafka` for the Kafka nodes).
+pub fn check_build(id: &str, kind: &NodeKind<'_>) -> Result<(), OpError> {
+    if matches!(kind, NodeKind::KafkaSource(_) | NodeKind::KafkaSink(_)) && !cfg!(feature = "kafka") {
+        return Err(OpError::Config {
+            node: id.into(),
+            message: format!("{} needs a runtime built with the `kafka` feature", kind.name()),
+        });
+    }
+    Ok(())
+}
+
+/// A filter's expression: compiled and, when constant, a bool.
+pub fn filter_expr(id: &str, source: &str) -> Result<Expr, OpError> {
+    let expr = Expr::compile(id, source)?;
+    match expr.constant() {
+        Some(c) if !matches!(c, Value::Bool(_)) => Err(OpError::Expression {
+            node: id.into(),
+            expr: source.into(),
+            message: format!("a filter must yield a bool, this yields {}", c.type_name()),
+        }),
+        _ => Ok(expr),
+    }
 }
 
 /// The recovery of a transactional sink node of `job`, if the node is one.
@@ -66,21 +92,4 @@ pub fn sink_recovery(node: &Node, job: &JobConfig) -> Option<Box<dyn SinkRecover
             None
         }
     }
-}
-
-/// Compiles every expression of the pipeline, so a bad one fails before the job starts.
-pub fn check_expressions(nodes: &[Node]) -> Result<(), OpError> {
-    for node in nodes {
-        match node.kind() {
-            Some(NodeKind::Map(m)) => drop(Expr::compile(&node.id, &m.expr)?),
-            Some(NodeKind::Filter(f)) => drop(Expr::compile(&node.id, &f.expr)?),
-            Some(NodeKind::KeyBy(k)) => {
-                if let Some(e) = &k.expr {
-                    drop(Expr::compile(&node.id, e)?);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }

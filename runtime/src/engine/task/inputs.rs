@@ -1,0 +1,144 @@
+//! A task fed by upstream tasks: reads its input channels round-robin (a channel that delivered
+//! a barrier waits until every live one has), forwards the least watermark, and takes its part
+//! of a checkpoint once the barriers are aligned.
+
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{Task, TaskError};
+use crate::engine::barrier::{Alignment, BarrierAligner};
+use crate::engine::channel::MessageReceiver;
+use crate::engine::message::{Message, TaskControl};
+use crate::engine::watermark::WatermarkTracker;
+
+/// What the task reacts to next.
+enum Event {
+    Control(TaskControl),
+    Input(usize, Message),
+}
+
+/// The input channels and what the task tracks across them.
+struct Inputs {
+    receivers: Vec<Box<dyn MessageReceiver>>,
+    aligner: BarrierAligner,
+    watermarks: WatermarkTracker,
+    ended: Vec<bool>,
+    /// Channels not ended yet.
+    live: usize,
+    /// The channel the next round-robin read starts at.
+    next: usize,
+    /// When the first barrier of the alignment under way arrived (several inputs only).
+    align_started: Option<Instant>,
+}
+
+impl Inputs {
+    fn new(receivers: Vec<Box<dyn MessageReceiver>>) -> Inputs {
+        let n = receivers.len();
+        Inputs {
+            receivers,
+            aligner: BarrierAligner::new(n),
+            watermarks: WatermarkTracker::new(n),
+            ended: vec![false; n],
+            live: n,
+            next: 0,
+            align_started: None,
+        }
+    }
+
+    /// The next control message (first) or message from a channel that is neither ended nor
+    /// blocked by alignment, round-robin; `None` when the coordinator is gone. A channel that
+    /// closed without an end message counts as ended.
+    async fn next(&mut self, control: &mut mpsc::UnboundedReceiver<TaskControl>) -> Option<Event> {
+        let n = self.receivers.len();
+        poll_fn(|cx| {
+            if let Poll::Ready(c) = control.poll_recv(cx) {
+                return Poll::Ready(c.map(Event::Control));
+            }
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                if self.ended[i] || self.aligner.is_blocked(i) {
+                    continue;
+                }
+                if let Poll::Ready(m) = self.receivers[i].poll_recv(cx) {
+                    self.next = i + 1;
+                    return Poll::Ready(Some(Event::Input(i, m.unwrap_or(Message::End))));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Task {
+    /// Runs a task whose head reads `receivers` until every one has ended.
+    pub(super) async fn run_inputs(&mut self, receivers: Vec<Box<dyn MessageReceiver>>) -> Result<(), TaskError> {
+        let mut inputs = Inputs::new(receivers);
+        loop {
+            let event = inputs.next(&mut self.control).await;
+            if self.env.cancel.is_cancelled() {
+                // A completion taken off the channel just now still applies: the driver sends
+                // completions before it sets the flag, and a completed checkpoint's transactions
+                // must be committed, never aborted by the cancel.
+                if let Some(Event::Control(c)) = event {
+                    self.on_control(c)?;
+                }
+                return self.cancel();
+            }
+            let alignment = match event {
+                None => return Err(TaskError::Coordinator { task: self.id }),
+                Some(Event::Control(c)) => {
+                    self.on_control(c)?;
+                    Alignment::Wait
+                }
+                Some(Event::Input(ch, m)) => self.on_input(&mut inputs, ch, m).await?,
+            };
+            if let Alignment::Aligned(b) = alignment {
+                let us = inputs.align_started.take().map_or(0, |t| t.elapsed().as_micros() as u64);
+                self.env.metrics.alignment_us.fetch_add(us, std::sync::atomic::Ordering::Relaxed);
+                self.checkpoint(b, None, us).await?;
+            }
+            if inputs.live == 0 {
+                self.drain_control()?;
+                return self.finish().await;
+            }
+        }
+    }
+
+    /// Handles one message from channel `ch`; says whether a barrier is now aligned.
+    async fn on_input(&mut self, inputs: &mut Inputs, ch: usize, message: Message) -> Result<Alignment, TaskError> {
+        Ok(match message {
+            Message::Batch(b) => {
+                self.push(0, b).await?;
+                Alignment::Wait
+            }
+            Message::Watermark(w) => {
+                if let Some(wm) = inputs.watermarks.update(ch, w) {
+                    self.watermark(wm).await?;
+                }
+                Alignment::Wait
+            }
+            Message::Barrier(b) => {
+                if inputs.aligner.current().is_none() && inputs.receivers.len() > 1 {
+                    inputs.align_started = Some(Instant::now());
+                }
+                inputs.aligner.on_barrier(ch, b)
+            }
+            Message::End => {
+                inputs.ended[ch] = true;
+                inputs.live -= 1;
+                // After a stop-with-savepoint barrier nothing may be emitted: an ended
+                // channel must not advance the watermark (and fire windows) then.
+                if let Some(wm) = inputs.watermarks.end(ch)
+                    && !self.stopping
+                {
+                    self.watermark(wm).await?;
+                }
+                inputs.aligner.on_end(ch)
+            }
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! A source task: polls its [`Source`] for batches, pushes them down the chain, advances the
+//! watermark, and answers the coordinator's triggers, completions and end of input.
+
+use tokio::sync::mpsc;
+
+use super::{Task, TaskError};
+use crate::engine::message::{TaskControl, TaskEvent};
+use crate::engine::operator::{Source, SourcePoll};
+use crate::record::{BATCH_SIZE, Batch};
+
+impl Task {
+    /// Handles one control message in a source task; `Ok(true)` when the task has ended.
+    async fn source_control(&mut self, source: &mut dyn Source, c: Option<TaskControl>) -> Result<bool, TaskError> {
+        match c {
+            Some(TaskControl::Trigger(b)) => {
+                let state = source.snapshot(b.id).map_err(self.op_err())?;
+                self.checkpoint(b, Some(state), 0).await?;
+                Ok(false)
+            }
+            Some(TaskControl::EndInput) => {
+                self.drain_control()?;
+                self.finish().await?;
+                Ok(true)
+            }
+            Some(other) => {
+                if let TaskControl::Complete(id) = &other {
+                    source.checkpoint_complete(*id).map_err(self.op_err())?;
+                }
+                self.on_control(other).map(|()| false)
+            }
+            None => Err(TaskError::Coordinator { task: self.id }),
+        }
+    }
+
+    /// Handles the control messages already queued; `Ok(true)` when the task has ended.
+    async fn queued_control(&mut self, source: &mut dyn Source) -> Result<bool, TaskError> {
+        loop {
+            match self.control.try_recv() {
+                Ok(c) => {
+                    if self.source_control(source, Some(c)).await? {
+                        return Ok(true);
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return Ok(false),
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Err(TaskError::Coordinator { task: self.id });
+                }
+            }
+        }
+    }
+
+    pub(super) async fn run_source(
+        &mut self,
+        mut source: Box<dyn Source>,
+        restored: Option<Vec<serde_json::Value>>,
+    ) -> Result<(), TaskError> {
+        source.open(restored).map_err(self.op_err())?;
+        let head = self.nodes[0].index;
+        let mut last_wm = i64::MIN;
+        let mut exhausted = false;
+        loop {
+            if self.env.cancel.is_cancelled() {
+                return self.cancel();
+            }
+            if self.queued_control(source.as_mut()).await? {
+                return Ok(());
+            }
+            if exhausted || self.stopping {
+                // No more data: wait for barriers and the end of input.
+                let c = self.control.recv().await;
+                if self.source_control(source.as_mut(), c).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            let mut batch = Batch::with_capacity(BATCH_SIZE);
+            match source.poll(&mut batch, BATCH_SIZE).map_err(self.op_err())? {
+                SourcePoll::Data => {
+                    self.env.metrics.add_out(head, batch.len());
+                    self.push(0, batch).await?;
+                    let wm = source.watermark();
+                    if wm > last_wm {
+                        last_wm = wm;
+                        self.watermark(wm).await?;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                SourcePoll::Idle(d) => {
+                    let c = tokio::select! {
+                        _ = tokio::time::sleep(d) => continue,
+                        c = self.control.recv() => c,
+                    };
+                    if self.source_control(source.as_mut(), c).await? {
+                        return Ok(());
+                    }
+                }
+                SourcePoll::Finished => {
+                    if last_wm < i64::MAX {
+                        last_wm = i64::MAX;
+                        self.watermark(i64::MAX).await?;
+                    }
+                    exhausted = true;
+                    self.env
+                        .events
+                        .send(TaskEvent::SourceFinished(self.id))
+                        .map_err(|_| TaskError::Coordinator { task: self.id })?;
+                }
+            }
+        }
+    }
+}
