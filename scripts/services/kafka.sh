@@ -55,14 +55,20 @@ broker_binary() {
   bin="$dir/sluice-test-broker"
   if [ ! -x "$bin" ]; then
     log "building the test broker (tansu; ~15 min on 2 cores, once per machine)"
+    # Build from a fresh copy at one fixed path: cargo judges freshness by the mtimes of the
+    # paths it last built from, so with the shared target a build from another checkout (other
+    # sources, older files) would pass for up to date and hand back a stale binary.
+    rm -rf "$cache/broker-src"
+    mkdir -p "$cache/broker-src"
+    cp -r tests/broker/Cargo.toml tests/broker/Cargo.lock tests/broker/src "$cache/broker-src/"
     CARGO_TARGET_DIR="$cache/broker-target" cargo build --release --locked \
-      --manifest-path tests/broker/Cargo.toml >&2
+      --manifest-path "$cache/broker-src/Cargo.toml" >&2
     mkdir -p "$dir"
     cp "$cache/broker-target/release/sluice-test-broker" "$dir/.sluice-test-broker.tmp"
     mv "$dir/.sluice-test-broker.tmp" "$bin"
     # Binaries of older broker sources are never used again.
     find "$cache" -maxdepth 1 -type d -name 'broker-*' ! -name "broker-$hash" \
-      ! -name broker-target -exec rm -rf {} +
+      ! -name broker-target ! -name broker-src -exec rm -rf {} +
   fi
   echo "$bin"
 }
