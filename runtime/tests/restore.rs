@@ -1,7 +1,7 @@
 //! Restore: corrupted checkpoints are detected and skipped where that is safe (the job's only
 //! sink commits nothing); state is dealt out correctly to another parallelism.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sluice_crds::JobConfig;
 use sluice_runtime::checkpoint::fallback::Fallback;
@@ -14,13 +14,17 @@ use sluice_runtime::storage::layout::manifest_key;
 use sluice_runtime::storage::local::LocalStore;
 use sluice_runtime::storage::manifests::list_ids as list_checkpoints;
 
+/// Checkpoints the job keeps: enough that several taken after its source ended still leave
+/// older ones that differ.
+const RETAINED: usize = 6;
+
 fn job(dir: &std::path::Path, parallelism: u32) -> JobConfig {
     JobConfig::from_yaml(&format!(
         r#"
 name: restore-test
 checkpointing:
   interval: 50ms
-  retained: 3
+  retained: {RETAINED}
   storage: {{uri: "file://{dir}/ckpt"}}
 pipeline:
   maxParallelism: 32
@@ -33,7 +37,8 @@ pipeline:
     - {{from: gen, to: sum, partition: hash}}
     - {{from: sum, to: out}}
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        RETAINED = RETAINED
     ))
     .expect("valid job")
 }
@@ -64,40 +69,49 @@ async fn corrupted_checkpoint_is_detected_and_the_previous_one_is_used() {
     run_to_end(dir.path(), 2).await;
     let store = LocalStore::new(dir.path().join("ckpt")).expect("store");
     let ids = list_checkpoints(&store).await.expect("list");
-    assert_eq!(ids.len(), 3, "retention keeps 3: {ids:?}");
+    assert_eq!(ids.len(), RETAINED, "retention keeps {RETAINED}: {ids:?}");
     let newest = load_latest(&store).await.expect("load").expect("some");
-    assert_eq!(newest.manifest.checkpoint_id, ids[2]);
+    assert_eq!(newest.manifest.checkpoint_id, ids[RETAINED - 1]);
 
-    // Corrupt a state file only the newest checkpoint references (with incremental snapshots a
-    // base file may be shared by every retained checkpoint): restore must skip the newest, which
-    // is safe here — its manifest lists no sink transaction (`restore_rules.rs` has the rest).
-    let previous = sluice_runtime::checkpoint::restore::load(&store, &manifest_key(ids[1])).await.expect("previous");
-    let shared: std::collections::HashSet<_> = previous.manifest.referenced_files().map(|f| f.path.clone()).collect();
-    let file = newest
-        .manifest
-        .referenced_files()
-        .map(|f| f.path.clone())
-        .find(|p| !shared.contains(p))
-        .expect("the newest checkpoint wrote a file of its own");
-    flip_byte(&dir.path().join("ckpt").join(file));
+    // Corrupt a state file that one checkpoint wrote of its own (with incremental snapshots a
+    // base file is shared by every later checkpoint). Checkpoints taken after the source ended
+    // write nothing new, and a loaded machine takes several, so the test looks for the newest
+    // one that did write a file: `k`. Restore must skip every checkpoint referencing the file
+    // (safe here: no manifest lists a sink transaction; `restore_rules.rs` has the rest).
+    let mut files = Vec::new();
+    for id in &ids {
+        let loaded = sluice_runtime::checkpoint::restore::load(&store, &manifest_key(*id)).await.expect("load");
+        files.push(loaded.manifest.referenced_files().map(|f| f.path.clone()).collect::<HashSet<_>>());
+    }
+    let k = (1..ids.len())
+        .rev()
+        .find(|&i| !files[i].is_subset(&files[i - 1]))
+        .expect("a checkpoint wrote a file of its own");
+    assert!(k >= 2, "the source ended before the third of {RETAINED} retained checkpoints: {ids:?}");
+    let file = files[k].difference(&files[k - 1]).next().expect("own file").clone();
+    flip_byte(&dir.path().join("ckpt").join(&file));
+    let expected = (0..ids.len()).rev().find(|&i| !files[i].contains(&file)).expect("an older checkpoint");
+    assert_eq!(expected, k - 1, "a file is referenced from the checkpoint that wrote it on");
     let fallback = load_latest(&store).await.expect("load").expect("some");
-    assert_eq!(fallback.manifest.checkpoint_id, ids[1]);
+    assert_eq!(fallback.manifest.checkpoint_id, ids[k - 1]);
 
     // Corrupt the next manifest itself: nothing is known of what its sinks committed, so
     // falling back further is refused (naming both checkpoints) unless allowed.
-    flip_byte(&dir.path().join("ckpt").join(manifest_key(ids[1])));
+    flip_byte(&dir.path().join("ckpt").join(manifest_key(ids[k - 1])));
     let err = load_latest(&store).await.expect_err("fallback past an unreadable manifest");
     assert!(
-        matches!(err, RestoreError::FallbackRefused { newest, fallback, .. } if newest == ids[1] && fallback == ids[0]),
+        matches!(err, RestoreError::FallbackRefused { newest, fallback, .. } if newest == ids[k - 1] && fallback == ids[k - 2]),
         "{err}"
     );
-    let oldest = load_latest_with(&store, Fallback::Allow).await.expect("load").expect("some");
-    assert_eq!(oldest.manifest.checkpoint_id, ids[0]);
+    let older = load_latest_with(&store, Fallback::Allow).await.expect("load").expect("some");
+    assert_eq!(older.manifest.checkpoint_id, ids[k - 2]);
 
     // Nothing verifies: refuse to start instead of silently starting over.
-    store.delete(&[manifest_key(ids[0])]).await.expect("delete");
+    let readable: Vec<_> = ids[..k - 1].iter().map(|id| manifest_key(*id)).collect();
+    store.delete(&readable).await.expect("delete");
     let err = load_latest(&store).await.expect_err("nothing restorable");
-    assert!(matches!(err, RestoreError::NothingRestorable { count: 2, .. }), "{err}");
+    let tried = ids.len() - (k - 1);
+    assert!(matches!(err, RestoreError::NothingRestorable { count, .. } if count == tried), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
