@@ -27,6 +27,12 @@ impl Planner<'_> {
             };
             return Some((reason, p.failure.clone().unwrap_or_else(|| format!("pod {} {fallback}", p.name))));
         }
+        if let Some(p) = pods.iter().find(|p| p.invalid_job) {
+            return Some((
+                Reason::InvalidSpec,
+                p.failure.clone().unwrap_or_else(|| format!("pod {} refused the job document", p.name)),
+            ));
+        }
         if let Some(p) = pods.iter().find(|p| p.state == PodState::NodeLost) {
             return Some((
                 Reason::NodeLost,
@@ -77,6 +83,12 @@ impl Planner<'_> {
             // `restartNonce`).
             self.delete(pods);
             return self.data_loss(reason, &why);
+        }
+        if matches!(reason, Reason::InvalidSpec) {
+            // The runtime refused the document before running anything (exit 65): every
+            // relaunch would be refused alike, so the job fails until the spec changes.
+            self.delete(pods);
+            return self.refuse_spec(why, false);
         }
         if first_seen && self.roll_back(current, pods, &why) {
             return;
@@ -173,6 +185,12 @@ impl Planner<'_> {
     pub(super) fn invalid_spec(&mut self, current: u32, problem: String) {
         let running =
             self.pods_of(current).iter().any(|p| matches!(p.state, PodState::Running { .. } | PodState::Pending));
+        self.refuse_spec(problem, running);
+    }
+
+    /// The spec cannot run: `Failed` with `InvalidSpec`, unless an attempt of an earlier spec is
+    /// `running` (kept, and said so).
+    fn refuse_spec(&mut self, problem: String, running: bool) {
         if !running {
             self.set_phase(Phase::Failed);
         }

@@ -6,7 +6,9 @@ use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-use sluice_crds::contract::control::{DataLossKind, EXIT_DATA_LOSS, JobState, JobStatus, SavepointStatus};
+use sluice_crds::contract::control::{
+    DataLossKind, EXIT_DATA_LOSS, EXIT_INVALID_JOB, JobState, JobStatus, SavepointStatus,
+};
 use sluice_crds::savepoints::SavepointState;
 use sluice_crds::{ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
 
@@ -52,6 +54,9 @@ pub struct ObservedPod {
     /// The runtime exited with status 3 (a person must decide), and why: a completed
     /// checkpoint's output could not be committed, or restore was refused.
     pub data_loss: Option<DataLossKind>,
+    /// The runtime exited with status 65: it refused the job document before running anything
+    /// (`EXIT_INVALID_JOB`). A relaunch would be refused the same way.
+    pub invalid_job: bool,
     /// The pod's IP, once it has one (the runtime's control endpoint listens there).
     pub ip: Option<String>,
     /// The runtime's `--run-id` (annotation, else the container argument).
@@ -169,6 +174,8 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
     let data_loss = terminated_state(pod)
         .filter(|t| state == PodState::Failed && t.exit_code == i32::from(EXIT_DATA_LOSS))
         .map(|t| DataLossKind::of_message(t.message.as_deref().unwrap_or_default()));
+    let invalid_job =
+        state == PodState::Failed && terminated_state(pod).is_some_and(|t| t.exit_code == i32::from(EXIT_INVALID_JOB));
     Some(ObservedPod {
         name: pod.name_any(),
         attempt,
@@ -177,6 +184,7 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
         spec_hash: pod.annotations().get(ANNOTATION_SPEC_HASH).cloned(),
         failure,
         data_loss,
+        invalid_job,
         ip: status.and_then(|s| s.pod_ip.clone()),
         run_id: run_id_of(pod),
         waiting: (state == PodState::Pending).then(|| waiting_reason(pod)).flatten(),
@@ -432,6 +440,9 @@ mod tests {
         let p = observe_pod(&exited(3, Some(&refused))).expect("observed");
         assert_eq!(p.data_loss, Some(DataLossKind::RestoreRefused));
         let p = observe_pod(&exited(1, None)).expect("observed");
-        assert!(p.data_loss.is_none() && p.failure.expect("failure").contains("code 1"));
+        assert!(p.data_loss.is_none() && !p.invalid_job && p.failure.expect("failure").contains("code 1"));
+        let p = observe_pod(&exited(65, Some("invalid job: pipeline.nodes[1] (sum): ..."))).expect("observed");
+        assert!(p.invalid_job && p.data_loss.is_none(), "{p:?}");
+        assert!(p.failure.expect("failure").contains("pipeline.nodes[1]"));
     }
 }

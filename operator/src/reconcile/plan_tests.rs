@@ -40,6 +40,7 @@ pub(super) fn pod(attempt: u32, state: PodState) -> ObservedPod {
         spec_hash: Some(HASH.into()),
         failure: matches!(state, PodState::Failed).then(|| format!("pod demo-{attempt}-0 exited with code 1")),
         data_loss: None,
+        invalid_job: false,
         ip: Some(format!("10.0.0.{attempt}")),
         run_id: None,
         waiting: None,
@@ -403,6 +404,26 @@ fn a_runtime_that_could_not_commit_a_completed_checkpoint_stops_the_job_with_dat
     assert!(p.events.iter().any(|e| e.warning));
     // Once its pods are gone it stays failed until the spec changes.
     let again = plan(&spec(), &p.status, &observed(vec![]), at(5));
+    assert!(launches(&again).is_empty());
+    assert_eq!(again.status.phase, Phase::Failed);
+}
+
+#[test]
+fn a_job_document_the_runtime_refuses_fails_the_job_without_a_relaunch() {
+    let mut refused = pod(1, PodState::Failed);
+    refused.invalid_job = true;
+    refused.failure = Some("pod demo-1-0 exited with code 65: pipeline.nodes[1] (sum): unknown function".into());
+    let p = plan(&spec(), &status(Phase::Running, 1), &observed(vec![refused]), at(0));
+    assert_eq!(p.status.phase, Phase::Failed, "a relaunch would be refused the same way");
+    assert!(launches(&p).is_empty(), "no relaunch under the restart policy");
+    assert_eq!(deleted(&p), vec!["demo-1-0".to_string()]);
+    let degraded = p.conditions.iter().find(|c| c.type_ == sluice_crds::conditions::ConditionType::Degraded);
+    let degraded = degraded.expect("Degraded condition");
+    assert_eq!(degraded.reason, Reason::InvalidSpec);
+    assert!(degraded.message.contains("pipeline.nodes[1]"), "{}", degraded.message);
+    assert!(p.status.recent_restarts.is_empty(), "the restart budget is not spent");
+    // Once its pods are gone it stays failed until the spec changes.
+    let again = plan(&spec(), &p.status, &observed(vec![]), at(30));
     assert!(launches(&again).is_empty());
     assert_eq!(again.status.phase, Phase::Failed);
 }
