@@ -5,8 +5,12 @@ use tokio::sync::mpsc;
 
 use super::{Task, TaskError};
 use crate::engine::message::{TaskControl, TaskEvent};
+use crate::engine::metrics::clock::timed;
 use crate::engine::operator::{Source, SourcePoll};
 use crate::record::{BATCH_SIZE, Batch};
+
+/// How often a source reports its consumer lag (checked per batch against the task's clock).
+const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Task {
     /// Handles one control message in a source task; `Ok(true)` when the task has ended.
@@ -55,8 +59,9 @@ impl Task {
         restored: Option<Vec<serde_json::Value>>,
     ) -> Result<(), TaskError> {
         source.open(restored).map_err(self.op_err())?;
-        let head = self.nodes[0].index;
         let mut last_wm = i64::MIN;
+        let mut malformed = 0;
+        let mut next_lag_report = std::time::Instant::now();
         let mut exhausted = false;
         loop {
             if self.env.cancel.is_cancelled() {
@@ -67,29 +72,47 @@ impl Task {
             }
             if exhausted || self.stopping {
                 // No more data: wait for barriers and the end of input.
-                let c = self.control.recv().await;
+                let (c, waited) = timed(self.control.recv()).await;
+                self.waited(waited);
                 if self.source_control(source.as_mut(), c).await? {
                     return Ok(());
                 }
                 continue;
             }
             let mut batch = Batch::with_capacity(BATCH_SIZE);
-            match source.poll(&mut batch, BATCH_SIZE).map_err(self.op_err())? {
+            let polled = source.poll(&mut batch, BATCH_SIZE).map_err(self.op_err())?;
+            let now_malformed = source.malformed_count();
+            self.counters[0].malformed.inc_by(now_malformed.saturating_sub(malformed));
+            malformed = malformed.max(now_malformed);
+            if self.clock.last() >= next_lag_report {
+                next_lag_report = self.clock.last() + LAG_REPORT_INTERVAL;
+                let (metrics, node) = (&self.env.metrics, self.nodes[0].index);
+                source.report_lag(&mut |topic, partition, lag| metrics.set_kafka_lag(node, topic, partition, lag));
+            }
+            match polled {
                 SourcePoll::Data => {
-                    self.env.metrics.add_out(head, batch.len());
+                    self.counters[0].records_out.inc_by(batch.len() as u64);
                     self.push(0, batch).await?;
                     let wm = source.watermark();
                     if wm > last_wm {
                         last_wm = wm;
+                        self.counters[0].set_watermark(wm);
                         self.watermark(wm).await?;
                     }
+                    self.tick();
                     tokio::task::yield_now().await;
                 }
                 SourcePoll::Idle(d) => {
-                    let c = tokio::select! {
-                        _ = tokio::time::sleep(d) => continue,
-                        c = self.control.recv() => c,
-                    };
+                    self.tick();
+                    let (c, waited) = timed(async {
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => None,
+                            c = self.control.recv() => Some(c),
+                        }
+                    })
+                    .await;
+                    self.waited(waited);
+                    let Some(c) = c else { continue };
                     if self.source_control(source.as_mut(), c).await? {
                         return Ok(());
                     }
