@@ -69,7 +69,7 @@ pub struct CheckpointStats {
     pub duration_histogram: DurationHistogram,
     /// Durations (ms) of published checkpoints not yet counted complete, by id.
     #[serde(skip)]
-    published: Vec<(u64, u64)>,
+    pub(crate) published: Vec<(u64, u64)>,
 }
 
 /// The checkpoint-duration histogram (seconds).
