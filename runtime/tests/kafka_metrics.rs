@@ -58,17 +58,19 @@ pipeline:
     );
     std::fs::write(&job, yaml).expect("write job");
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
-        .args(["run", &job.display().to_string(), "--control-addr", &addr])
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
+            .args(["run", &job.display().to_string(), "--control-addr", &addr])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     let start = Instant::now();
     let mut while_reading = None;
     let done = loop {
         assert!(start.elapsed() < Duration::from_secs(90), "lag never reached zero");
-        assert!(child.try_wait().expect("try_wait").is_none(), "the job ended");
+        assert!(child.0.try_wait().expect("try_wait").is_none(), "the job ended");
         std::thread::sleep(Duration::from_millis(200));
         let Ok((200, _)) = http(&addr, "GET", "/readyz", None) else { continue };
         let s = scrape(&addr);
@@ -91,9 +93,18 @@ pipeline:
             break s;
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let while_reading = while_reading.expect("a scrape while more than two polls of records were unread");
     assert!(while_reading > 0.0);
     assert_eq!(done.select("sluice_runtime_kafka_consumer_lag_records", &[("topic", &*topic)]).count(), 3);
+}
+
+/// The runtime process, killed when the test ends (also when an assertion fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -167,19 +167,20 @@ fn metrics_agree_with_the_jobs_input_and_output_and_the_dashboard() {
     std::fs::write(&job, job_yaml(dir.path())).expect("write job");
     let addr = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
-        .args(["run", &job.display().to_string(), "--control-addr", &addr])
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for_output(dir.path(), input.windows, &mut child);
+    let mut child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-runtime"))
+            .args(["run", &job.display().to_string(), "--control-addr", &addr])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for_output(dir.path(), input.windows, &mut child.0);
     let before_ms = now_ms();
     let s = scrape(&addr);
     let after_ms = now_ms();
     let uptime = started.elapsed().as_secs_f64();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 
     check_metadata(&s);
     let total = |name: &str, node: &str| s.sum(&format!("sluice_runtime_{name}_total"), &[("node", node)]);
@@ -307,4 +308,14 @@ fn metric_names(expr: &str) -> Vec<String> {
         rest = &tail[end..];
     }
     names
+}
+
+/// The runtime process, killed when the test ends (also when an assertion fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -12,7 +12,28 @@ use crate::record::{BATCH_SIZE, Batch};
 /// How often a source reports its consumer lag (checked per batch against the task's clock).
 const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a source task last reported of its source's own figures.
+struct SourceSeen {
+    /// Malformed records counted so far.
+    malformed: u64,
+    /// When the consumer lag is reported next.
+    next_lag_report: std::time::Instant,
+}
+
 impl Task {
+    /// After a poll: counts the records the source newly skipped as malformed and, about once a
+    /// second (against the clock of the last tick: no clock read here), reports its lag.
+    fn source_metrics(&self, source: &dyn Source, seen: &mut SourceSeen) {
+        let malformed = source.malformed_count();
+        self.counters[0].malformed.inc_by(malformed.saturating_sub(seen.malformed));
+        seen.malformed = seen.malformed.max(malformed);
+        if self.clock.last() >= seen.next_lag_report {
+            seen.next_lag_report = self.clock.last() + LAG_REPORT_INTERVAL;
+            let (metrics, node) = (&self.env.metrics, self.nodes[0].index);
+            source.report_lag(&mut |topic, partition, lag| metrics.set_kafka_lag(node, topic, partition, lag));
+        }
+    }
+
     /// Handles one control message in a source task; `Ok(true)` when the task has ended.
     async fn source_control(&mut self, source: &mut dyn Source, c: Option<TaskControl>) -> Result<bool, TaskError> {
         match c {
@@ -60,8 +81,7 @@ impl Task {
     ) -> Result<(), TaskError> {
         source.open(restored).map_err(self.op_err())?;
         let mut last_wm = i64::MIN;
-        let mut malformed = 0;
-        let mut next_lag_report = std::time::Instant::now();
+        let mut seen = SourceSeen { malformed: 0, next_lag_report: std::time::Instant::now() };
         let mut exhausted = false;
         loop {
             if self.env.cancel.is_cancelled() {
@@ -81,14 +101,7 @@ impl Task {
             }
             let mut batch = Batch::with_capacity(BATCH_SIZE);
             let polled = source.poll(&mut batch, BATCH_SIZE).map_err(self.op_err())?;
-            let now_malformed = source.malformed_count();
-            self.counters[0].malformed.inc_by(now_malformed.saturating_sub(malformed));
-            malformed = malformed.max(now_malformed);
-            if self.clock.last() >= next_lag_report {
-                next_lag_report = self.clock.last() + LAG_REPORT_INTERVAL;
-                let (metrics, node) = (&self.env.metrics, self.nodes[0].index);
-                source.report_lag(&mut |topic, partition, lag| metrics.set_kafka_lag(node, topic, partition, lag));
-            }
+            self.source_metrics(source.as_ref(), &mut seen);
             match polled {
                 SourcePoll::Data => {
                     self.counters[0].records_out.inc_by(batch.len() as u64);
