@@ -58,7 +58,7 @@ fn savepoint_stop_and_restore_at_another_parallelism_is_exactly_once() {
     assert_eq!(code, 200);
     assert!(body.contains("\"state\":\"running\""), "{body}");
     let (_, metrics) = http(&addr, "GET", "/metrics", None).expect("metrics");
-    assert!(metrics.contains("sluice_runtime_records_in_total{node=\"win\"}"), "{metrics}");
+    assert!(metrics.contains("sluice_runtime_records_in_total{node=\"win\",subtask=\"0\"}"), "{metrics}");
 
     // Stop with a savepoint: every sink committed, nothing after the barrier, exit 0.
     let (code, body) = http(&addr, "POST", "/v1/stop", Some(r#"{"savepoint": true}"#)).expect("stop");

@@ -223,6 +223,12 @@ pub trait Source: Send {
     fn malformed_count(&self) -> u64 {
         0
     }
+    /// Reports the consumer lag of each split that has one (a Kafka partition: high watermark
+    /// minus position) as `(topic, partition, lag)`. Called about once a second; must not block
+    /// (use what the client already knows).
+    fn report_lag(&self, report: &mut dyn FnMut(&str, i32, i64)) {
+        let _ = report;
+    }
     /// Checkpoint `checkpoint` is complete (e.g. commit offsets back to a consumer group).
     fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
         let _ = checkpoint;

@@ -3,8 +3,11 @@
 
 use sluice_crds::contract::pipeline::{EdgeOutput, Partitioning};
 
+use std::time::Duration;
+
 use super::channel::{Closed, MessageSender};
 use super::message::Message;
+use super::metrics::clock::timed;
 use crate::graph::key_groups::{key_group, subtask_for_group};
 use crate::record::Batch;
 
@@ -45,18 +48,18 @@ impl OutputEdge {
         OutputEdge { partition, output, senders, buffers, next: 0, max_parallelism, owner }
     }
 
-    async fn send_batch(&mut self, batch: Batch) -> Result<(), Closed> {
+    async fn send_batch(&mut self, batch: Batch, blocked: &mut Duration) -> Result<(), Closed> {
         match self.partition {
-            Partitioning::Forward => self.senders[0].send(Message::Batch(batch)).await,
+            Partitioning::Forward => send(self.senders[0].as_mut(), Message::Batch(batch), blocked).await,
             Partitioning::Rebalance => {
                 let i = self.next;
                 self.next = (self.next + 1) % self.senders.len();
-                self.senders[i].send(Message::Batch(batch)).await
+                send(self.senders[i].as_mut(), Message::Batch(batch), blocked).await
             }
             Partitioning::Hash => {
                 let p = self.senders.len() as u32;
                 if p == 1 {
-                    return self.senders[0].send(Message::Batch(batch)).await;
+                    return send(self.senders[0].as_mut(), Message::Batch(batch), blocked).await;
                 }
                 let share = batch.len() / self.buffers.len() + 16;
                 for b in &mut self.buffers {
@@ -69,7 +72,7 @@ impl OutputEdge {
                 for i in 0..self.buffers.len() {
                     if !self.buffers[i].is_empty() {
                         let full = std::mem::take(&mut self.buffers[i]);
-                        self.senders[i].send(Message::Batch(full)).await?;
+                        send(self.senders[i].as_mut(), Message::Batch(full), blocked).await?;
                     }
                 }
                 Ok(())
@@ -78,16 +81,33 @@ impl OutputEdge {
     }
 }
 
+/// Sends `msg`, adding to `blocked` how long the send waited for room (backpressure); a send
+/// that finds room reads no clock.
+async fn send(sender: &mut dyn MessageSender, msg: Message, blocked: &mut Duration) -> Result<(), Closed> {
+    let (r, waited) = timed(sender.send(msg)).await;
+    if let Some((start, end)) = waited {
+        *blocked += end.saturating_duration_since(start);
+    }
+    r
+}
+
 /// All output edges of a task.
 #[derive(Default)]
 pub struct Router {
     edges: Vec<OutputEdge>,
+    /// Time sends waited for room since the last [`Router::take_blocked`].
+    blocked: Duration,
 }
 
 impl Router {
     /// A router over `edges`.
     pub fn new(edges: Vec<OutputEdge>) -> Router {
-        Router { edges }
+        Router { edges, blocked: Duration::ZERO }
+    }
+
+    /// How long sends waited for room (the task was backpressured) since the last call.
+    pub fn take_blocked(&mut self) -> Duration {
+        std::mem::take(&mut self.blocked)
     }
 
     /// Whether the task has no output edge (a sink chain).
@@ -110,7 +130,7 @@ impl Router {
         let mut batch = Some(batch);
         for (i, edge) in self.edges.iter_mut().enumerate().filter(|(_, e)| e.output == output) {
             let b = if i == last { batch.take().unwrap_or_default() } else { batch.clone().unwrap_or_default() };
-            edge.send_batch(b).await?;
+            edge.send_batch(b, &mut self.blocked).await?;
         }
         Ok(())
     }
@@ -119,7 +139,7 @@ impl Router {
     pub async fn broadcast(&mut self, make: impl Fn() -> Message) -> Result<(), Closed> {
         for edge in &mut self.edges {
             for s in &mut edge.senders {
-                s.send(make()).await?;
+                send(s.as_mut(), make(), &mut self.blocked).await?;
             }
         }
         Ok(())

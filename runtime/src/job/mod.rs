@@ -233,7 +233,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let recover::Prepared { store, loaded, mut restore_plan, first_id } = recover::prepare(&config).await?;
     let restored_from = restore_plan.checkpoint;
 
-    let metrics = JobMetrics::new(pipeline.nodes.iter().map(|n| n.id.clone()).collect());
+    let metrics = JobMetrics::new(node_parallelism(&plan, pipeline));
     let stats_handle: SharedStats = Default::default();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let cancellation = Arc::new(Cancellation::default());
@@ -299,6 +299,17 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         elapsed: started.elapsed(),
         cancelled,
     })
+}
+
+/// Each node's id and parallelism (that of its chain), in pipeline order.
+fn node_parallelism(plan: &PhysicalPlan, pipeline: &sluice_crds::contract::pipeline::Pipeline) -> Vec<(String, u32)> {
+    let mut p = vec![1; pipeline.nodes.len()];
+    for c in &plan.chains {
+        for &n in &c.nodes {
+            p[n] = c.parallelism;
+        }
+    }
+    pipeline.nodes.iter().zip(p).map(|(n, p)| (n.id.clone(), p)).collect()
 }
 
 /// What every task of the run shares.

@@ -63,6 +63,34 @@ pub struct CheckpointStats {
     /// Durations of every completed checkpoint (ms), for percentiles.
     #[serde(skip)]
     pub durations_ms: Vec<u64>,
+    /// Trigger-to-completion seconds of the checkpoints counted in `completed` (updated with it,
+    /// under the same lock, so a scrape sees its count equal `completed`).
+    #[serde(skip)]
+    pub duration_histogram: DurationHistogram,
+    /// Durations (ms) of published checkpoints not yet counted complete, by id.
+    #[serde(skip)]
+    pub(crate) published: Vec<(u64, u64)>,
+}
+
+/// The checkpoint-duration histogram (seconds).
+#[derive(Clone, Debug)]
+pub struct DurationHistogram(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for DurationHistogram {
+    fn default() -> Self {
+        DurationHistogram(crate::engine::metrics::checkpoint_duration_histogram())
+    }
+}
+
+impl CheckpointStats {
+    /// Counts checkpoint `id` complete, observing its duration.
+    fn count_completed(&mut self, id: u64) {
+        self.completed += 1;
+        if let Some(i) = self.published.iter().position(|(p, _)| *p == id) {
+            let (_, ms) = self.published.swap_remove(i);
+            self.duration_histogram.0.observe(ms as f64 / 1000.0);
+        }
+    }
 }
 
 /// Shared, rarely-updated checkpoint statistics.
@@ -297,7 +325,7 @@ impl Driver {
             }
             Action::NotifyComplete(id, kind) => {
                 self.faults.hit("coordinator.after_publish");
-                stats(&self.stats).completed += 1;
+                stats(&self.stats).count_completed(id.0);
                 self.last_completed = self.last_completed.max(Some(id));
                 tracing::debug!(checkpoint = %id, ?kind, "checkpoint complete");
                 self.send_all(TaskControl::Complete(id), false);
@@ -400,6 +428,7 @@ async fn publish_and_record(store: SharedStore, manifest: Manifest, id: Checkpoi
             let mut s = stats(shared);
             let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
             s.durations_ms.push(duration);
+            s.published.push((id.0, duration));
             s.latest = Some(CompletedCheckpoint {
                 id: id.0,
                 completed_at_ms: manifest.completed_at_ms,

@@ -12,6 +12,7 @@ use super::{Task, TaskError};
 use crate::engine::barrier::{Alignment, BarrierAligner};
 use crate::engine::channel::MessageReceiver;
 use crate::engine::message::{Message, TaskControl};
+use crate::engine::metrics::clock::timed;
 use crate::engine::watermark::WatermarkTracker;
 
 /// What the task reacts to next.
@@ -78,7 +79,8 @@ impl Task {
     pub(super) async fn run_inputs(&mut self, receivers: Vec<Box<dyn MessageReceiver>>) -> Result<(), TaskError> {
         let mut inputs = Inputs::new(receivers);
         loop {
-            let event = inputs.next(&mut self.control).await;
+            let (event, waited) = timed(inputs.next(&mut self.control)).await;
+            self.waited(waited);
             if self.env.cancel.is_cancelled() {
                 // A completion taken off the channel just now still applies: the driver sends
                 // completions before it sets the flag, and a completed checkpoint's transactions
@@ -97,10 +99,12 @@ impl Task {
                 Some(Event::Input(ch, m)) => self.on_input(&mut inputs, ch, m).await?,
             };
             if let Alignment::Aligned(b) = alignment {
-                let us = inputs.align_started.take().map_or(0, |t| t.elapsed().as_micros() as u64);
-                self.env.metrics.alignment_us.fetch_add(us, std::sync::atomic::Ordering::Relaxed);
-                self.checkpoint(b, None, us).await?;
+                let took = inputs.align_started.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());
+                let head = self.nodes.first().map_or(0, |n| n.index);
+                self.env.metrics.alignment(head, self.id.subtask).observe(took.as_secs_f64());
+                self.checkpoint(b, None, took.as_micros() as u64).await?;
             }
+            self.tick();
             if inputs.live == 0 {
                 self.drain_control()?;
                 return self.finish().await;

@@ -22,7 +22,7 @@ use super::cancel::Cancellation;
 use super::capture::CaptureWriter;
 use super::channel::{Closed, MessageReceiver};
 use super::message::{Message, TaskControl, TaskEvent, TaskId};
-use super::metrics::JobMetrics;
+use super::metrics::{JobMetrics, SubtaskMetrics, TaskClock, TaskLatency};
 use super::operator::{OpError, Operator, Restored, Source};
 use super::router::Router;
 use crate::fault::Faults;
@@ -123,6 +123,12 @@ pub struct Task {
     pending: PendingFiles,
     /// A stop-with-savepoint barrier passed: end without draining (no `finish`).
     stopping: bool,
+    /// Counters of each node of the chain, parallel to `nodes`.
+    counters: Vec<SubtaskMetrics>,
+    /// Busy / idle / backpressured time.
+    clock: TaskClock,
+    /// Sampled end-to-end latency, when the chain ends in a sink.
+    latency: Option<TaskLatency>,
 }
 
 impl Task {
@@ -141,6 +147,14 @@ impl Task {
             op.restore(r).map_err(|source| TaskError::Op { task: id, source })?;
         }
         let chains = nodes.iter().map(|_| NodeChain::default()).collect();
+        let m = &env.metrics;
+        let counters = nodes.iter().map(|n| m.subtask(n.index, id.subtask)).collect();
+        let head = nodes.first().map_or(0, |n| n.index);
+        let clock = TaskClock::new(m.task_times(head, id.subtask));
+        let latency = match nodes.last() {
+            Some(tail) if router.is_empty() => Some(m.latency(tail.index, id.subtask)),
+            _ => None,
+        };
         Ok(Task {
             id,
             nodes,
@@ -152,6 +166,9 @@ impl Task {
             unresolved: BTreeSet::new(),
             pending: PendingFiles::default(),
             stopping: false,
+            counters,
+            clock,
+            latency,
         })
     }
 
@@ -170,7 +187,8 @@ impl Task {
         self.nodes.len() - self.ops.len()
     }
 
-    /// Pushes a batch through operators `from..` and routes what comes out.
+    /// Pushes a batch through operators `from..` and routes what comes out. Counters move once
+    /// per batch.
     async fn push(&mut self, from: usize, batch: Batch) -> Result<(), TaskError> {
         let offset = self.op_offset();
         let mut cur = batch;
@@ -178,15 +196,21 @@ impl Task {
             if cur.is_empty() {
                 return Ok(());
             }
-            let node = self.nodes[offset + i].index;
-            self.env.metrics.add_in(node, cur.len());
+            let c = &self.counters[offset + i];
+            c.records_in.inc_by(cur.len() as u64);
+            if i + 1 == self.ops.len()
+                && let Some(l) = &self.latency
+            {
+                l.sample(cur[0].ts);
+            }
             let mut out = Batch::new();
             self.ops[i].process(cur, &mut out).map_err(self.op_err())?;
-            self.env.metrics.add_out(node, out.len());
+            let c = &self.counters[offset + i];
+            c.records_out.inc_by(out.len() as u64);
             let mut late = Batch::new();
             let late_count = self.ops[i].take_late(&mut late);
             if late_count > 0 {
-                self.env.metrics.add_late(node, late_count);
+                c.late_records.inc_by(late_count);
                 // Only a chain's tail has late edges (they are never chained).
                 self.router.route_output(EdgeOutput::Late, late).await.map_err(self.closed())?;
             }
@@ -199,9 +223,10 @@ impl Task {
         for i in 0..self.ops.len() {
             let mut out = Batch::new();
             self.ops[i].on_watermark(wm, &mut out).map_err(self.op_err())?;
+            let c = &self.counters[self.op_offset() + i];
+            c.set_watermark(wm);
             if !out.is_empty() {
-                let node = self.nodes[self.op_offset() + i].index;
-                self.env.metrics.add_out(node, out.len());
+                c.records_out.inc_by(out.len() as u64);
                 self.push(i + 1, out).await?;
             }
         }
@@ -221,6 +246,18 @@ impl Task {
         self.router.broadcast(|| Message::End).await.map_err(self.closed())
     }
 
+    /// Accounts the time since the last tick as busy or backpressured (once per message).
+    fn tick(&mut self) {
+        self.clock.blocked(self.router.take_blocked());
+        self.clock.tick();
+    }
+
+    /// Accounts a wait for input (after the time before it).
+    fn waited(&mut self, waited: super::metrics::clock::Waited) {
+        self.clock.blocked(self.router.take_blocked());
+        self.clock.waited(waited);
+    }
+
     fn drain_control(&mut self) -> Result<(), TaskError> {
         while let Ok(c) = self.control.try_recv() {
             self.on_control(c)?;
@@ -234,6 +271,7 @@ impl Task {
             Head::Source(source, restored) => self.run_source(source, restored).await,
             Head::Inputs(inputs) => self.run_inputs(inputs).await,
         };
+        self.tick();
         match result {
             // A neighbour that ended on the cancel closed its channel: not a failure.
             Err(TaskError::Downstream { .. } | TaskError::Coordinator { .. }) if self.env.cancel.is_cancelled() => {

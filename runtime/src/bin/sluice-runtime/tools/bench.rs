@@ -124,7 +124,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
-                let c = h.metrics.per_node[sum_node].records_in.load(std::sync::atomic::Ordering::Relaxed);
+                let c = h.metrics.records_in(sum_node);
                 sampler_samples.lock().unwrap_or_else(|p| p.into_inner()).push((Instant::now(), c));
                 if c >= n {
                     break;

@@ -8,6 +8,7 @@
 //! (lookups, assignment, discovery) in `offsets.rs`, malformed records in `dead_letter.rs`.
 
 mod dead_letter;
+mod lag;
 mod offsets;
 mod position;
 
@@ -21,6 +22,7 @@ use sluice_crds::CheckpointId;
 use sluice_crds::contract::kafka::{Isolation, KafkaSourceSpec, StartFrom};
 use sluice_crds::contract::pipeline::ErrorPolicy;
 
+use self::lag::LagContext;
 use self::position::{Partition, PartitionPosition};
 use super::codec::{decode_key, decode_value};
 use super::producer::{TrackedProducer, client_config, flush};
@@ -40,7 +42,7 @@ pub struct KafkaSource {
     cluster: Cluster,
     ctx: OpContext,
     policy: ErrorPolicy,
-    consumer: Option<BaseConsumer>,
+    consumer: Option<BaseConsumer<LagContext>>,
     parts: Vec<Partition>,
     /// Index into `parts` by partition number (`usize::MAX`: not this subtask's).
     slot_of: Vec<usize>,
@@ -83,7 +85,7 @@ impl KafkaSource {
         OpError::External { node: self.ctx.node.clone(), message: format!("{what} (topic {}): {e}", self.spec.topic) }
     }
 
-    fn consumer(&self) -> Result<&BaseConsumer, OpError> {
+    fn consumer(&self) -> Result<&BaseConsumer<LagContext>, OpError> {
         self.consumer.as_ref().ok_or_else(|| self.err("poll", "source not opened"))
     }
 
@@ -137,6 +139,9 @@ impl Source for KafkaSource {
             // librdkafka's 500 ms is latency on brokers that hold a fetch for its full wait.
             config.set("fetch.wait.max.ms", "50");
         }
+        if !self.spec.properties.contains_key("statistics.interval.ms") {
+            config.set("statistics.interval.ms", lag::STATISTICS_INTERVAL_MS);
+        }
         let group = self.spec.group_id.clone().unwrap_or_else(|| format!("sluice-{}-{}", self.ctx.job, self.ctx.node));
         config
             .set("group.id", group)
@@ -150,7 +155,8 @@ impl Source for KafkaSource {
                     Isolation::ReadUncommitted => "read_uncommitted",
                 },
             );
-        self.consumer = Some(config.create().map_err(|e| self.err("create consumer", e))?);
+        let context = LagContext::new(&self.spec.topic, self.spec.isolation == Isolation::ReadCommitted);
+        self.consumer = Some(config.create_with_context(context).map_err(|e| self.err("create consumer", e))?);
         self.known_partitions = self.partition_count()?;
         let mine: Vec<i32> = (0..self.known_partitions).filter(|&p| self.is_mine(p)).collect();
         let positions = match restored {
@@ -266,6 +272,15 @@ impl Source for KafkaSource {
 
     fn malformed_count(&self) -> u64 {
         self.malformed
+    }
+
+    fn report_lag(&self, report: &mut dyn FnMut(&str, i32, i64)) {
+        let Some(consumer) = &self.consumer else { return };
+        for p in &self.parts {
+            if let Some(end) = consumer.context().end(p.pos.split) {
+                report(&self.spec.topic, p.pos.split, lag::lag(end, p.pos.next));
+            }
+        }
     }
 
     fn checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), OpError> {
