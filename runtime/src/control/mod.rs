@@ -1,18 +1,24 @@
 //! The runtime's control endpoint (`sluice_crds::contract::control` is the wire contract): what
 //! the operator and people use to watch a job, take savepoints and stop it.
 
+pub mod body;
+pub mod client;
 pub mod http;
+pub mod location;
 pub mod metrics;
+pub mod savepoints;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sluice_crds::contract::control::{JobState, SavepointState, SavepointStatus, StopKind};
+use sluice_crds::contract::control::{CONTROL_VERSION, History, JobState, SavepointStatus, StopKind};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::driver::stats;
+use crate::checkpoint::publish::now_ms;
 use crate::checkpoint::savepoint::SavepointError;
 use crate::job::JobHandles;
+use savepoints::SavepointBook;
 
 /// What the control endpoint asks of the job: the driver's plain commands.
 pub use crate::checkpoint::driver::DriverCommand as ControlCommand;
@@ -41,7 +47,7 @@ pub struct ControlState {
     pub restored_from: Mutex<Option<String>>,
     /// Live counters, once the job is wired.
     pub handles: OnceLock<JobHandles>,
-    savepoints: Mutex<BTreeMap<String, SavepointStatus>>,
+    savepoints: Mutex<SavepointBook>,
     /// The stop in progress (or done): at most one stop runs.
     stop: Mutex<Option<StopKind>>,
     next_savepoint: Mutex<u64>,
@@ -63,7 +69,7 @@ impl ControlState {
             state: Mutex::new(JobState::Running),
             restored_from: Mutex::new(None),
             handles: OnceLock::new(),
-            savepoints: Mutex::new(BTreeMap::new()),
+            savepoints: Mutex::new(SavepointBook::default()),
             stop: Mutex::new(None),
             next_savepoint: Mutex::new(1),
             commands: tx,
@@ -91,10 +97,8 @@ impl ControlState {
     pub fn set_job_state(&self, s: JobState) {
         *lock(&self.state) = s;
         if s != JobState::Running {
-            for sp in lock(&self.savepoints).values_mut().filter(|sp| sp.state == SavepointState::Pending) {
-                sp.state = SavepointState::Failed;
-                sp.error = Some(format!("the job ended ({s:?}) before the savepoint completed"));
-            }
+            let reason = format!("the job ended ({s:?}) before the savepoint completed");
+            lock(&self.savepoints).fail_pending(&reason, now_ms());
         }
     }
 
@@ -121,14 +125,7 @@ impl ControlState {
             *n += 1;
             id
         };
-        let status = SavepointStatus {
-            version: sluice_crds::contract::control::CONTROL_VERSION,
-            id: id.clone(),
-            state: SavepointState::Pending,
-            location: None,
-            error: None,
-        };
-        lock(&self.savepoints).insert(id.clone(), status.clone());
+        let status = lock(&self.savepoints).add(&id, now_ms());
         // Sent under the stop lock: the coordinator sees it before any stop.
         let sent = self.commands.send(ControlCommand::Savepoint { id: id.clone(), location });
         drop(stop);
@@ -157,12 +154,18 @@ impl ControlState {
                 .send(ControlCommand::Stop { savepoint, reply })
                 .map_err(|_| StopError::NotRunning(self.job_state()))?;
             *stop = Some(kind);
+            if savepoint {
+                lock(&self.savepoints).add(&self.stop_savepoint_id(), now_ms());
+            }
         }
         let outcome = match rx.await {
             Ok(Ok(location)) => return Ok(location),
             Ok(Err(e)) => e,
             Err(_) => "the job ended before it could stop as asked".to_string(),
         };
+        if kind == StopKind::Savepoint {
+            lock(&self.savepoints).finish(&self.stop_savepoint_id(), Err(outcome.clone()), now_ms());
+        }
         // The job may go on (e.g. no storage for the savepoint): a later stop may try again.
         if self.job_state() == JobState::Running {
             *lock(&self.stop) = None;
@@ -170,24 +173,33 @@ impl ControlState {
         Err(StopError::Failed(outcome))
     }
 
+    /// The id under which a stop with savepoint appears among the savepoints (the name of
+    /// the directory it writes by default).
+    pub fn stop_savepoint_id(&self) -> String {
+        sluice_storage::layout::stop_savepoint_name(&self.run_id)
+    }
+
     /// A savepoint's status.
     pub fn savepoint(&self, id: &str) -> Option<SavepointStatus> {
-        lock(&self.savepoints).get(id).cloned()
+        lock(&self.savepoints).get(id)
     }
 
     /// Records a savepoint's outcome: its location, or why it failed.
     pub fn finish_savepoint(&self, id: &str, outcome: Result<String, SavepointError>) {
-        if let Some(s) = lock(&self.savepoints).get_mut(id) {
-            match outcome {
-                Ok(location) => {
-                    s.state = SavepointState::Completed;
-                    s.location = Some(location);
-                }
-                Err(e) => {
-                    s.state = SavepointState::Failed;
-                    s.error = Some(e.to_string());
-                }
-            }
+        lock(&self.savepoints).finish(id, outcome.map_err(|e| e.to_string()), now_ms());
+    }
+
+    /// The run's recent checkpoints and savepoints, newest first.
+    pub fn history(&self) -> History {
+        let checkpoints = match self.handles.get() {
+            Some(h) => stats(&h.stats).history.newest_first(),
+            None => Vec::new(),
+        };
+        History {
+            version: CONTROL_VERSION,
+            run_id: self.run_id.clone(),
+            checkpoints,
+            savepoints: lock(&self.savepoints).recent(),
         }
     }
 }
@@ -218,6 +230,7 @@ impl crate::job::RunObserver for ControlState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_crds::contract::control::SavepointState;
 
     #[tokio::test]
     async fn one_stop_runs_the_others_and_savepoints_get_a_conflict_naming_it() {
