@@ -76,6 +76,23 @@ async fn cancel_on_signal_within(
     }
 }
 
+/// Waits `duration`, or less when SIGTERM or SIGINT arrives (the job already ended: the
+/// endpoint's linger must not hold a person's Ctrl-C or a pod's deletion).
+pub async fn linger(duration: Duration) {
+    if duration.is_zero() {
+        return;
+    }
+    match Signals::install() {
+        Ok(mut signals) => {
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => {}
+                (name, _) = signals.next() => tracing::info!(signal = name, "exiting without the rest of the control linger"),
+            }
+        }
+        Err(_) => tokio::time::sleep(duration).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
