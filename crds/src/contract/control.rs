@@ -23,7 +23,7 @@
 //!
 //! After the job ended (finished, failed or cancelled) the endpoint keeps serving for a short
 //! linger (`sluice-runtime run --control-linger`, 2 s by default), so a client that polls sees
-//! the final state before the process exits.
+//! the final state before the process exits (not after SIGTERM/SIGINT, which also end a linger).
 //!
 //! The client commands (`sluice-runtime status | checkpoints | savepoint | stop | cancel`) exit
 //! 0 when the request did what was asked, [`EXIT_FAILURE`] (1) when nothing answers at the
