@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::control::{
-    CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, HISTORY, JobStatus, METRICS, READYZ,
-    SAVEPOINTS, STOP, SavepointRequest, StopKind, StopRequest, StopResponse,
+    CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, HISTORY, JobState, JobStatus, METRICS,
+    READYZ, SAVEPOINTS, STOP, SavepointRequest, StopKind, StopRequest, StopResponse,
 };
 
 use super::body::{JsonBody, error};
@@ -20,18 +20,27 @@ use super::location::check_location;
 use super::{ControlState, StopError};
 use crate::checkpoint::driver::stats;
 
-/// 409 for a stop in progress (naming it) or a job that no longer runs; 500 for a failed stop.
-fn stop_error(e: StopError) -> Response {
+/// 409 for a stop in progress (naming it; once the job ended, saying so) or a job that no
+/// longer runs; 500 for a failed stop.
+fn stop_error(e: StopError, job: JobState) -> Response {
     let code = match e {
         StopError::InProgress(_) | StopError::NotRunning(_) => StatusCode::CONFLICT,
         StopError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let stop_in_progress = match e {
-        StopError::InProgress(k) => Some(k),
-        _ => None,
+    let (message, stop_in_progress) = match e {
+        StopError::InProgress(k) if job != JobState::Running => {
+            (format!("the job already ended ({}) after a {k}", state_word(job)), Some(k))
+        }
+        StopError::InProgress(k) => (e.to_string(), Some(k)),
+        _ => (e.to_string(), None),
     };
-    let body = ErrorResponse { version: CONTROL_VERSION, error: e.to_string(), stop_in_progress };
+    let body = ErrorResponse { version: CONTROL_VERSION, error: message, stop_in_progress };
     (code, Json(body)).into_response()
+}
+
+/// The wire word of a job state (`finished`, …).
+fn state_word(s: JobState) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{s:?}"))
 }
 
 /// The job's status document.
@@ -88,7 +97,7 @@ async fn trigger_savepoint(State(s): State<Arc<ControlState>>, JsonBody(req): Js
     }
     match s.request_savepoint(req.location) {
         Ok(status) => (StatusCode::ACCEPTED, Json(status)).into_response(),
-        Err(e) => stop_error(e),
+        Err(e) => stop_error(e, s.job_state()),
     }
 }
 
@@ -106,7 +115,7 @@ async fn stop(State(s): State<Arc<ControlState>>, JsonBody(req): JsonBody<StopRe
     let stopped = StopKind::of(req.savepoint);
     match s.stop(stopped).await {
         Ok(savepoint) => Json(StopResponse { version: CONTROL_VERSION, stopped, savepoint }).into_response(),
-        Err(e) => stop_error(e),
+        Err(e) => stop_error(e, s.job_state()),
     }
 }
 

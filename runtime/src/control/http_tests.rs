@@ -110,6 +110,23 @@ async fn a_savepoint_during_a_stop_is_409_naming_the_stop() {
 }
 
 #[tokio::test]
+async fn a_stop_after_the_job_ended_says_so_and_names_the_stop() {
+    let (c, state, mut commands) = serve().await;
+    let stopping = tokio::spawn({
+        let state = state.clone();
+        async move { state.stop(StopKind::Cancel).await }
+    });
+    let Some(ControlCommand::Stop { reply, .. }) = commands.recv().await else { panic!("the stop") };
+    reply.send(Ok(None)).expect("reply");
+    assert_eq!(stopping.await.expect("join"), Ok(None));
+    state.set_job_state(JobState::Cancelled);
+    let r = c.raw("POST", STOP, &json_header(), Some(br#"{"savepoint": true}"#.to_vec())).await.expect("answer");
+    let e = assert_error(&r, 409, "the job already ended (cancelled) after a cancel");
+    assert_eq!(e.stop_in_progress, Some(StopKind::Cancel));
+    assert_eq!(c.status().await.expect("status").state, JobState::Cancelled);
+}
+
+#[tokio::test]
 async fn an_accepted_savepoint_is_listed_with_its_outcome() {
     let (c, state, mut commands) = serve().await;
     let sp = c.trigger_savepoint(Some("file:///tmp/sp-x".into())).await.expect("accepted");
