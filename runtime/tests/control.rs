@@ -252,3 +252,36 @@ fn nothing_listening_names_the_address_and_exits_1() {
 
 #[path = "control/readme.rs"]
 mod readme;
+
+#[test]
+fn savepoints_racing_a_stop_get_202_or_a_409_naming_it_and_none_stays_pending() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut job = start(tmp.path(), &[]);
+    job.wait_checkpoints(1);
+    let addr = job.addr.clone();
+    let stopper = std::thread::spawn(move || cli(&addr, &["stop", "--savepoint", "-o", "json"]));
+    let (mut accepted, mut refused) = (0, 0);
+    while !stopper.is_finished() {
+        let out = job.cli(&["savepoint", "-o", "json"]);
+        if out.status.success() {
+            let sp: SavepointStatus = serde_json::from_slice(&out.stdout).expect("SavepointStatus");
+            assert_eq!(sp.state, SavepointState::Pending, "{sp:?}");
+            accepted += 1;
+        } else {
+            let err = text(&out.stderr);
+            assert!(err.contains("(HTTP 409)") && err.contains("stop with savepoint"), "{err}");
+            refused += 1;
+        }
+    }
+    let out = stopper.join().expect("join");
+    assert!(out.status.success(), "{}; run: {}", text(&out.stderr), job.stderr());
+    let stopped: StopResponse = serde_json::from_slice(&out.stdout).expect("StopResponse");
+    assert!(local(stopped.savepoint.as_deref().expect("location")).join("_manifest.json").exists());
+    let history: History = serde_json::from_slice(&job.cli(&["checkpoints", "-o", "json"]).stdout).expect("History");
+    println!("{accepted} savepoints accepted, {refused} refused during the stop");
+    assert!(history.savepoints.iter().all(|s| s.state != SavepointState::Pending), "{history:?}");
+    for s in history.savepoints.iter().filter(|s| s.state == SavepointState::Completed) {
+        assert!(local(s.location.as_deref().unwrap_or_default()).join("_manifest.json").exists(), "{s:?}");
+    }
+    assert!(job.finish().success());
+}

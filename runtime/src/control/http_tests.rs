@@ -138,3 +138,65 @@ async fn an_accepted_savepoint_is_listed_with_its_outcome() {
     assert!(h.savepoints[0].duration_ms.is_some());
     assert!(h.checkpoints.is_empty(), "no job wired: no checkpoints");
 }
+
+/// A random `POST /v1/savepoints` body and whether it must be accepted, judged from how it was
+/// built (not by the code under test): an object of known fields with the right types and a
+/// location from the labelled list below.
+fn random_savepoint_body(rng: &mut impl rand::Rng) -> (String, bool) {
+    const LOCATIONS: &[(&str, bool)] = &[
+        (r#""file:///tmp/sp""#, true),
+        (r#""/data/sp""#, true),
+        (r#""s3://bucket/sp""#, true),
+        ("null", true),
+        (r#""relative""#, false),
+        (r#""file://h/sp""#, false),
+        (r#""/a/../b""#, false),
+        (r#""""#, false),
+        ("7", false),
+        ("[]", false),
+    ];
+    const VERSIONS: &[(&str, bool)] = &[("1", true), ("0", true), ("-1", false), (r#""1""#, false), ("1.5", false)];
+    match rng.random_range(0..10) {
+        0 => return ("[]".into(), false),
+        1 => return (r#"{"location": "/x""#.into(), false),
+        _ => {}
+    }
+    let mut fields = Vec::new();
+    let mut ok = true;
+    if rng.random_bool(0.5) {
+        let (v, good) = VERSIONS[rng.random_range(0..VERSIONS.len())];
+        fields.push(format!(r#""version": {v}"#));
+        ok &= good;
+    }
+    if rng.random_bool(0.7) {
+        let (v, good) = LOCATIONS[rng.random_range(0..LOCATIONS.len())];
+        fields.push(format!(r#""location": {v}"#));
+        ok &= good;
+    }
+    if rng.random_bool(0.2) {
+        let unknown = ["Location", "path", "savepoint", "location "][rng.random_range(0..4)];
+        fields.push(format!(r#""{unknown}": "/x""#));
+        ok = false;
+    }
+    (format!("{{{}}}", fields.join(", ")), ok)
+}
+
+#[tokio::test]
+async fn random_savepoint_bodies_are_accepted_exactly_when_valid() {
+    use rand::SeedableRng;
+    let seed = rand::random::<u64>();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (c, _state, mut commands) = serve().await;
+    for _ in 0..300 {
+        let (body, valid) = random_savepoint_body(&mut rng);
+        let r = c.raw("POST", SAVEPOINTS, &json_header(), Some(body.clone().into_bytes())).await.expect("answer");
+        let expected = if valid { 202 } else { 400 };
+        assert_eq!(r.status, expected, "seed {seed}: body {body} answered {r:?}");
+        if valid {
+            assert!(matches!(commands.try_recv(), Ok(ControlCommand::Savepoint { .. })), "seed {seed}: {body}");
+        } else {
+            assert_error(&r, 400, "");
+            assert!(commands.try_recv().is_err(), "seed {seed}: refused {body} reached the coordinator");
+        }
+    }
+}
