@@ -86,7 +86,7 @@ pub struct RunArgs {
     pub progress: bool,
     /// Serve the control endpoint (health, metrics, savepoints, stop) on this address
     /// (`status`, `stop`, … reach it there; they default to 127.0.0.1:9090).
-    #[arg(long, env = "SLUICE_CONTROL_ADDR")]
+    #[arg(long)]
     pub control_addr: Option<std::net::SocketAddr>,
     /// After the job ended, keep serving the control endpoint this long, so that a client sees
     /// the final state (`finished`, `failed`, `cancelled`); a signal ends it early.
@@ -251,4 +251,24 @@ pub struct KafkaTopic {
     /// Topic.
     #[arg(long)]
     pub topic: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use sluice_crds::contract::control::CONTROL_PORT;
+
+    use super::*;
+
+    #[test]
+    fn client_commands_default_to_the_local_control_port() {
+        assert_eq!(DEFAULT_CONTROL_ADDR.parse::<std::net::SocketAddr>().map(|a| a.port()), Ok(CONTROL_PORT));
+        let cli = Cli::try_parse_from(["sluice-runtime", "savepoint", "--wait", "-o", "json"]).expect("parses");
+        let Command::Savepoint(a) = cli.command else { panic!("savepoint") };
+        assert!(a.wait && a.location.is_none() && a.client.output == Output::Json);
+        assert!(Cli::try_parse_from(["sluice-runtime", "stop", "--savepoint", "-o", "yaml"]).is_err());
+        let cli = Cli::try_parse_from(["sluice-runtime", "run", "j.yaml", "--control-linger", "0s"]).expect("parses");
+        let Command::Run(r) = cli.command else { panic!("run") };
+        assert!(std::time::Duration::from(r.control_linger).is_zero());
+    }
 }
