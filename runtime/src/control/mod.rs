@@ -23,6 +23,9 @@ use savepoints::SavepointBook;
 /// What the control endpoint asks of the job: the driver's plain commands.
 pub use crate::checkpoint::driver::DriverCommand as ControlCommand;
 
+/// How long an answered stop with savepoint waits for the job to end before it answers anyway.
+const STOP_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a stop (or a savepoint during one) was not done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StopError {
@@ -43,6 +46,8 @@ pub struct ControlState {
     pub run_id: String,
     ready: AtomicBool,
     state: Mutex<JobState>,
+    /// Becomes true once the job no longer runs.
+    ended: tokio::sync::watch::Sender<bool>,
     /// The checkpoint or savepoint the run restored from.
     pub restored_from: Mutex<Option<String>>,
     /// Live counters, once the job is wired.
@@ -67,6 +72,7 @@ impl ControlState {
             run_id: run_id.to_string(),
             ready: AtomicBool::new(false),
             state: Mutex::new(JobState::Running),
+            ended: tokio::sync::watch::Sender::new(false),
             restored_from: Mutex::new(None),
             handles: OnceLock::new(),
             savepoints: Mutex::new(SavepointBook::default()),
@@ -96,6 +102,7 @@ impl ControlState {
     /// never completes: it is marked failed.
     pub fn set_job_state(&self, s: JobState) {
         *lock(&self.state) = s;
+        self.ended.send_replace(s != JobState::Running);
         if s != JobState::Running {
             let reason = format!("the job ended ({s:?}) before the savepoint completed");
             lock(&self.savepoints).fail_pending(&reason, now_ms());
@@ -159,7 +166,14 @@ impl ControlState {
             }
         }
         let outcome = match rx.await {
-            Ok(Ok(location)) => return Ok(location),
+            Ok(Ok(location)) if kind == StopKind::Cancel => return Ok(location),
+            Ok(Ok(location)) => {
+                // The savepoint is there; answer once the job ended too, so that whoever asked
+                // reads the final state next (bounded: the answer must not hang on a stuck task).
+                let mut ended = self.ended.subscribe();
+                let _ = tokio::time::timeout(STOP_ANSWER_WAIT, ended.wait_for(|e| *e)).await;
+                return Ok(location);
+            }
             Ok(Err(e)) => e,
             Err(_) => "the job ended before it could stop as asked".to_string(),
         };
@@ -250,6 +264,26 @@ mod tests {
         assert_eq!(first.await.expect("join"), Ok(None));
         state.set_job_state(JobState::Cancelled);
         assert_eq!(state.stop(StopKind::Cancel).await, Err(StopError::InProgress(StopKind::Cancel)));
+    }
+
+    #[tokio::test]
+    async fn a_stop_with_savepoint_answers_once_the_job_ended() {
+        let state = ControlState::new("r1");
+        let mut commands = state.take_commands().expect("receiver");
+        let stopping = tokio::spawn({
+            let state = state.clone();
+            async move { state.stop(StopKind::Savepoint).await }
+        });
+        let Some(ControlCommand::Stop { savepoint: true, reply }) = commands.recv().await else { panic!("stop") };
+        // As the driver does: the listener hears first, then the stop's reply.
+        state.finish_savepoint(&state.stop_savepoint_id(), Ok("file:///sp".into()));
+        reply.send(Ok(Some("file:///sp".into()))).expect("reply");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!stopping.is_finished(), "no answer while the job still runs");
+        state.set_job_state(JobState::Finished);
+        assert_eq!(stopping.await.expect("join"), Ok(Some("file:///sp".into())));
+        let sp = state.savepoint(&state.stop_savepoint_id()).expect("listed");
+        assert_eq!((sp.state, sp.location.as_deref()), (SavepointState::Completed, Some("file:///sp")));
     }
 
     #[tokio::test]
