@@ -29,7 +29,7 @@ fn stop_error(e: StopError, job: JobState) -> Response {
     };
     let (message, stop_in_progress) = match e {
         StopError::InProgress(k) if job != JobState::Running => {
-            (format!("the job already ended ({}) after a {k}", state_word(job)), Some(k))
+            (format!("{e}, and the job has ended ({})", state_word(job)), Some(k))
         }
         StopError::InProgress(k) => (e.to_string(), Some(k)),
         _ => (e.to_string(), None),

@@ -121,7 +121,7 @@ async fn a_stop_after_the_job_ended_says_so_and_names_the_stop() {
     assert_eq!(stopping.await.expect("join"), Ok(None));
     state.set_job_state(JobState::Cancelled);
     let r = c.raw("POST", STOP, &json_header(), Some(br#"{"savepoint": true}"#.to_vec())).await.expect("answer");
-    let e = assert_error(&r, 409, "the job already ended (cancelled) after a cancel");
+    let e = assert_error(&r, 409, "a stop is already in progress (cancel), and the job has ended (cancelled)");
     assert_eq!(e.stop_in_progress, Some(StopKind::Cancel));
     assert_eq!(c.status().await.expect("status").state, JobState::Cancelled);
 }
