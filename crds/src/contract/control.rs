@@ -10,11 +10,25 @@
 //! | GET | [`READYZ`] | — | 200 once the job restored its state and runs; 503 before |
 //! | GET | [`METRICS`] | — | Prometheus text (`sluice_runtime_*`) |
 //! | GET | [`CHECKPOINTS`] | — | [`JobStatus`] |
+//! | GET | [`HISTORY`] | — | [`History`]: the last [`HISTORY_LEN`] checkpoints and savepoints of this run, newest first |
 //! | POST | [`SAVEPOINTS`] | [`SavepointRequest`] | 202 [`SavepointStatus`] (state `pending`); 409 while a stop is in progress |
 //! | GET | `/v1/savepoints/{id}` ([`savepoint_path`]) | — | [`SavepointStatus`] |
 //! | POST | [`STOP`] | [`StopRequest`] | 200 [`StopResponse`] once stopped (the process then exits 0); 409 when another stop is in progress ([`ErrorResponse::stop_in_progress`]) or the job no longer runs |
 //!
-//! POST bodies must be sent with `Content-Type: application/json` (415 otherwise).
+//! POST bodies must be sent with `Content-Type: application/json` (415 otherwise) and be a JSON
+//! object of the request type: malformed JSON, a field of the wrong type or an unknown field is
+//! 400 naming the problem. An unknown path is 404, a known path with another method 405, a
+//! savepoint `location` this build cannot write (not `file:///…`, `/…` or `s3://bucket/…`) 400
+//! before anything starts. Every such error is an [`ErrorResponse`].
+//!
+//! After the job ended (finished, failed or cancelled) the endpoint keeps serving for a short
+//! linger (`sluice-runtime run --control-linger`, 2 s by default), so a client that polls sees
+//! the final state before the process exits (not after SIGTERM/SIGINT, which also end a linger).
+//!
+//! The client commands (`sluice-runtime status | checkpoints | savepoint | stop | cancel`) exit
+//! 0 when the request did what was asked, [`EXIT_FAILURE`] (1) when nothing answers at the
+//! address, the runtime refused the request (e.g. 409) or a savepoint failed, and
+//! [`EXIT_USAGE`] (2) for a bad command line.
 //!
 //! Exit status of `sluice-runtime run`: 0 when the job finished, stopped with a savepoint or was
 //! cancelled (`POST /v1/stop {"savepoint": false}`, or SIGTERM/SIGINT); [`EXIT_FAILURE`] (1)
@@ -42,6 +56,10 @@ pub const CHECKPOINTS: &str = "/v1/checkpoints";
 pub const SAVEPOINTS: &str = "/v1/savepoints";
 /// Stop the job, optionally with a final savepoint ([`StopRequest`]).
 pub const STOP: &str = "/v1/stop";
+/// The run's recent checkpoints and savepoints ([`History`]).
+pub const HISTORY: &str = "/v1/checkpoints/history";
+/// How many checkpoints, and how many savepoints, [`History`] keeps.
+pub const HISTORY_LEN: usize = 20;
 
 /// Path of one savepoint's status.
 pub fn savepoint_path(id: &str) -> String {
@@ -118,9 +136,9 @@ pub struct JobStatus {
     pub last_failure: Option<String>,
 }
 
-/// Body of `POST /v1/savepoints`.
+/// Body of `POST /v1/savepoints` (unknown fields are refused).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SavepointRequest {
     /// Format version.
     #[serde(default = "version")]
@@ -161,9 +179,9 @@ pub struct SavepointStatus {
     pub error: Option<String>,
 }
 
-/// Body of `POST /v1/stop`.
+/// Body of `POST /v1/stop` (unknown fields are refused).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StopRequest {
     /// Format version.
     #[serde(default = "version")]
@@ -213,6 +231,99 @@ pub struct StopResponse {
     /// The final savepoint's directory URI, when one was requested and taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint: Option<String>,
+}
+
+/// How a checkpoint of [`History`] ended (or that it has not yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckpointOutcome {
+    /// Triggered, not complete yet.
+    InProgress,
+    /// Its manifest is published.
+    Completed,
+    /// Declined by a task, timed out, or its manifest could not be published; `error` says why.
+    Failed,
+    /// Given up without a fault: subsumed by a newer checkpoint, or the job was cancelled.
+    Aborted,
+}
+
+/// What a checkpoint of [`History`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckpointKind {
+    /// A periodic checkpoint.
+    Checkpoint,
+    /// The barrier of a savepoint (`POST /v1/savepoints`).
+    Savepoint,
+    /// The barrier of a stop with savepoint.
+    StopSavepoint,
+    /// The last checkpoint after every source finished.
+    Final,
+}
+
+/// One checkpoint of [`History`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRecord {
+    /// Checkpoint id.
+    pub id: CheckpointId,
+    /// Periodic, savepoint, stop-with-savepoint or final.
+    pub kind: CheckpointKind,
+    /// In progress, completed, failed or aborted.
+    pub status: CheckpointOutcome,
+    /// Trigger time, milliseconds since the epoch.
+    pub triggered_at_ms: u64,
+    /// Trigger-to-end time in milliseconds, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Bytes of state its manifest references (completed ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// URI of its manifest (completed ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Why it failed or was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One savepoint of [`History`]: its [`SavepointStatus`] and its timing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointRecord {
+    /// Savepoint id (as in `/v1/savepoints/{id}`).
+    pub id: String,
+    /// Pending, completed or failed.
+    pub state: SavepointState,
+    /// Directory URI of the savepoint, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was asked for, milliseconds since the epoch.
+    pub requested_at_ms: u64,
+    /// Request-to-end time in milliseconds, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// Response of `GET /v1/checkpoints/history`: this run's last [`HISTORY_LEN`] checkpoints and
+/// last [`HISTORY_LEN`] savepoints, newest first (kept in memory; a restart starts empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    /// Format version.
+    #[serde(default = "version")]
+    pub version: u32,
+    /// The `--run-id` of the process.
+    pub run_id: String,
+    /// Recent checkpoints, newest first.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// Recent savepoints (including stop-with-savepoint), newest first.
+    #[serde(default)]
+    pub savepoints: Vec<SavepointRecord>,
 }
 
 /// Body of every 4xx/5xx response.
@@ -293,64 +404,5 @@ pub const EXIT_STOP_TIMEOUT: u8 = 4;
 pub const STOP_GRACE_SECS: u64 = 10;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_data_loss_kind_survives_the_termination_message() {
-        for kind in [DataLossKind::UncommittableTransaction, DataLossKind::RestoreRefused] {
-            assert_eq!(DataLossKind::of_message(&kind.termination_message("checkpoint 7 (x)")), kind);
-        }
-        assert_eq!(DataLossKind::of_message("DataLossRisk: t of 9"), DataLossKind::UncommittableTransaction);
-        assert_eq!(DataLossKind::of_message("DataLossRisk(Else): x"), DataLossKind::UncommittableTransaction);
-    }
-
-    #[test]
-    fn job_status_wire_format_is_camel_case_with_version() {
-        let s = JobStatus {
-            version: CONTROL_VERSION,
-            run_id: "demo-2".into(),
-            state: JobState::Running,
-            restored_from: None,
-            latest: Some(CheckpointInfo {
-                id: CheckpointId(4),
-                path: "s3://b/demo/manifests/chk-00000000000000000004.json".into(),
-                completed_at_ms: 1,
-                size_bytes: 2,
-                duration_ms: 3,
-            }),
-            in_progress: Some(CheckpointId(5)),
-            completed: 4,
-            failed: 0,
-            consecutive_failures: 0,
-            last_failure: None,
-        };
-        let v = serde_json::to_value(&s).expect("serializes");
-        assert_eq!(v["version"], 1);
-        assert_eq!(v["runId"], "demo-2");
-        assert_eq!(v["state"], "running");
-        assert_eq!(v["latest"]["completedAtMs"], 1);
-        assert_eq!(v["inProgress"], 5);
-        assert_eq!(serde_json::from_value::<JobStatus>(v).expect("parses back"), s);
-    }
-
-    #[test]
-    fn requests_default_their_version() {
-        let r: StopRequest = serde_json::from_str(r#"{"savepoint": true}"#).expect("parses");
-        assert_eq!(r, StopRequest { version: CONTROL_VERSION, savepoint: true });
-        assert_eq!(savepoint_path("sp-1"), "/v1/savepoints/sp-1");
-    }
-
-    #[test]
-    fn stop_documents_name_the_kind() {
-        let r = StopResponse { version: CONTROL_VERSION, stopped: StopKind::Cancel, savepoint: None };
-        assert_eq!(
-            serde_json::to_value(&r).expect("serializes"),
-            serde_json::json!({"version": 1, "stopped": "cancel"})
-        );
-        let old: StopResponse = serde_json::from_str(r#"{"savepoint": "file:///sp"}"#).expect("parses");
-        assert_eq!(old.stopped, StopKind::Savepoint, "a response without the field is a savepoint stop");
-        let e = ErrorResponse { version: 1, error: "busy".into(), stop_in_progress: Some(StopKind::Savepoint) };
-        assert_eq!(serde_json::to_value(&e).expect("serializes")["stopInProgress"], "savepoint");
-    }
-}
+#[path = "control_tests.rs"]
+mod tests;

@@ -1,48 +1,56 @@
-//! The HTTP routes of the control endpoint.
+//! The HTTP routes of the control endpoint. Every refusal is an [`ErrorResponse`]: unknown
+//! paths 404, other methods 405, bodies per [`JsonBody`].
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::control::{
-    CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, JobStatus, METRICS, READYZ, SAVEPOINTS, STOP,
-    SavepointRequest, StopKind, StopRequest, StopResponse,
+    CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, HISTORY, JobState, JobStatus, METRICS,
+    READYZ, SAVEPOINTS, STOP, SavepointRequest, StopKind, StopRequest, StopResponse,
 };
 
+use super::body::{JsonBody, error};
+use super::location::check_location;
 use super::{ControlState, StopError};
 use crate::checkpoint::driver::stats;
 
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(ErrorResponse { version: CONTROL_VERSION, error: message.into(), stop_in_progress: None }))
-        .into_response()
-}
-
-/// 409 for a stop in progress (naming it) or a job that no longer runs; 500 for a failed stop.
-fn stop_error(e: StopError) -> Response {
+/// 409 for a stop in progress (naming it; once the job ended, saying so) or a job that no
+/// longer runs; 500 for a failed stop.
+fn stop_error(e: StopError, job: JobState) -> Response {
     let code = match e {
         StopError::InProgress(_) | StopError::NotRunning(_) => StatusCode::CONFLICT,
         StopError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let stop_in_progress = match e {
-        StopError::InProgress(k) => Some(k),
-        _ => None,
+    let (message, stop_in_progress) = match e {
+        StopError::InProgress(k) if job != JobState::Running => {
+            (format!("{e}, and the job has ended ({})", state_word(job)), Some(k))
+        }
+        StopError::InProgress(k) => (e.to_string(), Some(k)),
+        _ => (e.to_string(), None),
     };
-    let body = ErrorResponse { version: CONTROL_VERSION, error: e.to_string(), stop_in_progress };
+    let body = ErrorResponse { version: CONTROL_VERSION, error: message, stop_in_progress };
     (code, Json(body)).into_response()
+}
+
+/// The wire word of a job state (`finished`, …).
+fn state_word(s: JobState) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| format!("{s:?}"))
 }
 
 /// The job's status document.
 pub fn job_status(state: &ControlState) -> JobStatus {
     let (latest, in_progress, completed, failed, consecutive, last_failure) = match state.handles.get() {
         Some(h) => {
-            let s = stats(&h.stats).clone();
-            let latest = s.latest.map(|l| CheckpointInfo {
+            let s = stats(&h.stats);
+            let latest = s.latest.as_ref().map(|l| CheckpointInfo {
                 id: CheckpointId(l.id),
-                path: l.location,
+                path: l.location.clone(),
                 completed_at_ms: l.completed_at_ms,
                 size_bytes: l.size_bytes,
                 duration_ms: l.duration_ms,
@@ -53,7 +61,7 @@ pub fn job_status(state: &ControlState) -> JobStatus {
                 s.completed,
                 s.failed,
                 s.consecutive_failures,
-                s.last_failure,
+                s.last_failure.clone(),
             )
         }
         None => (None, None, 0, 0, 0, None),
@@ -72,48 +80,66 @@ pub fn job_status(state: &ControlState) -> JobStatus {
     }
 }
 
+async fn readyz(State(s): State<Arc<ControlState>>) -> Response {
+    if s.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let why = format!("not ready: the job is {:?} and not (yet) restored and running", s.job_state());
+        error(StatusCode::SERVICE_UNAVAILABLE, why)
+    }
+}
+
+async fn trigger_savepoint(State(s): State<Arc<ControlState>>, JsonBody(req): JsonBody<SavepointRequest>) -> Response {
+    if let Some(location) = &req.location
+        && let Err(why) = check_location(location)
+    {
+        return error(StatusCode::BAD_REQUEST, why);
+    }
+    match s.request_savepoint(req.location) {
+        Ok(status) => (StatusCode::ACCEPTED, Json(status)).into_response(),
+        Err(e) => stop_error(e, s.job_state()),
+    }
+}
+
+async fn savepoint_status(State(s): State<Arc<ControlState>>, id: Result<Path<String>, PathRejection>) -> Response {
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the savepoint id in the path is not valid UTF-8");
+    };
+    match s.savepoint(&id) {
+        Some(sp) => Json(sp).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no savepoint {id:?} in this run")),
+    }
+}
+
+async fn stop(State(s): State<Arc<ControlState>>, JsonBody(req): JsonBody<StopRequest>) -> Response {
+    let stopped = StopKind::of(req.savepoint);
+    match s.stop(stopped).await {
+        Ok(savepoint) => Json(StopResponse { version: CONTROL_VERSION, stopped, savepoint }).into_response(),
+        Err(e) => stop_error(e, s.job_state()),
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no such path {:?} (see sluice_crds::contract::control)", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
+}
+
 /// The routes, over shared state.
 pub fn router(state: Arc<ControlState>) -> Router {
     Router::new()
         .route(HEALTHZ, get(|| async { "ok" }))
-        .route(
-            READYZ,
-            get(|State(s): State<Arc<ControlState>>| async move {
-                if s.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-            }),
-        )
+        .route(READYZ, get(readyz))
         .route(METRICS, get(|State(s): State<Arc<ControlState>>| async move { super::metrics::render(&s) }))
         .route(CHECKPOINTS, get(|State(s): State<Arc<ControlState>>| async move { Json(job_status(&s)) }))
-        .route(
-            SAVEPOINTS,
-            post(|State(s): State<Arc<ControlState>>, Json(req): Json<SavepointRequest>| async move {
-                match s.request_savepoint(req.location) {
-                    Ok(status) => (StatusCode::ACCEPTED, Json(status)).into_response(),
-                    Err(e) => stop_error(e),
-                }
-            }),
-        )
-        .route(
-            &format!("{SAVEPOINTS}/{{id}}"),
-            get(|State(s): State<Arc<ControlState>>, Path(id): Path<String>| async move {
-                match s.savepoint(&id) {
-                    Some(sp) => Json(sp).into_response(),
-                    None => error(StatusCode::NOT_FOUND, format!("no savepoint {id}")),
-                }
-            }),
-        )
-        .route(
-            STOP,
-            post(|State(s): State<Arc<ControlState>>, Json(req): Json<StopRequest>| async move {
-                let stopped = StopKind::of(req.savepoint);
-                match s.stop(stopped).await {
-                    Ok(savepoint) => {
-                        Json(StopResponse { version: CONTROL_VERSION, stopped, savepoint }).into_response()
-                    }
-                    Err(e) => stop_error(e),
-                }
-            }),
-        )
+        .route(HISTORY, get(|State(s): State<Arc<ControlState>>| async move { Json(s.history()) }))
+        .route(SAVEPOINTS, post(trigger_savepoint))
+        .route(&format!("{SAVEPOINTS}/{{id}}"), get(savepoint_status))
+        .route(STOP, post(stop))
+        .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
 }
 
@@ -128,3 +154,7 @@ pub async fn serve_on(
     }
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

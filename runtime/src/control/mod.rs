@@ -1,21 +1,30 @@
 //! The runtime's control endpoint (`sluice_crds::contract::control` is the wire contract): what
 //! the operator and people use to watch a job, take savepoints and stop it.
 
+pub mod body;
+pub mod client;
 pub mod http;
+pub mod location;
 pub mod metrics;
+pub mod savepoints;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sluice_crds::contract::control::{JobState, SavepointState, SavepointStatus, StopKind};
+use sluice_crds::contract::control::{CONTROL_VERSION, History, JobState, SavepointStatus, StopKind};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::driver::stats;
+use crate::checkpoint::publish::now_ms;
 use crate::checkpoint::savepoint::SavepointError;
 use crate::job::JobHandles;
+use savepoints::SavepointBook;
 
 /// What the control endpoint asks of the job: the driver's plain commands.
 pub use crate::checkpoint::driver::DriverCommand as ControlCommand;
+
+/// How long an answered stop with savepoint waits for the job to end before it answers anyway.
+const STOP_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a stop (or a savepoint during one) was not done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,11 +46,13 @@ pub struct ControlState {
     pub run_id: String,
     ready: AtomicBool,
     state: Mutex<JobState>,
+    /// Becomes true once the job no longer runs.
+    ended: tokio::sync::watch::Sender<bool>,
     /// The checkpoint or savepoint the run restored from.
     pub restored_from: Mutex<Option<String>>,
     /// Live counters, once the job is wired.
     pub handles: OnceLock<JobHandles>,
-    savepoints: Mutex<BTreeMap<String, SavepointStatus>>,
+    savepoints: Mutex<SavepointBook>,
     /// The stop in progress (or done): at most one stop runs.
     stop: Mutex<Option<StopKind>>,
     next_savepoint: Mutex<u64>,
@@ -61,9 +72,10 @@ impl ControlState {
             run_id: run_id.to_string(),
             ready: AtomicBool::new(false),
             state: Mutex::new(JobState::Running),
+            ended: tokio::sync::watch::Sender::new(false),
             restored_from: Mutex::new(None),
             handles: OnceLock::new(),
-            savepoints: Mutex::new(BTreeMap::new()),
+            savepoints: Mutex::new(SavepointBook::default()),
             stop: Mutex::new(None),
             next_savepoint: Mutex::new(1),
             commands: tx,
@@ -90,11 +102,10 @@ impl ControlState {
     /// never completes: it is marked failed.
     pub fn set_job_state(&self, s: JobState) {
         *lock(&self.state) = s;
+        self.ended.send_replace(s != JobState::Running);
         if s != JobState::Running {
-            for sp in lock(&self.savepoints).values_mut().filter(|sp| sp.state == SavepointState::Pending) {
-                sp.state = SavepointState::Failed;
-                sp.error = Some(format!("the job ended ({s:?}) before the savepoint completed"));
-            }
+            let reason = format!("the job ended ({s:?}) before the savepoint completed");
+            lock(&self.savepoints).fail_pending(&reason, now_ms());
         }
     }
 
@@ -121,14 +132,7 @@ impl ControlState {
             *n += 1;
             id
         };
-        let status = SavepointStatus {
-            version: sluice_crds::contract::control::CONTROL_VERSION,
-            id: id.clone(),
-            state: SavepointState::Pending,
-            location: None,
-            error: None,
-        };
-        lock(&self.savepoints).insert(id.clone(), status.clone());
+        let status = lock(&self.savepoints).add(&id, now_ms());
         // Sent under the stop lock: the coordinator sees it before any stop.
         let sent = self.commands.send(ControlCommand::Savepoint { id: id.clone(), location });
         drop(stop);
@@ -157,12 +161,25 @@ impl ControlState {
                 .send(ControlCommand::Stop { savepoint, reply })
                 .map_err(|_| StopError::NotRunning(self.job_state()))?;
             *stop = Some(kind);
+            if savepoint {
+                lock(&self.savepoints).add(&self.stop_savepoint_id(), now_ms());
+            }
         }
         let outcome = match rx.await {
-            Ok(Ok(location)) => return Ok(location),
+            Ok(Ok(location)) if kind == StopKind::Cancel => return Ok(location),
+            Ok(Ok(location)) => {
+                // The savepoint is there; answer once the job ended too, so that whoever asked
+                // reads the final state next (bounded: the answer must not hang on a stuck task).
+                let mut ended = self.ended.subscribe();
+                let _ = tokio::time::timeout(STOP_ANSWER_WAIT, ended.wait_for(|e| *e)).await;
+                return Ok(location);
+            }
             Ok(Err(e)) => e,
             Err(_) => "the job ended before it could stop as asked".to_string(),
         };
+        if kind == StopKind::Savepoint {
+            lock(&self.savepoints).finish(&self.stop_savepoint_id(), Err(outcome.clone()), now_ms());
+        }
         // The job may go on (e.g. no storage for the savepoint): a later stop may try again.
         if self.job_state() == JobState::Running {
             *lock(&self.stop) = None;
@@ -170,24 +187,33 @@ impl ControlState {
         Err(StopError::Failed(outcome))
     }
 
+    /// The id under which a stop with savepoint appears among the savepoints (the name of
+    /// the directory it writes by default).
+    pub fn stop_savepoint_id(&self) -> String {
+        sluice_storage::layout::stop_savepoint_name(&self.run_id)
+    }
+
     /// A savepoint's status.
     pub fn savepoint(&self, id: &str) -> Option<SavepointStatus> {
-        lock(&self.savepoints).get(id).cloned()
+        lock(&self.savepoints).get(id)
     }
 
     /// Records a savepoint's outcome: its location, or why it failed.
     pub fn finish_savepoint(&self, id: &str, outcome: Result<String, SavepointError>) {
-        if let Some(s) = lock(&self.savepoints).get_mut(id) {
-            match outcome {
-                Ok(location) => {
-                    s.state = SavepointState::Completed;
-                    s.location = Some(location);
-                }
-                Err(e) => {
-                    s.state = SavepointState::Failed;
-                    s.error = Some(e.to_string());
-                }
-            }
+        lock(&self.savepoints).finish(id, outcome.map_err(|e| e.to_string()), now_ms());
+    }
+
+    /// The run's recent checkpoints and savepoints, newest first.
+    pub fn history(&self) -> History {
+        let checkpoints = match self.handles.get() {
+            Some(h) => stats(&h.stats).history.newest_first(),
+            None => Vec::new(),
+        };
+        History {
+            version: CONTROL_VERSION,
+            run_id: self.run_id.clone(),
+            checkpoints,
+            savepoints: lock(&self.savepoints).recent(),
         }
     }
 }
@@ -218,6 +244,7 @@ impl crate::job::RunObserver for ControlState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_crds::contract::control::SavepointState;
 
     #[tokio::test]
     async fn one_stop_runs_the_others_and_savepoints_get_a_conflict_naming_it() {
@@ -237,6 +264,26 @@ mod tests {
         assert_eq!(first.await.expect("join"), Ok(None));
         state.set_job_state(JobState::Cancelled);
         assert_eq!(state.stop(StopKind::Cancel).await, Err(StopError::InProgress(StopKind::Cancel)));
+    }
+
+    #[tokio::test]
+    async fn a_stop_with_savepoint_answers_once_the_job_ended() {
+        let state = ControlState::new("r1");
+        let mut commands = state.take_commands().expect("receiver");
+        let stopping = tokio::spawn({
+            let state = state.clone();
+            async move { state.stop(StopKind::Savepoint).await }
+        });
+        let Some(ControlCommand::Stop { savepoint: true, reply }) = commands.recv().await else { panic!("stop") };
+        // As the driver does: the listener hears first, then the stop's reply.
+        state.finish_savepoint(&state.stop_savepoint_id(), Ok("file:///sp".into()));
+        reply.send(Ok(Some("file:///sp".into()))).expect("reply");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!stopping.is_finished(), "no answer while the job still runs");
+        state.set_job_state(JobState::Finished);
+        assert_eq!(stopping.await.expect("join"), Ok(Some("file:///sp".into())));
+        let sp = state.savepoint(&state.stop_savepoint_id()).expect("listed");
+        assert_eq!((sp.state, sp.location.as_deref()), (SavepointState::Completed, Some("file:///sp")));
     }
 
     #[tokio::test]

@@ -32,6 +32,18 @@ pub enum Command {
     Verify(VerifyCommand),
     /// Print keyed-state figures: incremental bytes at 1 % / 10 % change, restore time by size.
     BenchState,
+    /// Show a running job: state, run id, what it restored from, the last checkpoint.
+    Status(ClientArgs),
+    /// List a running job's recent checkpoints and savepoints.
+    Checkpoints(ClientArgs),
+    /// Take a savepoint of a running job.
+    Savepoint(SavepointArgs),
+    /// Stop a running job; with --savepoint a final savepoint is taken first (sinks commit
+    /// it), without it the job is cancelled (as `cancel`).
+    Stop(StopArgs),
+    /// Cancel a running job: open transactions are aborted; the next start resumes from the
+    /// latest completed checkpoint.
+    Cancel(ClientArgs),
     /// Run the embedded demo job (generator → keyBy → windowed count → file sink).
     Demo {
         /// Directory for checkpoints and output.
@@ -72,9 +84,64 @@ pub struct RunArgs {
     /// Print a progress line every second.
     #[arg(long)]
     pub progress: bool,
-    /// Serve the control endpoint (health, metrics, savepoints, stop) on this address.
+    /// Serve the control endpoint (health, metrics, savepoints, stop) on this address
+    /// (`status`, `stop`, … reach it there; they default to 127.0.0.1:9090).
     #[arg(long)]
     pub control_addr: Option<std::net::SocketAddr>,
+    /// After the job ended, keep serving the control endpoint this long, so that a client sees
+    /// the final state (`finished`, `failed`, `cancelled`); a signal ends it early.
+    #[arg(long, default_value = "2s")]
+    pub control_linger: humantime::Duration,
+}
+
+/// Where a client command finds the runtime, and how it answers.
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// The control endpoint (`host:port`) of the runtime, as given to `run --control-addr`.
+    #[arg(long, env = "SLUICE_CONTROL_ADDR", default_value = DEFAULT_CONTROL_ADDR)]
+    pub control_addr: String,
+    /// Output: a human layout, or the endpoint's JSON document.
+    #[arg(short, long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Give up on an answer after this long (a stop answers once the job stopped).
+    #[arg(long, default_value = "60s")]
+    pub timeout: humantime::Duration,
+}
+
+/// Where client commands look when `--control-addr` is not given.
+pub const DEFAULT_CONTROL_ADDR: &str = "127.0.0.1:9090";
+
+/// How a client command prints its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A layout for people.
+    Human,
+    /// The control endpoint's JSON document.
+    Json,
+}
+
+/// `sluice-runtime savepoint`.
+#[derive(clap::Args)]
+pub struct SavepointArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Wait until the savepoint completed (exit 0) or failed (exit 1).
+    #[arg(long)]
+    pub wait: bool,
+    /// Directory URI for the savepoint (`file:///dir`, `s3://bucket/prefix`); by default
+    /// `<storage uri>/savepoints/<id>`.
+    #[arg(long)]
+    pub location: Option<String>,
+}
+
+/// `sluice-runtime stop`.
+#[derive(clap::Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Take a final savepoint before stopping and print its location.
+    #[arg(long)]
+    pub savepoint: bool,
 }
 
 /// `sluice-runtime bench`.
@@ -184,4 +251,24 @@ pub struct KafkaTopic {
     /// Topic.
     #[arg(long)]
     pub topic: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use sluice_crds::contract::control::CONTROL_PORT;
+
+    use super::*;
+
+    #[test]
+    fn client_commands_default_to_the_local_control_port() {
+        assert_eq!(DEFAULT_CONTROL_ADDR.parse::<std::net::SocketAddr>().map(|a| a.port()), Ok(CONTROL_PORT));
+        let cli = Cli::try_parse_from(["sluice-runtime", "savepoint", "--wait", "-o", "json"]).expect("parses");
+        let Command::Savepoint(a) = cli.command else { panic!("savepoint") };
+        assert!(a.wait && a.location.is_none() && a.client.output == Output::Json);
+        assert!(Cli::try_parse_from(["sluice-runtime", "stop", "--savepoint", "-o", "yaml"]).is_err());
+        let cli = Cli::try_parse_from(["sluice-runtime", "run", "j.yaml", "--control-linger", "0s"]).expect("parses");
+        let Command::Run(r) = cli.command else { panic!("run") };
+        assert!(std::time::Duration::from(r.control_linger).is_zero());
+    }
 }

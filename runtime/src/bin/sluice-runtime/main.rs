@@ -1,5 +1,6 @@
 //! `sluice-runtime`: runs a job document (the operator's pods run `sluice-runtime run`), checks
-//! one, runs the embedded demo, and carries the tools around the engine (benchmarks and the
+//! one, sees and steers a running one (`status`, `checkpoints`, `savepoint`, `stop`, `cancel`),
+//! runs the embedded demo, and carries the tools around the engine (benchmarks and the
 //! exactly-once verifier), each command in a function of its own.
 
 use std::io::IsTerminal as _;
@@ -30,8 +31,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
+    let client = matches!(
+        cli.command,
+        Command::Status(_) | Command::Checkpoints(_) | Command::Savepoint(_) | Command::Stop(_) | Command::Cancel(_)
+    );
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Status(args) => commands::control::status(args).await,
+            Command::Checkpoints(args) => commands::control::checkpoints(args).await,
+            Command::Savepoint(args) => commands::control::savepoint(args).await,
+            Command::Stop(args) => commands::control::stop(args).await,
+            Command::Cancel(args) => commands::control::cancel(args).await,
             Command::Validate { job } => commands::run::validate(&job),
             Command::Run(args) => commands::run::run(args).await,
             Command::Demo { dir } => commands::run::demo(&dir).await,
@@ -42,6 +52,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A client's failure is not the container's: no termination message.
+        Err(e) if client => {
+            eprintln!("error: {}", report::said_once(&e));
+            ExitCode::from(EXIT_FAILURE)
+        }
         Err(e) => failure(&e),
     }
 }

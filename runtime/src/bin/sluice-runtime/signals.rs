@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,6 +19,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
     "the job did not cancel within {STOP_GRACE_SECS} s of the signal: exiting anyway (open transactions are left for the next run's recovery)"
 )]
 pub struct StopTimeout;
+
+/// Set once SIGTERM or SIGINT arrived: the process is asked to go, so it does not linger.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 struct Signals {
     term: Signal,
@@ -58,6 +62,7 @@ async fn cancel_on_signal_within(
         r = &mut job => return r,
         s = signals.next() => s,
     };
+    SIGNALLED.store(true, Ordering::Relaxed);
     tracing::warn!(signal = name, grace_s = STOP_GRACE_SECS, "cancelling the job; a second signal exits at once");
     tokio::spawn(async move {
         match control.stop(StopKind::Cancel).await {
@@ -73,6 +78,23 @@ async fn cancel_on_signal_within(
             eprintln!("error: second signal ({name}): exiting at once (open transactions are left for the next run's recovery)");
             std::process::exit(128 + number);
         }
+    }
+}
+
+/// Waits `duration`, or not at all when SIGTERM or SIGINT ended the job, or less when one
+/// arrives meanwhile: the endpoint's linger must not hold a person's Ctrl-C or a pod's deletion.
+pub async fn linger(duration: Duration) {
+    if duration.is_zero() || SIGNALLED.load(Ordering::Relaxed) {
+        return;
+    }
+    match Signals::install() {
+        Ok(mut signals) => {
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => {}
+                (name, _) = signals.next() => tracing::info!(signal = name, "exiting without the rest of the control linger"),
+            }
+        }
+        Err(_) => tokio::time::sleep(duration).await,
     }
 }
 

@@ -23,8 +23,10 @@ use crate::storage::SharedStore;
 use crate::storage::layout::checkpoint_state_prefix;
 
 mod commands;
+mod history;
 use commands::Cancelling;
 pub use commands::{DriverCommand, SavepointListener};
+pub use history::CheckpointHistory;
 
 /// A completed checkpoint, as reported in status and progress.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -70,6 +72,9 @@ pub struct CheckpointStats {
     /// Durations (ms) of published checkpoints not yet counted complete, by id.
     #[serde(skip)]
     pub(crate) published: Vec<(u64, u64)>,
+    /// The last checkpoints of this run, for the control endpoint's history.
+    #[serde(skip)]
+    pub history: CheckpointHistory,
 }
 
 /// The checkpoint-duration histogram (seconds).
@@ -318,6 +323,7 @@ impl Driver {
                     let requests: Vec<SavepointRequest> = self.queued.drain(..).collect();
                     self.in_flight.insert(id, requests);
                 }
+                stats(&self.stats).history.triggered(id, kind, now_ms());
                 self.send_all(TaskControl::Trigger(crate::engine::Barrier { id, kind }), true);
             }
             Action::Publish { id, kind, triggered_ms, acks } => {
@@ -379,6 +385,7 @@ impl Driver {
             let mut s = stats(&self.stats);
             s.failed += 1;
             s.last_failure = Some(format!("checkpoint {id}: {reason}"));
+            s.history.ended(id, &reason, now_ms());
         }
         self.finish_savepoints(id, Err(SavepointError::NotTaken(reason.clone())));
         self.send_all(TaskControl::Abort(id), false);
@@ -429,13 +436,15 @@ async fn publish_and_record(store: SharedStore, manifest: Manifest, id: Checkpoi
             let duration = manifest.completed_at_ms.saturating_sub(manifest.triggered_at_ms);
             s.durations_ms.push(duration);
             s.published.push((id.0, duration));
-            s.latest = Some(CompletedCheckpoint {
+            let latest = CompletedCheckpoint {
                 id: id.0,
                 completed_at_ms: manifest.completed_at_ms,
                 duration_ms: duration,
                 size_bytes: manifest.state_bytes(),
                 location,
-            });
+            };
+            s.history.completed(&latest);
+            s.latest = Some(latest);
             Input::Published(id)
         }
         Err(e @ PublishError::AlreadyPublished(_)) => Input::PublishFailed(id, e.to_string(), true),

@@ -1,5 +1,7 @@
 //! One module per group of commands.
 
 pub mod bench;
+pub mod control;
+pub mod control_format;
 pub mod run;
 pub mod verify;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use sluice_crds::JobConfig;
+use sluice_crds::contract::control::JobState;
 use sluice_runtime::control::ControlState;
 use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
@@ -70,9 +71,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         allow_non_restored_state: args.allow_non_restored_state,
     };
     let resume = format!("sluice-runtime run {}", args.job.display());
-    let result = signals::cancel_on_signal(run_job(config, &resume), control).await;
-    let _ = done_tx.send(());
+    let result = signals::cancel_on_signal(run_job(config, &resume), control.clone()).await;
+    if result.is_err() && control.job_state() == JobState::Running {
+        // It failed before the job could say so (e.g. restore): the endpoint says it now.
+        control.set_job_state(JobState::Failed);
+    }
     if let Some(server) = server {
+        // Clients polling the endpoint see the final state before the process goes away.
+        signals::linger(args.control_linger.into()).await;
+        let _ = done_tx.send(());
         // Let in-flight requests (a stop's reply) finish.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     }
