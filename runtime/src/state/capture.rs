@@ -34,7 +34,7 @@ impl TableCapture {
     /// Calls `f` with every `(key, namespace, value or tombstone)` the capture writes.
     pub fn for_each(&self, mut f: impl FnMut(&Value, &Value, Option<&Value>)) {
         let entries = &*self.entries;
-        let all = entries.iter().flat_map(|(k, s)| s.as_slice().iter().map(move |(n, t)| (k, n, t)));
+        let all = entries.iter().flat_map(|(k, s)| s.iter().map(move |(n, t)| (k, n, t)));
         match &self.kind {
             CaptureKind::Full => all.for_each(|(k, n, t)| f(k, n, Some(&t.value))),
             CaptureKind::Delta { changed, removed } => {

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod file;
+mod slots;
 pub mod table;
 
 use std::mem;

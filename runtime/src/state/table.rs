@@ -37,6 +37,7 @@ use std::mem;
 use std::sync::Arc;
 
 use super::capture::{CaptureKind, TableCapture};
+pub(super) use super::slots::Slots;
 use super::{SnapshotMode, StateEntry};
 use crate::value::Value;
 
@@ -67,79 +68,6 @@ pub type ValueMap<V> = HashMap<Value, V, BuildHasherDefault<PassThroughHasher>>;
 pub(super) struct Tagged {
     pub(super) value: Value,
     pub(super) epoch: u64,
-}
-
-/// The namespaces of one key: one inline (the common case, no allocation), or several.
-#[derive(Clone, Debug)]
-pub(super) enum Slots<T> {
-    One((Value, T)),
-    Many(Vec<(Value, T)>),
-}
-
-impl<T> Slots<T> {
-    pub(super) fn as_slice(&self) -> &[(Value, T)] {
-        match self {
-            Slots::One(pair) => std::slice::from_ref(pair),
-            Slots::Many(v) => v,
-        }
-    }
-
-    #[inline]
-    fn find_mut(&mut self, ns: &Value) -> Option<&mut T> {
-        match self {
-            Slots::One((n, t)) => same_namespace(n, ns).then_some(t),
-            Slots::Many(v) => v.iter_mut().find(|(n, _)| n == ns).map(|(_, t)| t),
-        }
-    }
-
-    #[inline]
-    pub(super) fn find(&self, ns: &Value) -> Option<&T> {
-        self.as_slice().iter().find(|(n, _)| same_namespace(n, ns)).map(|(_, t)| t)
-    }
-
-    /// Sets `ns` to `tagged`; returns the entry it replaced.
-    fn put(&mut self, ns: Value, tagged: T) -> Option<T> {
-        if let Some(t) = self.find_mut(&ns) {
-            return Some(mem::replace(t, tagged));
-        }
-        match self {
-            Slots::One(_) => {
-                let Slots::One(first) = mem::replace(self, Slots::Many(Vec::with_capacity(2))) else {
-                    unreachable!("matched One above")
-                };
-                *self = Slots::Many(vec![first, (ns, tagged)]);
-            }
-            Slots::Many(v) => v.push((ns, tagged)),
-        }
-        None
-    }
-
-    /// Removes `ns`; returns its entry and whether the key has no namespace left.
-    fn take(&mut self, ns: &Value) -> (Option<T>, bool) {
-        match self {
-            Slots::One((n, _)) if n == ns => {
-                let Slots::One((_, t)) = mem::replace(self, Slots::Many(Vec::new())) else {
-                    unreachable!("matched One above")
-                };
-                (Some(t), true)
-            }
-            Slots::One(_) => (None, false),
-            Slots::Many(v) => {
-                let gone = v.iter().position(|(n, _)| n == ns).map(|i| v.swap_remove(i).1);
-                (gone, v.is_empty())
-            }
-        }
-    }
-}
-
-/// `a == b`, with the common cases (no namespace, a window start) inline.
-#[inline]
-fn same_namespace(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Null, Value::Null) => true,
-        (Value::Int(x), Value::Int(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 /// The entries, by key then namespace.
@@ -311,7 +239,7 @@ impl KeyedTable {
                         gone.flatten()
                     }
                     (None, Some(t)) => {
-                        overlay.insert(key.clone(), Slots::One((ns.clone(), None)));
+                        overlay.insert(key.clone(), Slots::new(ns.clone(), None));
                         Some(t.clone())
                     }
                     (None, None) => None,
@@ -329,10 +257,10 @@ impl KeyedTable {
             Store::Owned(base) => (base.get(key), None),
             Store::Frozen { base, overlay } => (base.get(key), overlay.get(key)),
         };
-        let overlay = overlay.map(Slots::as_slice).unwrap_or_default();
-        let shadowed = move |ns: &Value| overlay.iter().any(|(n, _)| n == ns);
-        let from_base = base.map(Slots::as_slice).unwrap_or_default().iter().filter(move |(n, _)| !shadowed(n));
-        let from_overlay = overlay.iter().filter_map(|(n, t)| t.as_ref().map(|t| (n, &t.value)));
+        let shadowed = move |ns: &Value| overlay.is_some_and(|o| o.find(ns).is_some());
+        let from_base = base.into_iter().flat_map(Slots::iter).filter(move |(n, _)| !shadowed(n));
+        let from_overlay =
+            overlay.into_iter().flat_map(Slots::iter).filter_map(|(n, t)| t.as_ref().map(|t| (n, &t.value)));
         from_base.map(|(n, t)| (n, &t.value)).chain(from_overlay)
     }
 
@@ -407,7 +335,7 @@ impl KeyedTable {
             Store::Owned(base) => match base.get_mut(&key) {
                 Some(slots) => slots.put(ns, tagged),
                 None => {
-                    base.insert(key, Slots::One((ns, tagged)));
+                    base.insert(key, Slots::new(ns, tagged));
                     None
                 }
             },
@@ -422,7 +350,7 @@ impl KeyedTable {
                         }
                     },
                     None => {
-                        overlay.insert(key, Slots::One((ns, Some(tagged))));
+                        overlay.insert(key, Slots::new(ns, Some(tagged)));
                         in_base
                     }
                 }
@@ -444,7 +372,7 @@ fn frozen_entry<'a>(base: &Entries, overlay: &'a mut Overlay, key: &Value, ns: &
                 slots.put(ns.clone(), copy);
             }
             None => {
-                overlay.insert(key.clone(), Slots::One((ns.clone(), copy)));
+                overlay.insert(key.clone(), Slots::new(ns.clone(), copy));
             }
         }
     }
@@ -455,7 +383,7 @@ fn frozen_entry<'a>(base: &Entries, overlay: &'a mut Overlay, key: &Value, ns: &
 fn apply_overlay(entries: &mut Entries, overlay: Overlay) {
     for (key, slots) in overlay {
         match slots {
-            Slots::One((ns, o)) => apply_one(entries, key, ns, o),
+            Slots::Plain(o) => apply_one(entries, key, Value::Null, o),
             Slots::Many(list) => {
                 for (ns, o) in list {
                     apply_one(entries, key.clone(), ns, o);
@@ -472,7 +400,7 @@ fn apply_one(entries: &mut Entries, key: Value, ns: Value, o: Option<Tagged>) {
                 slots.put(ns, t);
             }
             None => {
-                entries.insert(key, Slots::One((ns, t)));
+                entries.insert(key, Slots::new(ns, t));
             }
         },
         None => {
