@@ -91,10 +91,16 @@ fn kafka_to_kafka_job_killed_and_restarted_commits_every_record_exactly_once() {
 
     for topic in [&pass, &windows] {
         let open = verify::open_transactions_named(&brokers, topic, Duration::from_secs(10)).expect("partition ends");
-        assert!(open.is_empty(), "transactions left open in {topic}: {open}");
+        if !open.is_empty() {
+            keep(dir, format!("transactions left open in {topic}: {open}"));
+        }
     }
     let report = verify::check_topic(&brokers, &pass, "seq", RECORDS).expect("read pass-through");
-    assert!(report.is_exactly_once(), "pass-through: {report}");
+    if !report.is_exactly_once() {
+        let origins = sluice_runtime::verify::kafka_origins::duplicate_origins(&brokers, &pass, "seq", 12)
+            .unwrap_or_else(|e| vec![format!("(origins unknown: {e})")]);
+        keep(dir, format!("pass-through: {report}\nduplicated runs:\n  {}", origins.join("\n  ")));
+    }
 
     let mut seen: HashMap<(String, i64), i64> = HashMap::new();
     for (_, w) in verify::read_committed(&brokers, &windows).expect("read windows") {
@@ -115,4 +121,11 @@ fn kafka_to_kafka_job_killed_and_restarted_commits_every_record_exactly_once() {
     for (k, v) in &expected {
         assert_eq!(seen.get(k), Some(v), "window {k:?}");
     }
+}
+
+/// Fails the test with `what`, keeping the runs' directory (their logs name every transaction
+/// step of every run) instead of deleting it.
+fn keep(dir: tempfile::TempDir, what: String) -> ! {
+    let kept = dir.keep();
+    panic!("{what}\nthe runs' logs and checkpoints are kept in {}", kept.display())
 }

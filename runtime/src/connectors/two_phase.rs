@@ -126,6 +126,7 @@ impl<T: TwoPhaseCommit> Operator for TwoPhaseCommitSink<T> {
             let c = self.inner.pre_commit(txn)?;
             self.pending.push((checkpoint, c));
         }
+        tracing::debug!(node = %self.node, %checkpoint, pending = self.pending.len(), "sink snapshot");
         let listed: Vec<&T::Committable> = self.pending.iter().map(|(_, c)| c).collect();
         self.inner.on_snapshot(checkpoint, &listed);
         let committables = self

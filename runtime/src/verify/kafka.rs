@@ -194,6 +194,24 @@ fn partition_count(bootstrap: &str, topic: &str) -> Result<i32, VerifyError> {
 /// Every committed record of `topic` (read_committed, from the start up to the last stable
 /// offset of each partition), as (key, value) decoded from JSON (text keys stay text).
 pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(Value, Value)>, VerifyError> {
+    Ok(read_committed_at(bootstrap, topic)?.into_iter().map(|r| (r.key, r.value)).collect())
+}
+
+/// One committed record and where it sits.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// Partition of the record.
+    pub partition: i32,
+    /// Offset of the record in its partition.
+    pub offset: i64,
+    /// The key (text keys stay text; no key is `Null`).
+    pub key: Value,
+    /// The value decoded from JSON (`Null` when it is not JSON).
+    pub value: Value,
+}
+
+/// Like [`read_committed`], keeping each record's partition and offset.
+pub fn read_committed_at(bootstrap: &str, topic: &str) -> Result<Vec<Committed>, VerifyError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-verify")
@@ -226,7 +244,7 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(Value, Value)
                     Some(k) => Value::str(&String::from_utf8_lossy(k)),
                 };
                 let value = m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null);
-                out.push((key, value));
+                out.push(Committed { partition: m.partition(), offset: m.offset(), key, value });
                 (m.partition(), m.offset() + 1)
             }
             Err(KafkaError::PartitionEOF(p)) => {

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_origins;
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;

@@ -86,7 +86,11 @@ pipeline:
         cmd.arg("run").arg(&job).arg("--run-id").arg(format!("r{run}"));
         let log = std::fs::File::create(self.stderr_path(run)).expect("create the run's stderr file");
         // SLUICE_TEST_LOG overrides the runs' log filter when debugging a schedule.
-        let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn,rdkafka=off".into());
+        // By default the sinks' transaction steps and the restores are logged (a few lines per
+        // checkpoint), so a failed check can be traced to the run and transaction that caused it.
+        let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| {
+            "warn,rdkafka=off,sluice_runtime::connectors=debug,sluice_runtime::job=info".into()
+        });
         cmd.env("RUST_LOG", filter).stdout(Stdio::null()).stderr(log);
         cmd
     }

@@ -150,10 +150,14 @@ impl KafkaSinkRecovery {
             newest = newest.max(checkpoint);
             let Some(identity) = c.identity else { continue };
             if checkpoint <= done {
+                tracing::debug!(node = %self.node, checkpoint, id = %c.transactional_id, done, "already committed by an earlier recovery");
                 continue;
             }
             match end_transaction(cluster, &c.transactional_id, identity, TxnOutcome::Commit).await {
-                Ok(()) => committed += 1,
+                Ok(()) => {
+                    tracing::debug!(node = %self.node, checkpoint, id = %c.transactional_id, ?identity, "recovery committed");
+                    committed += 1
+                }
                 Err(e @ Error::TransactionLost { .. }) => {
                     return Err(OpError::Commit {
                         node: self.node.clone(),

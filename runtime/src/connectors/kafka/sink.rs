@@ -176,6 +176,7 @@ impl TwoPhaseCommit for KafkaTxnSink {
                 Some(identity)
             }
         };
+        tracing::debug!(node = %self.node, subtask = self.subtask, id = %transactional_id, ?identity, ?first, "pre-committed");
         Ok(KafkaCommittable { transactional_id, identity, first, slot: txn.slot as u32 })
     }
 
@@ -197,6 +198,7 @@ impl TwoPhaseCommit for KafkaTxnSink {
             ),
         })?;
         self.busy[slot] = false;
+        tracing::debug!(node = %self.node, subtask = self.subtask, id = %c.transactional_id, identity = ?c.identity, "committed");
         Ok(())
     }
 
@@ -208,6 +210,7 @@ impl TwoPhaseCommit for KafkaTxnSink {
         if let Some(slots) = self.listed.remove(&checkpoint.0) {
             self.reserved = slots;
         }
+        tracing::debug!(node = %self.node, subtask = self.subtask, %checkpoint, reserved = ?self.reserved, "checkpoint complete");
         self.listed = self.listed.split_off(&checkpoint.0);
     }
 
