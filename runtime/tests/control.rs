@@ -253,6 +253,9 @@ fn nothing_listening_names_the_address_and_exits_1() {
 #[path = "control/readme.rs"]
 mod readme;
 
+#[path = "control/job_view.rs"]
+mod job_view;
+
 #[test]
 fn savepoints_racing_a_stop_get_202_or_a_409_naming_it_and_none_stays_pending() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -10,6 +10,8 @@
 //! | GET | [`READYZ`] | — | 200 once the job restored its state and runs; 503 before |
 //! | GET | [`METRICS`] | — | Prometheus text (`sluice_runtime_*`) |
 //! | GET | [`CHECKPOINTS`] | — | [`JobStatus`] |
+//! | GET | [`JOB`] | — | [`JobView`](super::job_view::JobView): the job graph with live figures per node |
+//! | GET | [`UI`] (and `/`) | — | the job page (HTML) |
 //! | GET | [`HISTORY`] | — | [`History`]: the last [`HISTORY_LEN`] checkpoints and savepoints of this run, newest first |
 //! | POST | [`SAVEPOINTS`] | [`SavepointRequest`] | 202 [`SavepointStatus`] (state `pending`); 409 while a stop is in progress |
 //! | GET | `/v1/savepoints/{id}` ([`savepoint_path`]) | — | [`SavepointStatus`] |
@@ -58,6 +60,10 @@ pub const SAVEPOINTS: &str = "/v1/savepoints";
 pub const STOP: &str = "/v1/stop";
 /// The run's recent checkpoints and savepoints ([`History`]).
 pub const HISTORY: &str = "/v1/checkpoints/history";
+/// The job graph with live figures ([`super::job_view::JobView`]).
+pub const JOB: &str = "/v1/job";
+/// The job page, an HTML page that shows [`JOB`] and [`HISTORY`] (also served at `/`).
+pub const UI: &str = "/ui";
 /// How many checkpoints, and how many savepoints, [`History`] keeps.
 pub const HISTORY_LEN: usize = 20;
 

@@ -11,11 +11,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::control::{
-    CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, HISTORY, JobState, JobStatus, METRICS,
-    READYZ, SAVEPOINTS, STOP, SavepointRequest, StopKind, StopRequest, StopResponse,
+    CHECKPOINTS, CONTROL_VERSION, CheckpointInfo, ErrorResponse, HEALTHZ, HISTORY, JOB, JobState, JobStatus, METRICS,
+    READYZ, SAVEPOINTS, STOP, SavepointRequest, StopKind, StopRequest, StopResponse, UI,
 };
 
 use super::body::{JsonBody, error};
+use super::job_view::job_view;
 use super::location::check_location;
 use super::{ControlState, StopError};
 use crate::checkpoint::driver::stats;
@@ -119,6 +120,14 @@ async fn stop(State(s): State<Arc<ControlState>>, JsonBody(req): JsonBody<StopRe
     }
 }
 
+/// The job page: one self-contained HTML file (plain JS, no external resources) that polls
+/// [`JOB`] and [`HISTORY`] and posts savepoints and stops.
+pub const JOB_PAGE: &str = include_str!("ui/job.html");
+
+async fn job_page() -> Response {
+    ([(axum::http::header::CACHE_CONTROL, "no-store")], axum::response::Html(JOB_PAGE)).into_response()
+}
+
 async fn not_found(uri: Uri) -> Response {
     error(StatusCode::NOT_FOUND, format!("no such path {:?} (see sluice_crds::contract::control)", uri.path()))
 }
@@ -135,6 +144,9 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(METRICS, get(|State(s): State<Arc<ControlState>>| async move { super::metrics::render(&s) }))
         .route(CHECKPOINTS, get(|State(s): State<Arc<ControlState>>| async move { Json(job_status(&s)) }))
         .route(HISTORY, get(|State(s): State<Arc<ControlState>>| async move { Json(s.history()) }))
+        .route(JOB, get(|State(s): State<Arc<ControlState>>| async move { Json(job_view(&s)) }))
+        .route("/", get(job_page))
+        .route(UI, get(job_page))
         .route(SAVEPOINTS, post(trigger_savepoint))
         .route(&format!("{SAVEPOINTS}/{{id}}"), get(savepoint_status))
         .route(STOP, post(stop))

@@ -200,3 +200,28 @@ async fn random_savepoint_bodies_are_accepted_exactly_when_valid() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_job_page_is_served_self_contained_and_the_job_view_is_empty_before_wiring() {
+    let (c, _state, _commands) = serve().await;
+    for path in ["/", UI] {
+        let r = c.raw("GET", path, &[], None).await.expect("answer");
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert!(r.content_type.as_deref().is_some_and(|t| t.starts_with("text/html")), "{path}: {r:?}");
+        assert!(
+            r.body.contains(r#"id="graph""#) && r.body.contains(r#""v1/job""#),
+            "{path}: the page polls the job view"
+        );
+    }
+    // Offline: nothing is loaded from elsewhere.
+    for needle in ["http://", "https://", "//cdn", "<link", "src="] {
+        let outside = JOB_PAGE.lines().filter(|l| l.contains(needle) && !l.contains("www.w3.org/2000/svg")).count();
+        assert_eq!(outside, 0, "the page loads {needle:?}");
+    }
+    let r = c.raw("GET", JOB, &[], None).await.expect("answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    let view: sluice_crds::contract::job_view::JobView = serde_json::from_str(&r.body).expect("a JobView");
+    assert_eq!((view.run_id.as_str(), view.state, view.nodes.len(), view.window_ms), ("t", JobState::Running, 0, None));
+    let r = c.raw("POST", JOB, &json_header(), Some(b"{}".to_vec())).await.expect("answer");
+    assert_error(&r, 405, "POST is not allowed on /v1/job");
+}

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod client;
 pub mod http;
+pub mod job_view;
 pub mod location;
 pub mod metrics;
 pub mod savepoints;
@@ -56,6 +57,8 @@ pub struct ControlState {
     /// The stop in progress (or done): at most one stop runs.
     stop: Mutex<Option<StopKind>>,
     next_savepoint: Mutex<u64>,
+    /// Recent samples of the job's counters, for the rates of `GET /v1/job`.
+    rates: Mutex<job_view::RateWindow>,
     commands: mpsc::UnboundedSender<ControlCommand>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<ControlCommand>>>,
 }
@@ -78,6 +81,7 @@ impl ControlState {
             savepoints: Mutex::new(SavepointBook::default()),
             stop: Mutex::new(None),
             next_savepoint: Mutex::new(1),
+            rates: Mutex::default(),
             commands: tx,
             receiver: Mutex::new(Some(rx)),
         })
@@ -203,6 +207,11 @@ impl ControlState {
         lock(&self.savepoints).finish(id, outcome.map_err(|e| e.to_string()), now_ms());
     }
 
+    /// The samples the job view's rates are measured against.
+    pub(crate) fn rates(&self) -> std::sync::MutexGuard<'_, job_view::RateWindow> {
+        lock(&self.rates)
+    }
+
     /// The run's recent checkpoints and savepoints, newest first.
     pub fn history(&self) -> History {
         let checkpoints = match self.handles.get() {
@@ -230,6 +239,8 @@ impl crate::job::RunObserver for ControlState {
     }
 
     fn started(&self, handles: JobHandles, restored_from: Option<String>) {
+        // The first sample: the job view's first rates are measured since the start.
+        self.rates().baseline(std::time::Instant::now(), &job_view::totals(&handles));
         let _ = self.handles.set(handles);
         *lock(&self.restored_from) = restored_from;
         self.set_ready(true);

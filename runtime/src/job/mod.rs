@@ -29,7 +29,7 @@ use crate::engine::metrics::JobMetrics;
 use crate::engine::task::{TaskEnv, TaskError};
 use crate::error::{ErrorKind, storage_kind};
 use crate::fault::Faults;
-use crate::graph::PhysicalPlan;
+use crate::graph::{JobShape, PhysicalPlan};
 use crate::nodes::preflight;
 use crate::ops::OpError;
 use crate::storage::{self, SharedStore};
@@ -217,6 +217,8 @@ pub struct JobHandles {
     pub stats: SharedStats,
     /// Node indices of the sources.
     pub sources: Vec<usize>,
+    /// The graph as observers show it.
+    pub shape: Arc<JobShape>,
 }
 
 /// Runs `config`'s job to completion.
@@ -233,7 +235,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let recover::Prepared { store, loaded, mut restore_plan, first_id } = recover::prepare(&config).await?;
     let restored_from = restore_plan.checkpoint;
 
-    let metrics = JobMetrics::new(node_parallelism(&plan, pipeline));
+    let shape = Arc::new(JobShape::new(&job.name, pipeline, &plan));
+    let metrics = JobMetrics::new(shape.nodes.iter().map(|n| (n.id.clone(), n.parallelism)).collect());
     let stats_handle: SharedStats = Default::default();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let cancellation = Arc::new(Cancellation::default());
@@ -280,7 +283,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         .filter(|(_, n)| n.kind().is_some_and(|k| k.is_source()))
         .map(|(i, _)| i)
         .collect();
-    let handles = JobHandles { metrics: metrics.clone(), stats: stats_handle.clone(), sources: sources.clone() };
+    let handles = JobHandles { metrics: metrics.clone(), stats: stats_handle.clone(), sources: sources.clone(), shape };
     observe(handles.clone());
     if let Some(c) = &config.control {
         c.started(handles.clone(), loaded.as_ref().map(|l| l.location.clone()));
@@ -299,17 +302,6 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         elapsed: started.elapsed(),
         cancelled,
     })
-}
-
-/// Each node's id and parallelism (that of its chain), in pipeline order.
-fn node_parallelism(plan: &PhysicalPlan, pipeline: &sluice_crds::contract::pipeline::Pipeline) -> Vec<(String, u32)> {
-    let mut p = vec![1; pipeline.nodes.len()];
-    for c in &plan.chains {
-        for &n in &c.nodes {
-            p[n] = c.parallelism;
-        }
-    }
-    pipeline.nodes.iter().zip(p).map(|(n, p)| (n.id.clone(), p)).collect()
 }
 
 /// What every task of the run shares.

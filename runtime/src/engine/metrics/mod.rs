@@ -208,10 +208,38 @@ impl JobMetrics {
         self.nodes.get(node).map_or(0, |n| n.subtasks.iter().map(|s| s.records_out.get()).sum())
     }
 
+    /// The lowest watermark among node `node`'s subtasks that have one.
+    pub fn low_watermark(&self, node: usize) -> Option<i64> {
+        self.nodes.get(node).and_then(|n| n.subtasks.iter().filter_map(SubtaskMetrics::watermark).min())
+    }
+
+    /// Busy, idle and backpressured time so far of the task whose chain starts at node `node`,
+    /// summed over its subtasks (takes the lock tasks take once when they are built).
+    pub fn task_time_totals(&self, node: usize) -> TimeTotals {
+        let Some(id) = self.nodes.get(node).map(|n| n.id.as_str()) else { return TimeTotals::default() };
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.iter().filter(|(l, _)| l.node == id).fold(TimeTotals::default(), |acc, (_, t)| TimeTotals {
+            busy: acc.busy + t.busy(),
+            idle: acc.idle + t.idle(),
+            backpressured: acc.backpressured + t.backpressured(),
+        })
+    }
+
     /// Records emitted by all source nodes so far.
     pub fn source_records(&self, sources: &[usize]) -> u64 {
         sources.iter().map(|&i| self.records_out(i)).sum()
     }
+}
+
+/// Busy, idle and backpressured time of a task, summed over subtasks ([`TaskTimes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeTotals {
+    /// Time spent working.
+    pub busy: std::time::Duration,
+    /// Time spent waiting for input.
+    pub idle: std::time::Duration,
+    /// Time spent blocked on a full output channel.
+    pub backpressured: std::time::Duration,
 }
 
 /// Sampled end-to-end latency of a sink subtask: once per batch that reaches the sink, the wall
