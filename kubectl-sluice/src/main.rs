@@ -8,13 +8,17 @@ use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use kubectl_sluice::cli::Target;
-use kubectl_sluice::{Cli, Session};
+use kubectl_sluice::{Cli, Error, Session};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // `kubectl sluice logs JOB | head`: the reader had enough, as kubectl takes it.
+        Err(e) if matches!(e.downcast_ref(), Some(Error::Write(w)) if w.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {}", report(&e));
             ExitCode::FAILURE

@@ -14,14 +14,14 @@ pub fn age_seconds(now: Timestamp, at: &Time) -> i64 {
     now.duration_since(at.0).as_secs().max(0)
 }
 
-/// An age as `kubectl get` prints it: `45s`, `3m12s`, `17m`, `5h3m`, `20h`, `3d`.
+/// An age as `kubectl get` prints it: `45s`, `3m12s`, `4m`, `17m`, `5h3m`, `5h`, `20h`, `3d`.
 pub fn age(seconds: i64) -> String {
     let (m, h, d) = (seconds / 60, seconds / 3600, seconds / 86_400);
     match seconds {
         s if s < 120 => format!("{s}s"),
-        s if s < 600 => format!("{m}m{}s", s % 60),
+        s if s < 600 && s % 60 != 0 => format!("{m}m{}s", s % 60),
         s if s < 3 * 3600 => format!("{m}m"),
-        s if s < 8 * 3600 => format!("{h}h{}m", m % 60),
+        s if s < 8 * 3600 && m % 60 != 0 => format!("{h}h{}m", m % 60),
         s if s < 2 * 86_400 => format!("{h}h"),
         _ => format!("{d}d"),
     }
@@ -70,6 +70,8 @@ mod tests {
             (0, "0s"),
             (119, "119s"),
             (192, "3m12s"),
+            (240, "4m"),
+            (18_000, "5h"),
             (1020, "17m"),
             (18_180, "5h3m"),
             (72_000, "20h"),

@@ -289,12 +289,12 @@ Attempt:         3 (restarts after failures: 2)
 Workers:         1/1 ready
 Parallelism:     2
 Last checkpoint: 17 12s ago  s3://bucket/demo/manifests/chk-17.json
-Last savepoint:  Completed (annotation n-0) 5m0s ago  s3://bucket/demo/savepoints/sp-uid1-1
+Last savepoint:  Completed (annotation n-0) 5m ago  s3://bucket/demo/savepoints/sp-uid1-1
 Restored from:   s3://bucket/demo/manifests/chk-12.json
 Conditions:
-  TYPE                STATUS   REASON                AGE    MESSAGE
-  Ready               True     Running               3m0s   attempt 3 is running
-  CheckpointHealthy   True     CheckpointCompleted   2m0s
+  TYPE                STATUS   REASON                AGE   MESSAGE
+  Ready               True     Running               3m    attempt 3 is running
+  CheckpointHealthy   True     CheckpointCompleted   2m
   Degraded            False    AsExpected            2d
 ";
     assert_eq!(out, want, "\n{out}");
@@ -337,4 +337,14 @@ async fn status_as_json_carries_the_same_facts_and_forbidden_pods_read_as_unknow
     let y: Value = serde_yaml::from_str(&out).expect("YAML");
     assert_eq!(y["workers"], json!({"desired": 1, "ready": 0}));
     assert_eq!(y["phase"], "Running");
+}
+
+#[tokio::test]
+async fn a_job_deleted_between_the_read_and_the_write_is_not_found_and_not_retried() {
+    let (task, mut api) = run(&["suspend", "demo"]);
+    api.get_job(&job(5, running(1))).await;
+    api.expect(Method::PATCH, JOB).await.not_found();
+    let err = task.await.expect("joins").0.expect_err("gone");
+    assert_eq!(err.to_string(), "streamjob demo not found in namespace ns");
+    api.done().await;
 }

@@ -13,9 +13,9 @@ async fn checkpoints_lists_what_the_status_holds_and_where_the_rest_is() {
     let (result, out) = task.await.expect("joins");
     result.expect("shown");
     let want = "\
-KIND         ID               STATE       AGE    PATH
-checkpoint   17               Completed   12s    s3://bucket/demo/manifests/chk-17.json
-savepoint    annotation n-0   Completed   5m0s   s3://bucket/demo/savepoints/sp-uid1-1
+KIND         ID               STATE       AGE   PATH
+checkpoint   17               Completed   12s   s3://bucket/demo/manifests/chk-17.json
+savepoint    annotation n-0   Completed   5m    s3://bucket/demo/savepoints/sp-uid1-1
 The status keeps only the latest checkpoint. Every retained checkpoint is under s3://bucket/demo
 (manifests/chk-<id>.json, savepoints under savepoints/)
 and the running job lists its last 20: kubectl -n ns exec demo-3-0 -c runtime -- sluice-runtime checkpoints
