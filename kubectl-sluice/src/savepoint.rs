@@ -84,6 +84,15 @@ pub fn progress(job: &StreamJob, nonce: &str) -> Progress {
     }
 }
 
+/// The annotation's value on `job` when the operator has not acted on it yet (it is not
+/// `status.savepoints.observedAnnotation`).
+pub fn pending_trigger(job: &StreamJob) -> Option<String> {
+    let value = job.metadata.annotations.as_ref()?.get(ANNOTATION_SAVEPOINT)?.trim();
+    let observed =
+        job.status.as_ref().and_then(|s| s.savepoints.as_ref()).and_then(|s| s.observed_annotation.as_deref());
+    (!value.is_empty() && observed != Some(value)).then(|| value.to_string())
+}
+
 /// Reads in a row that must show another annotation value before the request counts as
 /// superseded: a single one may be a stale read from before this plugin's write (a lagging
 /// API server cache), which shows the old value just the same.
@@ -108,10 +117,24 @@ pub async fn request(
     out: &mut impl Write,
 ) -> Result<(), Error> {
     let patch = json!({"metadata": {"annotations": {ANNOTATION_SAVEPOINT: nonce}}});
-    let job = match jobs.patch_if_unchanged(name, |_| Some(patch.clone())).await? {
+    // The value this write replaces, when the operator had not acted on it yet.
+    let replaced = std::sync::Mutex::new(None);
+    let decide = |job: &StreamJob| {
+        if let Ok(mut r) = replaced.lock() {
+            *r = pending_trigger(job);
+        }
+        Some(patch.clone())
+    };
+    let job = match jobs.patch_if_unchanged(name, decide).await? {
         Written::Patched(job) | Written::Unchanged(job) => job,
     };
     writeln!(out, "streamjob.sluice.dev/{name} savepoint requested ({ANNOTATION_SAVEPOINT}={nonce})")?;
+    if let Some(v) = replaced.into_inner().ok().flatten() {
+        writeln!(
+            out,
+            "note: this replaces the value {v:?}, which the operator had not acted on yet: one savepoint is taken, for {nonce}"
+        )?;
+    }
     let phase = job.status.as_ref().map(|s| s.phase).unwrap_or_default();
     if phase != Phase::Running {
         writeln!(

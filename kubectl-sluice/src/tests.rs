@@ -139,6 +139,19 @@ async fn savepoint_without_wait_only_sets_the_annotation() {
     result.expect("requested");
     assert_eq!(out, "streamjob.sluice.dev/demo savepoint requested (sluice.dev/savepoint=n-1)\n");
     api.done().await;
+
+    // Someone's value the operator has not acted on yet (it is busy with manual-2): said so.
+    let (task, mut api) = run(&["savepoint", "demo"]);
+    let busy = json!({"observedAnnotation": "manual-2", "last": last("manual-2", "InProgress", json!({}))});
+    api.get_job(&with_savepoint(job(5, running(1)), "manual-3", busy.clone())).await;
+    expect_annotation_patch(&mut api, "5", &with_savepoint(job(6, running(1)), "n-1", busy)).await;
+    let (result, out) = task.await.expect("joins");
+    result.expect("requested");
+    assert!(
+        out.ends_with("note: this replaces the value \"manual-3\", which the operator had not acted on yet: one savepoint is taken, for n-1\n"),
+        "{out}"
+    );
+    api.done().await;
 }
 
 fn with_state(mut j: Value, state: &str) -> Value {
