@@ -13,8 +13,8 @@ use crate::Error;
 use crate::cli::LogsArgs;
 use crate::job::Jobs;
 
-/// Name of the runtime container in the operator's pods (the operator's `build::pod::CONTAINER`).
-pub const RUNTIME_CONTAINER: &str = "runtime";
+/// The container `logs` reads by default: the runtime container of the operator's pods.
+pub const RUNTIME_CONTAINER: &str = sluice_crds::CONTAINER_RUNTIME;
 
 /// The label selector of the runtime pods of `attempt` of job `name`.
 pub fn selector(name: &str, attempt: u32) -> String {
