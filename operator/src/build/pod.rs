@@ -20,7 +20,7 @@ use super::labels;
 use crate::reconcile::plan::Restore;
 
 /// Name of the runtime container (a `podTemplate` container of this name is merged into it).
-pub const CONTAINER: &str = "runtime";
+pub const CONTAINER: &str = sluice_crds::CONTAINER_RUNTIME;
 
 /// StreamJob annotation turning on the runtime's chaos mode: the probability (0 to 1) of
 /// crashing at each checkpoint-protocol fault point, to watch recovery and then run the verifier.
