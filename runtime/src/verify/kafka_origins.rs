@@ -50,7 +50,8 @@ pub fn duplicate_runs(records: &[Committed], field: &str) -> Vec<DuplicateRun> {
                         run.seqs = (run.seqs.0.min(seq), run.seqs.1.max(seq));
                     }
                     None => {
-                        current = Some(DuplicateRun { partition, offsets: (offset, offset), records: 1, seqs: (seq, seq) })
+                        current =
+                            Some(DuplicateRun { partition, offsets: (offset, offset), records: 1, seqs: (seq, seq) })
                     }
                 },
                 None => runs.extend(current.take()),

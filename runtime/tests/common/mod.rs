@@ -88,9 +88,8 @@ pipeline:
         // SLUICE_TEST_LOG overrides the runs' log filter when debugging a schedule.
         // By default the sinks' transaction steps and the restores are logged (a few lines per
         // checkpoint), so a failed check can be traced to the run and transaction that caused it.
-        let filter = std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| {
-            "warn,rdkafka=off,sluice_runtime::connectors=debug,sluice_runtime::job=info".into()
-        });
+        let filter = std::env::var("SLUICE_TEST_LOG")
+            .unwrap_or_else(|_| "warn,rdkafka=off,sluice_runtime::connectors=debug,sluice_runtime::job=info".into());
         cmd.env("RUST_LOG", filter).stdout(Stdio::null()).stderr(log);
         cmd
     }
