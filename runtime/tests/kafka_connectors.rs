@@ -304,13 +304,14 @@ fn start_from_a_timestamp_and_offsets_committed_back_to_the_group() {
 fn at_least_once_sink_loses_nothing_across_a_crash() {
     let brokers = common::kafka_brokers();
     let (input, output) = topics(2);
-    const RECORDS: u64 = 6_000;
+    const RECORDS: u64 = 10_000;
     verify::produce(&brokers, &input, RECORDS, 100, 1_700_000_000_000).expect("produce");
     let dir = tempfile::tempdir().expect("tempdir");
-    // 3 s of input at 200 ms checkpoints: the third pre-commit comes well before its end, also
-    // on a loaded machine (at 10 000/s, a slow start once let the input run out before it).
+    // 5 s of input at 200 ms checkpoints, and the crash after the sixth pre-commit: past the
+    // producer's start-up (its first flush can hold the first checkpoints for most of a
+    // second, so the early ones may all cover the same records) and well before the end.
     let job = pass_job(dir.path(), ", ratePerSecond: 2000", "fail", ", semantic: at-least-once", &input, &output);
-    let crashed = run(&job, &["--fault-point", "task.after_precommit@3"]);
+    let crashed = run(&job, &["--fault-point", "task.after_precommit@6"]);
     assert!(!crashed.status.success(), "the fault point must crash the job");
     let before = verify::check_topic(&brokers, &output, "seq", RECORDS).expect("read");
     assert!(before.seen > 0 && before.seen < RECORDS, "the crash must come mid-stream: {before}");
