@@ -5,6 +5,7 @@ pub mod checkpointing;
 pub mod conditions;
 pub mod contract;
 pub mod restart;
+pub mod savepoint_progress;
 pub mod savepoints;
 pub mod stream_job;
 

@@ -96,7 +96,8 @@ pub enum Output {
 pub struct LogsArgs {
     /// Name of the StreamJob.
     pub job: String,
-    /// Keep streaming new lines until the pods end or you press Ctrl-C.
+    /// Keep streaming new lines, and follow the next attempt's pods when the operator restarts
+    /// the job, until it is Finished, Failed or Suspended or you press Ctrl-C.
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Container of the runtime pod.
@@ -111,6 +112,9 @@ pub struct LogsArgs {
     /// Prefix each line with its pod's name (always on when there are several pods).
     #[arg(long)]
     pub prefix: bool,
+    /// How often to read the StreamJob while waiting for the next attempt (with `-f`).
+    #[arg(long, hide = true, default_value = "2s")]
+    pub poll_interval: humantime::Duration,
 }
 
 #[cfg(test)]

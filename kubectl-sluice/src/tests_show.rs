@@ -66,9 +66,47 @@ async fn logs_finds_the_current_attempts_runtime_pods_by_the_operators_labels_an
         assert!(log.uri.contains(q), "{q} in {}", log.uri);
     }
     log.reply_text("checkpoint 17 completed\ncheckpoint 18 completed\n");
+    // Following the job: its pods ended because it finished.
+    api.get_job(&job(4, json!({"phase": "Finished", "attempt": 3}))).await;
     let (result, out) = task.await.expect("joins");
     result.expect("streamed");
-    assert_eq!(out, "checkpoint 17 completed\ncheckpoint 18 completed\n");
+    assert_eq!(out, "checkpoint 17 completed\ncheckpoint 18 completed\n--- streamjob demo is Finished\n");
+    api.done().await;
+}
+
+#[tokio::test]
+async fn logs_follow_the_job_into_its_next_attempt_once_its_pods_started() {
+    let (task, mut api) = run(&["logs", "demo", "-f", "--tail", "5", "--poll-interval", "1ms"]);
+    api.get_job(&busy_job()).await;
+    expect_pods_of_attempt_3(&mut api, &pods(&[("demo-3-0", true)])).await;
+    api.expect(Method::GET, &format!("{PODS}/demo-3-0/log?")).await.reply_text("attempt 3 says hello\n");
+    // The pod died: the operator is recovering, then launches attempt 4, whose pod is pending
+    // first (no log to read yet), then runs.
+    api.get_job(&job(5, json!({"phase": "Recovering", "attempt": 3}))).await;
+    let failed = json!({"phase": "Deploying", "attempt": 4, "error": "pod demo-3-0 exited with code 137"});
+    api.get_job(&job(6, failed.clone())).await;
+    let attempt_4 = |phase: &str| {
+        let mut list = pods(&[("demo-4-0", false)]);
+        list["items"][0]["status"]["phase"] = json!(phase);
+        list
+    };
+    let seen = api.expect(Method::GET, PODS).await;
+    assert!(seen.uri.ends_with("sluice.dev%2Fattempt%3D4"), "{}", seen.uri);
+    seen.reply(&attempt_4("Pending"));
+    api.get_job(&job(7, failed)).await;
+    api.expect(Method::GET, PODS).await.reply(&attempt_4("Running"));
+    let log = api.expect(Method::GET, &format!("{PODS}/demo-4-0/log?")).await;
+    assert!(log.uri.contains("follow=true") && !log.uri.contains("tailLines"), "from its first line: {}", log.uri);
+    log.reply_text("attempt 4 restored checkpoint 17\n");
+    api.get_job(&job(8, json!({"phase": "Failed", "attempt": 4}))).await;
+    let (result, out) = task.await.expect("joins");
+    result.expect("streamed");
+    let want = "attempt 3 says hello
+--- attempt 4 of streamjob demo (Deploying) after: pod demo-3-0 exited with code 137
+attempt 4 restored checkpoint 17
+--- streamjob demo is Failed
+";
+    assert_eq!(out, want);
     api.done().await;
 }
 

@@ -12,7 +12,7 @@ pub struct Config {
     /// Namespace to watch; all namespaces when absent.
     #[arg(long, env = "SLUICE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// Address of the operator's HTTP server (/healthz, /metrics).
+    /// Address of the operator's HTTP server (/healthz, /metrics, the job pages under /jobs/).
     #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
     /// Namespace of the leader-election Lease.
@@ -36,6 +36,10 @@ pub struct Config {
     /// Timeout of a stop-with-savepoint call (final checkpoint, savepoint copy, sink commits).
     #[arg(long, env = "SLUICE_STOP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10m")]
     pub stop_timeout: Duration,
+    /// Serve the job page (`/jobs/{namespace}/{name}/`) without its savepoint and stop buttons:
+    /// both answer 403.
+    #[arg(long, env = "SLUICE_JOB_PAGE_READ_ONLY")]
+    pub job_page_read_only: bool,
 }
 
 /// Field manager of every server-side apply and the Events' reporting controller.
@@ -54,6 +58,7 @@ impl Config {
             credentials_dir: std::env::temp_dir().join("sluice-operator-test"),
             runtime_timeout: Duration::from_secs(1),
             stop_timeout: Duration::from_secs(5),
+            job_page_read_only: false,
         }
     }
 }

@@ -32,6 +32,7 @@ fn savepoint_manifest() -> Bytes {
             max_parallelism: 128,
             tasks: vec![],
             run_id: None,
+            records: None,
         }
         .encode(),
     )

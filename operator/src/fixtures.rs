@@ -134,6 +134,12 @@ pub fn status_body(code: u16, reason: &str, message: &str) -> serde_json::Value 
 }
 
 impl ApiServerVerifier {
+    /// A client whose requests this verifier sees and answers.
+    pub fn client() -> (kube::Client, ApiServerVerifier) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        (kube::Client::new(service, "default"), ApiServerVerifier(handle))
+    }
+
     /// The next request; asserts its method and that its URI starts with `path`.
     pub async fn expect(&mut self, method: Method, path: &str) -> Seen {
         let seen = self.next().await.expect("the operator sent no further request");
@@ -186,6 +192,7 @@ pub async fn store_with_checkpoint() -> SharedStore {
         max_parallelism: 128,
         tasks: vec![],
         run_id: None,
+        records: None,
     };
     mem.put(&manifest_key(CheckpointId(7)), Bytes::from(m.encode())).await.expect("put");
     Arc::new(mem)

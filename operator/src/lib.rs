@@ -12,6 +12,7 @@ pub mod controller;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod job_page;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -1,4 +1,5 @@
-//! `sluice-operator`: flags/env → config, JSON logs, HTTP server, leader election, controller.
+//! `sluice-operator`: flags/env → config, JSON logs, HTTP server (health, metrics, job pages),
+//! leader election, controller.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use sluice_operator::health::Health;
 use sluice_operator::metrics::Metrics;
 use sluice_operator::runtime_client::HttpRuntime;
 use sluice_operator::store::KubeStores;
-use sluice_operator::{Context, controller, http, leader, telemetry};
+use sluice_operator::{Context, controller, http, job_page, leader, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,7 +22,15 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default().register(&mut registry));
     let listener = tokio::net::TcpListener::bind(config.http_addr).await.context("binding the HTTP address")?;
     let health = Arc::new(Health::default());
-    let app = http::router(Arc::new(registry), health.clone());
+    let pages = job_page::JobPages {
+        client: client.clone(),
+        runtime: Arc::new(HttpRuntime::new(config.runtime_timeout, config.stop_timeout)),
+        namespace: config.watch_namespace.clone(),
+        poll: std::time::Duration::from_secs(1),
+        stop_timeout: config.stop_timeout,
+        read_only: config.job_page_read_only,
+    };
+    let app = http::router(Arc::new(registry), health.clone()).merge(job_page::router(pages));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");

@@ -69,6 +69,7 @@ mod tests {
             max_parallelism: 128,
             tasks: vec![],
             run_id: None,
+            records: None,
         }
     }
 

@@ -62,6 +62,17 @@ pub trait RuntimeApi: Send + Sync {
     async fn stop_with_savepoint(&self, pod_ip: &str) -> Result<StopResponse, Error>;
 }
 
+/// A runtime's answer, passed on as it came ([`HttpRuntime::fetch`]).
+#[derive(Debug)]
+pub struct Fetched {
+    /// HTTP status.
+    pub status: http::StatusCode,
+    /// `Content-Type`, when the runtime sent one.
+    pub content_type: Option<http::HeaderValue>,
+    /// The body.
+    pub body: Bytes,
+}
+
 /// Plain HTTP/1 client of the control endpoint.
 pub struct HttpRuntime {
     client: Client<HttpConnector, Full<Bytes>>,
@@ -81,6 +92,40 @@ impl HttpRuntime {
         }
     }
 
+    /// The same client talking to `port` instead of the runtime's control port (tests).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    fn addr(&self, pod_ip: &str) -> String {
+        if pod_ip.contains(':') { format!("[{pod_ip}]:{}", self.port) } else { format!("{pod_ip}:{}", self.port) }
+    }
+
+    /// `GET path` on the pod at `pod_ip`, whatever the answer's status: its status, content
+    /// type and body (at most `limit` bytes; a longer body is an error). The job page's proxy.
+    pub async fn fetch(&self, pod_ip: &str, path: &str, limit: usize) -> Result<Fetched, Error> {
+        let addr = self.addr(pod_ip);
+        let unreachable = |message: String| Error::Unreachable { addr: addr.clone(), message };
+        let request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let call = async {
+            let resp = self.client.request(request).await.map_err(|e| unreachable(e.to_string()))?;
+            let status = resp.status();
+            let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+            let body = http_body_util::Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, Error>(Fetched { status, content_type, body })
+        };
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| unreachable("timed out".into()))?
+    }
+
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         pod_ip: &str,
@@ -89,8 +134,7 @@ impl HttpRuntime {
         body: Option<Vec<u8>>,
         timeout: std::time::Duration,
     ) -> Result<T, Error> {
-        let addr =
-            if pod_ip.contains(':') { format!("[{pod_ip}]:{}", self.port) } else { format!("{pod_ip}:{}", self.port) };
+        let addr = self.addr(pod_ip);
         let unreachable = |message: String| Error::Unreachable { addr: addr.clone(), message };
         let request = http::Request::builder()
             .method(method)

@@ -176,6 +176,7 @@ mod tests {
             max_parallelism: 128,
             tasks: vec![],
             run_id: run.map(str::to_string),
+            records: None,
         };
         Bytes::from(m.encode())
     }

@@ -338,3 +338,28 @@ fn restoring_another_jobs_snapshot_is_refused_unless_allowed() {
     let allowed = run_cli(&["run", &second, "--restore", &manifest, "--allow-non-restored-state"]);
     assert!(allowed.status.success(), "{}", stderr(&allowed));
 }
+
+/// `run` serves its control endpoint where the client commands look (127.0.0.1:9090) without
+/// being asked; when that address is taken (another run, anything) the run goes on without
+/// one and says so once, instead of failing.
+#[test]
+fn a_run_whose_default_control_address_is_taken_says_so_once_and_runs() {
+    // Held for the whole test: taken either by us or by whoever has it already.
+    let _held = std::net::TcpListener::bind("127.0.0.1:9090");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = dir.path().join("job.yaml");
+    let yaml = "name: t\npipeline:\n  nodes:\n    - {id: gen, generator: {count: 100}}\n    - {id: out, discard: {}}\n  edges:\n    - {from: gen, to: out}\n";
+    std::fs::write(&job, yaml).expect("write job");
+    let out = run_cli(&["run", job.to_str().expect("utf-8 path")]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let note = "note: no control endpoint for this run: 127.0.0.1:9090 is not free";
+    assert_eq!(err.matches(note).count(), 1, "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("job t finished: 100 source records"), "{err}");
+    // Asked for explicitly, an address that is taken fails the run before it starts.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let refused = run_cli(&["run", job.to_str().expect("utf-8 path"), "--control-addr", &addr]);
+    assert_eq!(refused.status.code(), Some(i32::from(EXIT_FAILURE)), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains(&format!("binding the control endpoint to {addr}")), "{}", stderr(&refused));
+}

@@ -106,6 +106,7 @@ fn load(files: Vec<(Vec<u8>, StateFile)>) -> LoadedCheckpoint {
             committables: vec![],
         }],
         run_id: None,
+        records: None,
     };
     LoadedCheckpoint { manifest, files: bytes, location: "test".into() }
 }

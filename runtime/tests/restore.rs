@@ -146,3 +146,65 @@ async fn keyed_state_restores_into_any_parallelism_by_key_group() {
     let splits: usize = (0..3).map(|s| plan.take(0, s).operator_state.len()).sum();
     assert_eq!(splits, 16);
 }
+
+/// The generator job of [`job`] with `count` records, keeping every checkpoint.
+fn counting_job(dir: &std::path::Path, parallelism: u32, count: u64) -> JobConfig {
+    let mut job = job(dir, parallelism);
+    job.pipeline.nodes[0] = serde_yaml::from_str(&format!(
+        "{{id: gen, generator: {{count: {count}, keys: 500, ratePerSecond: 100000, splits: 7}}}}"
+    ))
+    .expect("node");
+    if let Some(c) = job.checkpointing.as_mut() {
+        c.retained = 1000;
+    }
+    job
+}
+
+/// Records the generator positions of `manifest` cover: split `s` of `S` emits `s, s+S, …`,
+/// so a split whose next number is `n` has emitted `(n - s) / S`. Shares nothing with the
+/// counters the runtime writes into `records`.
+fn covered_by_positions(manifest: &sluice_crds::Manifest) -> u64 {
+    let positions = manifest.tasks.iter().filter(|t| t.node == "gen").flat_map(|t| &t.operator_state);
+    positions
+        .map(|p| {
+            let (split, next) = (p["split"].as_u64().expect("split"), p["next"].as_u64().expect("next"));
+            next.saturating_sub(split) / 7
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_checkpoint_counts_the_records_since_the_job_started_across_a_restore_at_another_parallelism() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = LocalStore::new(dir.path().join("ckpt")).expect("store");
+    // First run: 30 000 records at p = 2; second run: restored at p = 3 and run on to 70 000.
+    let mut latest_total = 0;
+    for (parallelism, count) in [(2, 30_000), (3, 70_000)] {
+        let config = RuntimeConfig {
+            job: counting_job(dir.path(), parallelism, count),
+            restore: RestoreMode::Latest,
+            run_id: format!("p{parallelism}"),
+            faults: Faults::none(),
+            progress: false,
+            control: None,
+            allow_non_restored_state: false,
+        };
+        let outcome = run(config).await.expect("job runs");
+        assert_eq!(outcome.records_before, Some(latest_total), "the restored checkpoint's total");
+        assert_eq!(latest_total + outcome.source_records, count, "records replayed or skipped");
+        let latest = load_latest(&store).await.expect("load").expect("a checkpoint");
+        latest_total = latest.manifest.records.expect("a record count");
+    }
+    let ids = list_checkpoints(&store).await.expect("list");
+    let mut seen = Vec::new();
+    for id in &ids {
+        let m = sluice_runtime::checkpoint::restore::load(&store, &manifest_key(*id)).await.expect("load").manifest;
+        let records = m.records.unwrap_or_else(|| panic!("checkpoint {id} has no record count"));
+        assert_eq!(records, covered_by_positions(&m), "checkpoint {id} (run {:?})", m.run_id);
+        seen.push(records);
+    }
+    // The counts never go back, and both runs' checkpoints were seen mid-stream and at the end.
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen.iter().any(|&r| r > 30_000 && r < 70_000), "no checkpoint inside the second run: {seen:?}");
+    assert_eq!(seen.last(), Some(&70_000), "{seen:?}");
+}

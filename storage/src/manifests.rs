@@ -168,6 +168,7 @@ mod tests {
             max_parallelism: 128,
             tasks: vec![],
             run_id: None,
+            records: None,
         }
     }
 

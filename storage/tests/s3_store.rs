@@ -281,6 +281,7 @@ async fn corrupted_manifest_is_returned_as_stored_and_rejected_by_decode() {
         max_parallelism: 128,
         tasks: vec![],
         run_id: None,
+        records: None,
     };
     let key = manifest_key(CheckpointId(3));
     let good = manifest.encode();

@@ -65,6 +65,12 @@ pub struct Manifest {
     /// attempt of the same name. Absent in manifests of older runtimes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// Records the job's sources had emitted up to this checkpoint's barriers, counted from the
+    /// job's first start and carried over every restore (a restored run replays from the
+    /// checkpoint's positions, so nothing is counted twice). Absent in manifests of older
+    /// runtimes and of runs restored from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
 }
 
 /// The state one subtask of one node contributed to a checkpoint.
@@ -205,6 +211,7 @@ mod tests {
                 committables: vec![serde_json::json!({"temp": "a", "final": "b"})],
             }],
             run_id: None,
+            records: None,
         }
     }
 

@@ -34,7 +34,12 @@ pub async fn claim(
             completed_at_ms: now,
             ..m.clone()
         },
-        None => build_manifest(job, id, SnapshotKind::Checkpoint, now, max_parallelism, Vec::new()),
+        None => {
+            let mut fresh = build_manifest(job, id, SnapshotKind::Checkpoint, now, max_parallelism, Vec::new());
+            // Nothing read yet: the count since the job started begins here.
+            fresh.records = Some(0);
+            fresh
+        }
     };
     manifest.run_id = Some(run_id.to_string());
     publish(store, &manifest).await

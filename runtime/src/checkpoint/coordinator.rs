@@ -354,6 +354,7 @@ mod tests {
             task: TaskId { chain, subtask: 0 },
             states: vec![],
             alignment_us: 0,
+            records: 0,
         })
     }
 

@@ -213,6 +213,7 @@ mod tests {
                 })
                 .collect(),
             run_id: None,
+            records: None,
         }
     }
 

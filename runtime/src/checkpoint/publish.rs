@@ -37,6 +37,7 @@ pub fn build_manifest(
         max_parallelism,
         tasks,
         run_id: None,
+        records: None,
     }
 }
 

@@ -136,6 +136,7 @@ mod tests {
                 committables: vec![],
             }],
             run_id: None,
+            records: None,
         }
     }
 

@@ -218,6 +218,11 @@ async fn the_job_page_is_served_self_contained_and_the_job_view_is_empty_before_
         let outside = JOB_PAGE.lines().filter(|l| l.contains(needle) && !l.contains("www.w3.org/2000/svg")).count();
         assert_eq!(outside, 0, "the page loads {needle:?}");
     }
+    // Relative URLs only: the operator serves the page under /jobs/<ns>/<name>/, the API
+    // server's service proxy under a longer prefix.
+    for absolute in ["\"/v1", "'/v1", "`/v1", "\"/ui", "fetch(\"/"] {
+        assert!(!JOB_PAGE.contains(absolute), "the page names {absolute}… from the root");
+    }
     let r = c.raw("GET", JOB, &[], None).await.expect("answer");
     assert_eq!(r.status, 200, "{r:?}");
     let view: sluice_crds::contract::job_view::JobView = serde_json::from_str(&r.body).expect("a JobView");

@@ -91,6 +91,9 @@ pub struct TaskAck {
     pub states: Vec<TaskState>,
     /// Time the task spent aligning barriers, in microseconds.
     pub alignment_us: u64,
+    /// Records the task's source emitted in this run up to the barrier (0 for a task without
+    /// a source).
+    pub records: u64,
 }
 
 /// A report from a task to the coordinator.

@@ -190,6 +190,9 @@ pub struct JobOutcome {
     pub checkpoints: CheckpointStats,
     /// Records emitted by the sources.
     pub source_records: u64,
+    /// Records counted before this run: the restored checkpoint's total (0 for a fresh start;
+    /// `None` when the restored manifest has no count).
+    pub records_before: Option<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// The run was cancelled on request (its output resumes from the latest checkpoint).
@@ -234,6 +237,10 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let plan = PhysicalPlan::build(pipeline);
     let recover::Prepared { store, loaded, mut restore_plan, first_id } = recover::prepare(&config).await?;
     let restored_from = restore_plan.checkpoint;
+    let records_before = match &loaded {
+        Some(l) => l.manifest.records,
+        None => Some(0),
+    };
 
     let shape = Arc::new(JobShape::new(&job.name, pipeline, &plan));
     let metrics = JobMetrics::new(shape.nodes.iter().map(|n| (n.id.clone(), n.parallelism)).collect());
@@ -275,7 +282,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         config.control.clone().map(|c| c as Arc<dyn SavepointListener>),
     )
     .with_cancellation(cancellation)
-    .with_run_id(&config.run_id);
+    .with_run_id(&config.run_id)
+    .with_records_before(records_before);
     let sources: Vec<usize> = pipeline
         .nodes
         .iter()
@@ -288,7 +296,8 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     if let Some(c) = &config.control {
         c.started(handles.clone(), loaded.as_ref().map(|l| l.location.clone()));
     }
-    let progress = config.progress.then(|| tokio::spawn(progress::report_progress(handles, restored_from)));
+    let progress =
+        config.progress.then(|| tokio::spawn(progress::report_progress(handles, restored_from, records_before)));
 
     let ending = supervise::supervise(wired.tasks, driver).await;
     if let Some(p) = progress {
@@ -299,6 +308,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
         restored_from,
         checkpoints: stats(&stats_handle).clone(),
         source_records: metrics.source_records(&sources),
+        records_before,
         elapsed: started.elapsed(),
         cancelled,
     })

@@ -146,6 +146,7 @@ impl ProtocolModel {
                 task: TaskId { chain: task, subtask: 0 },
                 states: Vec::new(),
                 alignment_us: 0,
+                records: 0,
             }),
             Event::SourceFinished(i) => Input::SourceFinished(TaskId { chain: i, subtask: 0 }),
         };

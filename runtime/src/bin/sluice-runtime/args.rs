@@ -84,10 +84,14 @@ pub struct RunArgs {
     /// Print a progress line every second.
     #[arg(long)]
     pub progress: bool,
-    /// Serve the control endpoint (health, metrics, savepoints, stop) on this address
-    /// (`status`, `stop`, … reach it there; they default to 127.0.0.1:9090).
-    #[arg(long)]
+    /// Serve the control endpoint (job page, health, metrics, savepoints, stop) on this
+    /// address. Without it the run serves it on 127.0.0.1:9090, where `status`, `stop`, … look
+    /// by default, unless that address is taken (then it says so and serves none).
+    #[arg(long, conflicts_with = "no_control")]
     pub control_addr: Option<std::net::SocketAddr>,
+    /// Serve no control endpoint.
+    #[arg(long)]
+    pub no_control: bool,
     /// After the job ended, keep serving the control endpoint this long, so that a client sees
     /// the final state (`finished`, `failed`, `cancelled`); a signal ends it early.
     #[arg(long, default_value = "2s")]

@@ -168,6 +168,9 @@ pub struct Driver {
     last_completed: Option<CheckpointId>,
     /// This run's id, recorded in every manifest it publishes.
     run_id: Option<String>,
+    /// Records counted before this run (the restored manifest's `records`, 0 for a fresh
+    /// start); `None` when the restored manifest has no count (an older runtime wrote it).
+    records_before: Option<u64>,
 }
 
 /// Why the loop ended without an error.
@@ -222,12 +225,20 @@ impl Driver {
             stopping: false,
             last_completed: None,
             run_id: None,
+            records_before: Some(0),
         }
     }
 
     /// Records `run_id` in every manifest this driver publishes.
     pub fn with_run_id(mut self, run_id: &str) -> Driver {
         self.run_id = Some(run_id.to_string());
+        self
+    }
+
+    /// Carries the restored checkpoint's record count into every manifest this driver
+    /// publishes (`None`: the restored manifest had none, so none is written).
+    pub fn with_records_before(mut self, records: Option<u64>) -> Driver {
+        self.records_before = records;
         self
     }
 
@@ -368,8 +379,10 @@ impl Driver {
             if kind == BarrierKind::Savepoint { SnapshotKind::Savepoint } else { SnapshotKind::Checkpoint };
         let trigger_epoch_ms =
             now_ms().saturating_sub((started.elapsed().as_millis() as u64).saturating_sub(triggered_ms));
+        let records = self.records_before.map(|before| before + acks.iter().map(|a| a.records).sum::<u64>());
         let mut manifest = build_manifest(&self.job, id, snapshot_kind, trigger_epoch_ms, self.max_parallelism, acks);
         manifest.run_id = self.run_id.clone();
+        manifest.records = records;
         let (results, faults, shared) = (results.clone(), self.faults.clone(), self.stats.clone());
         tokio::spawn(async move {
             faults.hit("coordinator.before_publish");

@@ -45,6 +45,8 @@ impl Task {
         source_state: Option<Vec<serde_json::Value>>,
         alignment_us: u64,
     ) -> Result<(), TaskError> {
+        // A source's records up to this barrier: the manifest's running total builds on them.
+        let records = if source_state.is_some() { self.counters.first().map_or(0, |c| c.records_out.get()) } else { 0 };
         let snapshots = self.capture(&barrier, source_state)?;
         self.unresolved.insert(barrier.id);
         if barrier.kind == BarrierKind::StopSavepoint {
@@ -58,7 +60,8 @@ impl Task {
             .zip(snapshots)
             .map(|(n, (snapshot, base))| NodeCapture { node: n.id.clone(), parallelism: n.parallelism, snapshot, base })
             .collect();
-        self.env.io.spawn(upload(self.env.clone(), self.id, self.pending.clone(), barrier, captures, alignment_us));
+        let ack = AckFigures { records, alignment_us };
+        self.env.io.spawn(upload(self.env.clone(), self.id, self.pending.clone(), barrier, captures, ack));
         Ok(())
     }
 
@@ -121,6 +124,14 @@ impl Task {
     }
 }
 
+/// What an ack reports besides the states.
+struct AckFigures {
+    /// Records the task's source emitted this run up to the barrier (0 for other tasks).
+    records: u64,
+    /// Time spent aligning barriers, in microseconds.
+    alignment_us: u64,
+}
+
 /// The background part: the writer stores the captures, the written files wait in `pending`
 /// for the completion, and the coordinator hears an ack or a decline.
 async fn upload(
@@ -129,8 +140,9 @@ async fn upload(
     pending: PendingFiles,
     barrier: Barrier,
     captures: Vec<NodeCapture>,
-    alignment_us: u64,
+    figures: AckFigures,
 ) {
+    let AckFigures { records, alignment_us } = figures;
     let Some(writer) = env.snapshots.clone() else {
         let reason = "the job has no checkpoint storage".to_string();
         let _ = env.events.send(TaskEvent::Decline { checkpoint: barrier.id, task, reason });
@@ -139,7 +151,7 @@ async fn upload(
     let event = match writer.write(barrier.id, task.subtask, captures).await {
         Ok(states) => {
             remember(&pending, barrier.id, &states);
-            TaskEvent::Ack(TaskAck { checkpoint: barrier.id, task, states, alignment_us })
+            TaskEvent::Ack(TaskAck { checkpoint: barrier.id, task, states, alignment_us, records })
         }
         Err(e) => TaskEvent::Decline { checkpoint: barrier.id, task, reason: e.to_string() },
     };

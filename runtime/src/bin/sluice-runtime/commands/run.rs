@@ -11,7 +11,7 @@ use sluice_runtime::fault::Faults;
 use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
 use sluice_runtime::nodes::preflight;
 
-use crate::args::RunArgs;
+use crate::args::{DEFAULT_CONTROL_ADDR, RunArgs};
 use crate::signals;
 
 /// Reads and checks a job document as a run would before processing anything: every problem,
@@ -49,18 +49,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Always there: signals cancel through it even without an endpoint.
     let control = ControlState::new(&run_id);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = match args.control_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the control endpoint to {addr}"))?;
-            let shutdown = async move {
-                let _ = done_rx.await;
-            };
-            Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, control.clone(), shutdown)))
-        }
-        None => None,
+    let bind = match (args.control_addr, args.no_control) {
+        (_, true) => Bind::Off,
+        (Some(addr), false) => Bind::Required(addr),
+        (None, false) => Bind::Default,
     };
+    let server = serve_control(bind, control.clone(), done_rx).await?;
     let config = RuntimeConfig {
         job,
         restore,
@@ -77,13 +71,58 @@ pub async fn run(args: RunArgs) -> Result<()> {
         control.set_job_state(JobState::Failed);
     }
     if let Some(server) = server {
-        // Clients polling the endpoint see the final state before the process goes away.
-        signals::linger(args.control_linger.into()).await;
+        // Clients polling a requested endpoint (a pod's, a script's) see the final state
+        // before the process goes away; the default one is a person's, who has the summary.
+        if matches!(bind, Bind::Required(_)) {
+            signals::linger(args.control_linger.into()).await;
+        }
         let _ = done_tx.send(());
         // Let in-flight requests (a stop's reply) finish.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     }
     result
+}
+
+/// Where `run` and `demo` serve the control endpoint.
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    /// Nowhere (`--no-control`).
+    Off,
+    /// At this address, or not at all: a run that cannot bind it fails (`--control-addr`).
+    Required(std::net::SocketAddr),
+    /// At [`DEFAULT_CONTROL_ADDR`] when it is free (the client commands' default), else
+    /// nowhere, said once.
+    Default,
+}
+
+/// Binds the control endpoint as `bind` says and serves it until `done` fires; says where.
+async fn serve_control(
+    bind: Bind,
+    control: Arc<ControlState>,
+    done: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let listener = match bind {
+        Bind::Off => return Ok(None),
+        Bind::Required(addr) => tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the control endpoint to {addr}"))?,
+        Bind::Default => match tokio::net::TcpListener::bind(DEFAULT_CONTROL_ADDR).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "note: no control endpoint for this run: {DEFAULT_CONTROL_ADDR} is not free ({e}); \
+                     give --control-addr to serve one elsewhere"
+                );
+                return Ok(None);
+            }
+        },
+    };
+    let addr = listener.local_addr().context("reading the control endpoint's address")?;
+    eprintln!("job page and control endpoint: http://{addr}/ (`sluice-runtime status --control-addr {addr}`)");
+    let shutdown = async move {
+        let _ = done.await;
+    };
+    Ok(Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, control, shutdown))))
 }
 
 /// Runs the job and prints its summary; a cancelled run (Ctrl-C, SIGTERM, a stop) also says how
@@ -94,10 +133,14 @@ async fn run_job(config: RuntimeConfig, resume: &str) -> Result<()> {
     let outcome = job::run(config).await.with_context(|| format!("job {name} failed"))?;
     let s = &outcome.checkpoints;
     println!(
-        "job {name} {}: {} source records in {:.1}s, {} checkpoints completed, {} failed{}",
+        "job {name} {}: {} source records in {:.1}s{}, {} checkpoints completed, {} failed{}",
         if outcome.cancelled { "cancelled" } else { "finished" },
         outcome.source_records,
         outcome.elapsed.as_secs_f64(),
+        match (outcome.restored_from, outcome.records_before) {
+            (Some(_), Some(before)) => format!(" ({} since the job started)", before + outcome.source_records),
+            _ => String::new(),
+        },
         s.completed,
         s.failed,
         outcome.restored_from.map(|c| format!(", restored from checkpoint {c}")).unwrap_or_default()
@@ -117,7 +160,14 @@ async fn run_job(config: RuntimeConfig, resume: &str) -> Result<()> {
 /// `demo`: the embedded demo job (`make demo`), cancelled by Ctrl-C and resumed on the next run.
 pub async fn demo(dir: &Path) -> Result<()> {
     let control = ControlState::new(&run_id());
-    signals::cancel_on_signal(run_demo(dir, control.clone()), control).await
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = serve_control(Bind::Default, control.clone(), done_rx).await?;
+    let result = signals::cancel_on_signal(run_demo(dir, control.clone()), control).await;
+    let _ = done_tx.send(());
+    if let Some(server) = server {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    }
+    result
 }
 
 async fn run_demo(dir: &Path, control: Arc<ControlState>) -> Result<()> {
