@@ -128,6 +128,7 @@ fn describe_task(e: &TaskError) -> String {
             }
         }
         TaskError::Downstream { task } => format!("subtask {}: its downstream channel closed", task.subtask),
+        TaskError::Upstream { task, failure } => format!("subtask {}: an input was lost: {failure}", task.subtask),
         TaskError::Coordinator { task } => {
             format!("subtask {}: the checkpoint coordinator went away", task.subtask)
         }
