@@ -26,7 +26,21 @@ pub trait MessageSender: Send {
 pub trait MessageReceiver: Send {
     /// Polls for the next message; `None` once the sender is gone and the channel drained.
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>>;
+
+    /// Once `poll_recv` returned `None`: why the channel closed without an end message, if
+    /// something other than its sender went away (a network exchange lost the worker that runs
+    /// the sender). `None` when the sender itself is gone: in process, its task failed, and that
+    /// task's error is the one to report.
+    fn failure(&self) -> Option<ChannelFailure> {
+        None
+    }
 }
+
+/// A channel closed because the process running its other end, or the connection to it, was
+/// lost.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ChannelFailure(pub String);
 
 /// One channel of a physical plan: chain edge `edge` (an index into `PhysicalPlan::edges`) from
 /// upstream subtask `from` to downstream subtask `to`. Both ends of a job name it the same way,

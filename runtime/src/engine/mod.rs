@@ -11,6 +11,7 @@ pub mod capture;
 pub mod channel;
 pub mod message;
 pub mod metrics;
+pub mod net;
 pub mod operator;
 pub mod router;
 pub mod task;

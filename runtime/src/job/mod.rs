@@ -24,7 +24,7 @@ use crate::checkpoint::retention::sweep;
 use crate::checkpoint::snapshot::StoreCaptureWriter;
 use crate::engine::cancel::Cancellation;
 use crate::engine::capture::CaptureWriter;
-use crate::engine::channel::{ExchangeError, LocalExchange};
+use crate::engine::channel::{Exchange, ExchangeError, LocalExchange};
 use crate::engine::metrics::JobMetrics;
 use crate::engine::task::{TaskEnv, TaskError};
 use crate::error::{ErrorKind, storage_kind};
@@ -128,6 +128,7 @@ fn describe_task(e: &TaskError) -> String {
             }
         }
         TaskError::Downstream { task } => format!("subtask {}: its downstream channel closed", task.subtask),
+        TaskError::Upstream { task, failure } => format!("subtask {}: an input was lost: {failure}", task.subtask),
         TaskError::Coordinator { task } => {
             format!("subtask {}: the checkpoint coordinator went away", task.subtask)
         }
@@ -231,6 +232,28 @@ pub async fn run(config: RuntimeConfig) -> Result<JobOutcome, JobError> {
 
 /// Runs a job, handing observers the live counters once the job is wired.
 pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles)) -> Result<JobOutcome, JobError> {
+    let exchange = LocalExchange::default();
+    // Boxed: the run's future is deep enough that callers nesting it in theirs would hit the
+    // compiler's query depth limit.
+    Box::pin(run_parts(config, observe, &[(Placement::All, &exchange)], Some(&exchange))).await
+}
+
+/// Runs a job whose subtasks are split over `parts`, each part wired through its own exchange,
+/// all in this process under one checkpoint coordinator: what a run over several workers does
+/// per worker, without the coordination across processes. Lets a network exchange carry a
+/// real job end to end in a test.
+pub async fn run_split(config: RuntimeConfig, parts: &[(Placement, &dyn Exchange)]) -> Result<JobOutcome, JobError> {
+    Box::pin(run_parts(config, |_| {}, parts, None)).await
+}
+
+/// Runs a job wired in `parts`; `local` is the exchange that must have paired every channel
+/// when every subtask runs through it.
+async fn run_parts(
+    config: RuntimeConfig,
+    observe: impl FnOnce(JobHandles),
+    parts: &[(Placement, &dyn Exchange)],
+    local: Option<&LocalExchange>,
+) -> Result<JobOutcome, JobError> {
     let started = Instant::now();
     let (job, pipeline) = (&config.job, &config.job.pipeline);
     preflight::check(job)?;
@@ -248,14 +271,15 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let cancellation = Arc::new(Cancellation::default());
     let env = task_env(&config, store.clone(), metrics.clone(), events_tx, cancellation.clone());
-    let exchange = LocalExchange::default();
-    let placement = Placement::All;
-    let wiring = wiring::Wiring { config: &config, plan: &plan, placement: &placement, exchange: &exchange, env };
-    let wired = wiring::wire(&wiring, &mut restore_plan)?;
+    let mut wired = wiring::Wired::default();
+    for (placement, exchange) in parts {
+        let wiring = wiring::Wiring { config: &config, plan: &plan, placement, exchange: *exchange, env: env.clone() };
+        wiring::wire(&wiring, &mut restore_plan, &mut wired)?;
+    }
     // The tasks hold the only senders of `events` now: the driver sees them all end.
-    drop(wiring);
+    drop(env);
     // Every subtask runs here, so every channel must have both ends wired.
-    if let Some(&channel) = exchange.unpaired().first() {
+    if let Some(&channel) = local.and_then(|l| l.unpaired().first().copied()).as_ref() {
         return Err(ExchangeError { channel, reason: "only one end was wired".into() }.into());
     }
 

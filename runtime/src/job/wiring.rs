@@ -57,6 +57,7 @@ pub(super) struct Wiring<'a> {
 }
 
 /// The tasks started here.
+#[derive(Default)]
 pub(super) struct Wired {
     /// One entry per task thread; each ends with the task's result.
     pub tasks: JoinSet<Result<(), TaskError>>,
@@ -75,9 +76,8 @@ pub(super) fn source_task_count(plan: &PhysicalPlan, pipeline: &sluice_crds::con
 }
 
 /// Starts every subtask `w.placement` puts here, taking each one's restored state out of
-/// `restore`.
-pub(super) fn wire(w: &Wiring<'_>, restore: &mut RestorePlan) -> Result<Wired, JobError> {
-    let mut wired = Wired { tasks: JoinSet::new(), handles: Vec::new() };
+/// `restore`, and adds them to `wired`.
+pub(super) fn wire(w: &Wiring<'_>, restore: &mut RestorePlan, wired: &mut Wired) -> Result<(), JobError> {
     for (ci, chain) in w.plan.chains.iter().enumerate() {
         for subtask in 0..chain.parallelism {
             let id = TaskId { chain: ci, subtask };
@@ -113,7 +113,7 @@ pub(super) fn wire(w: &Wiring<'_>, restore: &mut RestorePlan) -> Result<Wired, J
             spawn_task_thread(&mut wired.tasks, id, task.run(head));
         }
     }
-    Ok(wired)
+    Ok(())
 }
 
 type Operators = (Vec<Box<dyn crate::ops::Operator>>, Vec<crate::ops::Restored>, Option<Head>);

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::{Task, TaskError};
 use crate::engine::barrier::{Alignment, BarrierAligner};
-use crate::engine::channel::MessageReceiver;
+use crate::engine::channel::{ChannelFailure, MessageReceiver};
 use crate::engine::message::{Message, TaskControl};
 use crate::engine::metrics::clock::timed;
 use crate::engine::watermark::WatermarkTracker;
@@ -19,6 +19,8 @@ use crate::engine::watermark::WatermarkTracker;
 enum Event {
     Control(TaskControl),
     Input(usize, Message),
+    /// A channel closed without its end message, for this reason.
+    Lost(ChannelFailure),
 }
 
 /// The input channels and what the task tracks across them.
@@ -51,7 +53,7 @@ impl Inputs {
 
     /// The next control message (first) or message from a channel that is neither ended nor
     /// blocked by alignment, round-robin; `None` when the coordinator is gone. A channel that
-    /// closed without an end message counts as ended.
+    /// closed without an end message counts as ended, unless it reports a failure.
     async fn next(&mut self, control: &mut mpsc::UnboundedReceiver<TaskControl>) -> Option<Event> {
         let n = self.receivers.len();
         poll_fn(|cx| {
@@ -65,7 +67,10 @@ impl Inputs {
                 }
                 if let Poll::Ready(m) = self.receivers[i].poll_recv(cx) {
                     self.next = i + 1;
-                    return Poll::Ready(Some(Event::Input(i, m.unwrap_or(Message::End))));
+                    return Poll::Ready(Some(match m {
+                        Some(m) => Event::Input(i, m),
+                        None => self.receivers[i].failure().map_or(Event::Input(i, Message::End), Event::Lost),
+                    }));
                 }
             }
             Poll::Pending
@@ -97,6 +102,7 @@ impl Task {
                     Alignment::Wait
                 }
                 Some(Event::Input(ch, m)) => self.on_input(&mut inputs, ch, m).await?,
+                Some(Event::Lost(failure)) => return Err(TaskError::Upstream { task: self.id, failure }),
             };
             if let Alignment::Aligned(b) = alignment {
                 let took = inputs.align_started.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());

@@ -45,6 +45,15 @@ pub enum TaskError {
         /// The task.
         task: TaskId,
     },
+    /// An input channel closed without its end message: the worker running its upstream, or
+    /// the connection to it, was lost.
+    #[error("task {task}: input lost: {failure}")]
+    Upstream {
+        /// The task.
+        task: TaskId,
+        /// What was lost.
+        failure: super::channel::ChannelFailure,
+    },
     /// The coordinator went away.
     #[error("task {task}: coordinator gone")]
     Coordinator {
@@ -67,9 +76,10 @@ impl TaskError {
     pub fn kind(&self) -> crate::error::ErrorKind {
         match self {
             TaskError::Op { source, .. } => source.kind(),
-            TaskError::Downstream { .. } | TaskError::Coordinator { .. } | TaskError::Thread { .. } => {
-                crate::error::ErrorKind::Retryable
-            }
+            TaskError::Downstream { .. }
+            | TaskError::Upstream { .. }
+            | TaskError::Coordinator { .. }
+            | TaskError::Thread { .. } => crate::error::ErrorKind::Retryable,
         }
     }
 }
