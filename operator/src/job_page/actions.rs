@@ -21,7 +21,7 @@ use sluice_crds::savepoint_progress::{Progress, progress};
 use sluice_crds::stream_job::DesiredState;
 use sluice_crds::{ANNOTATION_SAVEPOINT, Phase, StreamJob};
 
-use super::{JobPages, error, read_job};
+use super::{JobPages, Refused, error, read_job, refuse};
 
 /// Field manager of the page's writes (so `managedFields` tells them from a user's).
 pub const FIELD_MANAGER: &str = "sluice-job-page";
@@ -35,7 +35,7 @@ pub(super) async fn savepoint(
 ) -> Response {
     let request: SavepointRequest = match accept(&p, &headers, &body) {
         Ok(r) => r,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if request.location.is_some() {
         return error(
@@ -45,7 +45,7 @@ pub(super) async fn savepoint(
     }
     let job = match read_job(&p, &ns, &name).await {
         Ok(job) => job,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let phase = phase_of(&job);
     if phase != Phase::Running {
@@ -54,7 +54,7 @@ pub(super) async fn savepoint(
     let nonce = fresh_nonce();
     let patch = json!({"metadata": {"annotations": {ANNOTATION_SAVEPOINT: nonce}}});
     if let Err(refusal) = write(&p, &ns, &name, patch).await {
-        return refusal;
+        return *refusal;
     }
     tracing::info!(job = %format!("{ns}/{name}"), %nonce, "savepoint requested from the job page");
     let status = SavepointStatus {
@@ -74,7 +74,7 @@ pub(super) async fn savepoint_status(
 ) -> Response {
     let job = match read_job(&p, &ns, &name).await {
         Ok(job) => job,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let (state, location, error) = match progress(&job, &id) {
         Progress::NotSeen | Progress::Pending | Progress::InProgress => (SavepointState::Pending, None, None),
@@ -103,7 +103,7 @@ pub(super) async fn stop(
 ) -> Response {
     let request: StopRequest = match accept(&p, &headers, &body) {
         Ok(r) => r,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if !request.savepoint {
         return error(
@@ -113,7 +113,7 @@ pub(super) async fn stop(
     }
     let job = match read_job(&p, &ns, &name).await {
         Ok(job) => job,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if job.spec.state == DesiredState::Suspended {
         return error(StatusCode::CONFLICT, format!("streamjob {ns}/{name} is already suspended"));
@@ -121,7 +121,7 @@ pub(super) async fn stop(
     let before = job.status.as_ref().and_then(|s| s.resume_from.clone());
     let uid = job.metadata.uid.clone();
     if let Err(refusal) = write(&p, &ns, &name, json!({"spec": {"state": "suspended"}})).await {
-        return refusal;
+        return *refusal;
     }
     tracing::info!(job = %format!("{ns}/{name}"), "suspend requested from the job page");
     let wait = async {
@@ -129,10 +129,10 @@ pub(super) async fn stop(
             tokio::time::sleep(p.poll).await;
             let job = read_job(&p, &ns, &name).await?;
             if job.metadata.uid != uid {
-                return Err(error(StatusCode::GONE, format!("streamjob {ns}/{name} was deleted and created again")));
+                return Err(refuse(StatusCode::GONE, format!("streamjob {ns}/{name} was deleted and created again")));
             }
             if job.spec.state != DesiredState::Suspended {
-                return Err(error(StatusCode::CONFLICT, format!("streamjob {ns}/{name} was resumed while stopping")));
+                return Err(refuse(StatusCode::CONFLICT, format!("streamjob {ns}/{name} was resumed while stopping")));
             }
             let status = job.status.unwrap_or_default();
             match status.phase {
@@ -142,7 +142,7 @@ pub(super) async fn stop(
                 }
                 Phase::Failed => {
                     let why = status.error.unwrap_or_else(|| "no reason given".into());
-                    return Err(error(StatusCode::BAD_GATEWAY, format!("streamjob {ns}/{name} failed: {why}")));
+                    return Err(refuse(StatusCode::BAD_GATEWAY, format!("streamjob {ns}/{name} failed: {why}")));
                 }
                 _ => {}
             }
@@ -150,7 +150,7 @@ pub(super) async fn stop(
     };
     match tokio::time::timeout(p.stop_timeout, wait).await {
         Ok(Ok(stopped)) => axum::Json(stopped).into_response(),
-        Ok(Err(refusal)) => refusal,
+        Ok(Err(refusal)) => *refusal,
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
@@ -166,40 +166,40 @@ fn phase_of(job: &StreamJob) -> Phase {
 }
 
 /// A button's request, unless the page is read-only (403).
-fn accept<T: DeserializeOwned>(p: &JobPages, headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+fn accept<T: DeserializeOwned>(p: &JobPages, headers: &HeaderMap, body: &Bytes) -> Result<T, Refused> {
     if p.read_only {
-        return Err(error(StatusCode::FORBIDDEN, "the job page of this operator is read-only (--job-page-read-only)"));
+        return Err(refuse(StatusCode::FORBIDDEN, "the job page of this operator is read-only (--job-page-read-only)"));
     }
     parse(headers, body)
 }
 
 /// A request body as the runtime reads it: JSON only (415 otherwise), the request type's
 /// fields only (400 naming the problem otherwise).
-fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Refused> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
     if !json {
-        return Err(error(
+        return Err(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send the request body as Content-Type: application/json",
         ));
     }
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
 /// A merge patch of the StreamJob (404 when it is gone).
-async fn write(p: &JobPages, ns: &str, name: &str, patch: serde_json::Value) -> Result<(), Response> {
+async fn write(p: &JobPages, ns: &str, name: &str, patch: serde_json::Value) -> Result<(), Refused> {
     let jobs: Api<StreamJob> = Api::namespaced(p.client.clone(), ns);
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
     match jobs.patch(name, &params, &Patch::Merge(&patch)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() => {
-            Err(error(StatusCode::NOT_FOUND, format!("streamjob {name} not found in namespace {ns}")))
+            Err(refuse(StatusCode::NOT_FOUND, format!("streamjob {name} not found in namespace {ns}")))
         }
-        Err(e) => Err(error(StatusCode::BAD_GATEWAY, format!("writing streamjob {ns}/{name}: {e}"))),
+        Err(e) => Err(refuse(StatusCode::BAD_GATEWAY, format!("writing streamjob {ns}/{name}: {e}"))),
     }
 }
 

@@ -75,6 +75,14 @@ pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, axum::Json(json!({ "version": 1, "error": message.into() }))).into_response()
 }
 
+/// A refusal carried in a `Result`: boxed, so the results that carry one stay small.
+pub(crate) type Refused = Box<Response>;
+
+/// [`error`], boxed for a `Result`.
+pub(crate) fn refuse(code: StatusCode, message: impl Into<String>) -> Refused {
+    Box::new(error(code, message))
+}
+
 /// The page reads relative URLs: it must be served from a path ending in `/`.
 async fn to_slash(Path((ns, name)): Path<(String, String)>) -> Redirect {
     Redirect::permanent(&format!("/jobs/{ns}/{name}/"))
@@ -96,7 +104,7 @@ async fn history(State(p): State<Arc<JobPages>>, Path((ns, name)): Path<(String,
 async fn forward(p: &JobPages, ns: &str, name: &str, path: &str) -> Response {
     let ip = match running_pod_ip(p, ns, name).await {
         Ok(ip) => ip,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     match p.runtime.fetch(&ip, path, ANSWER_LIMIT).await {
         Ok(answer) => {
@@ -113,13 +121,13 @@ async fn forward(p: &JobPages, ns: &str, name: &str, path: &str) -> Response {
 
 /// The IP of the current attempt's running runtime pod, or the answer saying why there is none
 /// (404 for a job that does not exist, 503 for one without a running pod).
-async fn running_pod_ip(p: &JobPages, ns: &str, name: &str) -> Result<String, Response> {
+async fn running_pod_ip(p: &JobPages, ns: &str, name: &str) -> Result<String, Refused> {
     refuse_other_namespace(p, ns, name)?;
     let pods: Api<Pod> = Api::namespaced(p.client.clone(), ns);
     let list = pods
         .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
         .await
-        .map_err(|e| error(StatusCode::BAD_GATEWAY, format!("listing the pods of streamjob {ns}/{name}: {e}")))?;
+        .map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("listing the pods of streamjob {ns}/{name}: {e}")))?;
     let observed: Vec<_> = list.items.iter().filter_map(observe_pod).collect();
     let current = observed.iter().map(|o| o.attempt).max();
     let running = observed
@@ -132,27 +140,27 @@ async fn running_pod_ip(p: &JobPages, ns: &str, name: &str) -> Result<String, Re
     }
     let job = read_job(p, ns, name).await?;
     let phase = job.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("Pending");
-    Err(error(
+    Err(refuse(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("streamjob {ns}/{name} has no running runtime pod (phase {phase})"),
     ))
 }
 
 /// The StreamJob, read from the API server (404 when it does not exist).
-pub(crate) async fn read_job(p: &JobPages, ns: &str, name: &str) -> Result<StreamJob, Response> {
+pub(crate) async fn read_job(p: &JobPages, ns: &str, name: &str) -> Result<StreamJob, Refused> {
     refuse_other_namespace(p, ns, name)?;
     let jobs: Api<StreamJob> = Api::namespaced(p.client.clone(), ns);
     match jobs.get_opt(name).await {
         Ok(Some(job)) => Ok(job),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("streamjob {name} not found in namespace {ns}"))),
-        Err(e) => Err(error(StatusCode::BAD_GATEWAY, format!("reading streamjob {ns}/{name}: {e}"))),
+        Ok(None) => Err(refuse(StatusCode::NOT_FOUND, format!("streamjob {name} not found in namespace {ns}"))),
+        Err(e) => Err(refuse(StatusCode::BAD_GATEWAY, format!("reading streamjob {ns}/{name}: {e}"))),
     }
 }
 
 /// 404 for a job outside the namespace this operator watches: it does not run it.
-fn refuse_other_namespace(p: &JobPages, ns: &str, name: &str) -> Result<(), Response> {
+fn refuse_other_namespace(p: &JobPages, ns: &str, name: &str) -> Result<(), Refused> {
     match &p.namespace {
-        Some(watched) if watched != ns => Err(error(
+        Some(watched) if watched != ns => Err(refuse(
             StatusCode::NOT_FOUND,
             format!("streamjob {ns}/{name}: this operator runs the jobs of namespace {watched} only"),
         )),
