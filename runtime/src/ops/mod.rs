@@ -33,6 +33,7 @@ pub mod aggregate;
 pub mod expr;
 pub mod generator;
 pub mod json_file;
+pub mod nexmark;
 pub mod rate;
 pub mod simple;
 pub mod window;
