@@ -31,6 +31,7 @@
 
 pub mod aggregate;
 pub mod expr;
+mod expr_input;
 pub mod generator;
 pub mod json_file;
 pub mod nexmark;
