@@ -1,5 +1,5 @@
 # The two set-up commands (README): `make demo` and `make test`. `make bench` prints figures.
-.PHONY: demo test bench bench-kafka build fmt lint torture
+.PHONY: demo test bench bench-kafka bench-nexmark build fmt lint torture
 
 demo:
 	cargo build --release -p sluice-runtime --no-default-features
@@ -10,6 +10,10 @@ test:
 
 bench:
 	bash scripts/bench.sh
+
+# The Nexmark queries of examples/nexmark/ (see scripts/bench-nexmark.sh).
+bench-nexmark:
+	bash scripts/bench-nexmark.sh
 
 # Kafka → Kafka figures (starts the test broker; see scripts/bench-kafka.sh).
 bench-kafka:

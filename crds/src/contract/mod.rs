@@ -8,5 +8,6 @@ pub mod kafka;
 pub mod kafka_security;
 mod kafka_validate;
 pub mod manifest;
+pub mod nexmark;
 pub mod pipeline;
 pub mod validate;

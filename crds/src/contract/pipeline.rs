@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::kafka::{KafkaSinkSpec, KafkaSourceSpec};
+pub use super::nexmark::NexmarkSpec;
 
 /// Default number of key groups: the upper bound for any node's parallelism.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
@@ -77,6 +78,9 @@ pub struct Node {
     /// Source: a Kafka topic, replayable from checkpointed offsets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_source: Option<KafkaSourceSpec>,
+    /// Source: the Nexmark benchmark's persons, auctions and bids, replayable by split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexmark: Option<NexmarkSpec>,
     /// Operator: replace each record's value with a CEL expression's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<MapSpec>,
@@ -115,6 +119,8 @@ pub enum NodeKind<'a> {
     JsonFile(&'a JsonFileSpec),
     /// See [`KafkaSourceSpec`].
     KafkaSource(&'a KafkaSourceSpec),
+    /// See [`NexmarkSpec`].
+    Nexmark(&'a NexmarkSpec),
     /// See [`MapSpec`].
     Map(&'a MapSpec),
     /// See [`FilterSpec`].
@@ -138,7 +144,7 @@ pub enum NodeKind<'a> {
 impl NodeKind<'_> {
     /// True for nodes that produce records and take no input.
     pub fn is_source(&self) -> bool {
-        matches!(self, NodeKind::Generator(_) | NodeKind::JsonFile(_) | NodeKind::KafkaSource(_))
+        matches!(self, NodeKind::Generator(_) | NodeKind::JsonFile(_) | NodeKind::KafkaSource(_) | NodeKind::Nexmark(_))
     }
 
     /// True for nodes that consume records and emit none.
@@ -157,6 +163,7 @@ impl NodeKind<'_> {
             NodeKind::Generator(_) => "generator",
             NodeKind::JsonFile(_) => "jsonFile",
             NodeKind::KafkaSource(_) => "kafkaSource",
+            NodeKind::Nexmark(_) => "nexmark",
             NodeKind::Map(_) => "map",
             NodeKind::Filter(_) => "filter",
             NodeKind::KeyBy(_) => "keyBy",
@@ -182,6 +189,9 @@ impl Node {
         }
         if let Some(s) = &self.kafka_source {
             kinds.push(NodeKind::KafkaSource(s));
+        }
+        if let Some(s) = &self.nexmark {
+            kinds.push(NodeKind::Nexmark(s));
         }
         if let Some(s) = &self.map {
             kinds.push(NodeKind::Map(s));

@@ -152,7 +152,7 @@ fn validate_nodes<'p>(p: &'p Pipeline, at: &str, errs: &mut Errors) -> HashMap<&
         }
         let kinds = node.kinds();
         match kinds.len() {
-            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, map, filter, keyBy, aggregate, window, fileSink, kafkaSink, stdout, discard"),
+            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, nexmark, map, filter, keyBy, aggregate, window, fileSink, kafkaSink, stdout, discard"),
             1 => validate_kind(&kinds[0], p.error_policy, &np, errs),
             _ => errs.add(
                 np.clone(),
@@ -277,6 +277,7 @@ fn validate_kind(kind: &NodeKind<'_>, policy: ErrorPolicy, np: &str, errs: &mut 
             errs.add(format!("{np}.window.size"), "must be ≥ 1ms")
         }
         NodeKind::FileSink(f) if f.path.is_empty() => errs.add(format!("{np}.fileSink.path"), "must not be empty"),
+        NodeKind::Nexmark(n) => super::nexmark::validate(n, &format!("{np}.nexmark"), errs),
         NodeKind::KafkaSource(k) => super::kafka_validate::source(k, policy, &format!("{np}.kafkaSource"), errs),
         NodeKind::KafkaSink(k) => super::kafka_validate::sink(k, &format!("{np}.kafkaSink"), errs),
         _ => {}

@@ -18,6 +18,7 @@ use crate::ops::aggregate::Aggregate;
 use crate::ops::expr::Expr;
 use crate::ops::generator::Generator;
 use crate::ops::json_file::JsonFileSource;
+use crate::ops::nexmark::NexmarkSource;
 use crate::ops::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
 use crate::ops::window::TumblingWindow;
 use crate::ops::{OpContext, OpError};
@@ -35,6 +36,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
     Ok(match kind {
         NodeKind::Generator(g) => Instance::Source(Box::new(Generator::new(g.clone(), ctx))),
         NodeKind::JsonFile(j) => Instance::Source(Box::new(JsonFileSource::new(j.clone(), ctx, policy))),
+        NodeKind::Nexmark(n) => Instance::Source(Box::new(NexmarkSource::new(n, ctx))),
         NodeKind::Map(m) => Instance::Operator(Box::new(Map::new(Expr::compile(id, &m.expr)?, policy))),
         NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, filter_expr(id, &f.expr)?, policy))),
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),

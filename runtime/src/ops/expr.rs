@@ -1,5 +1,7 @@
 //! CEL expressions over a record (`value`, `key`, `ts`), compiled once per operator.
-//! Expressions that reference no variable are evaluated once and reused.
+//! Expressions that reference no variable are evaluated once and reused; an evaluation binds
+//! only the variables the expression names, and of `value` only the fields it selects
+//! (`expr_input.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use cel::objects::{Key, Map};
 use cel::{Context, Program};
 
 use super::OpError;
+use super::expr_input::ValueInput;
 use crate::record::Record;
 use crate::value::Value;
 
@@ -17,6 +20,9 @@ pub struct Expr {
     source: String,
     program: Program,
     constant: Option<Value>,
+    value: ValueInput,
+    uses_key: bool,
+    uses_ts: bool,
 }
 
 impl Expr {
@@ -40,7 +46,16 @@ impl Expr {
             return Err(error(format!("unknown function(s) {unknown:?}")));
         }
         drop(references);
-        let mut expr = Expr { node: node.into(), source: source.into(), program, constant: None };
+        let named = |v: &str| variables.iter().any(|x| x == v);
+        let value = match ValueInput::of(program.expression()) {
+            _ if !named("value") => ValueInput::Unused,
+            // `value` is named but no use was found: bind it whole rather than miss one.
+            ValueInput::Unused => ValueInput::Whole,
+            input => input,
+        };
+        let (uses_key, uses_ts) = (named("key"), named("ts"));
+        let mut expr =
+            Expr { node: node.into(), source: source.into(), program, constant: None, value, uses_key, uses_ts };
         if variables.is_empty() {
             let ctx = Context::default();
             let v = expr.program.execute(&ctx).map_err(|e| error(e.to_string()))?;
@@ -67,9 +82,15 @@ impl Expr {
         }
         let root = root.get_or_insert_with(Context::default);
         let mut ctx = root.new_inner_scope();
-        ctx.add_variable_from_value("value", to_cel(&r.value));
-        ctx.add_variable_from_value("key", to_cel(&r.key));
-        ctx.add_variable_from_value("ts", cel::Value::Int(r.ts));
+        if !matches!(self.value, ValueInput::Unused) {
+            ctx.add_variable_from_value("value", self.value.to_cel(&r.value));
+        }
+        if self.uses_key {
+            ctx.add_variable_from_value("key", to_cel(&r.key));
+        }
+        if self.uses_ts {
+            ctx.add_variable_from_value("ts", cel::Value::Int(r.ts));
+        }
         let v = self.program.execute(&ctx).map_err(|e| self.error(r, e.to_string()))?;
         from_cel(v).map_err(|m| self.error(r, m))
     }

@@ -31,8 +31,10 @@
 
 pub mod aggregate;
 pub mod expr;
+mod expr_input;
 pub mod generator;
 pub mod json_file;
+pub mod nexmark;
 pub mod rate;
 pub mod simple;
 pub mod window;

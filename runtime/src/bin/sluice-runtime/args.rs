@@ -166,6 +166,11 @@ pub struct BenchArgs {
     /// Distinct keys (state size).
     #[arg(long, default_value_t = 100_000)]
     pub keys: u64,
+    /// Measure this job document instead of the shared workload (`--records` and `--keys`
+    /// do not apply): its one source (`nexmark` with `events`, or `generator` with `count`)
+    /// is counted; `--parallelism` and `--checkpoint-interval` replace its own settings.
+    #[arg(long)]
+    pub job: Option<PathBuf>,
 }
 
 /// `sluice-runtime verify …`.

@@ -58,7 +58,14 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 
 /// `bench`: one configuration of the shared workload; prints one `RESULT` line.
 pub async fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { records, parallelism, checkpoint_interval, dir, keys } = args;
+    let BenchArgs { records, parallelism, checkpoint_interval, dir, keys, job } = args;
+    let document = match &job {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(sluice_crds::JobConfig::from_yaml(&text).with_context(|| format!("job document {}", path.display()))?)
+        }
+        None => None,
+    };
     prepare_dir(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
     let cfg = bench::BenchConfig {
@@ -67,13 +74,18 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         checkpoint_interval: checkpoint_interval.map(Into::into),
         dir,
         keys,
+        document,
     };
     let r = bench::run(&cfg).await.context("benchmark run failed")?;
+    let name = job.as_ref().and_then(|j| j.file_stem()).map_or("shared".into(), |s| s.to_string_lossy().into_owned());
     println!(
-        "RESULT engine=sluice p={parallelism} n={records} keys={keys} checkpoints={} steadyRecPerSec={:.0} recPerSecWall={:.0} ckptCompleted={} ckptP50Ms={} ckptP99Ms={} ckptMaxMs={} ckptBytes={} peakRssBytes={}",
+        "RESULT engine=sluice job={name} p={parallelism} n={} keys={keys} checkpoints={} steadyRecPerSec={:.0} recPerSecWall={:.0} recPerCpuSec={:.0} cpuSec={:.1} ckptCompleted={} ckptP50Ms={} ckptP99Ms={} ckptMaxMs={} ckptBytes={} peakRssBytes={}",
+        r.records,
         checkpoint_interval.map_or("off".to_string(), |i| i.to_string()),
         r.steady_rate,
         r.overall_rate,
+        r.records as f64 / r.cpu_seconds.max(0.01),
+        r.cpu_seconds,
         r.checkpoints,
         r.ckpt_p50_ms,
         r.ckpt_p99_ms,

@@ -1,11 +1,13 @@
 //! The shared benchmark workload (`make bench`), the same as the Flink reference in
 //! `shared/bench/`: `generator 0..N → map (key = i % 100000, value 1) → hash by key → running
-//! sum per key → discard`, with checkpoints off or every interval to a local directory.
+//! sum per key → discard`, with checkpoints off or every interval to a local directory; or a
+//! job document of its own (`make bench-nexmark`), measured at its source.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_crds::JobConfig;
+use sluice_crds::contract::job_config::{Checkpointing, StorageSpec};
 
 use sluice_runtime::checkpoint::driver::stats;
 use sluice_runtime::fault::Faults;
@@ -24,6 +26,9 @@ pub struct BenchConfig {
     pub dir: std::path::PathBuf,
     /// Distinct keys (state size); the shared workload uses 100 000.
     pub keys: u64,
+    /// A job document to run instead of the shared workload (its checkpointing and
+    /// parallelism replaced by this configuration's); its one source must be bounded.
+    pub document: Option<JobConfig>,
 }
 
 /// What a run measured.
@@ -45,6 +50,55 @@ pub struct BenchResult {
     pub ckpt_bytes: u64,
     /// Peak resident memory of the process (bytes), from /proc.
     pub peak_rss: u64,
+    /// CPU time (user + system) of the whole process, seconds.
+    pub cpu_seconds: f64,
+    /// Records the measured node counted.
+    pub records: u64,
+}
+
+/// A benchmark job: the document, the node whose records are counted and how many it sees.
+struct Measured {
+    job: JobConfig,
+    node: usize,
+    records: u64,
+    /// Count the node's output (a source) rather than its input.
+    output: bool,
+}
+
+/// `document` with this configuration's parallelism and checkpointing; measured at its one
+/// source, which must be bounded (`nexmark.events`, `generator.count`).
+fn own_job(cfg: &BenchConfig, mut document: JobConfig) -> Result<Measured, String> {
+    document.pipeline.parallelism = Some(cfg.parallelism);
+    document.checkpointing = cfg.checkpoint_interval.map(|interval| Checkpointing {
+        interval,
+        timeout: Duration::from_secs(600),
+        min_pause: Duration::ZERO,
+        max_concurrent: 1,
+        tolerable_failures: 3,
+        retained: 1,
+        storage: StorageSpec {
+            uri: format!("file://{}", cfg.dir.display()),
+            endpoint: None,
+            region: None,
+            path_style: None,
+            credentials_dir: None,
+        },
+    });
+    let sources: Vec<(usize, Option<u64>)> = document
+        .pipeline
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match (&n.nexmark, &n.generator) {
+            (Some(x), _) => Some((i, x.events)),
+            (_, Some(g)) => Some((i, g.count)),
+            _ => None,
+        })
+        .collect();
+    match sources[..] {
+        [(node, Some(records))] => Ok(Measured { job: document, node, records, output: true }),
+        _ => Err("the job document needs exactly one nexmark or generator source, with a bounded count".into()),
+    }
 }
 
 /// The job document of the workload.
@@ -100,12 +154,31 @@ pub fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// CPU time (user + system) of this process so far, in seconds (0 where /proc is unavailable;
+/// /proc counts in USER_HZ = 100 ticks a second on Linux).
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may hold spaces) end with `)`.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 /// Runs one configuration and measures it.
 pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
+    let measured = match &cfg.document {
+        Some(d) => own_job(cfg, d.clone())
+            .map_err(|m| JobError::Invalid(sluice_crds::ValidationError::single("pipeline.nodes", m)))?,
+        None => Measured { job: job(cfg), node: 2, records: cfg.records, output: false },
+    };
     let samples: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
-    let (sampler_samples, n) = (samples.clone(), cfg.records);
+    let (sampler_samples, n) = (samples.clone(), measured.records);
+    let (node, output) = (measured.node, measured.output);
+    let cpu_start = cpu_seconds();
     let config = RuntimeConfig {
-        job: job(cfg),
+        job: measured.job,
         restore: RestoreMode::None,
         run_id: "bench".into(),
         faults: Faults::none(),
@@ -113,7 +186,6 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
         control: None,
         allow_non_restored_state: false,
     };
-    let sum_node = 2;
     let mut handles: Option<JobHandles> = None;
     let start = Instant::now();
     let sampler = Arc::new(Mutex::new(None::<tokio::task::JoinHandle<()>>));
@@ -124,7 +196,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
-                let c = h.metrics.records_in(sum_node);
+                let c = if output { h.metrics.records_out(node) } else { h.metrics.records_in(node) };
                 sampler_samples.lock().unwrap_or_else(|p| p.into_inner()).push((Instant::now(), c));
                 if c >= n {
                     break;
@@ -156,6 +228,8 @@ pub async fn run(cfg: &BenchConfig) -> Result<BenchResult, JobError> {
         ckpt_max_ms: d.last().copied().unwrap_or(0),
         ckpt_bytes,
         peak_rss: peak_rss(),
+        cpu_seconds: cpu_seconds() - cpu_start,
+        records: n,
     })
 }
 
