@@ -1,11 +1,12 @@
 //! Runs a job: recover (restore point, fencing, sink transactions), wire tasks and channels,
 //! supervise them beside the checkpoint driver, wrap up. One module per step:
-//! [`recover`], [`wiring`], [`supervise`].
+//! [`recover`], [`wiring`], [`supervise`]; a job over several worker processes in [`workers`].
 
 mod progress;
 mod recover;
 mod supervise;
 pub mod wiring;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +108,9 @@ pub enum JobError {
     /// Checkpointing stopped the job.
     #[error("checkpointing: {0}")]
     Checkpointing(#[from] CheckpointError),
+    /// The workers of a multi-worker attempt lost one another.
+    #[error("workers: {0}")]
+    Workers(#[from] workers::WorkerError),
 }
 
 impl From<TaskError> for JobError {
@@ -117,7 +121,7 @@ impl From<TaskError> for JobError {
 
 /// A task's failure in the job document's terms: the node and subtask for an operator's
 /// error; the subtask for the rest (a chain of nodes is the engine's business).
-fn describe_task(e: &TaskError) -> String {
+pub(crate) fn describe_task(e: &TaskError) -> String {
     match e {
         TaskError::Op { task, source } => {
             let text = source.to_string();
@@ -133,6 +137,7 @@ fn describe_task(e: &TaskError) -> String {
             format!("subtask {}: the checkpoint coordinator went away", task.subtask)
         }
         TaskError::Thread { task, message } => format!("subtask {}: its thread failed: {message}", task.subtask),
+        TaskError::Remote { message, .. } => message.clone(),
     }
 }
 
@@ -146,7 +151,7 @@ impl JobError {
             JobError::Storage(e) => storage_kind(e),
             JobError::Restore(e) => e.kind(),
             JobError::Task(e) => e.kind(),
-            JobError::Exchange(_) => ErrorKind::Retryable,
+            JobError::Exchange(_) | JobError::Workers(_) => ErrorKind::Retryable,
             JobError::Checkpointing(e) => e.kind(),
         }
     }
@@ -235,7 +240,7 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
     let exchange = LocalExchange::default();
     // Boxed: the run's future is deep enough that callers nesting it in theirs would hit the
     // compiler's query depth limit.
-    Box::pin(run_parts(config, observe, &[(Placement::All, &exchange)], Some(&exchange))).await
+    Box::pin(run_parts(config, observe, &[(Placement::All, &exchange)], Some(&exchange), None)).await
 }
 
 /// Runs a job whose subtasks are split over `parts`, each part wired through its own exchange,
@@ -243,22 +248,27 @@ pub async fn run_observed(config: RuntimeConfig, observe: impl FnOnce(JobHandles
 /// per worker, without the coordination across processes. Lets a network exchange carry a
 /// real job end to end in a test.
 pub async fn run_split(config: RuntimeConfig, parts: &[(Placement, &dyn Exchange)]) -> Result<JobOutcome, JobError> {
-    Box::pin(run_parts(config, |_| {}, parts, None)).await
+    Box::pin(run_parts(config, |_| {}, parts, None, None)).await
 }
 
 /// Runs a job wired in `parts`; `local` is the exchange that must have paired every channel
-/// when every subtask runs through it.
+/// when every subtask runs through it; `leader`, on worker 0 of a multi-worker run, reaches the
+/// tasks the other workers run.
 async fn run_parts(
     config: RuntimeConfig,
     observe: impl FnOnce(JobHandles),
     parts: &[(Placement, &dyn Exchange)],
     local: Option<&LocalExchange>,
+    mut leader: Option<&mut workers::Leader>,
 ) -> Result<JobOutcome, JobError> {
     let started = Instant::now();
     let (job, pipeline) = (&config.job, &config.job.pipeline);
     preflight::check(job)?;
     let plan = PhysicalPlan::build(pipeline);
     let recover::Prepared { store, loaded, mut restore_plan, first_id } = recover::prepare(&config).await?;
+    if let Some(l) = leader.as_deref() {
+        l.start(loaded.as_ref().map(|l| l.location.as_str()));
+    }
     let restored_from = restore_plan.checkpoint;
     let records_before = match &loaded {
         Some(l) => l.manifest.records,
@@ -276,7 +286,11 @@ async fn run_parts(
         let wiring = wiring::Wiring { config: &config, plan: &plan, placement, exchange: *exchange, env: env.clone() };
         wiring::wire(&wiring, &mut restore_plan, &mut wired)?;
     }
-    // The tasks hold the only senders of `events` now: the driver sees them all end.
+    if let Some(l) = leader.as_deref_mut() {
+        l.attach(&plan, pipeline, &mut wired, &env.events, &cancellation).await?;
+    }
+    // The tasks (and the other workers' proxies) hold the only senders of `events` now: the
+    // driver sees them all end.
     drop(env);
     // Every subtask runs here, so every channel must have both ends wired.
     if let Some(&channel) = local.and_then(|l| l.unpaired().first().copied()).as_ref() {

@@ -152,3 +152,24 @@ async fn load_restore_point(
         }
     }
 }
+
+/// What a worker other than worker 0 starts from: worker 0 chose the restore point (`restore`,
+/// a manifest or savepoint URI; `None` for a fresh start), fenced older attempts and recovered
+/// the sinks; this worker only loads the same checkpoint and deals its state.
+pub(super) async fn prepare_member(
+    config: &RuntimeConfig,
+    restore: Option<&str>,
+) -> Result<(Option<SharedStore>, RestorePlan), JobError> {
+    let job = &config.job;
+    let store = match &job.checkpointing {
+        Some(c) => Some(storage::open(&c.storage).await?),
+        None => None,
+    };
+    let Some(uri) = restore else { return Ok((store, RestorePlan::default())) };
+    let chosen = RuntimeConfig { restore: RestoreMode::From(uri.to_string()), ..config.clone() };
+    let (loaded, _) = load_restore_point(&chosen, store.as_ref()).await?;
+    let Some(loaded) = loaded else { return Ok((store, RestorePlan::default())) };
+    tracing::info!(checkpoint = %loaded.manifest.checkpoint_id, location = %loaded.location, "restoring (as worker 0 chose)");
+    restore::check_fit(&loaded, &job.name, &job.pipeline, config.allow_non_restored_state)?;
+    Ok((store, restore::assign(&loaded, &job.pipeline)?))
+}

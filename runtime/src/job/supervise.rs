@@ -89,19 +89,25 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
 
 /// A task that failed because its downstream closed is a symptom: report the real cause.
 async fn first_cause(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>>) -> JobError {
-    if !matches!(first, TaskError::Downstream { .. }) {
-        return first.into();
+    first_cause_task(first, tasks).await.into()
+}
+
+/// The first failure among `first` and the tasks that fail within 2 s of it that is not a
+/// symptom of another (`first` when there is none).
+pub(super) async fn first_cause_task(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>>) -> TaskError {
+    if !first.is_symptom() {
+        return first;
     }
     let deadline = tokio::time::sleep(Duration::from_secs(2));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             j = tasks.join_next() => match j {
-                Some(Ok(Err(e))) if !matches!(e, TaskError::Downstream { .. }) => return e.into(),
+                Some(Ok(Err(e))) if !e.is_symptom() => return e,
                 Some(_) => {}
-                None => return first.into(),
+                None => return first,
             },
-            _ = &mut deadline => return first.into(),
+            _ = &mut deadline => return first,
         }
     }
 }

@@ -63,6 +63,8 @@ pub(super) struct Wired {
     pub tasks: JoinSet<Result<(), TaskError>>,
     /// The coordinator's handles to them.
     pub handles: Vec<TaskHandle>,
+    /// Which task each entry of `tasks` runs (a worker reports each task's end by its id).
+    pub ids: std::collections::HashMap<tokio::task::Id, TaskId>,
 }
 
 /// Number of source subtasks in the whole plan (wherever they run): the coordinator triggers
@@ -110,7 +112,8 @@ pub(super) fn wire(w: &Wiring<'_>, restore: &mut RestorePlan, wired: &mut Wired)
                 w.env.clone(),
             )?;
             wired.handles.push(TaskHandle { id, control: ctl_tx, is_source });
-            spawn_task_thread(&mut wired.tasks, id, task.run(head));
+            let entry = spawn_task_thread(&mut wired.tasks, id, task.run(head));
+            wired.ids.insert(entry, id);
         }
     }
     Ok(())
@@ -196,12 +199,13 @@ fn outputs(
 
 /// Runs a task on a thread of its own (with a single-threaded async runtime for its channels),
 /// so that every task gets a core of its own as the OS schedules it; storage I/O and the
-/// coordinator stay on the main runtime. The join set sees the task's result.
+/// coordinator stay on the main runtime. The join set sees the task's result under the id
+/// returned.
 fn spawn_task_thread(
     tasks: &mut JoinSet<Result<(), TaskError>>,
     id: TaskId,
     fut: impl std::future::Future<Output = Result<(), TaskError>> + Send + 'static,
-) {
+) -> tokio::task::Id {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name(format!("sluice-{id}")).spawn(move || {
         let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -211,12 +215,14 @@ fn spawn_task_thread(
         let _ = tx.send(result);
     });
     let spawn_error = spawned.err().map(|e| e.to_string());
-    tasks.spawn(async move {
-        if let Some(message) = spawn_error {
-            return Err(TaskError::Thread { task: id, message });
-        }
-        rx.await.unwrap_or_else(|_| Err(TaskError::Thread { task: id, message: "panicked".into() }))
-    });
+    tasks
+        .spawn(async move {
+            if let Some(message) = spawn_error {
+                return Err(TaskError::Thread { task: id, message });
+            }
+            rx.await.unwrap_or_else(|_| Err(TaskError::Thread { task: id, message: "panicked".into() }))
+        })
+        .id()
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a job document; restores from the latest completed checkpoint unless told otherwise.
     Run(RunArgs),
+    /// Run one worker of a job spread over several processes (what each pod of a multi-worker
+    /// job runs; `run --workers N` starts N of them locally).
+    Worker(WorkerArgs),
     /// Validate a job document and exit.
     Validate {
         /// The job document (YAML).
@@ -96,6 +99,55 @@ pub struct RunArgs {
     /// the final state (`finished`, `failed`, `cancelled`); a signal ends it early.
     #[arg(long, default_value = "2s")]
     pub control_linger: humantime::Duration,
+    /// Run the job over this many worker processes on 127.0.0.1: this process only starts and
+    /// watches them, and when one fails it stops the others and relaunches them all from the
+    /// latest completed checkpoint. Worker 0 runs the coordinator and serves the control
+    /// endpoint.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+    /// With --workers: how many times the workers are relaunched after a failure before the
+    /// run fails.
+    #[arg(long, default_value_t = 10, requires = "workers")]
+    pub max_restarts: u32,
+}
+
+/// `sluice-runtime worker`: one worker of a multi-worker attempt.
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// This worker's index (0 runs the checkpoint coordinator and serves the control endpoint).
+    #[arg(long)]
+    pub index: usize,
+    /// Every worker's exchange address (`host:port`), by index, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// Where this worker's exchange listens (default: its own entry of --peers).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Worker 0's control address (`host:port`), where the other workers connect.
+    #[arg(long)]
+    pub coordinator: String,
+    /// Where worker 0 listens for the other workers (default: --coordinator).
+    #[arg(long)]
+    pub coordinator_listen: Option<std::net::SocketAddr>,
+    /// The attempt id, the same for every worker of the attempt: a worker of another attempt
+    /// is refused. Also the run id, unless --run-id says otherwise.
+    #[arg(long)]
+    pub attempt: String,
+    /// How long the other workers may take to start and connect.
+    #[arg(long, default_value = "30s")]
+    pub connect_timeout: humantime::Duration,
+    /// How often an idle control connection says it is alive.
+    #[arg(long, default_value = "1s")]
+    pub heartbeat: humantime::Duration,
+    /// Silence on a control connection after which the other worker is taken as lost.
+    #[arg(long, default_value = "10s")]
+    pub heartbeat_timeout: humantime::Duration,
+    /// Started by `run --workers`: exit when standard input closes (the supervisor is gone);
+    /// a line `cancel` on it cancels the job.
+    #[arg(long, hide = true)]
+    pub supervised: bool,
 }
 
 /// Where a client command finds the runtime, and how it answers.

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Cancel(args) => commands::control::cancel(args).await,
             Command::Validate { job } => commands::run::validate(&job),
             Command::Run(args) => commands::run::run(args).await,
+            Command::Worker(args) => commands::worker::worker(args).await,
             Command::Demo { dir } => commands::run::demo(&dir).await,
             Command::Verify(cmd) => commands::verify::verify(cmd).await,
             Command::BenchState => commands::bench::bench_state(),

@@ -8,6 +8,7 @@ use sluice_crds::contract::job_config::ValidationError;
 use sluice_runtime::error::ErrorKind;
 use sluice_runtime::job::JobError;
 
+use crate::commands::supervisor::WorkerFailed;
 use crate::signals::StopTimeout;
 
 /// The error's chain as one message in which each level says only what it adds: a level whose
@@ -51,9 +52,14 @@ fn leaf_text(cause: &(dyn Error + 'static), text: String) -> String {
     }
 }
 
-/// The exit status for `e`: [`ErrorKind::DataLossRisk`]'s status (3) first, then a signal's
+/// The exit status for `e`: a supervised worker's own status when one failed the run, else
+/// [`ErrorKind::DataLossRisk`]'s status (3) first, then a signal's
 /// cancel that timed out (4), an invalid job document (65), else 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    // `run --workers`: the failed worker's own status.
+    if let Some(w) = e.chain().find_map(|c| c.downcast_ref::<WorkerFailed>()) {
+        return w.code;
+    }
     let job_error = e.chain().find_map(|c| c.downcast_ref::<JobError>());
     let invalid = job_error.is_some_and(JobError::is_invalid_job)
         || e.chain().any(|c| c.downcast_ref::<ValidationError>().is_some());

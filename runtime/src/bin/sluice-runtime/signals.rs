@@ -81,6 +81,28 @@ async fn cancel_on_signal_within(
     }
 }
 
+/// Runs `job` on a worker other than worker 0: that worker's coordinator cancels the job for
+/// every worker (it gets the same signal: Ctrl-C reaches the whole process group, a pod
+/// deletion every pod), so a first signal is only noted; a second exits at once.
+pub async fn defer_to_coordinator(job: impl Future<Output = Result<()>>) -> Result<()> {
+    let mut signals = Signals::install()?;
+    tokio::pin!(job);
+    tokio::select! {
+        r = &mut job => return r,
+        (name, _) = signals.next() => {
+            SIGNALLED.store(true, Ordering::Relaxed);
+            tracing::warn!(signal = name, "worker 0 cancels the job for every worker; a second signal exits at once");
+        }
+    }
+    tokio::select! {
+        r = &mut job => r,
+        (name, number) = signals.next() => {
+            eprintln!("error: second signal ({name}): exiting at once");
+            std::process::exit(128 + number);
+        }
+    }
+}
+
 /// Waits `duration`, or not at all when SIGTERM or SIGINT ended the job, or less when one
 /// arrives meanwhile: the endpoint's linger must not hold a person's Ctrl-C or a pod's deletion.
 pub async fn linger(duration: Duration) {

@@ -68,6 +68,19 @@ pub enum TaskError {
         /// What happened.
         message: String,
     },
+    /// A task in another worker process failed there, or that worker was lost (the message
+    /// says which, naming the worker).
+    #[error("task {task}: {message}")]
+    Remote {
+        /// The task (for a lost worker: one of the tasks it ran).
+        task: TaskId,
+        /// What its failure means for the run, as its worker said.
+        kind: crate::error::ErrorKind,
+        /// A symptom of another failure (its downstream closed), not a cause.
+        symptom: bool,
+        /// The failure in the job document's terms, naming the worker.
+        message: String,
+    },
 }
 
 impl TaskError {
@@ -76,11 +89,30 @@ impl TaskError {
     pub fn kind(&self) -> crate::error::ErrorKind {
         match self {
             TaskError::Op { source, .. } => source.kind(),
+            TaskError::Remote { kind, .. } => *kind,
             TaskError::Downstream { .. }
             | TaskError::Upstream { .. }
             | TaskError::Coordinator { .. }
             | TaskError::Thread { .. } => crate::error::ErrorKind::Retryable,
         }
+    }
+
+    /// The failed task.
+    pub fn task(&self) -> TaskId {
+        match self {
+            TaskError::Op { task, .. }
+            | TaskError::Downstream { task }
+            | TaskError::Upstream { task, .. }
+            | TaskError::Coordinator { task }
+            | TaskError::Thread { task, .. }
+            | TaskError::Remote { task, .. } => *task,
+        }
+    }
+
+    /// Whether this failure is only a symptom of another (a downstream task went away): the
+    /// other one is the failure to report.
+    pub fn is_symptom(&self) -> bool {
+        matches!(self, TaskError::Downstream { .. } | TaskError::Remote { symptom: true, .. })
     }
 }
 

@@ -4,4 +4,6 @@ pub mod bench;
 pub mod control;
 pub mod control_format;
 pub mod run;
+pub mod supervisor;
 pub mod verify;
+pub mod worker;

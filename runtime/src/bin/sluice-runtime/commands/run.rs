@@ -8,6 +8,7 @@ use sluice_crds::JobConfig;
 use sluice_crds::contract::control::JobState;
 use sluice_runtime::control::ControlState;
 use sluice_runtime::fault::Faults;
+use sluice_runtime::job::workers::WorkerSpec;
 use sluice_runtime::job::{self, RestoreMode, RuntimeConfig, human_bytes};
 use sluice_runtime::nodes::preflight;
 
@@ -16,7 +17,7 @@ use crate::signals;
 
 /// Reads and checks a job document as a run would before processing anything: every problem,
 /// each naming its field and node ([`preflight::load`]).
-fn load_job(path: &Path) -> Result<JobConfig> {
+pub fn load_job(path: &Path) -> Result<JobConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     preflight::load(&text).with_context(|| format!("invalid job document {}", path.display()))
 }
@@ -35,8 +36,26 @@ pub fn validate(path: &Path) -> Result<()> {
 }
 
 /// `run`: runs a job document until it finishes, is cancelled (signal or control endpoint) or
-/// fails, serving the control endpoint when asked.
+/// fails, serving the control endpoint when asked; with `--workers N`, starts and supervises N
+/// worker processes instead.
 pub async fn run(args: RunArgs) -> Result<()> {
+    match args.workers {
+        Some(n) => super::supervisor::supervise(args, n as usize).await,
+        None => run_as(args, None).await,
+    }
+}
+
+/// One worker's place in a multi-worker attempt, and the supervisor's cancel requests.
+pub struct AsWorker {
+    /// Its place.
+    pub spec: WorkerSpec,
+    /// Requests to cancel the job (from the local supervisor's pipe), if any.
+    pub cancels: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+/// Runs the job in this process, alone or (`worker`) as one worker of an attempt: worker 0
+/// serves the control endpoint and cancels the job on a signal; the others leave both to it.
+pub async fn run_as(args: RunArgs, worker: Option<AsWorker>) -> Result<()> {
     let job = load_job(&args.job)?;
     let faults = Faults::new(args.fault_point.as_deref(), args.chaos_probability).map_err(anyhow::Error::msg)?;
     let restore = match (args.restore, args.no_restore, args.allow_fallback) {
@@ -49,7 +68,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // Always there: signals cancel through it even without an endpoint.
     let control = ControlState::new(&run_id);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let member = worker.as_ref().is_some_and(|w| w.spec.index > 0);
     let bind = match (args.control_addr, args.no_control) {
+        _ if member => Bind::Off,
         (_, true) => Bind::Off,
         (Some(addr), false) => Bind::Required(addr),
         (None, false) => Bind::Default,
@@ -65,7 +86,24 @@ pub async fn run(args: RunArgs) -> Result<()> {
         allow_non_restored_state: args.allow_non_restored_state,
     };
     let resume = format!("sluice-runtime run {}", args.job.display());
-    let result = signals::cancel_on_signal(run_job(config, &resume), control.clone()).await;
+    let (spec, cancels) = match worker {
+        Some(AsWorker { spec, cancels }) => (Some(spec), cancels),
+        None => (None, None),
+    };
+    if let Some(mut cancels) = cancels {
+        let control = control.clone();
+        tokio::spawn(async move {
+            if cancels.recv().await.is_some() {
+                tracing::warn!("the supervisor asks to cancel the job");
+                let _ = control.stop(sluice_crds::contract::control::StopKind::Cancel).await;
+            }
+        });
+    }
+    let result = if member {
+        signals::defer_to_coordinator(run_job(config, &resume, spec)).await
+    } else {
+        signals::cancel_on_signal(run_job(config, &resume, spec), control.clone()).await
+    };
     if result.is_err() && control.job_state() == JobState::Running {
         // It failed before the job could say so (e.g. restore): the endpoint says it now.
         control.set_job_state(JobState::Failed);
@@ -125,12 +163,22 @@ async fn serve_control(
     Ok(Some(tokio::spawn(sluice_runtime::control::http::serve_on(listener, control, shutdown))))
 }
 
-/// Runs the job and prints its summary; a cancelled run (Ctrl-C, SIGTERM, a stop) also says how
-/// to resume it: `resume` is the command that runs it again.
-async fn run_job(config: RuntimeConfig, resume: &str) -> Result<()> {
+/// Runs the job (alone, or as worker `spec.index` of an attempt) and prints its summary; a
+/// cancelled run (Ctrl-C, SIGTERM, a stop) also says how to resume it: `resume` is the command
+/// that runs it again. A worker other than worker 0 prints nothing.
+async fn run_job(config: RuntimeConfig, resume: &str, spec: Option<WorkerSpec>) -> Result<()> {
     let name = config.job.name.clone();
     let checkpointing = config.job.checkpointing.is_some();
-    let outcome = job::run(config).await.with_context(|| format!("job {name} failed"))?;
+    let on = spec.as_ref().map(|s| format!(" on worker {}", s.index)).unwrap_or_default();
+    let result = match spec {
+        None => job::run(config).await,
+        Some(spec) => match job::workers::run_worker(config, spec).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => return Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    let outcome = result.with_context(|| format!("job {name} failed{on}"))?;
     let s = &outcome.checkpoints;
     println!(
         "job {name} {}: {} source records in {:.1}s{}, {} checkpoints completed, {} failed{}",
@@ -189,7 +237,7 @@ async fn run_demo(dir: &Path, control: Arc<ControlState>) -> Result<()> {
         control: Some(control),
         allow_non_restored_state: false,
     };
-    run_job(config, &format!("sluice-runtime demo --dir {}", dir.display())).await?;
+    run_job(config, &format!("sluice-runtime demo --dir {}", dir.display()), None).await?;
     let out = abs.join("output");
     let files: Vec<_> = std::fs::read_dir(&out)
         .with_context(|| format!("listing {}", out.display()))?
