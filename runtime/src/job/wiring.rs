@@ -111,7 +111,7 @@ pub(super) fn wire(w: &Wiring<'_>, restore: &mut RestorePlan, wired: &mut Wired)
                 ctl_rx,
                 w.env.clone(),
             )?;
-            wired.handles.push(TaskHandle { id, control: ctl_tx, is_source });
+            wired.handles.push(TaskHandle { id, control: ctl_tx.into(), is_source });
             let entry = spawn_task_thread(&mut wired.tasks, id, task.run(head));
             wired.ids.insert(entry, id);
         }

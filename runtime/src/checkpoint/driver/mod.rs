@@ -106,12 +106,39 @@ pub fn stats(s: &SharedStats) -> std::sync::MutexGuard<'_, CheckpointStats> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where a task's commands go: its own channel, or — a task in another worker process — that
+/// worker's one channel, tagged with the task, so that the worker receives every command in the
+/// order the driver sent them (a completion for a sink before the end of input of its source).
+#[derive(Clone, Debug)]
+pub enum ControlSender {
+    /// The task's own channel.
+    Local(mpsc::UnboundedSender<TaskControl>),
+    /// Its worker's channel.
+    Tagged(TaskId, mpsc::UnboundedSender<(TaskId, TaskControl)>),
+}
+
+impl ControlSender {
+    /// Sends `c`; `false` when the receiving side is gone.
+    pub fn send(&self, c: TaskControl) -> bool {
+        match self {
+            ControlSender::Local(tx) => tx.send(c).is_ok(),
+            ControlSender::Tagged(task, tx) => tx.send((*task, c)).is_ok(),
+        }
+    }
+}
+
+impl From<mpsc::UnboundedSender<TaskControl>> for ControlSender {
+    fn from(tx: mpsc::UnboundedSender<TaskControl>) -> ControlSender {
+        ControlSender::Local(tx)
+    }
+}
+
 /// A task as the coordinator addresses it.
 pub struct TaskHandle {
     /// The task.
     pub id: TaskId,
     /// Its control channel.
-    pub control: mpsc::UnboundedSender<TaskControl>,
+    pub control: ControlSender,
     /// Whether it runs a source.
     pub is_source: bool,
 }

@@ -15,7 +15,7 @@ use super::WorkerError;
 use super::link::Link;
 use super::placement::{is_source, tasks_of};
 use super::protocol::{ControlMsg, RemoteFailure};
-use crate::checkpoint::driver::TaskHandle;
+use crate::checkpoint::driver::{ControlSender, TaskHandle};
 use crate::engine::cancel::Cancellation;
 use crate::engine::message::{TaskControl, TaskEvent, TaskId};
 use crate::engine::task::TaskError;
@@ -73,11 +73,13 @@ impl Leader {
         for link in &mut self.links {
             let worker = link.worker;
             let tasks = tasks_of(plan, worker, self.count);
+            // One channel per worker: its commands leave in the order the driver sent them.
+            let (tx, rx) = mpsc::unbounded_channel();
             for &task in &tasks {
-                let (control, rx) = mpsc::unbounded_channel();
+                let control = ControlSender::Tagged(task, tx.clone());
                 wired.handles.push(TaskHandle { id: task, control, is_source: is_source(plan, pipeline, task) });
-                tokio::spawn(forward(rx, link.tx.clone(), task, cancel.clone()));
             }
+            tokio::spawn(forward(rx, link.tx.clone(), cancel.clone()));
             let Some(&first) = tasks.first() else { continue };
             let (done_tx, done_rx) = oneshot::channel();
             let rx = std::mem::replace(&mut link.rx, mpsc::unbounded_channel().1);
@@ -112,15 +114,15 @@ fn lost(worker: usize, task: TaskId, reason: String) -> TaskError {
     }
 }
 
-/// Sends a proxy handle's commands to its task over its worker's connection. A cancel first
-/// carries the cancel flag's setting, which the remote worker sets before waking its tasks.
+/// Sends the proxy handles' commands to their tasks over their worker's connection, in the
+/// order the driver sent them. A cancel first carries the cancel flag's setting, which the
+/// remote worker sets before waking its tasks.
 async fn forward(
-    mut rx: mpsc::UnboundedReceiver<TaskControl>,
+    mut rx: mpsc::UnboundedReceiver<(TaskId, TaskControl)>,
     tx: mpsc::UnboundedSender<ControlMsg>,
-    task: TaskId,
     cancel: Arc<Cancellation>,
 ) {
-    while let Some(c) = rx.recv().await {
+    while let Some((task, c)) = rx.recv().await {
         if c == TaskControl::Cancel {
             let _ = tx.send(ControlMsg::Cancel(cancel.keep_up_to()));
         }

@@ -12,7 +12,8 @@ use super::placement::placement;
 use super::protocol::{ControlMsg, RemoteFailure};
 use super::{WorkerError, WorkerSpec};
 use crate::engine::cancel::Cancellation;
-use crate::engine::message::{TaskControl, TaskId};
+use crate::checkpoint::driver::ControlSender;
+use crate::engine::message::TaskId;
 use crate::engine::metrics::JobMetrics;
 use crate::engine::net::NetExchange;
 use crate::engine::task::TaskError;
@@ -53,8 +54,7 @@ pub(super) async fn run(
     let _ = link.tx.send(ControlMsg::Ready);
     tracing::info!(worker = spec.index, tasks = wired.handles.len(), "wired; running");
 
-    let handles: HashMap<TaskId, mpsc::UnboundedSender<TaskControl>> =
-        wired.handles.drain(..).map(|h| (h.id, h.control)).collect();
+    let handles: HashMap<TaskId, ControlSender> = wired.handles.drain(..).map(|h| (h.id, h.control)).collect();
     let (mut tasks, ids) = (wired.tasks, wired.ids);
     let mut failed: Option<TaskError> = None;
     let mut tasks_done = tasks.is_empty();
