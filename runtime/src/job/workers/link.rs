@@ -123,7 +123,9 @@ pub async fn connect(addr: SocketAddr, me: usize, config: &LinkConfig) -> Result
                 .await;
                 match answer.map(|r| r.map(|body| protocol::decode(&body))) {
                     Ok(Ok(Ok((_, ControlMsg::Welcome)))) => return Ok(start(0, stream, config)),
-                    Ok(Ok(Ok((_, ControlMsg::Refuse(reason))))) => return Err(LinkError::Refused { worker: 0, reason }),
+                    Ok(Ok(Ok((_, ControlMsg::Refuse(reason))))) => {
+                        return Err(LinkError::Refused { worker: 0, reason });
+                    }
                     Ok(Ok(Ok((_, other)))) => format!("unexpected handshake answer {other:?}"),
                     Ok(Ok(Err(e))) => e.to_string(),
                     Ok(Err(e)) => e.to_string(),

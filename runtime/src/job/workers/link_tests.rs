@@ -87,7 +87,8 @@ async fn a_coordinator_that_never_comes_is_named_after_the_connect_timeout() {
     let err = connect(addr, 1, &c).await.err().expect("unreachable");
     assert!(err.to_string().contains("worker 0 (the coordinator"), "{err}");
     let (l, _) = listener().await;
-    let err = accept_all(l, &config("x", 3).with_connect_timeout(Duration::from_millis(200))).await.err().expect("no one");
+    let err =
+        accept_all(l, &config("x", 3).with_connect_timeout(Duration::from_millis(200))).await.err().expect("no one");
     assert!(err.to_string().contains("[1, 2] did not join"), "{err}");
 }
 

@@ -131,12 +131,14 @@ pub async fn run_worker(config: RuntimeConfig, spec: WorkerSpec) -> Result<Optio
     preflight::check(&config.job)?;
     let plan = PhysicalPlan::build(&config.job.pipeline);
     let listen = spec.listen.unwrap_or(spec.peers[spec.index]);
-    let listener =
-        TcpListener::bind(listen).await.map_err(|source| WorkerError::from(NetError::Listen { addr: listen, source }))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| WorkerError::from(NetError::Listen { addr: listen, source }))?;
     let mut net = NetConfig::new(spec.index, spec.peers.clone(), spec.attempt.clone());
     net.connect_timeout = spec.connect_timeout;
     let locate = Box::new(ChannelLocator::new(&plan, count));
-    let exchange = NetExchange::with_listener(net, listener, locate, &NetMetrics::default()).map_err(WorkerError::from)?;
+    let exchange =
+        NetExchange::with_listener(net, listener, locate, &NetMetrics::default()).map_err(WorkerError::from)?;
     let links = spec.link_config();
     if spec.index > 0 {
         let link = link::connect(spec.coordinator, spec.index, &links).await.map_err(WorkerError::from)?;

@@ -35,7 +35,10 @@ fn every_message_decodes_to_itself_with_its_attempt() {
         ControlMsg::Start { restore: None },
         ControlMsg::Start { restore: Some("file:///c/manifests/chk-1.json".into()) },
         ControlMsg::Ready,
-        ControlMsg::Control(task(1, 2), TaskControl::Trigger(Barrier { id: CheckpointId(5), kind: BarrierKind::StopSavepoint })),
+        ControlMsg::Control(
+            task(1, 2),
+            TaskControl::Trigger(Barrier { id: CheckpointId(5), kind: BarrierKind::StopSavepoint }),
+        ),
         ControlMsg::Control(task(0, 0), TaskControl::Complete(CheckpointId(6))),
         ControlMsg::Control(task(0, 1), TaskControl::Abort(CheckpointId(7))),
         ControlMsg::Control(task(3, 0), TaskControl::EndInput),
