@@ -259,7 +259,7 @@ async fn run_parts(
     observe: impl FnOnce(JobHandles),
     parts: &[(Placement, &dyn Exchange)],
     local: Option<&LocalExchange>,
-    mut leader: Option<&mut workers::Leader>,
+    leader: Option<&mut workers::Leader>,
 ) -> Result<JobOutcome, JobError> {
     let started = Instant::now();
     let (job, pipeline) = (&config.job, &config.job.pipeline);
@@ -286,7 +286,7 @@ async fn run_parts(
         let wiring = wiring::Wiring { config: &config, plan: &plan, placement, exchange: *exchange, env: env.clone() };
         wiring::wire(&wiring, &mut restore_plan, &mut wired)?;
     }
-    if let Some(l) = leader.as_deref_mut() {
+    if let Some(l) = leader {
         l.attach(&plan, pipeline, &mut wired, &env.events, &cancellation).await?;
     }
     // The tasks (and the other workers' proxies) hold the only senders of `events` now: the

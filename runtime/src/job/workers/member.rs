@@ -28,16 +28,14 @@ pub(super) async fn run(
     exchange: NetExchange,
     mut link: Link,
 ) -> Result<(), JobError> {
-    let restore = loop {
-        match link.rx.recv().await {
-            Some(Ok(ControlMsg::Start { restore })) => break restore,
-            Some(Ok(ControlMsg::Bye)) => {
-                return Err(WorkerError::LostCoordinator("it ended the attempt before it started".into()).into());
-            }
-            Some(Ok(other)) => return Err(WorkerError::Protocol { worker: 0, what: format!("{other:?}") }.into()),
-            Some(Err(reason)) => return Err(WorkerError::LostCoordinator(reason).into()),
-            None => return Err(WorkerError::LostCoordinator("its connection ended".into()).into()),
+    let restore = match link.rx.recv().await {
+        Some(Ok(ControlMsg::Start { restore })) => restore,
+        Some(Ok(ControlMsg::Bye)) => {
+            return Err(WorkerError::LostCoordinator("it ended the attempt before it started".into()).into());
         }
+        Some(Ok(other)) => return Err(WorkerError::Protocol { worker: 0, what: format!("{other:?}") }.into()),
+        Some(Err(reason)) => return Err(WorkerError::LostCoordinator(reason).into()),
+        None => return Err(WorkerError::LostCoordinator("its connection ended".into()).into()),
     };
     let (store, mut restore_plan) = recover::prepare_member(config, restore.as_deref()).await?;
     let shape = JobShape::new(&config.job.name, &config.job.pipeline, plan);

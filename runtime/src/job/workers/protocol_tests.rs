@@ -77,12 +77,12 @@ fn truncated_trailing_and_foreign_frames_are_refused() {
     }
     let mut long = body.to_vec();
     long.push(0);
-    assert!(decode(&long).unwrap_err().0.contains("left over"));
+    assert!(decode(&long).expect_err("trailing").0.contains("left over"));
     let mut hello = Vec::new();
     encode(&mut hello, "a", &ControlMsg::Hello { version: VERSION, worker: 1, count: 2 });
     let mut exchange_hello = hello[4..].to_vec();
     let at = exchange_hello.iter().position(|&b| b == b'S').expect("magic");
     exchange_hello[at..at + 8].copy_from_slice(b"SLUICENX");
-    assert!(decode(&exchange_hello).unwrap_err().0.contains("not a Sluice control hello"));
-    assert!(decode(&[99, 0]).unwrap_err().0.contains("unknown control frame kind 99"));
+    assert!(decode(&exchange_hello).expect_err("foreign").0.contains("not a Sluice control hello"));
+    assert!(decode(&[99, 0]).expect_err("unknown").0.contains("unknown control frame kind 99"));
 }
