@@ -254,12 +254,15 @@ impl Reference {
 
 // ---------------------------------------------------------------- the operator, rescaled
 
+/// A subtask's checkpoint chain: its state files (bytes and manifest entry), its operator state.
+type Chain = (Vec<(Vec<u8>, StateFile)>, Vec<serde_json::Value>);
+
 struct Harness {
     scenario: Scenario,
     ops: Vec<Window>,
     /// Per subtask: the files of its checkpoint chain (a full base, then deltas) and its last
     /// operator state.
-    chains: Vec<(Vec<(Vec<u8>, StateFile)>, Vec<serde_json::Value>)>,
+    chains: Vec<Chain>,
     next_id: u64,
     out: Vec<Record>,
     late: Vec<Record>,
