@@ -53,7 +53,7 @@ fn int(b: &Json, f: &str) -> i64 {
 /// ordered by event time, then row.
 fn reference(query: &str) -> Vec<(i64, Json)> {
     let mut rows = match query {
-        "q5" | "q7" | "q11" | "q17" => windowed(query),
+        "q5" | "q7" | "q11" | "q15" | "q17" => windowed(query),
         _ => per_bid(query),
     };
     rows.sort_by_key(|(ts, row)| (*ts, row.to_string()));
@@ -172,6 +172,29 @@ fn windowed(query: &str) -> Vec<(i64, Json)> {
                 rows.push((start + day - 1, row));
             }
         }
+        // Per (UTC) day: bids, distinct bidders and distinct auctions, in all and per price range.
+        "q15" => {
+            let mut days: BTreeMap<i64, Vec<&Json>> = BTreeMap::new();
+            for b in &bids {
+                let ts = int(b, "date_time");
+                days.entry(ts - ts.rem_euclid(day)).or_default().push(b);
+            }
+            let ranges = [(i64::MIN, i64::MAX), (i64::MIN, 10_000), (10_000, 1_000_000), (1_000_000, i64::MAX)];
+            for (start, in_day) in days {
+                let mut row = serde_json::Map::new();
+                row.insert("day".into(), json!(start));
+                for (i, (lo, hi)) in ranges.into_iter().enumerate() {
+                    let of: Vec<&&Json> = in_day.iter().filter(|b| (lo..hi).contains(&int(b, "price"))).collect();
+                    let distinct =
+                        |f: &str| of.iter().map(|b| int(b, f)).collect::<std::collections::BTreeSet<_>>().len();
+                    let rank = if i == 0 { "total".to_string() } else { format!("rank{i}") };
+                    row.insert(format!("{rank}_bids"), json!(of.len()));
+                    row.insert(format!("{rank}_bidders"), json!(distinct("bidder")));
+                    row.insert(format!("{rank}_auctions"), json!(distinct("auction")));
+                }
+                rows.push((start + day - 1, Json::Object(row)));
+            }
+        }
         other => panic!("no reference for {other}"),
     }
     rows
@@ -255,6 +278,11 @@ async fn q7_finds_the_highest_price_per_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q11_counts_each_bidders_bids_per_session() {
     run_query("q11", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q15_reports_bids_bidders_and_auctions_per_day() {
+    run_query("q15", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
