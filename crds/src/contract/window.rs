@@ -38,7 +38,7 @@ pub struct WindowSpec {
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub slide: Option<Duration>,
-    /// Session windows (instead of `size`): a key's records closer than `gap` to each other
+    /// Session windows (instead of `size`): a key's records at most `gap` from the next one
     /// form one window `[first, last + gap)`; a record that bridges two sessions merges them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionSpec>,
@@ -64,7 +64,8 @@ pub struct WindowSpec {
     pub late_records: LateRecords,
 }
 
-/// Session windows: per key, records less than `gap` apart share a window.
+/// Session windows: per key, records at most `gap` apart share a window (Flink merges windows
+/// that touch).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionSpec {
