@@ -6,11 +6,13 @@
 //! (int key, timestamp, int value), wide (a 200-byte string value) and a Nexmark bid event (the
 //! map `ops/nexmark` makes: two levels, twelve field names, three strings). Each is also sent
 //! through an in-process channel of the same capacity: what the engine does without a network
-//! (a batch moves, nothing is encoded), the ceiling of records per second for that shape.
+//! (a batch moves, nothing is encoded), the ceiling of records per second for that shape; and
+//! through the codec alone on one thread (encode; decode and drop), what a record costs the
+//! two tasks without I/O, wake-ups or credit.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -114,6 +116,26 @@ async fn in_process(batches: usize, template: &[Record]) -> f64 {
     records as f64 / secs
 }
 
+/// The codec alone on this thread: records per second encoded, and decoded then dropped (what
+/// a record costs the sending and the receiving task, without I/O, wake-ups or credit).
+fn codec_alone(template: &[Record], rounds: usize) -> (f64, f64) {
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        buf.clear();
+        codec::encode_batch(&mut buf, template).expect("encodes");
+    }
+    let encode = (rounds * template.len()) as f64 / start.elapsed().as_secs_f64();
+    let mut decoder = codec::BatchDecoder::default();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let batch = decoder.decode_batch(&buf).expect("decodes");
+        assert_eq!(batch.len(), template.len());
+    }
+    let decode = (rounds * template.len()) as f64 / start.elapsed().as_secs_f64();
+    (encode, decode)
+}
+
 fn small(i: i64) -> Record {
     Record { key: Value::Int(i % 1000), ts: 1_700_000_000_000 + i, value: Value::Int(i) }
 }
@@ -163,16 +185,18 @@ async fn bench_exchange_against_raw_tcp() {
     for (name, template, batches) in &shapes {
         let net = exchange(*batches, template).await;
         let local = in_process(*batches, template).await;
-        runs.push((name, net, local));
+        let codec = codec_alone(template, batches / 4);
+        runs.push((name, net, local, codec));
     }
     let raw_again = raw_tcp(2 << 30).await;
     let ceiling = raw.max(raw_again);
     let mb = |b: f64| b / 1e6;
     println!("RESULT rawTcpMBps={:.0} rawTcpAgainMBps={:.0}", mb(raw), mb(raw_again));
-    for (name, net, local) in runs {
+    for (name, net, local, (encode, decode)) in runs {
         println!(
             "RESULT {name}: exchangeMBps={:.1} exchangeRecPerSec={:.0} ratioToRawTcp={:.3} bytesPerRecord={:.1} \
-             inProcessRecPerSec={:.0} ratioToInProcess={:.3} creditWaitSecs={:.3} of {:.3}",
+             inProcessRecPerSec={:.0} ratioToInProcess={:.3} creditWaitSecs={:.3} of {:.3} \
+             codecAloneEncodeRecPerSec={encode:.0} codecAloneDecodeDropRecPerSec={decode:.0}",
             mb(net.bytes_per_sec),
             net.records_per_sec,
             net.bytes_per_sec / ceiling,
@@ -180,7 +204,7 @@ async fn bench_exchange_against_raw_tcp() {
             local,
             net.records_per_sec / local,
             net.credit_wait,
-            Duration::from_secs_f64(net.secs).as_secs_f64(),
+            net.secs,
         );
     }
 }
