@@ -294,24 +294,7 @@ async fn q17_reports_auction_statistics_per_day() {
 /// 2, 3 and 1 before a last run to the end: still exactly the reference's rows.
 #[test]
 fn q1_is_exact_through_kills_and_restores() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // 400 events/s: the 2000 events take 5 s, longer than the crashed runs get through.
-    let mut job = job("q1", dir.path(), Some(400));
-    job.pipeline.parallelism = Some(777);
-    let c = job.checkpointing.as_mut().expect("checkpointing");
-    (c.interval, c.timeout, c.tolerable_failures) = (Duration::from_millis(200), Duration::from_secs(20), 1000);
-    let harness = common::KillJob {
-        count: nexmark_sample::EVENTS,
-        keys: 1,
-        window_ms: 1,
-        rate: 400,
-        storage_yaml: String::new(),
-        dir: dir.path().to_path_buf(),
-        custom_yaml: Some(job.to_yaml().replace("parallelism: 777", "parallelism: {p}")),
-    };
-    let crashed = harness.run_with_kills(1, &["task.after_precommit@2", "sink.mid_commit@2"]);
-    assert_eq!(crashed, 3);
-    check("q1", dir.path());
+    exact_through_kills("q1", &["task.after_precommit@2", "sink.mid_commit@2"]);
 }
 
 /// q5 the same way — a SIGKILL, a crash while a state file is written and one right after a
@@ -321,8 +304,15 @@ fn q1_is_exact_through_kills_and_restores() {
 /// the reference's.
 #[test]
 fn q5_is_exact_through_kills_and_restores() {
+    exact_through_kills("q5", &["snapshot.mid_write@2", "coordinator.after_publish@2"]);
+}
+
+/// Runs `query` over the sample at 400 events/s (the 2000 events take 5 s, longer than the
+/// crashed runs get through): a SIGKILL, then a crash at each of `faults`, restarting at
+/// parallelism 2, 3 and 1, then a last run to the end; the output must be the reference's.
+fn exact_through_kills(query: &str, faults: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut job = job("q5", dir.path(), Some(400));
+    let mut job = job(query, dir.path(), Some(400));
     job.pipeline.parallelism = Some(777);
     let c = job.checkpointing.as_mut().expect("checkpointing");
     (c.interval, c.timeout, c.tolerable_failures) = (Duration::from_millis(200), Duration::from_secs(20), 1000);
@@ -335,7 +325,7 @@ fn q5_is_exact_through_kills_and_restores() {
         dir: dir.path().to_path_buf(),
         custom_yaml: Some(job.to_yaml().replace("parallelism: 777", "parallelism: {p}")),
     };
-    let crashed = harness.run_with_kills(1, &["snapshot.mid_write@2", "coordinator.after_publish@2"]);
-    assert_eq!(crashed, 3);
-    check("q5", dir.path());
+    let crashed = harness.run_with_kills(1, faults);
+    assert_eq!(crashed, 1 + faults.len());
+    check(query, dir.path());
 }
