@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The Kafka-protocol test broker (tests/broker: tansu with the EndTxn route; see its
 # README) and what the Kafka tests need to build (a C toolchain for rdkafka's bundled
-# librdkafka). Usage: kafka.sh start|stop|build-tools
+# librdkafka). Usage: kafka.sh start|stop|build|build-tools
 #   start: install build tools if missing, build the broker once per machine into
 #          ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/broker-<hash of its sources>/, start it on
 #          a free 127.0.0.1 port, wait until it answers, write $SLUICE_TOOLS/run/kafka.env
 #          (SLUICE_TEST_KAFKA_BROKERS, _PID, and _BROKER_BIN: tests that start brokers of
 #          their own, e.g. behind a TLS proxy, use the same binary).
 #   stop:  end the broker by its recorded PID.
+#   build: only build the broker if this machine has none (test.sh runs it in the background
+#          beside the workspace build, so a fresh machine does not wait for both in turn).
 #   build-tools: only install what compiling rdkafka needs (test.sh runs it before building).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -141,9 +143,13 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  build)
+    ensure_build_tools
+    broker_binary >/dev/null
+    ;;
   build-tools) ensure_build_tools ;;
   *)
-    echo "usage: $0 start|stop|build-tools" >&2
+    echo "usage: $0 start|stop|build|build-tools" >&2
     exit 2
     ;;
 esac

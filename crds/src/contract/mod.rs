@@ -11,3 +11,4 @@ pub mod manifest;
 pub mod nexmark;
 pub mod pipeline;
 pub mod validate;
+pub mod window;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::kafka::{KafkaSinkSpec, KafkaSourceSpec};
 pub use super::nexmark::NexmarkSpec;
+pub use super::window::{LateRecords, SessionSpec, WindowAggregate, WindowFn, WindowKind, WindowSpec};
 
 /// Default number of key groups: the upper bound for any node's parallelism.
 pub const DEFAULT_MAX_PARALLELISM: u32 = 128;
@@ -93,7 +94,8 @@ pub struct Node {
     /// Keyed operator: a running aggregate per key, emitted on every update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<AggregateSpec>,
-    /// Keyed operator: tumbling event-time windows, emitted when the watermark passes their end.
+    /// Keyed operator: tumbling, sliding or session event-time windows with one or several
+    /// aggregates, emitted when the watermark passes their end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
     /// Sink: exactly-once files (two-phase commit: temp file, pre-commit, rename on completion).
@@ -383,44 +385,6 @@ pub struct AggregateSpec {
     /// Dotted path of the numeric input inside the value; the value itself when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-}
-
-/// Tumbling event-time windows per key; emits `{key, start, end, value}` once per window when
-/// the watermark passes the window's end.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WindowSpec {
-    /// Window length, e.g. `10s`.
-    #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub size: Duration,
-    /// The aggregate computed per window.
-    pub function: AggregateFn,
-    /// Dotted path of the numeric input inside the value; the value itself when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// How long a window stays open for late records after it fired (default 0): a record whose
-    /// window fired but whose `end - 1 + allowedLateness` the watermark has not reached yet
-    /// updates the window, which emits its updated result at once.
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Duration::is_zero")]
-    #[schemars(with = "Option<String>")]
-    pub allowed_lateness: Duration,
-    /// What happens to a record later than `allowedLateness`: `drop` (counted in
-    /// `sluice_runtime_late_records_total`) or `deadLetter` (counted, and sent unchanged along
-    /// the node's edges with `output: late`).
-    #[serde(default)]
-    pub late_records: LateRecords,
-}
-
-/// What a window does with a record that comes after its window was purged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum LateRecords {
-    /// Count it and drop it.
-    #[default]
-    Drop,
-    /// Count it and emit it on the node's `output: late` edges.
-    DeadLetter,
 }
 
 /// Exactly-once file output: one JSON line per record, files made visible only on checkpoint completion.

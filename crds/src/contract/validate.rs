@@ -36,6 +36,8 @@ impl JobConfig {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
+            // serde_yaml may start its message with the path too: say it once.
+            let message = message.strip_prefix(&format!("{path}: ")).map(str::to_string).unwrap_or(message);
             ValidationError::single(if path == "." { String::new() } else { path }, message)
         })
     }
@@ -273,9 +275,7 @@ fn validate_kind(kind: &NodeKind<'_>, policy: ErrorPolicy, np: &str, errs: &mut 
         NodeKind::KeyBy(k) if k.field.is_some() == k.expr.is_some() => {
             errs.add(format!("{np}.keyBy"), "set exactly one of field, expr")
         }
-        NodeKind::Window(w) if w.size < Duration::from_millis(1) => {
-            errs.add(format!("{np}.window.size"), "must be ≥ 1ms")
-        }
+        NodeKind::Window(w) => super::window::validate(w, &format!("{np}.window"), errs),
         NodeKind::FileSink(f) if f.path.is_empty() => errs.add(format!("{np}.fileSink.path"), "must not be empty"),
         NodeKind::Nexmark(n) => super::nexmark::validate(n, &format!("{np}.nexmark"), errs),
         NodeKind::KafkaSource(k) => super::kafka_validate::source(k, policy, &format!("{np}.kafkaSource"), errs),

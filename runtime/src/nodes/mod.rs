@@ -20,7 +20,7 @@ use crate::ops::generator::Generator;
 use crate::ops::json_file::JsonFileSource;
 use crate::ops::nexmark::NexmarkSource;
 use crate::ops::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
-use crate::ops::window::TumblingWindow;
+use crate::ops::window::Window;
 use crate::ops::{OpContext, OpError};
 use crate::value::Value;
 
@@ -41,7 +41,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
         NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, filter_expr(id, &f.expr)?, policy))),
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),
         NodeKind::Aggregate(a) => Instance::Operator(Box::new(Aggregate::new(id, a.function, a.field.clone(), policy))),
-        NodeKind::Window(w) => Instance::Operator(Box::new(TumblingWindow::from_spec(id, w, policy))),
+        NodeKind::Window(w) => Instance::Operator(Box::new(Window::from_spec(id, w, policy)?)),
         NodeKind::FileSink(f) => {
             let sink = FileSink::new(id, &f.path, ctx.subtask, &ctx.run_id)?;
             Instance::Operator(Box::new(TwoPhaseCommitSink::new(sink, id, ctx.checkpointing, faults.clone())))

@@ -1,7 +1,9 @@
 //! CEL expressions over a record (`value`, `key`, `ts`), compiled once per operator.
 //! Expressions that reference no variable are evaluated once and reused; an evaluation binds
 //! only the variables the expression names, and of `value` only the fields it selects
-//! (`expr_input.rs`).
+//! (`expr_input.rs`). Common shapes (selections, arithmetic, comparisons, map literals) are
+//! evaluated straight on the record's values (`expr_fast.rs`), the interpreter answering the
+//! rest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use cel::objects::{Key, Map};
 use cel::{Context, Program};
 
 use super::OpError;
+use super::expr_fast::Fast;
 use super::expr_input::ValueInput;
 use crate::record::Record;
 use crate::value::Value;
@@ -20,6 +23,7 @@ pub struct Expr {
     source: String,
     program: Program,
     constant: Option<Value>,
+    fast: Option<Fast>,
     value: ValueInput,
     uses_key: bool,
     uses_ts: bool,
@@ -54,8 +58,9 @@ impl Expr {
             input => input,
         };
         let (uses_key, uses_ts) = (named("key"), named("ts"));
+        let fast = Fast::compile(program.expression());
         let mut expr =
-            Expr { node: node.into(), source: source.into(), program, constant: None, value, uses_key, uses_ts };
+            Expr { node: node.into(), source: source.into(), program, constant: None, fast, value, uses_key, uses_ts };
         if variables.is_empty() {
             let ctx = Context::default();
             let v = expr.program.execute(&ctx).map_err(|e| error(e.to_string()))?;
@@ -80,6 +85,14 @@ impl Expr {
         if let Some(c) = &self.constant {
             return Ok(c.clone());
         }
+        if let Some(v) = self.fast.as_ref().and_then(|f| f.eval(r)) {
+            return Ok(v);
+        }
+        self.interpret(root, r)
+    }
+
+    /// Evaluates the expression for one record with the CEL interpreter.
+    fn interpret(&self, root: &mut Option<Context<'static, 'static>>, r: &Record) -> Result<Value, OpError> {
         let root = root.get_or_insert_with(Context::default);
         let mut ctx = root.new_inner_scope();
         if !matches!(self.value, ValueInput::Unused) {
@@ -93,6 +106,24 @@ impl Expr {
         }
         let v = self.program.execute(&ctx).map_err(|e| self.error(r, e.to_string()))?;
         from_cel(v).map_err(|m| self.error(r, m))
+    }
+
+    /// Whether the direct evaluator compiled this expression (it still hands the interpreter
+    /// every record it cannot answer exactly).
+    pub fn is_direct(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The direct evaluator's answer alone (`None`: not compiled, or left to the interpreter).
+    #[cfg(test)]
+    pub(crate) fn eval_direct(&self, r: &Record) -> Option<Value> {
+        self.fast.as_ref().and_then(|f| f.eval(r))
+    }
+
+    /// The interpreter's answer alone.
+    #[cfg(test)]
+    pub(crate) fn eval_interpreted(&self, r: &Record) -> Result<Value, OpError> {
+        self.interpret(&mut None, r)
     }
 
     fn error(&self, r: &Record, message: String) -> OpError {

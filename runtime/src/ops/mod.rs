@@ -31,6 +31,9 @@
 
 pub mod aggregate;
 pub mod expr;
+mod expr_fast;
+#[cfg(test)]
+mod expr_fast_tests;
 mod expr_input;
 pub mod generator;
 pub mod json_file;

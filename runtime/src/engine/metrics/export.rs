@@ -41,6 +41,7 @@ impl JobMetrics {
             "Records between a Kafka source's position and the partition's high watermark",
             self.kafka_lag.clone(),
         );
+        self.net.register(r);
     }
 
     fn register_watermarks(&self, r: &mut Registry, now_ms: i64) {

@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 pub use self::clock::{TaskClock, TaskTimes};
+use crate::engine::net::NetMetrics;
 
 /// Labels of a per-subtask metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +122,8 @@ pub struct JobMetrics {
     latency: HistogramFamily,
     /// Kafka consumer lag (records), by source node, topic and partition.
     kafka_lag: Family<PartitionLabels, Gauge>,
+    /// The network exchange's, per peer worker (no series until a worker takes a peer's handles).
+    net: NetMetrics,
 }
 
 impl JobMetrics {
@@ -136,6 +139,7 @@ impl JobMetrics {
             alignment: Family::new_with_constructor(alignment_histogram),
             latency: Family::new_with_constructor(latency_histogram),
             kafka_lag: Family::default(),
+            net: NetMetrics::default(),
         };
         let nodes = nodes
             .into_iter()
@@ -156,6 +160,12 @@ impl JobMetrics {
             })
             .collect();
         Arc::new(JobMetrics { nodes, ..m })
+    }
+
+    /// The network exchange's metrics: what a worker's `NetExchange` is started with, so they
+    /// are exported with the job's.
+    pub fn net(&self) -> &NetMetrics {
+        &self.net
     }
 
     /// The handles of node `node`'s subtask `subtask` (a detached, unexported set when the

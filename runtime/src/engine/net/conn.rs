@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
 
-use super::frame::{self, Frame, Hello, VERSION, read_frame};
+use super::frame::{self, Frame, FrameReader, Hello, VERSION, read_frame};
 use super::peer::{Peer, Status};
 
 /// What every connection of an exchange checks against.
@@ -27,8 +27,8 @@ pub(super) struct Local {
     pub handshake_timeout: Duration,
 }
 
-/// The reader's buffer, and the writer's first chunk (it writes whatever the senders pushed
-/// since its last write, in one go).
+/// The reader's chunk (it reads at least this much at once), and the writer's first buffer (it
+/// writes whatever the senders pushed since its last write, in one go).
 const READ_BUFFER: usize = 1 << 20;
 
 /// Connects to `peer` (a higher index), retrying with backoff until the connect timeout.
@@ -248,20 +248,19 @@ async fn write_loop(peer: Arc<Peer>, mut w: OwnedWriteHalf) {
     }
 }
 
-async fn read_loop(peer: Arc<Peer>, r: OwnedReadHalf) {
-    let mut r = BufReader::with_capacity(READ_BUFFER, r);
-    let mut body = Vec::new();
+async fn read_loop(peer: Arc<Peer>, mut r: OwnedReadHalf) {
+    let mut reader = FrameReader::new(READ_BUFFER);
     loop {
-        let problem = match read_frame(&mut r, &mut body).await {
-            Ok(true) => {
+        let problem = match reader.next(&mut r).await {
+            Ok(Some(body)) => {
                 peer.metrics.bytes_received.inc_by(body.len() as u64 + 4);
-                match frame::decode(&body).map_err(|e| e.to_string()).and_then(|f| peer.on_frame(f)) {
+                match frame::decode_incoming(body).map_err(|e| e.to_string()).and_then(|f| peer.on_frame(f)) {
                     Ok(()) => continue,
                     Err(e) => format!("protocol error: {e}"),
                 }
             }
-            Ok(false) if !peer.has_open_inbound() => return peer.close("closed the connection".into()),
-            Ok(false) => "closed the connection with channels still open".to_string(),
+            Ok(None) if !peer.has_open_inbound() => return peer.close("closed the connection".into()),
+            Ok(None) => "closed the connection with channels still open".to_string(),
             Err(e) => format!("connection lost: {e}"),
         };
         return peer.fail(problem);

@@ -14,17 +14,25 @@
 //! REFUSE   18  reason:bytes
 //! ```
 //!
-//! `Value` is the binary encoding of `value.rs`; `bytes` is a varint length and the bytes. The
-//! sending side encodes straight into the connection's outgoing buffer; nothing is allocated per
-//! record.
+//! `Value` is the binary encoding of `value.rs` (lists and maps nested at most
+//! [`codec::MAX_DEPTH`] deep); `bytes` is a varint length and the bytes. A sender encodes a
+//! batch in one pass ([`codec`]) into a buffer of its own and hands it to the connection's
+//! writer, which sends whatever accumulated in one write. The connection's reader
+//! ([`FrameReader`]) reads large chunks, cuts them into frames and routes each by its channel
+//! ([`decode_incoming`]): the records of a data frame stay encoded until the receiving task
+//! takes them and decodes them ([`codec::BatchDecoder`]), so decoding runs on the receiving
+//! tasks' threads, in parallel across channels, and the records are dropped where they were
+//! made.
 
+use bytes::{Buf, BytesMut};
 use sluice_crds::CheckpointId;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::codec::{self, BatchDecoder};
+
 use crate::engine::channel::ChannelId;
 use crate::engine::message::{Barrier, BarrierKind, Message};
-use crate::record::Record;
-use crate::value::{DecodeError, Value, read_bytes, read_varint, write_bytes, write_varint};
+use crate::value::{DecodeError, read_bytes, read_varint, write_bytes, write_varint};
 
 /// The largest frame accepted (a batch of 1024 records stays far below it).
 pub const MAX_FRAME: usize = 256 << 20;
@@ -61,6 +69,9 @@ pub enum FrameError {
     /// Bytes left over after the body.
     #[error("{0} bytes left over after the frame body")]
     Trailing(usize),
+    /// A value to send nests lists and maps deeper than [`codec::MAX_DEPTH`].
+    #[error("a value nests lists and maps deeper than {}", codec::MAX_DEPTH)]
+    TooDeep,
 }
 
 impl From<DecodeError> for FrameError {
@@ -149,11 +160,9 @@ pub fn encode_message(out: &mut Vec<u8>, channel: ChannelId, msg: &Message) -> R
         Message::Batch(batch) => {
             let at = start(out, DATA);
             put_channel(out, channel);
-            write_varint(out, batch.len() as u64);
-            for r in batch {
-                r.key.encode(out);
-                write_varint(out, zigzag(r.ts));
-                r.value.encode(out);
+            if let Err(e) = codec::encode_batch(out, batch) {
+                out.truncate(at);
+                return Err(e);
             }
             at
         }
@@ -244,23 +253,6 @@ fn get_string(input: &mut &[u8]) -> Result<String, FrameError> {
     String::from_utf8(b.to_vec()).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
-fn get_batch(input: &mut &[u8]) -> Result<Vec<Record>, FrameError> {
-    let n = read_varint(input)?;
-    // Every record takes at least three bytes: a count beyond that is garbage, not a reason to
-    // allocate.
-    if n > (input.len() / 3) as u64 {
-        return Err(FrameError::Malformed(format!("{n} records cannot fit in {} bytes", input.len())));
-    }
-    let mut batch = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let key = Value::decode(input)?;
-        let ts = unzigzag(read_varint(input)?);
-        let value = Value::decode(input)?;
-        batch.push(Record { key, ts, value });
-    }
-    Ok(batch)
-}
-
 /// Decodes a frame body (the bytes after the length prefix).
 pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
     let mut input = body;
@@ -269,7 +261,9 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
     let frame = match kind {
         DATA => {
             let c = get_channel(&mut input)?;
-            Frame::Message(c, Message::Batch(get_batch(&mut input)?))
+            let batch = BatchDecoder::default().decode_batch(input)?;
+            input = &[];
+            Frame::Message(c, Message::Batch(batch))
         }
         WATERMARK => {
             let c = get_channel(&mut input)?;
@@ -318,6 +312,27 @@ pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
     Ok(frame)
 }
 
+/// A frame as the connection's reader routes it.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A data frame: its channel and its records, still encoded (`count · records`, for a
+    /// [`BatchDecoder`]).
+    Data(ChannelId, Vec<u8>),
+    /// Any other frame, decoded.
+    Frame(Frame),
+}
+
+/// Decodes a frame body as the connection's reader needs it: a data frame only as far as its
+/// channel (its records are checked when they are decoded), any other frame whole.
+pub fn decode_incoming(body: &[u8]) -> Result<Incoming, FrameError> {
+    if body.first() == Some(&DATA) {
+        let mut input = &body[1..];
+        let c = get_channel(&mut input)?;
+        return Ok(Incoming::Data(c, input.to_vec()));
+    }
+    decode(body).map(Incoming::Frame)
+}
+
 /// Why a frame could not be read from a stream.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -351,6 +366,48 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> R
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated.into()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads frames from a stream in large chunks (one read brings many frames) into one buffer,
+/// reused across frames.
+pub struct FrameReader {
+    buf: BytesMut,
+    chunk: usize,
+    /// The bytes of the frame returned last, dropped at the next call.
+    consumed: usize,
+}
+
+impl FrameReader {
+    /// A reader whose reads ask for at least `chunk` bytes.
+    pub fn new(chunk: usize) -> FrameReader {
+        FrameReader { buf: BytesMut::with_capacity(chunk), chunk, consumed: 0 }
+    }
+
+    /// The next frame's body, valid until the next call; `Ok(None)` when the stream ends
+    /// cleanly between frames.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Option<&[u8]>, ReadError> {
+        self.buf.advance(std::mem::take(&mut self.consumed));
+        let len = loop {
+            if let Some(head) = self.buf.first_chunk::<4>() {
+                let len = u32::from_le_bytes(*head) as usize;
+                if len > MAX_FRAME {
+                    return Err(FrameError::TooLarge(len).into());
+                }
+                if self.buf.len() >= 4 + len {
+                    break len;
+                }
+                // Room for the rest of this frame, and a chunk more.
+                self.buf.reserve(4 + len - self.buf.len() + self.chunk);
+            } else if self.buf.capacity() - self.buf.len() < self.chunk {
+                self.buf.reserve(self.chunk);
+            }
+            if r.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() { Ok(None) } else { Err(FrameError::Truncated.into()) };
+            }
+        };
+        self.consumed = 4 + len;
+        Ok(Some(&self.buf[4..4 + len]))
     }
 }
 

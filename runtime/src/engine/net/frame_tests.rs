@@ -5,6 +5,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::record::Record;
+use crate::value::Value;
 
 fn ch(edge: usize, from: u32, to: u32) -> ChannelId {
     ChannelId { edge, from, to }

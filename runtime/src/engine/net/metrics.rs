@@ -108,4 +108,15 @@ mod tests {
         assert!(text.contains("sluice_runtime_exchange_sent_bytes_total{peer=\"2\"} 15"), "{text}");
         assert!(text.contains("sluice_runtime_exchange_credit_wait_seconds_total{peer=\"2\"} 0.5"), "{text}");
     }
+
+    #[test]
+    fn the_jobs_metrics_export_the_exchange() {
+        let job = crate::engine::metrics::JobMetrics::new(vec![("src".into(), 1)]);
+        job.net().peer(1).bytes_received.inc_by(3);
+        let mut r = Registry::with_prefix("sluice_runtime");
+        job.register(&mut r, 0);
+        let mut text = String::new();
+        encode(&mut text, &r).expect("encodes");
+        assert!(text.contains("sluice_runtime_exchange_received_bytes_total{peer=\"1\"} 3"), "{text}");
+    }
 }

@@ -11,6 +11,7 @@
 //!
 //! [`ChannelFailure`]: crate::engine::channel::ChannelFailure
 
+pub mod codec;
 mod conn;
 pub mod frame;
 pub mod metrics;

@@ -8,6 +8,11 @@
 //! and its control messages stay in order behind its data. A sender without credit waits; the
 //! other channels of the connection are not affected. A message that arrives without credit is a
 //! protocol error that fails the connection.
+//!
+//! The connection's reader queues a data frame's records still encoded; the receiving end
+//! decodes them when its task takes them (on that task's thread, with a decoder of its own). A
+//! batch that does not decode is a protocol error too: it fails the connection, and the channel
+//! ends with that error.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,7 +26,8 @@ use std::time::Instant;
 use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::AbortHandle;
 
-use super::frame::{self, Frame};
+use super::codec::BatchDecoder;
+use super::frame::{self, Frame, Incoming};
 use super::metrics::PeerMetrics;
 use crate::engine::channel::{ChannelFailure, ChannelId, Closed, MessageReceiver, MessageSender};
 use crate::engine::message::Message;
@@ -52,8 +58,16 @@ pub(super) struct OutBuf {
     pub closed: bool,
 }
 
+/// What the connection's reader queues for a receiving end.
+enum Queued {
+    /// A message decoded already (watermark, barrier, end).
+    Message(Message),
+    /// The records of a data frame, decoded by the receiving end.
+    Data(Vec<u8>),
+}
+
 struct Inbound {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::UnboundedSender<Queued>,
     /// Messages the sender may still send: granted and not yet arrived.
     outstanding: AtomicU32,
 }
@@ -142,6 +156,26 @@ impl Peer {
         Ok(())
     }
 
+    /// Hands whole frames to the writer: `frames` is swapped in when the writer took everything
+    /// before (no copy; `frames` gets the writer's spent buffer back), appended otherwise.
+    fn push_frames(&self, frames: &mut Vec<u8>) -> Result<(), Closed> {
+        let mut out = lock(&self.out);
+        if out.closed {
+            return Err(Closed);
+        }
+        let was_empty = out.bytes.is_empty();
+        if was_empty {
+            std::mem::swap(&mut out.bytes, frames);
+        } else {
+            out.bytes.extend_from_slice(frames);
+        }
+        drop(out);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Fails the peer: `reason` is kept (the first one wins), senders get `Closed`, receivers
     /// end with the reason, the connection is dropped.
     pub fn fail(&self, reason: String) {
@@ -207,7 +241,7 @@ impl Peer {
         if self.failure().is_some() {
             credit.close();
         }
-        Box::new(NetSender { peer: self.clone(), channel, credit })
+        Box::new(NetSender { peer: self.clone(), channel, credit, scratch: Vec::new() })
     }
 
     fn credit_of(&self, channel: ChannelId) -> Arc<Semaphore> {
@@ -226,34 +260,49 @@ impl Peer {
             });
         }
         let threshold = (self.credits / 2).max(1);
-        Box::new(NetReceiver { peer: self.clone(), channel, rx, pending: 0, threshold, ended: false })
+        Box::new(NetReceiver {
+            peer: self.clone(),
+            channel,
+            rx,
+            decoder: BatchDecoder::default(),
+            pending: 0,
+            threshold,
+            ended: false,
+            broken: false,
+        })
     }
 
     /// Handles a frame from the peer; an error fails the connection.
-    pub fn on_frame(&self, f: Frame) -> Result<(), String> {
-        match f {
-            Frame::Message(c, m) => {
-                let mut inbound = lock(&self.inbound);
-                let Some(ch) = inbound.get(&c) else {
-                    return Err(format!("sent on channel {c}, which has no receiving end here"));
-                };
-                if ch.outstanding.load(Ordering::Acquire) == 0 {
-                    return Err(format!("sent on channel {c} without credit"));
-                }
-                ch.outstanding.fetch_sub(1, Ordering::AcqRel);
-                if let Message::Batch(_) = &m {
-                    self.metrics.batches_received.inc();
-                }
-                let end = matches!(m, Message::End);
-                // A receiving task that is gone drops what still arrives.
-                let _ = ch.tx.send(m);
-                if end {
-                    inbound.remove(&c);
-                }
+    pub fn on_frame(&self, f: Incoming) -> Result<(), String> {
+        let (c, queued) = match f {
+            Incoming::Data(c, records) => {
+                self.metrics.batches_received.inc();
+                (c, Queued::Data(records))
             }
-            Frame::Credit(c, n) => self.credit_of(c).add_permits(n as usize),
-            Frame::Close(c) => self.credit_of(c).close(),
-            other => return Err(format!("unexpected frame after the handshake: {other:?}")),
+            Incoming::Frame(Frame::Message(c, m)) => (c, Queued::Message(m)),
+            Incoming::Frame(Frame::Credit(c, n)) => {
+                self.credit_of(c).add_permits(n as usize);
+                return Ok(());
+            }
+            Incoming::Frame(Frame::Close(c)) => {
+                self.credit_of(c).close();
+                return Ok(());
+            }
+            Incoming::Frame(other) => return Err(format!("unexpected frame after the handshake: {other:?}")),
+        };
+        let mut inbound = lock(&self.inbound);
+        let Some(ch) = inbound.get(&c) else {
+            return Err(format!("sent on channel {c}, which has no receiving end here"));
+        };
+        if ch.outstanding.load(Ordering::Acquire) == 0 {
+            return Err(format!("sent on channel {c} without credit"));
+        }
+        ch.outstanding.fetch_sub(1, Ordering::AcqRel);
+        let end = matches!(queued, Queued::Message(Message::End));
+        // A receiving task that is gone drops what still arrives.
+        let _ = ch.tx.send(queued);
+        if end {
+            inbound.remove(&c);
         }
         Ok(())
     }
@@ -269,12 +318,13 @@ impl Peer {
     }
 }
 
-/// A channel's sending end: waits for credit, then encodes the message into the connection's
-/// outgoing buffer.
+/// A channel's sending end: waits for credit, encodes the message into a buffer of its own
+/// (senders of one connection encode in parallel), then hands it to the connection's writer.
 struct NetSender {
     peer: Arc<Peer>,
     channel: ChannelId,
     credit: Arc<Semaphore>,
+    scratch: Vec<u8>,
 }
 
 impl NetSender {
@@ -289,8 +339,12 @@ impl NetSender {
                 self.peer.metrics.credit_wait.inc_by(waited.elapsed().as_secs_f64());
             }
         }
-        let channel = self.channel;
-        self.peer.push(|b| frame::encode_message(b, channel, &msg))?;
+        self.scratch.clear();
+        if let Err(e) = frame::encode_message(&mut self.scratch, self.channel, &msg) {
+            self.peer.fail(format!("cannot send on channel {}: {e}", self.channel));
+            return Err(Closed);
+        }
+        self.peer.push_frames(&mut self.scratch)?;
         if let Message::Batch(_) = &msg {
             self.peer.metrics.batches_sent.inc();
         }
@@ -308,27 +362,46 @@ impl MessageSender for NetSender {
 struct NetReceiver {
     peer: Arc<Peer>,
     channel: ChannelId,
-    rx: mpsc::UnboundedReceiver<Message>,
+    rx: mpsc::UnboundedReceiver<Queued>,
+    decoder: BatchDecoder,
     /// Messages taken whose credit is not returned yet.
     pending: u32,
     threshold: u32,
     ended: bool,
+    /// A data frame did not decode: the connection failed, the channel is over.
+    broken: bool,
 }
 
 impl MessageReceiver for NetReceiver {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(m)) = &polled {
-            if matches!(m, Message::End) {
-                self.ended = true;
-            } else {
-                self.pending += 1;
-                if self.pending >= self.threshold {
-                    self.peer.grant(self.channel, std::mem::take(&mut self.pending));
+        if self.broken {
+            return Poll::Ready(None);
+        }
+        let queued = match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(q)) => q,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let msg = match queued {
+            Queued::Message(m) => m,
+            Queued::Data(records) => match self.decoder.decode_batch(&records) {
+                Ok(batch) => Message::Batch(batch),
+                Err(e) => {
+                    self.broken = true;
+                    self.peer.fail(format!("protocol error: a batch on channel {}: {e}", self.channel));
+                    return Poll::Ready(None);
                 }
+            },
+        };
+        if matches!(msg, Message::End) {
+            self.ended = true;
+        } else {
+            self.pending += 1;
+            if self.pending >= self.threshold {
+                self.peer.grant(self.channel, std::mem::take(&mut self.pending));
             }
         }
-        polled
+        Poll::Ready(Some(msg))
     }
 
     fn failure(&self) -> Option<ChannelFailure> {

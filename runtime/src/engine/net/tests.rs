@@ -331,3 +331,34 @@ async fn a_message_without_credit_fails_the_connection() {
     let failure = rx.failure().expect("failed");
     assert!(failure.0.contains("without credit") && failure.0.contains("worker 0"), "{failure}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_does_not_decode_fails_the_connection_and_ends_its_channel_with_the_error() {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let m = NetMetrics::default();
+    let one = NetExchange::with_listener(NetConfig::new(1, vec![addr, addr], "a"), l, Box::new(zero_to_one), &m)
+        .expect("start");
+    let mut rx = one.receiver(ch(0, 0, 1)).expect("receiver");
+    // A rogue worker 0: a proper handshake, a good batch, then a data frame whose one record
+    // has a value tag that does not exist. The reader routes data frames without decoding
+    // their records: the receiving end finds it out.
+    let mut s = tokio::net::TcpStream::connect(one.local_addr()).await.expect("connect");
+    let mut buf = Vec::new();
+    frame::encode_hello(&mut buf, &Hello { version: VERSION, from: 0, to: 1, count: 2, attempt: "a".into() });
+    let good = vec![Record { key: Value::Int(1), ts: -5, value: Value::str("") }];
+    frame::encode_message(&mut buf, ch(0, 0, 1), &Message::Batch(good.clone())).expect("encode");
+    // DATA · channel (0, 0 -> 1) · 1 record: key Int(1), ts 0, value tag 99.
+    let bad: &[u8] = &[1, 0, 0, 1, 1, 3, 2, 0, 99];
+    buf.extend_from_slice(&(bad.len() as u32).to_le_bytes());
+    buf.extend_from_slice(bad);
+    s.write_all(&buf).await.expect("write");
+    assert!(matches!(recv(&mut rx).await, Some(Message::Batch(b)) if b == good));
+    assert!(recv(&mut rx).await.is_none(), "the channel ends");
+    let failure = rx.failure().expect("with an error");
+    assert!(
+        failure.0.contains("worker 0") && failure.0.contains("protocol error") && failure.0.contains("tag 99"),
+        "{failure}"
+    );
+    assert!(one.failure().is_some_and(|f| f.contains("protocol error")));
+}

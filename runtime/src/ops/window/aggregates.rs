@@ -1,0 +1,252 @@
+//! The aggregates of one window: their accumulators (held as one [`Value`] per window in keyed
+//! state), folding a record in, merging two windows (sessions), and the output fields.
+//!
+//! Accumulators: `count` an int; `sum`, `min`, `max` null until a number came, then that
+//! number; `avg` a list `[sum, count]`; `countDistinct` the list of distinct values, ordered by
+//! stable hash (exact, checkpointed with the window). A window's state is the accumulator itself
+//! when it has one `count`/`sum`/`min`/`max` (the layout of tumbling windows before multi-
+//! aggregates, so their checkpoints still restore), else the list of its accumulators.
+//!
+//! Null inputs are ignored, as in SQL; a missing field or a non-number where a number is needed
+//! makes the record malformed, and a malformed record changes no aggregate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sluice_crds::contract::pipeline::{AggregateFn, WindowFn};
+
+use crate::ops::aggregate::accumulate;
+use crate::value::Value;
+
+/// One aggregate of the output.
+struct Agg {
+    name: Arc<str>,
+    function: WindowFn,
+    field: Option<String>,
+}
+
+/// The aggregates of a window node.
+pub(super) struct Aggs {
+    aggs: Vec<Agg>,
+    /// The state of a window is the one accumulator itself, not a list of them.
+    bare: bool,
+}
+
+impl Aggs {
+    /// `(output name, function, field)` of each aggregate.
+    pub(super) fn new(outputs: Vec<(&str, WindowFn, Option<&str>)>) -> Aggs {
+        let aggs: Vec<Agg> = outputs
+            .into_iter()
+            .map(|(name, function, field)| Agg { name: Arc::from(name), function, field: field.map(str::to_string) })
+            .collect();
+        let bare = aggs.len() == 1
+            && matches!(aggs[0].function, WindowFn::Count | WindowFn::Sum | WindowFn::Min | WindowFn::Max);
+        Aggs { aggs, bare }
+    }
+
+    fn input<'v>(agg: &Agg, value: &'v Value) -> Option<&'v Value> {
+        match &agg.field {
+            None => Some(value),
+            Some(f) => value.get_path(f),
+        }
+    }
+
+    /// Checks that `value` is a valid input of every aggregate (nothing is changed).
+    pub(super) fn check(&self, value: &Value) -> Result<(), String> {
+        for a in &self.aggs {
+            let Some(input) = Self::input(a, value) else {
+                return Err(format!("no field {:?} (aggregate {:?})", a.field.as_deref().unwrap_or(""), a.name));
+            };
+            let numeric = matches!(a.function, WindowFn::Sum | WindowFn::Min | WindowFn::Max | WindowFn::Avg);
+            if numeric && !matches!(input, Value::Int(_) | Value::Float(_) | Value::Null) {
+                return Err(format!("{:?} of {:?} needs a number, got {}", a.function, a.name, input.type_name()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state of a window without records.
+    pub(super) fn empty(&self) -> Value {
+        let acc = |f: WindowFn| match f {
+            WindowFn::Count => Value::Int(0),
+            WindowFn::Sum | WindowFn::Min | WindowFn::Max => Value::Null,
+            WindowFn::Avg => Value::List(Arc::new(vec![Value::Int(0), Value::Int(0)])),
+            WindowFn::CountDistinct => Value::List(Arc::new(Vec::new())),
+        };
+        if self.bare {
+            acc(self.aggs[0].function)
+        } else {
+            Value::List(Arc::new(self.aggs.iter().map(|a| acc(a.function)).collect()))
+        }
+    }
+
+    /// Whether `state` has the shape of this node's window state (checked on restore).
+    pub(super) fn fits(&self, state: &Value) -> bool {
+        let fits = |f: WindowFn, acc: &Value| match (f, acc) {
+            (WindowFn::Count, Value::Int(_)) => true,
+            (WindowFn::Sum | WindowFn::Min | WindowFn::Max, Value::Int(_) | Value::Float(_) | Value::Null) => true,
+            (WindowFn::Avg, Value::List(l)) => l.len() == 2,
+            (WindowFn::CountDistinct, Value::List(_)) => true,
+            _ => false,
+        };
+        if self.bare {
+            return fits(self.aggs[0].function, state);
+        }
+        match state {
+            Value::List(l) => {
+                l.len() == self.aggs.len() && self.aggs.iter().zip(l.iter()).all(|(a, v)| fits(a.function, v))
+            }
+            _ => false,
+        }
+    }
+
+    /// Folds a record's value into `state`; the value must have passed [`Aggs::check`].
+    pub(super) fn add(&self, state: &mut Value, value: &Value) {
+        if self.bare {
+            let a = &self.aggs[0];
+            if let Some(input) = Self::input(a, value) {
+                add_one(a, state, input);
+            }
+            return;
+        }
+        let Value::List(accs) = state else { return };
+        let accs = Arc::make_mut(accs);
+        for (a, acc) in self.aggs.iter().zip(accs.iter_mut()) {
+            if let Some(input) = Self::input(a, value) {
+                add_one(a, acc, input);
+            }
+        }
+    }
+
+    /// Merges the state `from` of another window into `into` (session windows).
+    pub(super) fn merge(&self, into: &mut Value, from: &Value) {
+        if self.bare {
+            merge_one(self.aggs[0].function, into, from);
+            return;
+        }
+        let (Value::List(accs), Value::List(others)) = (into, from) else { return };
+        let accs = Arc::make_mut(accs);
+        for ((a, acc), other) in self.aggs.iter().zip(accs.iter_mut()).zip(others.iter()) {
+            merge_one(a.function, acc, other);
+        }
+    }
+
+    /// Writes the output fields of a window with `state` into `out`.
+    pub(super) fn emit(&self, state: &Value, out: &mut BTreeMap<Arc<str>, Value>) {
+        let result = |f: WindowFn, acc: &Value| match (f, acc) {
+            (WindowFn::Avg, Value::List(l)) => {
+                match (l.first().and_then(Value::as_f64), l.get(1).and_then(Value::as_i64)) {
+                    (Some(sum), Some(n)) if n > 0 => Value::Float(sum / n as f64),
+                    _ => Value::Null,
+                }
+            }
+            (WindowFn::CountDistinct, Value::List(l)) => Value::Int(l.len() as i64),
+            (_, acc) => acc.clone(),
+        };
+        if self.bare {
+            out.insert(self.aggs[0].name.clone(), result(self.aggs[0].function, state));
+            return;
+        }
+        if let Value::List(accs) = state {
+            for (a, acc) in self.aggs.iter().zip(accs.iter()) {
+                out.insert(a.name.clone(), result(a.function, acc));
+            }
+        }
+    }
+}
+
+/// `a + b` (`a` may be null: no input yet), kept an int while it fits.
+fn plus(a: &Value, b: &Value) -> Value {
+    match a {
+        Value::Null => b.clone(),
+        _ => accumulate(AggregateFn::Sum, Some(a), b).unwrap_or(Value::Null),
+    }
+}
+
+fn add_one(a: &Agg, acc: &mut Value, input: &Value) {
+    if matches!(input, Value::Null) && !(a.function == WindowFn::Count && a.field.is_none()) {
+        return;
+    }
+    match a.function {
+        WindowFn::Count => {
+            if let Value::Int(n) = acc {
+                *n = n.saturating_add(1);
+            }
+        }
+        WindowFn::Sum => *acc = plus(acc, input),
+        WindowFn::Min | WindowFn::Max => *acc = extreme(a.function, acc, input),
+        WindowFn::Avg => {
+            if let Value::List(l) = acc {
+                let l = Arc::make_mut(l);
+                if l.len() == 2 {
+                    l[0] = plus(&l[0], input);
+                    if let Value::Int(n) = &mut l[1] {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        WindowFn::CountDistinct => {
+            if let Value::List(l) = acc {
+                insert_distinct(l, input);
+            }
+        }
+    }
+}
+
+/// The smaller (`Min`) or larger (`Max`) of `acc` (null: none yet) and `input`.
+fn extreme(f: WindowFn, acc: &Value, input: &Value) -> Value {
+    let function = if f == WindowFn::Min { AggregateFn::Min } else { AggregateFn::Max };
+    match (acc, input) {
+        (_, Value::Null) => acc.clone(),
+        (Value::Null, _) => input.clone(),
+        _ => accumulate(function, Some(acc), input).unwrap_or_else(|_| acc.clone()),
+    }
+}
+
+/// Adds `v` to the distinct values `l` (ordered by stable hash) unless it is there.
+fn insert_distinct(l: &mut Arc<Vec<Value>>, v: &Value) {
+    let h = v.stable_hash();
+    let at = l.partition_point(|x| x.stable_hash() < h);
+    if l[at..].iter().take_while(|x| x.stable_hash() == h).any(|x| x == v) {
+        return;
+    }
+    Arc::make_mut(l).insert(at, v.clone());
+}
+
+fn merge_one(f: WindowFn, acc: &mut Value, other: &Value) {
+    match f {
+        WindowFn::Count => {
+            if let (Value::Int(a), Value::Int(b)) = (&mut *acc, other) {
+                *a = a.saturating_add(*b);
+            }
+        }
+        WindowFn::Sum => {
+            if !matches!(other, Value::Null) {
+                *acc = plus(acc, other);
+            }
+        }
+        WindowFn::Min | WindowFn::Max => *acc = extreme(f, acc, other),
+        WindowFn::Avg => {
+            if let (Value::List(a), Value::List(b)) = (&mut *acc, other)
+                && a.len() == 2
+                && b.len() == 2
+            {
+                let a = Arc::make_mut(a);
+                if !matches!(b[0], Value::Null) {
+                    a[0] = plus(&a[0], &b[0]);
+                }
+                if let (Value::Int(n), Value::Int(m)) = (&mut a[1], &b[1]) {
+                    *n += *m;
+                }
+            }
+        }
+        WindowFn::CountDistinct => {
+            if let (Value::List(a), Value::List(b)) = (&mut *acc, other) {
+                for v in b.iter() {
+                    insert_distinct(a, v);
+                }
+            }
+        }
+    }
+}

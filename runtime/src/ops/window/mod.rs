@@ -1,0 +1,275 @@
+//! Event-time windows per key: tumbling, sliding (hop) and session windows, each with one or
+//! several aggregates (see [`WindowSpec`]).
+//!
+//! A window `[start, end)` fires once, when the watermark reaches `end - 1` (Flink's
+//! `maxTimestamp`), emitting `{key, start, end, value}` (one `function`) or `{key, start, end,
+//! <name>: …}` (`aggregates`), with event time `end - 1`. A session window's `end` is its last
+//! record's time plus the gap, so it fires when the watermark reaches `last + gap - 1`.
+//!
+//! With `allowedLateness` a window stays open that much longer: a late record updates it and its
+//! updated result is emitted at once. A window is closed when the watermark reaches `end - 1 +
+//! allowedLateness`; its state is purged then. A record none of whose windows is open is late:
+//! counted, and dropped or sent along the node's `output: late` edges. A sliding-window record
+//! some of whose windows closed updates the open ones only (as in Flink) and is not counted late.
+//!
+//! All window state lives in the node's [`KeyedTable`] (namespace: the window's start), so it is
+//! checkpointed incrementally and restored by key group at any parallelism; the timers are
+//! rebuilt from it on restore. The watermark is part of the checkpoint, so after a restore a
+//! window that fired never fires again and a record that was late stays late.
+
+mod aggregates;
+mod aligned;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_crds::CheckpointId;
+use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, LateRecords, WindowFn, WindowKind, WindowSpec};
+
+use self::aggregates::Aggs;
+use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
+use crate::record::{Batch, Record};
+use crate::state::KeyedTable;
+use crate::value::Value;
+
+/// The operator-state element that carries a window's watermark through a checkpoint. On
+/// restore every subtask gets the minimum over the old subtasks (see `checkpoint::restore`).
+pub const WATERMARK_STATE_FIELD: &str = "watermark";
+
+/// The name the windows were known by when they were tumbling only.
+pub type TumblingWindow = Window;
+
+/// How records are assigned to windows, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+enum Assigner {
+    /// Tumbling (`slide == size`) and sliding windows.
+    Aligned { size: i64, slide: i64 },
+    /// Per-key sessions.
+    Session { gap: i64 },
+}
+
+/// Windows of one kind with their aggregates, per key.
+pub struct Window {
+    node: String,
+    assigner: Assigner,
+    lateness: i64,
+    aggs: Aggs,
+    policy: ErrorPolicy,
+    dead_letter: bool,
+    /// Aligned windows: one entry per (key, window), namespace the window's start, value its
+    /// state. Sessions: one entry per (key, session), namespace its start, value `[end, state]`.
+    table: KeyedTable,
+    /// Aligned windows: the keys with a window ending at each time, by that window's last event
+    /// time (`end - 1`), each once. Sessions: the keys to wake at each time (see `session`).
+    timers: BTreeMap<i64, Vec<Value>>,
+    watermark: i64,
+    late: u64,
+    /// Late records since the last [`Operator::take_late`].
+    late_pending: u64,
+    late_out: Batch,
+    /// Malformed records skipped under a lenient error policy.
+    dropped: u64,
+}
+
+impl Window {
+    /// Tumbling windows of `size`, aggregating `field` of the value (the value itself when
+    /// `None`) with `function`, closed as soon as they fire and dropping late records.
+    pub fn new(
+        node: &str,
+        size: Duration,
+        function: AggregateFn,
+        field: Option<String>,
+        policy: ErrorPolicy,
+    ) -> Window {
+        let function = match function {
+            AggregateFn::Count => WindowFn::Count,
+            AggregateFn::Sum => WindowFn::Sum,
+            AggregateFn::Min => WindowFn::Min,
+            AggregateFn::Max => WindowFn::Max,
+        };
+        let spec = WindowSpec::tumbling(size.max(Duration::from_millis(1)), function, field);
+        Window::build(node, &spec, WindowKind::Tumbling { size: (size.as_millis() as i64).max(1) }, policy)
+    }
+
+    /// Windows as a job document's `window:` block describes them; the block must validate.
+    pub fn from_spec(node: &str, spec: &WindowSpec, policy: ErrorPolicy) -> Result<Window, OpError> {
+        let kind = spec.kind().ok_or_else(|| OpError::Config {
+            node: node.into(),
+            message: "the window needs size (with an optional slide dividing it) or session (validate the job)".into(),
+        })?;
+        Ok(Window::build(node, spec, kind, policy))
+    }
+
+    fn build(node: &str, spec: &WindowSpec, kind: WindowKind, policy: ErrorPolicy) -> Window {
+        let assigner = match kind {
+            WindowKind::Tumbling { size } => Assigner::Aligned { size, slide: size },
+            WindowKind::Sliding { size, slide } => Assigner::Aligned { size, slide },
+            WindowKind::Session { gap } => Assigner::Session { gap },
+        };
+        Window {
+            node: node.into(),
+            assigner,
+            lateness: spec.lateness_ms(),
+            aggs: Aggs::new(spec.outputs()),
+            policy,
+            dead_letter: spec.late_records == LateRecords::DeadLetter,
+            table: KeyedTable::new(),
+            timers: BTreeMap::new(),
+            watermark: i64::MIN,
+            late: 0,
+            late_pending: 0,
+            late_out: Batch::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Records dropped (or dead-lettered) because their window had closed, over the lifetime.
+    pub fn late_records(&self) -> u64 {
+        self.late
+    }
+
+    /// Malformed records skipped under a lenient error policy, over the lifetime.
+    pub fn malformed_records(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether a window whose last event time is `max_ts` is closed (purged, or about to be).
+    fn closed(&self, max_ts: i64) -> bool {
+        max_ts.saturating_add(self.lateness) <= self.watermark
+    }
+
+    /// The output record of the window `[start, end)` of `key` with `state`.
+    fn result(&self, key: Value, start: i64, end: i64, state: &Value) -> Record {
+        let mut fields = BTreeMap::new();
+        fields.insert(Arc::from("key"), key.clone());
+        fields.insert(Arc::from("start"), Value::Int(start));
+        fields.insert(Arc::from("end"), Value::Int(end));
+        self.aggs.emit(state, &mut fields);
+        Record { key, ts: end - 1, value: Value::Map(Arc::new(fields)) }
+    }
+
+    /// A late record: counted, and kept for the late output when dead-lettering.
+    fn reject_late(&mut self, r: Record) {
+        self.late += 1;
+        self.late_pending += 1;
+        if self.dead_letter {
+            self.late_out.push(r);
+        }
+    }
+
+    /// A record the aggregates cannot take: fails the job or is skipped, per the error policy.
+    fn malformed(&mut self, key: &Value, message: String) -> Result<(), OpError> {
+        if self.policy.skips() {
+            self.dropped += 1;
+            Ok(())
+        } else {
+            Err(OpError::Malformed { node: self.node.clone(), location: format!("key {key}"), message })
+        }
+    }
+
+    /// The watermark moved from `prev` to `self.watermark`: windows whose last event time it
+    /// passed fire (once), and windows past their allowed lateness are purged.
+    fn advance(&mut self, prev: i64, out: &mut Batch) {
+        let Assigner::Aligned { size, .. } = self.assigner else {
+            return self.advance_sessions(prev, out);
+        };
+        let w = self.watermark;
+        let mut purge = Vec::new();
+        for (&max_ts, keys) in &self.timers {
+            if max_ts > w {
+                break;
+            }
+            if max_ts > prev {
+                let mut fired = aligned::ending_at(&self.table, max_ts, size, keys);
+                fired.sort_by_key(|(k, ..)| k.stable_hash());
+                for (key, start, state) in fired {
+                    out.push(self.result(key.clone(), start, max_ts + 1, state));
+                }
+            }
+            if max_ts.saturating_add(self.lateness) <= w {
+                purge.push(max_ts);
+            }
+        }
+        for max_ts in purge {
+            let keys = self.timers.remove(&max_ts).unwrap_or_default();
+            aligned::purge(&mut self.table, max_ts, size, keys);
+        }
+    }
+}
+
+impl Operator for Window {
+    fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
+        for e in &restored.keyed {
+            let Some(value) = &e.value else { continue };
+            let max_ts = match (self.assigner, &e.namespace) {
+                (Assigner::Aligned { size, .. }, Value::Int(start)) if self.aggs.fits(value) => {
+                    Some(start.saturating_add(size) - 1)
+                }
+                (Assigner::Session { .. }, Value::Int(_)) => {
+                    session::split(value).filter(|(_, state)| self.aggs.fits(state)).map(|(end, _)| end - 1)
+                }
+                _ => None,
+            };
+            let Some(max_ts) = max_ts else {
+                return Err(OpError::Restore {
+                    node: self.node.clone(),
+                    message: format!(
+                        "window entry of key {} does not fit this window's kind and aggregates (was the window changed?)",
+                        e.key
+                    ),
+                });
+            };
+            self.timers.entry(max_ts).or_default().push(e.key.clone());
+        }
+        self.table.restore(restored.keyed);
+        let restored_wm = restored
+            .operator_state
+            .iter()
+            .filter_map(|v| v.get(WATERMARK_STATE_FIELD).and_then(serde_json::Value::as_i64))
+            .min();
+        if let Some(w) = restored_wm {
+            self.watermark = w;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError> {
+        for r in batch {
+            match self.assigner {
+                Assigner::Aligned { size, slide } => self.process_aligned(r, size, slide, out)?,
+                Assigner::Session { gap } => self.process_session(r, gap, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
+        if watermark > self.watermark {
+            let prev = self.watermark;
+            self.watermark = watermark;
+            self.advance(prev, out);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
+        Ok(OpSnapshot {
+            keyed: Some(Box::new(self.table.capture(mode))),
+            operator_state: vec![serde_json::json!({ WATERMARK_STATE_FIELD: self.watermark })],
+            ..OpSnapshot::default()
+        })
+    }
+
+    fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
+        self.on_watermark(i64::MAX, out)
+    }
+
+    fn take_late(&mut self, late: &mut Batch) -> u64 {
+        late.append(&mut self.late_out);
+        std::mem::take(&mut self.late_pending)
+    }
+}
