@@ -22,6 +22,8 @@ pub struct LinkConfig {
     pub attempt: String,
     /// Number of workers.
     pub count: usize,
+    /// The digest of the job document this worker runs ([`super::job_digest`]).
+    pub job: u64,
     /// How long worker 0 may take to be reached, or the others to connect.
     pub connect_timeout: Duration,
     /// How long a handshake may take.
@@ -108,7 +110,12 @@ pub async fn connect(addr: SocketAddr, me: usize, config: &LinkConfig) -> Result
     loop {
         let last = match timeout(config.handshake_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(mut stream)) => {
-                let hello = ControlMsg::Hello { version: VERSION, worker: me as u32, count: config.count as u32 };
+                let hello = ControlMsg::Hello {
+                    version: VERSION,
+                    worker: me as u32,
+                    count: config.count as u32,
+                    job: config.job,
+                };
                 let mut buf = Vec::new();
                 protocol::encode(&mut buf, &config.attempt, &hello);
                 let answer = timeout(config.handshake_timeout, async {
@@ -190,7 +197,7 @@ async fn handshake_in(
             Err(e) => return refuse(stream, config, format!("not a Sluice control hello: {e}")).await,
         },
     };
-    let ControlMsg::Hello { version, worker, count } = msg else {
+    let ControlMsg::Hello { version, worker, count, job } = msg else {
         return refuse(stream, config, format!("expected a hello, got {msg:?}")).await;
     };
     let worker = worker as usize;
@@ -202,6 +209,12 @@ async fn handshake_in(
         Some(format!("{count} workers expected, this attempt has {}", config.count))
     } else if worker == 0 || worker >= config.count {
         Some(format!("no worker {worker} in an attempt of {}", config.count))
+    } else if job != config.job {
+        Some(format!(
+            "worker {worker} runs another job document than worker 0 (digest {job:016x}, worker 0's {:016x}): \
+             every worker of an attempt must read the same document",
+            config.job
+        ))
     } else if !open(worker) {
         Some(format!("worker {worker} already joined this attempt"))
     } else {

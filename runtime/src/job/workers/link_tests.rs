@@ -4,6 +4,7 @@ fn config(attempt: &str, count: usize) -> LinkConfig {
     LinkConfig {
         attempt: attempt.into(),
         count,
+        job: 0x5eed,
         connect_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(2),
         heartbeat: Duration::from_millis(50),
@@ -50,6 +51,10 @@ async fn a_worker_of_another_attempt_or_count_cannot_join_and_late_comers_are_re
     assert!(text.contains("attempt \"job/1\" is not this coordinator's attempt \"job/2\""), "{text}");
     let err = connect(addr, 1, &config("job/2", 3)).await.err().expect("another worker count is refused");
     assert!(err.to_string().contains("3 workers expected"), "{err}");
+    let mut edited = config("job/2", 2);
+    edited.job = 0x5eee;
+    let err = connect(addr, 1, &edited).await.err().expect("another job document is refused");
+    assert!(err.to_string().contains("worker 1 runs another job document than worker 0"), "{err}");
     let _one = connect(addr, 1, &config("job/2", 2)).await.expect("the right worker joins");
     coord.await.expect("join").expect("joined");
     let err = connect(addr, 1, &config("job/2", 2)).await.err().expect("a second worker 1 is refused");

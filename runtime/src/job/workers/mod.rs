@@ -67,10 +67,11 @@ impl WorkerSpec {
         }
     }
 
-    fn link_config(&self) -> LinkConfig {
+    fn link_config(&self, job: u64) -> LinkConfig {
         LinkConfig {
             attempt: self.attempt.clone(),
             count: self.peers.len(),
+            job,
             connect_timeout: self.connect_timeout,
             handshake_timeout: Duration::from_secs(5),
             heartbeat: self.heartbeat,
@@ -120,6 +121,15 @@ pub enum WorkerError {
     },
 }
 
+/// A digest of a job document as workers plan it (64-bit FNV-1a over its JSON form): the
+/// workers of one attempt must agree on it, or they would place and wire different graphs —
+/// a relaunch that reads an edited document while it is being rewritten, a pod that sees a
+/// ConfigMap update before another.
+pub fn job_digest(job: &sluice_crds::JobConfig) -> u64 {
+    let bytes = serde_json::to_vec(job).unwrap_or_default();
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Runs worker `spec.index` of a job over `spec.peers.len()` workers. Worker 0 returns the
 /// run's outcome (it ran the coordinator); the others return `None` once their tasks ended
 /// and worker 0 said goodbye.
@@ -139,7 +149,7 @@ pub async fn run_worker(config: RuntimeConfig, spec: WorkerSpec) -> Result<Optio
     let locate = Box::new(ChannelLocator::new(&plan, count));
     let exchange =
         NetExchange::with_listener(net, listener, locate, &NetMetrics::default()).map_err(WorkerError::from)?;
-    let links = spec.link_config();
+    let links = spec.link_config(job_digest(&config.job));
     if spec.index > 0 {
         let link = link::connect(spec.coordinator, spec.index, &links).await.map_err(WorkerError::from)?;
         tracing::info!(worker = spec.index, attempt = %spec.attempt, "joined worker 0");

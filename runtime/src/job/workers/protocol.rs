@@ -32,7 +32,7 @@ use crate::value::{DecodeError, read_bytes, read_varint, write_bytes, write_vari
 /// The first bytes of a control hello.
 pub const MAGIC: &[u8; 8] = b"SLUICECT";
 /// The protocol version the hello carries.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 const HELLO: u8 = 1;
 const WELCOME: u8 = 2;
@@ -70,6 +70,9 @@ pub enum ControlMsg {
         worker: u32,
         /// The attempt's worker count as the connecting worker knows it.
         count: u32,
+        /// A digest of the job document the connecting worker runs ([`super::job_digest`]):
+        /// workers of one attempt must plan the same graph.
+        job: u64,
     },
     /// Handshake accepted.
     Welcome,
@@ -161,11 +164,12 @@ pub fn encode(out: &mut Vec<u8>, attempt: &str, msg: &ControlMsg) {
     out.push(kind);
     write_bytes(out, attempt.as_bytes());
     match msg {
-        ControlMsg::Hello { version, worker, count } => {
+        ControlMsg::Hello { version, worker, count, job } => {
             out.extend_from_slice(MAGIC);
             out.extend_from_slice(&version.to_le_bytes());
             write_varint(out, u64::from(*worker));
             write_varint(out, u64::from(*count));
+            write_varint(out, *job);
         }
         ControlMsg::Refuse(reason) => write_bytes(out, reason.as_bytes()),
         ControlMsg::Start { restore } => put_opt_bytes(out, restore.as_deref().map(str::as_bytes)),
@@ -289,7 +293,8 @@ pub fn decode(body: &[u8]) -> Result<(String, ControlMsg), ProtocolError> {
             let version = u16::from_le_bytes([input[8], input[9]]);
             input = &input[10..];
             let worker = get_u32(&mut input, "worker")?;
-            ControlMsg::Hello { version, worker, count: get_u32(&mut input, "worker count")? }
+            let count = get_u32(&mut input, "worker count")?;
+            ControlMsg::Hello { version, worker, count, job: read_varint(&mut input)? }
         }
         WELCOME => ControlMsg::Welcome,
         REFUSE => ControlMsg::Refuse(get_string(&mut input)?),

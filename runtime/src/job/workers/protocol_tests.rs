@@ -29,7 +29,7 @@ fn every_message_decodes_to_itself_with_its_attempt() {
         records: 99_000,
     };
     let msgs = vec![
-        ControlMsg::Hello { version: VERSION, worker: 2, count: 3 },
+        ControlMsg::Hello { version: VERSION, worker: 2, count: 3, job: u64::MAX - 5 },
         ControlMsg::Welcome,
         ControlMsg::Refuse("no".into()),
         ControlMsg::Start { restore: None },
@@ -79,7 +79,7 @@ fn truncated_trailing_and_foreign_frames_are_refused() {
     long.push(0);
     assert!(decode(&long).expect_err("trailing").0.contains("left over"));
     let mut hello = Vec::new();
-    encode(&mut hello, "a", &ControlMsg::Hello { version: VERSION, worker: 1, count: 2 });
+    encode(&mut hello, "a", &ControlMsg::Hello { version: VERSION, worker: 1, count: 2, job: 7 });
     let mut exchange_hello = hello[4..].to_vec();
     let at = exchange_hello.iter().position(|&b| b == b'S').expect("magic");
     exchange_hello[at..at + 8].copy_from_slice(b"SLUICENX");

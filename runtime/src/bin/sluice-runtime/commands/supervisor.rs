@@ -17,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::run::{load_job, run_id};
 use crate::args::RunArgs;
+use sluice_runtime::nodes::preflight;
 
 /// A worker failed and the run does not relaunch it (no restart left, or a failure a relaunch
 /// cannot mend): the run exits with `code`.
@@ -53,7 +54,10 @@ pub async fn supervise(args: RunArgs, n: usize) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     for attempt_no in 0..=args.max_restarts {
         let attempt = format!("{run}-a{attempt_no}");
-        let mut children = launch(&exe, &args, n, &attempt, attempt_no == 0)?;
+        // Every worker of the attempt reads this one copy of the document, taken now: an edit
+        // while they start (the relaunch reads the document again) cannot split them.
+        let document = Snapshot::take(&args.job, &attempt)?;
+        let mut children = launch(&exe, &args, &document.path, n, &attempt, attempt_no == 0)?;
         let end = tokio::select! {
             end = watch(&mut children) => end,
             _ = term.recv() => return cancel(children, "SIGTERM").await,
@@ -82,16 +86,47 @@ pub async fn supervise(args: RunArgs, n: usize) -> Result<()> {
     unreachable!("the last attempt returns")
 }
 
+/// The job document as one attempt's workers read it: a copy in the temporary directory,
+/// checked first, removed when the attempt is over.
+struct Snapshot {
+    path: std::path::PathBuf,
+}
+
+impl Snapshot {
+    fn take(job: &std::path::Path, attempt: &str) -> Result<Snapshot> {
+        let text = std::fs::read_to_string(job).with_context(|| format!("reading {}", job.display()))?;
+        // An edit that broke the document fails here, naming the user's file.
+        preflight::load(&text).with_context(|| format!("invalid job document {}", job.display()))?;
+        let name = job.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "job.yaml".into());
+        let path = std::env::temp_dir().join(format!("sluice-{attempt}-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).with_context(|| format!("writing the attempt's copy {}", path.display()))?;
+        Ok(Snapshot { path })
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Starts the `n` workers of `attempt`, each with its exchange port and worker 0's control port
 /// on 127.0.0.1. The first attempt takes the run's restore and fault flags; a relaunch restores
 /// the latest checkpoint.
-fn launch(exe: &std::path::Path, args: &RunArgs, n: usize, attempt: &str, first: bool) -> Result<Vec<Child>> {
+fn launch(
+    exe: &std::path::Path,
+    args: &RunArgs,
+    job: &std::path::Path,
+    n: usize,
+    attempt: &str,
+    first: bool,
+) -> Result<Vec<Child>> {
     let ports = free_ports(n + 1)?;
     let peers: Vec<String> = ports[..n].iter().map(SocketAddr::to_string).collect();
     let mut children = Vec::with_capacity(n);
     for index in 0..n {
         let mut cmd = Command::new(exe);
-        cmd.arg("worker").arg(&args.job).arg("--index").arg(index.to_string());
+        cmd.arg("worker").arg(job).arg("--index").arg(index.to_string());
         cmd.arg("--peers").arg(peers.join(",")).arg("--coordinator").arg(ports[n].to_string());
         cmd.arg("--attempt").arg(attempt).arg("--supervised");
         if first {
