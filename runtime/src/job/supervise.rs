@@ -87,9 +87,11 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
     Ending { result, cancel }
 }
 
-/// A task that failed because its downstream closed is a symptom: report the real cause.
+/// A task that failed because its downstream or upstream closed is a symptom: report the real
+/// cause (a task that failed on its own), if one comes within 2 s.
 async fn first_cause(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>>) -> JobError {
-    if !matches!(first, TaskError::Downstream { .. }) {
+    let symptom = |e: &TaskError| matches!(e, TaskError::Downstream { .. } | TaskError::Upstream { .. });
+    if !symptom(&first) {
         return first.into();
     }
     let deadline = tokio::time::sleep(Duration::from_secs(2));
@@ -97,7 +99,7 @@ async fn first_cause(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>
     loop {
         tokio::select! {
             j = tasks.join_next() => match j {
-                Some(Ok(Err(e))) if !matches!(e, TaskError::Downstream { .. }) => return e.into(),
+                Some(Ok(Err(e))) if !symptom(&e) => return e.into(),
                 Some(_) => {}
                 None => return first.into(),
             },
