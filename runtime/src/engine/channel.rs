@@ -29,8 +29,8 @@ pub trait MessageReceiver: Send {
 
     /// Once `poll_recv` returned `None`: why the channel closed without an end message, if
     /// something other than its sender went away (a network exchange lost the worker that runs
-    /// the sender). `None` when the sender itself is gone: in process, its task failed, and that
-    /// task's error is the one to report.
+    /// the sender). `None` when the sender itself is gone: in process, its task failed (the
+    /// receiving task fails too, as a symptom), and that task's error is the one to report.
     fn failure(&self) -> Option<ChannelFailure> {
         None
     }

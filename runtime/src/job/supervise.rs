@@ -87,7 +87,8 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
     Ending { result, cancel }
 }
 
-/// A task that failed because its downstream closed is a symptom: report the real cause.
+/// A task that failed because its downstream or upstream closed is a symptom: report the real
+/// cause (a task that failed on its own), if one comes within 2 s.
 async fn first_cause(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>>) -> JobError {
     first_cause_task(first, tasks).await.into()
 }

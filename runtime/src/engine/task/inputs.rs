@@ -53,7 +53,7 @@ impl Inputs {
 
     /// The next control message (first) or message from a channel that is neither ended nor
     /// blocked by alignment, round-robin; `None` when the coordinator is gone. A channel that
-    /// closed without an end message counts as ended, unless it reports a failure.
+    /// closed without an end message is lost, never ended.
     async fn next(&mut self, control: &mut mpsc::UnboundedReceiver<TaskControl>) -> Option<Event> {
         let n = self.receivers.len();
         poll_fn(|cx| {
@@ -69,7 +69,13 @@ impl Inputs {
                     self.next = i + 1;
                     return Poll::Ready(Some(match m {
                         Some(m) => Event::Input(i, m),
-                        None => self.receivers[i].failure().map_or(Event::Input(i, Message::End), Event::Lost),
+                        // Every task ends its outputs with an end message (`finish`, a stop at
+                        // a savepoint); a channel closed without one lost its sender: that task
+                        // failed or was aborted. Taking it for the end of input would `finish`
+                        // this task, and a sink would commit records no checkpoint covers.
+                        None => Event::Lost(self.receivers[i].failure().unwrap_or_else(|| {
+                            ChannelFailure("its upstream task ended without ending the channel".into())
+                        })),
                     }));
                 }
             }

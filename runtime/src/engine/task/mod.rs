@@ -109,10 +109,13 @@ impl TaskError {
         }
     }
 
-    /// Whether this failure is only a symptom of another (a downstream task went away): the
-    /// other one is the failure to report.
+    /// Whether this failure is only a symptom of another (a downstream or upstream task went
+    /// away): the other one is the failure to report.
     pub fn is_symptom(&self) -> bool {
-        matches!(self, TaskError::Downstream { .. } | TaskError::Remote { symptom: true, .. })
+        matches!(
+            self,
+            TaskError::Downstream { .. } | TaskError::Upstream { .. } | TaskError::Remote { symptom: true, .. }
+        )
     }
 }
 
