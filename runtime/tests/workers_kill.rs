@@ -105,7 +105,6 @@ fn gone(pid: u32) -> bool {
 }
 
 #[test]
-#[ignore = "open bug: after relaunches one split's records are committed twice (e.g. 228 duplicates with SLUICE_KILL_SEED=9170889149514519976); run with --ignored"]
 fn workers_killed_at_random_and_relaunched_at_other_counts_commit_every_record_exactly_once() {
     let rounds = rounds();
     let seed = common::kill_seed();

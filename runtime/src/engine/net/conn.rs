@@ -44,10 +44,10 @@ pub(super) async fn connect(local: Arc<Local>, peer: Arc<Peer>) {
                     }
                     return;
                 }
-                Err(Outcome::Refused(reason)) => {
-                    peer.metrics.connect_failures.inc();
-                    return peer.fail(format!("refused the connection: {reason}"));
-                }
+                // A refusal is retried too: the process at the address may be a worker of an
+                // older attempt, not yet gone, whose place ours is about to take. If nobody else
+                // comes, the last reason names what answered instead.
+                Err(Outcome::Refused(reason)) => format!("refused the connection: {reason}"),
                 Err(Outcome::Retry(e)) => e,
             },
             Ok(Err(e)) => e.to_string(),
@@ -67,7 +67,7 @@ pub(super) async fn connect(local: Arc<Local>, peer: Arc<Peer>) {
 }
 
 enum Outcome {
-    /// The peer answered and said no: not worth retrying.
+    /// The peer answered and said no (retried until the connect timeout all the same).
     Refused(String),
     /// The peer was not there (yet), or the connection broke.
     Retry(String),
