@@ -39,8 +39,9 @@ use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
 use crate::value::Value;
 
-/// The left input (0) and the right input (1).
+/// The left input.
 const LEFT: usize = 0;
+/// The right input.
 const RIGHT: usize = 1;
 
 /// Output field names, one reference-counted copy per operator.
@@ -125,7 +126,8 @@ impl Join {
         }
     }
 
-    /// The output record of a pair: `{key, left, right}` plus `extra` fields, at `ts`.
+    /// The output record of a pair at `ts`: `{key, left, right}`, with the window's `start` and
+    /// `end` when there is one.
     fn pair(&self, key: &Value, ts: i64, left: &Value, right: &Value, window: Option<(i64, i64)>) -> Record {
         let n = &self.names;
         let mut fields = BTreeMap::new();
