@@ -4,6 +4,7 @@ pub mod control;
 mod field_errors;
 pub mod job_config;
 pub mod job_view;
+pub mod join;
 pub mod kafka;
 pub mod kafka_security;
 mod kafka_validate;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::join::{JoinIntervalSpec, JoinKind, JoinSpec, JoinWindowSpec};
 pub use super::kafka::{KafkaSinkSpec, KafkaSourceSpec};
 pub use super::nexmark::NexmarkSpec;
 pub use super::window::{LateRecords, SessionSpec, WindowAggregate, WindowFn, WindowKind, WindowSpec};
@@ -98,6 +99,10 @@ pub struct Node {
     /// aggregates, emitted when the watermark passes their end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// Keyed operator of two inputs: an inner join on the key (window, interval or regular
+    /// join with a time-to-live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSpec>,
     /// Sink: exactly-once files (two-phase commit: temp file, pre-commit, rename on completion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sink: Option<FileSinkSpec>,
@@ -133,6 +138,8 @@ pub enum NodeKind<'a> {
     Aggregate(&'a AggregateSpec),
     /// See [`WindowSpec`].
     Window(&'a WindowSpec),
+    /// See [`JoinSpec`].
+    Join(&'a JoinSpec),
     /// See [`FileSinkSpec`].
     FileSink(&'a FileSinkSpec),
     /// See [`KafkaSinkSpec`].
@@ -156,7 +163,7 @@ impl NodeKind<'_> {
 
     /// True for operators whose state is partitioned by key (their inputs must be hash edges).
     pub fn is_keyed(&self) -> bool {
-        matches!(self, NodeKind::Aggregate(_) | NodeKind::Window(_))
+        matches!(self, NodeKind::Aggregate(_) | NodeKind::Window(_) | NodeKind::Join(_))
     }
 
     /// The block's field name, as written in YAML.
@@ -171,6 +178,7 @@ impl NodeKind<'_> {
             NodeKind::KeyBy(_) => "keyBy",
             NodeKind::Aggregate(_) => "aggregate",
             NodeKind::Window(_) => "window",
+            NodeKind::Join(_) => "join",
             NodeKind::FileSink(_) => "fileSink",
             NodeKind::KafkaSink(_) => "kafkaSink",
             NodeKind::Stdout => "stdout",
@@ -210,6 +218,9 @@ impl Node {
         if let Some(s) = &self.window {
             kinds.push(NodeKind::Window(s));
         }
+        if let Some(s) = &self.join {
+            kinds.push(NodeKind::Join(s));
+        }
         if let Some(s) = &self.file_sink {
             kinds.push(NodeKind::FileSink(s));
         }
@@ -229,6 +240,15 @@ impl Node {
     pub fn kind(&self) -> Option<NodeKind<'_>> {
         let kinds = self.kinds();
         if kinds.len() == 1 { Some(kinds[0]) } else { None }
+    }
+
+    /// Which of the node's inputs an edge from node `upstream` feeds: a join's right side is
+    /// input 1; everything else is input 0.
+    pub fn input_of(&self, upstream: &str) -> usize {
+        match self.kind() {
+            Some(NodeKind::Join(j)) => j.input_of(upstream),
+            _ => 0,
+        }
     }
 }
 

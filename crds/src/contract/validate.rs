@@ -154,7 +154,7 @@ fn validate_nodes<'p>(p: &'p Pipeline, at: &str, errs: &mut Errors) -> HashMap<&
         }
         let kinds = node.kinds();
         match kinds.len() {
-            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, nexmark, map, filter, keyBy, aggregate, window, fileSink, kafkaSink, stdout, discard"),
+            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, nexmark, map, filter, keyBy, aggregate, window, join, fileSink, kafkaSink, stdout, discard"),
             1 => validate_kind(&kinds[0], p.error_policy, &np, errs),
             _ => errs.add(
                 np.clone(),
@@ -200,12 +200,15 @@ fn validate_edges(p: &Pipeline, at: &str, index: &HashMap<&str, usize>, errs: &m
         d.outputs[f] += 1;
         if e.output == EdgeOutput::Late {
             d.late_edges[f] += 1;
-            let dead_letters =
-                matches!(p.nodes[f].kind(), Some(NodeKind::Window(w)) if w.late_records == LateRecords::DeadLetter);
+            let dead_letters = match p.nodes[f].kind() {
+                Some(NodeKind::Window(w)) => w.late_records == LateRecords::DeadLetter,
+                Some(NodeKind::Join(j)) => j.late_records == LateRecords::DeadLetter,
+                _ => false,
+            };
             if !dead_letters {
                 errs.add(
                     format!("{ep}.output"),
-                    format!("late: {:?} must be a window with lateRecords: deadLetter", e.from),
+                    format!("late: {:?} must be a window or join with lateRecords: deadLetter", e.from),
                 );
             }
         }
@@ -244,14 +247,22 @@ fn validate_roles(p: &Pipeline, at: &str, d: &Degrees, errs: &mut Errors) {
         if kind.is_sink() && d.outputs[i] > 0 {
             errs.add(np.clone(), format!("sink {:?} cannot have outputs", node.id));
         }
-        if let NodeKind::Window(w) = kind
-            && w.late_records == LateRecords::DeadLetter
+        let dead_letters = match kind {
+            NodeKind::Window(w) => (w.late_records == LateRecords::DeadLetter).then_some("window"),
+            NodeKind::Join(j) => (j.late_records == LateRecords::DeadLetter).then_some("join"),
+            _ => None,
+        };
+        if let Some(block) = dead_letters
             && d.late_edges[i] == 0
         {
             errs.add(
-                format!("{np}.window.lateRecords"),
+                format!("{np}.{block}.lateRecords"),
                 format!("deadLetter needs an edge from {:?} with output: late", node.id),
             );
+        }
+        if let NodeKind::Join(j) = kind {
+            let inputs: Vec<&str> = d.inputs[i].iter().map(|(f, _)| p.nodes[*f].id.as_str()).collect();
+            super::join::validate_inputs(j, &node.id, &np, &inputs, errs);
         }
     }
 }
@@ -276,6 +287,7 @@ fn validate_kind(kind: &NodeKind<'_>, policy: ErrorPolicy, np: &str, errs: &mut 
             errs.add(format!("{np}.keyBy"), "set exactly one of field, expr")
         }
         NodeKind::Window(w) => super::window::validate(w, &format!("{np}.window"), errs),
+        NodeKind::Join(j) => super::join::validate(j, &format!("{np}.join"), errs),
         NodeKind::FileSink(f) if f.path.is_empty() => errs.add(format!("{np}.fileSink.path"), "must not be empty"),
         NodeKind::Nexmark(n) => super::nexmark::validate(n, &format!("{np}.nexmark"), errs),
         NodeKind::KafkaSource(k) => super::kafka_validate::source(k, policy, &format!("{np}.kafkaSource"), errs),
@@ -412,7 +424,7 @@ pipeline:
         JobConfig::from_yaml(&with_edge).expect("a dead-lettering window with a late edge is valid");
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: late}"));
         assert!(
-            e.contains("pipeline.edges[1].output: late: \"win\" must be a window with lateRecords: deadLetter"),
+            e.contains("pipeline.edges[1].output: late: \"win\" must be a window or join with lateRecords: deadLetter"),
             "{e}"
         );
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: early}"));

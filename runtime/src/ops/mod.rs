@@ -36,6 +36,7 @@ mod expr_fast;
 mod expr_fast_tests;
 mod expr_input;
 pub mod generator;
+pub mod join;
 pub mod json_file;
 pub mod nexmark;
 pub mod rate;
