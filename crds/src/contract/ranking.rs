@@ -34,6 +34,11 @@ pub struct TopNSpec {
     /// Rank the greatest value first (Flink's `ORDER BY … DESC`); default: the smallest first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub descending: bool,
+    /// Keep also the records tied with the Nth on `orderBy` (SQL's `RANK() <= N`): tied rows
+    /// share a rank, and a window may emit more than N rows. Default: exactly N
+    /// (`ROW_NUMBER() <= N`), ties ranked by event time, then encoded value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_ties: bool,
     /// The event-time windows the ranking is per.
     pub window: RankWindow,
     /// How long a window stays open for late records after it fired (default 0): a record
@@ -177,12 +182,13 @@ mod tests {
     #[test]
     fn top_n_and_deduplicate_parse_and_round_trip() {
         let job = JobConfig::from_yaml(&doc(
-            "topN: {n: 10, orderBy: bid.price, descending: true, window: {size: 10s, slide: 2s}, allowedLateness: 1s}",
+            "topN: {n: 10, orderBy: bid.price, descending: true, withTies: true, window: {size: 10s, slide: 2s}, allowedLateness: 1s}",
         ))
         .expect("valid");
         let t = job.pipeline.nodes[1].top_n.clone().expect("topN");
         assert_eq!(t.kind(), Some(WindowKind::Sliding { size: 10_000, slide: 2_000 }));
-        assert_eq!((t.n, t.order_by.as_str(), t.descending, t.lateness_ms()), (10, "bid.price", true, 1000));
+        assert_eq!((t.n, t.order_by.as_str(), t.descending, t.with_ties), (10, "bid.price", true, true));
+        assert_eq!(t.lateness_ms(), 1000);
         let again = JobConfig::from_yaml(&job.to_yaml()).expect("round trip");
         assert_eq!(again.pipeline.nodes[1].top_n, Some(t));
 

@@ -2,8 +2,9 @@
 //! field, emitted with their rank when the watermark passes the window's end.
 //!
 //! A window `[start, end)` (tumbling, or sliding: aligned to the epoch as the `window` node's)
-//! keeps only its key's N best records so far — a later record can only push one out, so N
-//! are enough even with `allowedLateness` — as one keyed-state entry: namespace the window's
+//! keeps only its key's N best records so far (and, `withTies`, those tied with the Nth) — a
+//! later record can only push one out, so they are enough even with `allowedLateness` — as one
+//! keyed-state entry: namespace the window's
 //! start, value the rows `[order, ts, value]` in rank order. The ranking is a total order on
 //! the records themselves: the `orderBy` value (ascending, or descending), then the earlier
 //! event time, then the smaller encoded value; so which N are kept and their ranks never
@@ -75,6 +76,7 @@ pub struct TopN {
     n: usize,
     order_by: String,
     descending: bool,
+    with_ties: bool,
     size: i64,
     slide: i64,
     lateness: i64,
@@ -114,6 +116,7 @@ impl TopN {
             n: spec.n as usize,
             order_by: spec.order_by.clone(),
             descending: spec.descending,
+            with_ties: spec.with_ties,
             size,
             slide,
             lateness: spec.lateness_ms(),
@@ -161,19 +164,44 @@ impl TopN {
     /// Where a record ranks among `rows` (sorted), or `None` when it does not make the top N.
     fn position(&self, rows: &[Value], new: (&Value, i64, &Value)) -> Option<usize> {
         let at = rows.partition_point(|r| parts(r).is_some_and(|p| self.rank(p, new) != Ordering::Greater));
-        (at < self.n).then_some(at)
+        let tied_with_nth = || nth_order(self.n, rows).is_some_and(|o| cmp_order(o, new.0) == Ordering::Equal);
+        (at < self.n || (self.with_ties && tied_with_nth())).then_some(at)
     }
+}
 
+/// The `orderBy` value of the Nth row, when there are N.
+fn nth_order(n: usize, rows: &[Value]) -> Option<&Value> {
+    rows.get(n - 1).and_then(parts).map(|p| p.0)
+}
+
+/// Cuts a ranking back to `n` rows (and, `with_ties`, the rows tied with the Nth).
+fn cut(n: usize, with_ties: bool, rows: &mut Vec<Value>) {
+    let mut keep = n.min(rows.len());
+    if with_ties && let Some(nth) = nth_order(n, rows).cloned() {
+        let tied = |r: &Value| parts(r).is_some_and(|p| cmp_order(p.0, &nth) == Ordering::Equal);
+        keep += rows[keep..].iter().take_while(|r| tied(r)).count();
+    }
+    rows.truncate(keep);
+}
+
+impl TopN {
     /// The rows of the window `[start, start + size)` of `key`.
     fn emit(&self, key: &Value, start: i64, rows: &[Value], out: &mut Batch) {
         let end = start.saturating_add(self.size);
+        let (mut rank, mut prev) = (0, None);
         for (i, r) in rows.iter().enumerate() {
-            let Some((_, ts, value)) = parts(r) else { continue };
+            let Some((order, ts, value)) = parts(r) else { continue };
+            // `withTies`: rows tied on `orderBy` share the rank of the first of them (SQL's RANK).
+            let tied = self.with_ties && prev.is_some_and(|p| cmp_order(p, order) == Ordering::Equal);
+            if !tied {
+                rank = i as i64 + 1;
+            }
+            prev = Some(order);
             let fields = [
                 ("key", key.clone()),
                 ("start", Value::Int(start)),
                 ("end", Value::Int(end)),
-                ("rank", Value::Int(i as i64 + 1)),
+                ("rank", Value::Int(rank)),
                 ("ts", Value::Int(ts)),
                 ("value", value.clone()),
             ];
@@ -221,7 +249,7 @@ impl TopN {
                 {
                     let rows = Arc::make_mut(rows);
                     rows.insert(at, row(order.clone(), r.ts, r.value.clone()));
-                    rows.truncate(self.n);
+                    cut(self.n, self.with_ties, rows);
                     if max_ts <= self.watermark {
                         // A late record inside the allowed lateness changed a fired ranking.
                         let rows = rows.clone();
