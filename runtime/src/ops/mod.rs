@@ -39,6 +39,8 @@ mod expr_input;
 pub mod generator;
 pub mod json_file;
 pub mod nexmark;
+#[cfg(test)]
+mod ranking_tests;
 pub mod rate;
 pub mod simple;
 pub mod topn;
