@@ -11,5 +11,6 @@ mod kafka_validate;
 pub mod manifest;
 pub mod nexmark;
 pub mod pipeline;
+pub mod ranking;
 pub mod validate;
 pub mod window;

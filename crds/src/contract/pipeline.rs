@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use super::join::{JoinIntervalSpec, JoinKind, JoinSpec, JoinWindowSpec};
 pub use super::kafka::{KafkaSinkSpec, KafkaSourceSpec};
 pub use super::nexmark::NexmarkSpec;
+pub use super::ranking::{DeduplicateSpec, Keep, RankWindow, TopNSpec};
 pub use super::window::{LateRecords, SessionSpec, WindowAggregate, WindowFn, WindowKind, WindowSpec};
 
 /// Default number of key groups: the upper bound for any node's parallelism.
@@ -103,6 +104,12 @@ pub struct Node {
     /// join with a time-to-live).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinSpec>,
+    /// Keyed operator: the N records ranked first by a field per key and event-time window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_n: Option<TopNSpec>,
+    /// Keyed operator: the first or last record per key and time-to-live span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduplicate: Option<DeduplicateSpec>,
     /// Sink: exactly-once files (two-phase commit: temp file, pre-commit, rename on completion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sink: Option<FileSinkSpec>,
@@ -140,6 +147,10 @@ pub enum NodeKind<'a> {
     Window(&'a WindowSpec),
     /// See [`JoinSpec`].
     Join(&'a JoinSpec),
+    /// See [`TopNSpec`].
+    TopN(&'a TopNSpec),
+    /// See [`DeduplicateSpec`].
+    Deduplicate(&'a DeduplicateSpec),
     /// See [`FileSinkSpec`].
     FileSink(&'a FileSinkSpec),
     /// See [`KafkaSinkSpec`].
@@ -163,7 +174,26 @@ impl NodeKind<'_> {
 
     /// True for operators whose state is partitioned by key (their inputs must be hash edges).
     pub fn is_keyed(&self) -> bool {
-        matches!(self, NodeKind::Aggregate(_) | NodeKind::Window(_) | NodeKind::Join(_))
+        matches!(
+            self,
+            NodeKind::Aggregate(_)
+                | NodeKind::Window(_)
+                | NodeKind::Join(_)
+                | NodeKind::TopN(_)
+                | NodeKind::Deduplicate(_)
+        )
+    }
+
+    /// True for operators that send their late records along `output: late` edges.
+    pub fn dead_letters(&self) -> bool {
+        let late = match self {
+            NodeKind::Window(w) => w.late_records,
+            NodeKind::Join(j) => j.late_records,
+            NodeKind::TopN(t) => t.late_records,
+            NodeKind::Deduplicate(d) => d.late_records,
+            _ => return false,
+        };
+        late == LateRecords::DeadLetter
     }
 
     /// The block's field name, as written in YAML.
@@ -179,6 +209,8 @@ impl NodeKind<'_> {
             NodeKind::Aggregate(_) => "aggregate",
             NodeKind::Window(_) => "window",
             NodeKind::Join(_) => "join",
+            NodeKind::TopN(_) => "topN",
+            NodeKind::Deduplicate(_) => "deduplicate",
             NodeKind::FileSink(_) => "fileSink",
             NodeKind::KafkaSink(_) => "kafkaSink",
             NodeKind::Stdout => "stdout",
@@ -220,6 +252,12 @@ impl Node {
         }
         if let Some(s) = &self.join {
             kinds.push(NodeKind::Join(s));
+        }
+        if let Some(s) = &self.top_n {
+            kinds.push(NodeKind::TopN(s));
+        }
+        if let Some(s) = &self.deduplicate {
+            kinds.push(NodeKind::Deduplicate(s));
         }
         if let Some(s) = &self.file_sink {
             kinds.push(NodeKind::FileSink(s));

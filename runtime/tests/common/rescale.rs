@@ -160,3 +160,73 @@ impl<O: Operator> Subtasks<O> {
         }
     }
 }
+
+/// Key groups of [`Rescaled`]'s job.
+pub const MAX_P: u32 = 16;
+
+/// An output with the watermarks around its emission: `(before, after)` the call that emitted
+/// it (equal for records emitted while processing).
+pub type Emitted = (Record, i64, i64);
+
+/// [`Subtasks`] of a one-input keyed node `op`, keeping the watermarks around every output (for
+/// tests that check *when* a record was emitted, not only that it was).
+pub struct Rescaled<O: Operator> {
+    inner: Subtasks<O>,
+    wm: i64,
+    /// Every output, with the watermarks around it.
+    pub out: Vec<Emitted>,
+}
+
+impl<O: Operator> std::ops::Deref for Rescaled<O> {
+    type Target = Subtasks<O>;
+    fn deref(&self) -> &Subtasks<O> {
+        &self.inner
+    }
+}
+
+impl<O: Operator> Rescaled<O> {
+    /// `p` fresh subtasks made by `make`.
+    pub fn new(p: u32, make: impl Fn() -> O + 'static) -> Rescaled<O> {
+        let yaml = |p: u32| {
+            format!(
+                "name: t\npipeline:\n  maxParallelism: {MAX_P}\n  parallelism: {p}\n  nodes:\n    - {{id: gen, generator: {{count: 1}}}}\n    - {{id: op, window: {{size: 10ms, function: count}}}}\n  edges:\n    - {{from: gen, to: op, partition: hash}}\n"
+            )
+        };
+        Rescaled { inner: Subtasks::new(p, MAX_P, "op", 1, yaml, make), wm: i64::MIN, out: Vec::new() }
+    }
+
+    fn collect(&mut self, before: i64, after: i64) {
+        self.out.extend(self.inner.out.drain(..).map(|r| (r, before, after)));
+    }
+
+    /// Sends `rec` to the subtask owning its key group.
+    pub fn record(&mut self, rec: Record) {
+        self.inner.record(0, rec);
+        self.collect(self.wm, self.wm);
+    }
+
+    /// Every subtask sees watermark `w`.
+    pub fn watermark(&mut self, w: i64) {
+        self.inner.watermark(w);
+        let before = self.wm;
+        self.wm = self.wm.max(w);
+        self.collect(before, self.wm);
+    }
+
+    /// Every subtask adds a file to its chain.
+    pub fn checkpoint(&mut self) {
+        self.inner.checkpoint();
+    }
+
+    /// Checkpoints, then restores the checkpoint into `p` new subtasks.
+    pub fn rescale(&mut self, p: u32) {
+        self.inner.rescale(p);
+    }
+
+    /// Every subtask's input ends.
+    pub fn finish(&mut self) {
+        self.inner.finish();
+        self.collect(self.wm, i64::MAX);
+        self.wm = i64::MAX;
+    }
+}
