@@ -18,24 +18,20 @@
 //!
 //! `WINDOW_SEED=N` runs one seed (printed with each failure).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+#[path = "common/rescale.rs"]
+mod rescale;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sluice_crds::contract::manifest::{Manifest, SnapshotKind, StateFile, TaskState};
-use sluice_crds::contract::pipeline::{
-    ErrorPolicy, LateRecords, Pipeline, SessionSpec, WindowAggregate, WindowFn, WindowSpec,
-};
-use sluice_crds::{CheckpointId, JobConfig};
-use sluice_runtime::checkpoint::restore::{LoadedCheckpoint, assign};
-use sluice_runtime::graph::key_groups::{key_group, subtask_for_group};
+use sluice_crds::contract::pipeline::{ErrorPolicy, LateRecords, SessionSpec, WindowAggregate, WindowFn, WindowSpec};
 use sluice_runtime::ops::window::Window;
-use sluice_runtime::ops::{Operator, SnapshotMode};
 use sluice_runtime::record::Record;
-use sluice_runtime::state::StateWriter;
 use sluice_runtime::value::Value;
+
+use self::rescale::Subtasks;
 
 const MAX_P: u32 = 16;
 
@@ -254,137 +250,18 @@ impl Reference {
 
 // ---------------------------------------------------------------- the operator, rescaled
 
-/// A subtask's checkpoint chain: its state files (bytes and manifest entry), its operator state.
-type Chain = (Vec<(Vec<u8>, StateFile)>, Vec<serde_json::Value>);
-
-struct Harness {
-    scenario: Scenario,
-    ops: Vec<Window>,
-    /// Per subtask: the files of its checkpoint chain (a full base, then deltas) and its last
-    /// operator state.
-    chains: Vec<Chain>,
-    next_id: u64,
-    out: Vec<Record>,
-    late: Vec<Record>,
-    late_counted: u64,
-}
-
-fn pipeline(p: u32) -> Pipeline {
-    JobConfig::from_yaml(&format!(
+fn document(p: u32) -> String {
+    format!(
         "name: t\npipeline:\n  maxParallelism: {MAX_P}\n  parallelism: {p}\n  nodes:\n    - {{id: gen, generator: {{count: 1}}}}\n    - {{id: win, window: {{size: 10ms, function: count}}}}\n  edges:\n    - {{from: gen, to: win, partition: hash}}\n"
-    ))
-    .expect("valid")
-    .pipeline
+    )
 }
 
-impl Harness {
-    fn new(scenario: Scenario, p: u32) -> Harness {
-        let ops = (0..p).map(|_| Harness::op(&scenario)).collect();
-        let chains = (0..p).map(|_| (Vec::new(), Vec::new())).collect();
-        Harness { scenario, ops, chains, next_id: 1, out: Vec::new(), late: Vec::new(), late_counted: 0 }
-    }
-
-    fn op(s: &Scenario) -> Window {
-        Window::from_spec("win", &spec(s), ErrorPolicy::Fail).expect("a valid window")
-    }
-
-    fn collect_late(&mut self) {
-        for op in &mut self.ops {
-            self.late_counted += op.take_late(&mut self.late);
-        }
-    }
-
-    fn record(&mut self, r: &In) {
-        let rec = record(r);
-        let group = key_group(rec.key.stable_hash(), MAX_P);
-        let sub = subtask_for_group(group, self.ops.len() as u32, MAX_P) as usize;
-        self.ops[sub].process(vec![rec], &mut self.out).expect("process");
-        self.collect_late();
-    }
-
-    fn watermark(&mut self, w: i64) {
-        for op in &mut self.ops {
-            op.on_watermark(w, &mut self.out).expect("watermark");
-        }
-    }
-
-    /// Every subtask adds a file to its chain: a full base first, deltas after.
-    fn checkpoint(&mut self) {
-        let id = self.next_id;
-        self.next_id += 1;
-        for (i, op) in self.ops.iter_mut().enumerate() {
-            let mode = if self.chains[i].0.is_empty() { SnapshotMode::Full } else { SnapshotMode::Incremental };
-            let snap = op.snapshot(CheckpointId(id), mode).expect("snapshot");
-            let keyed = snap.keyed.expect("keyed state");
-            let delta = keyed.is_delta();
-            let mut w = StateWriter::new(MAX_P);
-            keyed.write_to(&mut w);
-            let (bytes, span) = w.finish(delta);
-            let (start, end) = span.unwrap_or((0, 0));
-            let file = StateFile {
-                path: format!("state/chk-{id}/win-{i}.state"),
-                size_bytes: bytes.len() as u64,
-                crc32c: crc32c::crc32c(&bytes),
-                key_group_start: start,
-                key_group_end: end,
-                delta,
-            };
-            self.chains[i].0.push((bytes, file));
-            self.chains[i].1 = snap.operator_state;
-        }
-    }
-
-    /// Checkpoints, then restores the checkpoint into `p` new subtasks.
-    fn rescale(&mut self, p: u32) {
-        self.checkpoint();
-        let mut files = HashMap::new();
-        let mut tasks = Vec::new();
-        let old_p = self.ops.len() as u32;
-        for (i, (chain, operator_state)) in std::mem::take(&mut self.chains).into_iter().enumerate() {
-            let mut list = Vec::new();
-            for (bytes, file) in chain {
-                files.insert(file.path.clone(), Bytes::from(bytes));
-                list.push(file);
-            }
-            tasks.push(TaskState {
-                node: "win".into(),
-                subtask: i as u32,
-                parallelism: old_p,
-                files: list,
-                operator_state,
-                committables: vec![],
-            });
-        }
-        let manifest = Manifest {
-            version: 1,
-            job: "t".into(),
-            checkpoint_id: CheckpointId(self.next_id - 1),
-            kind: SnapshotKind::Checkpoint,
-            triggered_at_ms: 0,
-            completed_at_ms: 0,
-            max_parallelism: MAX_P,
-            tasks,
-            run_id: None,
-            records: None,
-        };
-        let loaded = LoadedCheckpoint { manifest, files, location: "test".into() };
-        let mut plan = assign(&loaded, &pipeline(p)).expect("assign");
-        self.ops = (0..p)
-            .map(|sub| {
-                let mut op = Harness::op(&self.scenario);
-                op.restore(plan.take(1, sub)).expect("restore");
-                op
-            })
-            .collect();
-        self.chains = (0..p).map(|_| (Vec::new(), Vec::new())).collect();
-    }
-
-    fn finish(&mut self) {
-        for op in &mut self.ops {
-            op.finish(&mut self.out).expect("finish");
-        }
-        self.collect_late();
-    }
+/// `p` subtasks of the scenario's window, checkpointed and rescaled by the shared harness.
+fn subtasks(s: &Scenario, p: u32) -> Subtasks<Window> {
+    let spec = spec(s);
+    Subtasks::new(p, MAX_P, "win", 1, document, move || {
+        Window::from_spec("win", &spec, ErrorPolicy::Fail).expect("a valid window")
+    })
 }
 
 /// An operator output as a [`Row`].
@@ -467,12 +344,12 @@ fn run(seed: u64, cov: &mut Coverage) {
     let n = rng.random_range(200..1500);
     let events = events(&mut rng, n);
     let mut reference = Reference::default();
-    let mut op = Harness::new(s.clone(), rng.random_range(1..=3));
+    let mut op = subtasks(&s, rng.random_range(1..=3));
     for e in &events {
         match e {
             Event::Rec(r) => {
                 reference.record(&s, r.clone());
-                op.record(r);
+                op.record(0, record(r));
             }
             Event::Watermark(w) => {
                 reference.watermark(&s, *w);

@@ -9,8 +9,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::join::{JoinIntervalSpec, JoinKind, JoinSpec, JoinWindowSpec};
 pub use super::kafka::{KafkaSinkSpec, KafkaSourceSpec};
 pub use super::nexmark::NexmarkSpec;
+pub use super::ranking::{DeduplicateSpec, Keep, RankWindow, TopNSpec};
 pub use super::window::{LateRecords, SessionSpec, WindowAggregate, WindowFn, WindowKind, WindowSpec};
 
 /// Default number of key groups: the upper bound for any node's parallelism.
@@ -98,6 +100,16 @@ pub struct Node {
     /// aggregates, emitted when the watermark passes their end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// Keyed operator of two inputs: an inner join on the key (window, interval or regular
+    /// join with a time-to-live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSpec>,
+    /// Keyed operator: the N records ranked first by a field per key and event-time window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_n: Option<TopNSpec>,
+    /// Keyed operator: the first or last record per key and time-to-live span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduplicate: Option<DeduplicateSpec>,
     /// Sink: exactly-once files (two-phase commit: temp file, pre-commit, rename on completion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sink: Option<FileSinkSpec>,
@@ -133,6 +145,12 @@ pub enum NodeKind<'a> {
     Aggregate(&'a AggregateSpec),
     /// See [`WindowSpec`].
     Window(&'a WindowSpec),
+    /// See [`JoinSpec`].
+    Join(&'a JoinSpec),
+    /// See [`TopNSpec`].
+    TopN(&'a TopNSpec),
+    /// See [`DeduplicateSpec`].
+    Deduplicate(&'a DeduplicateSpec),
     /// See [`FileSinkSpec`].
     FileSink(&'a FileSinkSpec),
     /// See [`KafkaSinkSpec`].
@@ -156,7 +174,26 @@ impl NodeKind<'_> {
 
     /// True for operators whose state is partitioned by key (their inputs must be hash edges).
     pub fn is_keyed(&self) -> bool {
-        matches!(self, NodeKind::Aggregate(_) | NodeKind::Window(_))
+        matches!(
+            self,
+            NodeKind::Aggregate(_)
+                | NodeKind::Window(_)
+                | NodeKind::Join(_)
+                | NodeKind::TopN(_)
+                | NodeKind::Deduplicate(_)
+        )
+    }
+
+    /// True for operators that send their late records along `output: late` edges.
+    pub fn dead_letters(&self) -> bool {
+        let late = match self {
+            NodeKind::Window(w) => w.late_records,
+            NodeKind::Join(j) => j.late_records,
+            NodeKind::TopN(t) => t.late_records,
+            NodeKind::Deduplicate(d) => d.late_records,
+            _ => return false,
+        };
+        late == LateRecords::DeadLetter
     }
 
     /// The block's field name, as written in YAML.
@@ -171,6 +208,9 @@ impl NodeKind<'_> {
             NodeKind::KeyBy(_) => "keyBy",
             NodeKind::Aggregate(_) => "aggregate",
             NodeKind::Window(_) => "window",
+            NodeKind::Join(_) => "join",
+            NodeKind::TopN(_) => "topN",
+            NodeKind::Deduplicate(_) => "deduplicate",
             NodeKind::FileSink(_) => "fileSink",
             NodeKind::KafkaSink(_) => "kafkaSink",
             NodeKind::Stdout => "stdout",
@@ -210,6 +250,15 @@ impl Node {
         if let Some(s) = &self.window {
             kinds.push(NodeKind::Window(s));
         }
+        if let Some(s) = &self.join {
+            kinds.push(NodeKind::Join(s));
+        }
+        if let Some(s) = &self.top_n {
+            kinds.push(NodeKind::TopN(s));
+        }
+        if let Some(s) = &self.deduplicate {
+            kinds.push(NodeKind::Deduplicate(s));
+        }
         if let Some(s) = &self.file_sink {
             kinds.push(NodeKind::FileSink(s));
         }
@@ -229,6 +278,15 @@ impl Node {
     pub fn kind(&self) -> Option<NodeKind<'_>> {
         let kinds = self.kinds();
         if kinds.len() == 1 { Some(kinds[0]) } else { None }
+    }
+
+    /// Which of the node's inputs an edge from node `upstream` feeds: a join's right side is
+    /// input 1; everything else is input 0.
+    pub fn input_of(&self, upstream: &str) -> usize {
+        match self.kind() {
+            Some(NodeKind::Join(j)) => j.input_of(upstream),
+            _ => 0,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::field_errors::Errors;
 pub use super::field_errors::{FieldError, ValidationError};
 use super::job_config::{JOB_CONFIG_VERSION, JobConfig};
-use super::pipeline::{EdgeOutput, ErrorPolicy, LateRecords, NodeKind, Partitioning, Pipeline};
+use super::pipeline::{EdgeOutput, ErrorPolicy, NodeKind, Partitioning, Pipeline};
 
 /// Largest supported number of key groups (as in Flink).
 pub const MAX_KEY_GROUPS: u32 = 32_768;
@@ -154,7 +154,7 @@ fn validate_nodes<'p>(p: &'p Pipeline, at: &str, errs: &mut Errors) -> HashMap<&
         }
         let kinds = node.kinds();
         match kinds.len() {
-            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, nexmark, map, filter, keyBy, aggregate, window, fileSink, kafkaSink, stdout, discard"),
+            0 => errs.add(np.clone(), "no operator set: set exactly one of generator, jsonFile, kafkaSource, nexmark, map, filter, keyBy, aggregate, window, join, topN, deduplicate, fileSink, kafkaSink, stdout, discard"),
             1 => validate_kind(&kinds[0], p.error_policy, &np, errs),
             _ => errs.add(
                 np.clone(),
@@ -200,12 +200,13 @@ fn validate_edges(p: &Pipeline, at: &str, index: &HashMap<&str, usize>, errs: &m
         d.outputs[f] += 1;
         if e.output == EdgeOutput::Late {
             d.late_edges[f] += 1;
-            let dead_letters =
-                matches!(p.nodes[f].kind(), Some(NodeKind::Window(w)) if w.late_records == LateRecords::DeadLetter);
-            if !dead_letters {
+            if !p.nodes[f].kind().is_some_and(|k| k.dead_letters()) {
                 errs.add(
                     format!("{ep}.output"),
-                    format!("late: {:?} must be a window with lateRecords: deadLetter", e.from),
+                    format!(
+                        "late: {:?} must be a window, join, topN or deduplicate with lateRecords: deadLetter",
+                        e.from
+                    ),
                 );
             }
         }
@@ -244,14 +245,15 @@ fn validate_roles(p: &Pipeline, at: &str, d: &Degrees, errs: &mut Errors) {
         if kind.is_sink() && d.outputs[i] > 0 {
             errs.add(np.clone(), format!("sink {:?} cannot have outputs", node.id));
         }
-        if let NodeKind::Window(w) = kind
-            && w.late_records == LateRecords::DeadLetter
-            && d.late_edges[i] == 0
-        {
+        if kind.dead_letters() && d.late_edges[i] == 0 {
             errs.add(
-                format!("{np}.window.lateRecords"),
+                format!("{np}.{}.lateRecords", kind.name()),
                 format!("deadLetter needs an edge from {:?} with output: late", node.id),
             );
+        }
+        if let NodeKind::Join(j) = kind {
+            let inputs: Vec<&str> = d.inputs[i].iter().map(|(f, _)| p.nodes[*f].id.as_str()).collect();
+            super::join::validate_inputs(j, &node.id, &np, &inputs, errs);
         }
     }
 }
@@ -276,6 +278,9 @@ fn validate_kind(kind: &NodeKind<'_>, policy: ErrorPolicy, np: &str, errs: &mut 
             errs.add(format!("{np}.keyBy"), "set exactly one of field, expr")
         }
         NodeKind::Window(w) => super::window::validate(w, &format!("{np}.window"), errs),
+        NodeKind::Join(j) => super::join::validate(j, &format!("{np}.join"), errs),
+        NodeKind::TopN(t) => super::ranking::validate_top_n(t, &format!("{np}.topN"), errs),
+        NodeKind::Deduplicate(d) => super::ranking::validate_deduplicate(d, &format!("{np}.deduplicate"), errs),
         NodeKind::FileSink(f) if f.path.is_empty() => errs.add(format!("{np}.fileSink.path"), "must not be empty"),
         NodeKind::Nexmark(n) => super::nexmark::validate(n, &format!("{np}.nexmark"), errs),
         NodeKind::KafkaSource(k) => super::kafka_validate::source(k, policy, &format!("{np}.kafkaSource"), errs),
@@ -412,7 +417,7 @@ pipeline:
         JobConfig::from_yaml(&with_edge).expect("a dead-lettering window with a late edge is valid");
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: late}"));
         assert!(
-            e.contains("pipeline.edges[1].output: late: \"win\" must be a window with lateRecords: deadLetter"),
+            e.contains("pipeline.edges[1].output: late: \"win\" must be a window, join, topN or deduplicate with lateRecords: deadLetter"),
             "{e}"
         );
         let e = error_of(&GOOD.replace("{from: win, to: out}", "{from: win, to: out, output: early}"));

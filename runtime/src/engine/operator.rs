@@ -159,6 +159,13 @@ pub trait Operator: Send {
     }
     /// Processes one batch, appending any output to `out`.
     fn process(&mut self, batch: Batch, out: &mut Batch) -> Result<(), OpError>;
+    /// Processes one batch that came in on input `input` of the node (a join's left side is 0,
+    /// its right side 1; every other node has the one input 0). Defaults to
+    /// [`Operator::process`], for operators to which every input is the same.
+    fn process_input(&mut self, input: usize, batch: Batch, out: &mut Batch) -> Result<(), OpError> {
+        let _ = input;
+        self.process(batch, out)
+    }
     /// The event-time watermark advanced to `watermark`; windows may fire.
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
         let _ = (watermark, out);

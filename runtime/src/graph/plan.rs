@@ -28,6 +28,9 @@ pub struct ChainEdge {
     pub partition: Partitioning,
     /// Which output of the upstream chain's tail the edge carries.
     pub output: EdgeOutput,
+    /// Which input of the downstream chain's head the edge feeds (a join's right side is 1;
+    /// see `Node::input_of`).
+    pub input: usize,
 }
 
 /// The executable shape of a job.
@@ -106,7 +109,8 @@ impl PhysicalPlan {
             }
             chains[cf].outputs.push(edges.len());
             chains[ct].inputs.push(edges.len());
-            edges.push(ChainEdge { from: cf, to: ct, partition: e.partition, output: e.output });
+            let input = p.nodes[t].input_of(&e.from);
+            edges.push(ChainEdge { from: cf, to: ct, partition: e.partition, output: e.output, input });
         }
         PhysicalPlan { chains, edges }
     }
@@ -151,5 +155,26 @@ pipeline:
         assert_eq!(p.edges.len(), 2);
         assert_eq!(p.task_count(), 6);
         assert_eq!(p.chains[0].outputs, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_joins_edges_say_which_side_they_feed() {
+        let p = plan(
+            r#"
+name: t
+pipeline:
+  nodes:
+    - {id: a, generator: {count: 10}}
+    - {id: b, generator: {count: 10}}
+    - {id: j, join: {left: b, right: a, ttl: 1s}}
+    - {id: out, discard: {}}
+  edges:
+    - {from: a, to: j, partition: hash}
+    - {from: b, to: j, partition: hash}
+    - {from: j, to: out}
+"#,
+        );
+        let sides: Vec<(usize, usize)> = p.edges.iter().map(|e| (e.from, e.input)).collect();
+        assert_eq!(sides, vec![(0, 1), (1, 0)], "a is the right side, b the left (the sink is chained)");
     }
 }

@@ -14,10 +14,10 @@ use tokio::task::JoinSet;
 use super::{JobError, RuntimeConfig};
 use crate::checkpoint::driver::TaskHandle;
 use crate::checkpoint::restore::RestorePlan;
-use crate::engine::channel::{ChannelId, Exchange, ExchangeError, MessageReceiver, MessageSender};
+use crate::engine::channel::{ChannelId, Exchange, ExchangeError, MessageSender};
 use crate::engine::message::TaskId;
 use crate::engine::router::{OutputEdge, Router};
-use crate::engine::task::{ChainNode, Head, Task, TaskEnv, TaskError};
+use crate::engine::task::{ChainNode, Head, InputChannel, Task, TaskEnv, TaskError};
 use crate::graph::{KeyGroupRange, PhysicalPlan};
 use crate::nodes::{Instance, instantiate};
 use crate::ops::OpContext;
@@ -160,16 +160,13 @@ fn upstream_of(plan: &PhysicalPlan, edge: usize, to: u32) -> Vec<u32> {
     if e.partition == Partitioning::Forward { vec![to] } else { (0..plan.chains[e.from].parallelism).collect() }
 }
 
-/// The task's input channels: edges in plan order, upstream subtasks ascending.
-fn inputs(
-    plan: &PhysicalPlan,
-    id: TaskId,
-    exchange: &dyn Exchange,
-) -> Result<Vec<Box<dyn MessageReceiver>>, ExchangeError> {
+/// The task's input channels, each with the head's input it feeds: edges in plan order,
+/// upstream subtasks ascending.
+fn inputs(plan: &PhysicalPlan, id: TaskId, exchange: &dyn Exchange) -> Result<Vec<InputChannel>, ExchangeError> {
     let mut receivers = Vec::new();
-    for (edge, _) in plan.edges.iter().enumerate().filter(|(_, e)| e.to == id.chain) {
+    for (edge, e) in plan.edges.iter().enumerate().filter(|(_, e)| e.to == id.chain) {
         for from in upstream_of(plan, edge, id.subtask) {
-            receivers.push(exchange.receiver(ChannelId { edge, from, to: id.subtask })?);
+            receivers.push((e.input, exchange.receiver(ChannelId { edge, from, to: id.subtask })?));
         }
     }
     Ok(receivers)
@@ -230,7 +227,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::engine::channel::LocalExchange;
+    use crate::engine::channel::{LocalExchange, MessageReceiver};
 
     /// Records every end asked for, and hands out in-process ends.
     #[derive(Default)]

@@ -15,11 +15,14 @@ use crate::connectors::two_phase::{SinkRecovery, TwoPhaseCommitSink};
 use crate::fault::Faults;
 pub use crate::ops::Instance;
 use crate::ops::aggregate::Aggregate;
+use crate::ops::dedup::Deduplicate;
 use crate::ops::expr::Expr;
 use crate::ops::generator::Generator;
+use crate::ops::join::Join;
 use crate::ops::json_file::JsonFileSource;
 use crate::ops::nexmark::NexmarkSource;
 use crate::ops::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
+use crate::ops::topn::TopN;
 use crate::ops::window::Window;
 use crate::ops::{OpContext, OpError};
 use crate::value::Value;
@@ -42,6 +45,9 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),
         NodeKind::Aggregate(a) => Instance::Operator(Box::new(Aggregate::new(id, a.function, a.field.clone(), policy))),
         NodeKind::Window(w) => Instance::Operator(Box::new(Window::from_spec(id, w, policy)?)),
+        NodeKind::Join(j) => Instance::Operator(Box::new(Join::from_spec(id, j)?)),
+        NodeKind::TopN(t) => Instance::Operator(Box::new(TopN::from_spec(id, t, policy)?)),
+        NodeKind::Deduplicate(d) => Instance::Operator(Box::new(Deduplicate::from_spec(id, d)?)),
         NodeKind::FileSink(f) => {
             let sink = FileSink::new(id, &f.path, ctx.subtask, &ctx.run_id)?;
             Instance::Operator(Box::new(TwoPhaseCommitSink::new(sink, id, ctx.checkpointing, faults.clone())))

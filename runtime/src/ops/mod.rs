@@ -30,16 +30,21 @@
 //! ```
 
 pub mod aggregate;
+pub mod dedup;
 pub mod expr;
 mod expr_fast;
 #[cfg(test)]
 mod expr_fast_tests;
 mod expr_input;
 pub mod generator;
+pub mod join;
 pub mod json_file;
 pub mod nexmark;
+#[cfg(test)]
+mod ranking_tests;
 pub mod rate;
 pub mod simple;
+pub mod topn;
 pub mod window;
 
 pub use crate::engine::operator::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, Source, SourcePoll};

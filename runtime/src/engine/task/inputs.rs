@@ -1,6 +1,8 @@
 //! A task fed by upstream tasks: reads its input channels round-robin (a channel that delivered
 //! a barrier waits until every live one has), forwards the least watermark, and takes its part
-//! of a checkpoint once the barriers are aligned.
+//! of a checkpoint once the barriers are aligned. Each channel's batches go to the head
+//! operator as its input's (a join's left or right side); watermarks and barriers are the
+//! same whatever the input.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -8,7 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{Task, TaskError};
+use super::{InputChannel, Task, TaskError};
 use crate::engine::barrier::{Alignment, BarrierAligner};
 use crate::engine::channel::{ChannelFailure, MessageReceiver};
 use crate::engine::message::{Message, TaskControl};
@@ -26,6 +28,8 @@ enum Event {
 /// The input channels and what the task tracks across them.
 struct Inputs {
     receivers: Vec<Box<dyn MessageReceiver>>,
+    /// The head node's input each receiver feeds.
+    sides: Vec<usize>,
     aligner: BarrierAligner,
     watermarks: WatermarkTracker,
     ended: Vec<bool>,
@@ -38,10 +42,12 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn new(receivers: Vec<Box<dyn MessageReceiver>>) -> Inputs {
-        let n = receivers.len();
+    fn new(channels: Vec<InputChannel>) -> Inputs {
+        let n = channels.len();
+        let (sides, receivers) = channels.into_iter().unzip();
         Inputs {
             receivers,
+            sides,
             aligner: BarrierAligner::new(n),
             watermarks: WatermarkTracker::new(n),
             ended: vec![false; n],
@@ -87,8 +93,8 @@ impl Inputs {
 
 impl Task {
     /// Runs a task whose head reads `receivers` until every one has ended.
-    pub(super) async fn run_inputs(&mut self, receivers: Vec<Box<dyn MessageReceiver>>) -> Result<(), TaskError> {
-        let mut inputs = Inputs::new(receivers);
+    pub(super) async fn run_inputs(&mut self, channels: Vec<InputChannel>) -> Result<(), TaskError> {
+        let mut inputs = Inputs::new(channels);
         loop {
             let (event, waited) = timed(inputs.next(&mut self.control)).await;
             self.waited(waited);
@@ -128,7 +134,7 @@ impl Task {
     async fn on_input(&mut self, inputs: &mut Inputs, ch: usize, message: Message) -> Result<Alignment, TaskError> {
         Ok(match message {
             Message::Batch(b) => {
-                self.push(0, b).await?;
+                self.push_input(0, inputs.sides[ch], b).await?;
                 Alignment::Wait
             }
             Message::Watermark(w) => {

@@ -146,12 +146,16 @@ pub struct ChainNode {
     pub parallelism: u32,
 }
 
+/// An input channel of a task, with the input of the head node it feeds (see
+/// [`Operator::process_input`]; 0 unless the head is a join).
+pub type InputChannel = (usize, Box<dyn MessageReceiver>);
+
 /// How the chain's head gets records.
 pub enum Head {
     /// A source (the first node of the chain).
     Source(Box<dyn Source>, Option<Vec<serde_json::Value>>),
     /// Input channels from upstream tasks.
-    Inputs(Vec<Box<dyn MessageReceiver>>),
+    Inputs(Vec<InputChannel>),
 }
 
 /// A runnable task.
@@ -235,6 +239,11 @@ impl Task {
     /// Pushes a batch through operators `from..` and routes what comes out. Counters move once
     /// per batch.
     async fn push(&mut self, from: usize, batch: Batch) -> Result<(), TaskError> {
+        self.push_input(from, 0, batch).await
+    }
+
+    /// [`Task::push`] of a batch that came in on input `input` of operator `from`.
+    async fn push_input(&mut self, from: usize, input: usize, batch: Batch) -> Result<(), TaskError> {
         let offset = self.op_offset();
         let mut cur = batch;
         for i in from..self.ops.len() {
@@ -249,7 +258,12 @@ impl Task {
                 l.sample(cur[0].ts);
             }
             let mut out = Batch::new();
-            self.ops[i].process(cur, &mut out).map_err(self.op_err())?;
+            let processed = if i == from {
+                self.ops[i].process_input(input, cur, &mut out)
+            } else {
+                self.ops[i].process(cur, &mut out)
+            };
+            processed.map_err(self.op_err())?;
             let c = &self.counters[offset + i];
             c.records_out.inc_by(out.len() as u64);
             let mut late = Batch::new();
