@@ -16,7 +16,7 @@ bin=target/release/sluice-runtime
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 printf '%-6s %-4s %-12s %-10s %-12s %-16s %-10s\n' query p checkpoints "events/s" "events/CPU-s" "ckpt p50/p99 ms" "peak RSS"
-for q in ${NEXMARK_QUERIES:-q0 q1 q2 q5 q7 q11 q15 q17 q18 q19}; do
+for q in ${NEXMARK_QUERIES:-q0 q1 q2 q3 q4 q5 q7 q8 q11 q15 q17 q18 q19}; do
   # The example as written, with the event count of this run.
   sed "s/events: [0-9]*/events: $n/" "examples/nexmark/$q.yaml" >"$out/$q.yaml"
   for ck in off 1s; do
