@@ -9,41 +9,16 @@
 
 mod common;
 mod nexmark_sample;
+#[path = "common/nexmark_queries.rs"]
+mod queries;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use sluice_crds::JobConfig;
-use sluice_crds::contract::pipeline::{FileSinkSpec, NexmarkSpec};
-use sluice_runtime::fault::Faults;
-use sluice_runtime::job::{RestoreMode, RuntimeConfig, run};
 
-/// The example `query` over the sample's events into `dir/out`, checkpointing every 100 ms into
-/// `dir/checkpoints`; `rate` limits the source's events per second.
-fn job(query: &str, dir: &Path, rate: Option<u64>) -> JobConfig {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/nexmark/{query}.yaml"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut job = JobConfig::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (mut sources, mut sinks) = (0, 0);
-    for node in &mut job.pipeline.nodes {
-        if let Some(n) = &mut node.nexmark {
-            assert_eq!(n.person_proportion, 1, "{query} keeps the generator's defaults");
-            *n = NexmarkSpec { rate_per_second: rate, splits: n.splits, ..nexmark_sample::spec() };
-            sources += 1;
-        }
-        if node.discard.take().is_some() {
-            node.file_sink = Some(FileSinkSpec { path: dir.join("out").display().to_string() });
-            sinks += 1;
-        }
-    }
-    assert_eq!((sources, sinks), (1, 1), "{query}: one nexmark source and one discard sink");
-    let c = job.checkpointing.as_mut().expect("the examples checkpoint");
-    c.interval = Duration::from_millis(100);
-    c.storage.uri = format!("file://{}/checkpoints", dir.display());
-    job
-}
+use self::queries::{Queries, Rows};
+
+const Q: Queries = Queries { reference, normalise: |_, row| normalise(row), min_rows: 2 };
 
 fn int(v: &Json, f: &str) -> i64 {
     v[f].as_i64().unwrap_or_else(|| panic!("{f} in {v}"))
@@ -56,7 +31,7 @@ fn of<'a>(events: &'a [Json], kind: &str) -> Vec<&'a Json> {
 
 /// The query's result over the sample in plain Rust: `(event time, row)` sorted. Names,
 /// cities and states are compared in lower case (the sample's generator lowercases them).
-fn reference(query: &str) -> Vec<(i64, Json)> {
+fn reference(query: &str) -> Rows {
     let events = nexmark_sample::events();
     let (persons, auctions, bids) = (of(&events, "Person"), of(&events, "Auction"), of(&events, "Bid"));
     let mut rows = Vec::new();
@@ -131,63 +106,22 @@ fn normalise(row: &mut Json) {
     }
 }
 
-/// The committed output in `dir/out` as sorted `(event time, value)`.
-fn committed(dir: &Path) -> Vec<(i64, Json)> {
-    let mut rows: Vec<(i64, Json)> = common::read_committed(&dir.join("out"))
-        .into_iter()
-        .map(|line| {
-            let mut value = line["value"].clone();
-            normalise(&mut value);
-            (line["ts"].as_i64().expect("ts"), value)
-        })
-        .collect();
-    rows.sort_by_key(|(ts, row)| (*ts, row.to_string()));
-    rows
-}
-
-fn check(query: &str, dir: &Path) {
-    let expected = reference(query);
-    assert!(expected.len() > 1, "{query} selects rows from the sample: {expected:?}");
-    let got = committed(dir);
-    assert_eq!(got.len(), expected.len(), "{query}: rows committed");
-    for (g, e) in got.iter().zip(&expected) {
-        assert_eq!(g, e, "{query}: the row at event time {}", e.0);
-    }
-}
-
-async fn run_query(query: &str, parallelism: u32) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut job = job(query, dir.path(), None);
-    job.pipeline.parallelism = Some(parallelism);
-    let config = RuntimeConfig {
-        job,
-        restore: RestoreMode::Latest,
-        run_id: "t".into(),
-        faults: Faults::none(),
-        progress: false,
-        control: None,
-        allow_non_restored_state: false,
-    };
-    run(config).await.unwrap_or_else(|e| panic!("{query} runs: {e}"));
-    check(query, dir.path());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q3_joins_local_sellers_with_their_category_10_auctions() {
-    run_query("q3", 2).await;
-    run_query("q3", 1).await;
+    Q.run("q3", 2).await;
+    Q.run("q3", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q4_averages_the_closing_prices_per_category() {
-    run_query("q4", 2).await;
-    run_query("q4", 3).await;
+    Q.run("q4", 2).await;
+    Q.run("q4", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q8_finds_the_persons_who_sold_in_the_window_they_registered_in() {
-    run_query("q8", 3).await;
-    run_query("q8", 1).await;
+    Q.run("q8", 3).await;
+    Q.run("q8", 1).await;
 }
 
 /// q8 through a SIGKILL and a crash right after a checkpoint is published, restarting at
@@ -195,7 +129,7 @@ async fn q8_finds_the_persons_who_sold_in_the_window_they_registered_in() {
 /// restored by key group each time, and fires once, at the end, with exactly the reference's rows.
 #[test]
 fn q8_is_exact_through_kills_and_restores() {
-    exact_through_kills("q8", &["coordinator.after_publish@2"]);
+    Q.exact_through_kills("q8", &["coordinator.after_publish@2"]);
 }
 
 /// q4 the same way, with a crash while a state file is written: the interval join's auctions
@@ -203,27 +137,5 @@ fn q8_is_exact_through_kills_and_restores() {
 /// change a category's count or mean.
 #[test]
 fn q4_is_exact_through_kills_and_restores() {
-    exact_through_kills("q4", &["snapshot.mid_write@2"]);
-}
-
-/// Runs `query` over the sample at 400 events/s (the sample takes 5 s, longer than the crashed
-/// runs get through): a SIGKILL, then a crash at each of `faults`, restarting at parallelism 2,
-/// 3 and 1, then a last run to the end; the output must be the reference's.
-fn exact_through_kills(query: &str, faults: &[&str]) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut job = job(query, dir.path(), Some(400));
-    job.pipeline.parallelism = Some(777);
-    let c = job.checkpointing.as_mut().expect("checkpointing");
-    (c.interval, c.timeout, c.tolerable_failures) = (Duration::from_millis(200), Duration::from_secs(20), 1000);
-    let harness = common::KillJob {
-        count: nexmark_sample::EVENTS,
-        keys: 1,
-        window_ms: 1,
-        rate: 400,
-        storage_yaml: String::new(),
-        dir: dir.path().to_path_buf(),
-        custom_yaml: Some(job.to_yaml().replace("parallelism: 777", "parallelism: {p}")),
-    };
-    assert_eq!(harness.run_with_kills(1, faults), 1 + faults.len());
-    check(query, dir.path());
+    Q.exact_through_kills("q4", &["snapshot.mid_write@2"]);
 }

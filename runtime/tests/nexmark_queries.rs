@@ -9,40 +9,22 @@
 
 mod common;
 mod nexmark_sample;
+#[path = "common/nexmark_queries.rs"]
+mod queries;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use sluice_crds::JobConfig;
-use sluice_crds::contract::pipeline::{FileSinkSpec, NexmarkSpec};
-use sluice_runtime::fault::Faults;
-use sluice_runtime::job::{RestoreMode, RuntimeConfig, run};
 
-/// The example `query`, set up to run over the sample's events into `dir/out`, with its
-/// checkpoints in `dir/checkpoints` every 100 ms; `rate` limits the source's events per second.
-fn job(query: &str, dir: &Path, rate: Option<u64>) -> JobConfig {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/nexmark/{query}.yaml"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut job = JobConfig::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (mut sources, mut sinks) = (0, 0);
-    for node in &mut job.pipeline.nodes {
-        if let Some(n) = &mut node.nexmark {
-            assert_eq!(n.person_proportion, 1, "{query} keeps the generator's defaults");
-            *n = NexmarkSpec { rate_per_second: rate, splits: n.splits, ..nexmark_sample::spec() };
-            sources += 1;
-        }
-        if node.discard.take().is_some() {
-            node.file_sink = Some(FileSinkSpec { path: dir.join("out").display().to_string() });
-            sinks += 1;
-        }
+use self::queries::{Queries, Rows};
+
+const Q: Queries = Queries { reference, normalise, min_rows: 1 };
+
+/// q1's price in whole thousandths (see `thousandths`); other rows as they are.
+fn normalise(query: &str, row: &mut Json) {
+    if query == "q1" {
+        *row = thousandths(row.take());
     }
-    assert_eq!((sources, sinks), (1, 1), "{query}: one nexmark source and one discard sink");
-    let c = job.checkpointing.as_mut().expect("the examples checkpoint");
-    c.interval = Duration::from_millis(100);
-    c.storage.uri = format!("file://{}/checkpoints", dir.display());
-    job
 }
 
 fn int(b: &Json, f: &str) -> i64 {
@@ -51,7 +33,7 @@ fn int(b: &Json, f: &str) -> i64 {
 
 /// The query's result over the reference sample, computed in plain Rust: `(event time, row)`
 /// ordered by event time, then row.
-fn reference(query: &str) -> Vec<(i64, Json)> {
+fn reference(query: &str) -> Rows {
     let mut rows = match query {
         "q5" | "q7" | "q11" | "q15" | "q17" => windowed(query),
         _ => per_bid(query),
@@ -61,7 +43,7 @@ fn reference(query: &str) -> Vec<(i64, Json)> {
 }
 
 /// q0–q2: one row per selected bid.
-fn per_bid(query: &str) -> Vec<(i64, Json)> {
+fn per_bid(query: &str) -> Rows {
     let events = nexmark_sample::events();
     let bids = events.iter().filter_map(|e| e.get("Bid"));
     match query {
@@ -90,7 +72,7 @@ fn per_bid(query: &str) -> Vec<(i64, Json)> {
 
 /// The windowed queries, each window worked out from the bids it holds. Windows are
 /// `[start, end)` with their row at event time `end - 1`.
-fn windowed(query: &str) -> Vec<(i64, Json)> {
+fn windowed(query: &str) -> Rows {
     let events = nexmark_sample::events();
     let bids: Vec<&Json> = events.iter().filter_map(|e| e.get("Bid")).collect();
     let (second, day) = (1000, 86_400_000);
@@ -209,92 +191,51 @@ fn thousandths(mut row: Json) -> Json {
     row
 }
 
-/// The committed output in `dir/out` as `(event time, value)`, ordered by event time (every
-/// event of the sample has its own millisecond), then value.
-fn committed(query: &str, dir: &Path) -> Vec<(i64, Json)> {
-    let mut rows: Vec<(i64, Json)> = common::read_committed(&dir.join("out"))
-        .into_iter()
-        .map(|line| {
-            let value = line["value"].clone();
-            (line["ts"].as_i64().expect("ts"), if query == "q1" { thousandths(value) } else { value })
-        })
-        .collect();
-    rows.sort_by_key(|(ts, row)| (*ts, row.to_string()));
-    rows
-}
-
-fn check(query: &str, dir: &Path) {
-    let expected = reference(query);
-    assert!(!expected.is_empty(), "{query} selects something from the sample");
-    let got = committed(query, dir);
-    assert_eq!(got.len(), expected.len(), "{query}: rows committed");
-    for (g, e) in got.iter().zip(&expected) {
-        assert_eq!(g, e, "{query}: the row at event time {}", e.0);
-    }
-}
-
-async fn run_query(query: &str, parallelism: u32) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut job = job(query, dir.path(), None);
-    job.pipeline.parallelism = Some(parallelism);
-    let config = RuntimeConfig {
-        job,
-        restore: RestoreMode::Latest,
-        run_id: "t".into(),
-        faults: Faults::none(),
-        progress: false,
-        control: None,
-        allow_non_restored_state: false,
-    };
-    run(config).await.unwrap_or_else(|e| panic!("{query} runs: {e}"));
-    check(query, dir.path());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q0_passes_every_bid_through() {
-    run_query("q0", 2).await;
+    Q.run("q0", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q1_converts_every_price_to_euros() {
-    run_query("q1", 3).await;
+    Q.run("q1", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q2_selects_the_bids_on_every_123rd_auction() {
-    run_query("q2", 1).await;
+    Q.run("q2", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q5_finds_the_most_bids_on_one_auction_per_sliding_window() {
-    run_query("q5", 2).await;
+    Q.run("q5", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q7_finds_the_highest_price_per_window() {
-    run_query("q7", 3).await;
+    Q.run("q7", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q11_counts_each_bidders_bids_per_session() {
-    run_query("q11", 2).await;
+    Q.run("q11", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q15_reports_bids_bidders_and_auctions_per_day() {
-    run_query("q15", 2).await;
+    Q.run("q15", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q17_reports_auction_statistics_per_day() {
-    run_query("q17", 3).await;
+    Q.run("q17", 3).await;
 }
 
 /// q1 through a SIGKILL and crashes at two protocol fault points, restarting at parallelism
 /// 2, 3 and 1 before a last run to the end: still exactly the reference's rows.
 #[test]
 fn q1_is_exact_through_kills_and_restores() {
-    exact_through_kills("q1", &["task.after_precommit@2", "sink.mid_commit@2"]);
+    Q.exact_through_kills("q1", &["task.after_precommit@2", "sink.mid_commit@2"]);
 }
 
 /// q5 the same way — a SIGKILL, a crash while a state file is written and one right after a
@@ -304,28 +245,5 @@ fn q1_is_exact_through_kills_and_restores() {
 /// the reference's.
 #[test]
 fn q5_is_exact_through_kills_and_restores() {
-    exact_through_kills("q5", &["snapshot.mid_write@2", "coordinator.after_publish@2"]);
-}
-
-/// Runs `query` over the sample at 400 events/s (the 2000 events take 5 s, longer than the
-/// crashed runs get through): a SIGKILL, then a crash at each of `faults`, restarting at
-/// parallelism 2, 3 and 1, then a last run to the end; the output must be the reference's.
-fn exact_through_kills(query: &str, faults: &[&str]) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut job = job(query, dir.path(), Some(400));
-    job.pipeline.parallelism = Some(777);
-    let c = job.checkpointing.as_mut().expect("checkpointing");
-    (c.interval, c.timeout, c.tolerable_failures) = (Duration::from_millis(200), Duration::from_secs(20), 1000);
-    let harness = common::KillJob {
-        count: nexmark_sample::EVENTS,
-        keys: 1,
-        window_ms: 1,
-        rate: 400,
-        storage_yaml: String::new(),
-        dir: dir.path().to_path_buf(),
-        custom_yaml: Some(job.to_yaml().replace("parallelism: 777", "parallelism: {p}")),
-    };
-    let crashed = harness.run_with_kills(1, faults);
-    assert_eq!(crashed, 1 + faults.len());
-    check(query, dir.path());
+    Q.exact_through_kills("q5", &["snapshot.mid_write@2", "coordinator.after_publish@2"]);
 }
