@@ -24,12 +24,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::pipeline::{DeduplicateSpec, Keep, LateRecords};
+use sluice_crds::contract::pipeline::{DeduplicateSpec, Keep};
 
 use super::aggregate::ValueMap;
 use super::topn::cmp_encoded;
 use super::window::WATERMARK_STATE_FIELD;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
+use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
 use crate::value::Value;
@@ -88,15 +89,13 @@ pub struct Deduplicate {
     node: String,
     keep: Keep,
     ttl: i64,
-    dead_letter: bool,
     /// One entry per key (no namespace): its [`KeyState`].
     table: KeyedTable,
     /// Wake-ups: the keys to look at when the watermark reaches the map's key.
     timers: BTreeMap<i64, Vec<Value>>,
     watermark: i64,
-    late: u64,
-    late_pending: u64,
-    late_out: Batch,
+    /// Records found too late: counted, dead-lettered or dropped.
+    late: LateOutput,
 }
 
 impl Deduplicate {
@@ -112,19 +111,16 @@ impl Deduplicate {
             node: node.into(),
             keep: spec.keep,
             ttl: spec.ttl_ms(),
-            dead_letter: spec.late_records == LateRecords::DeadLetter,
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
             watermark: i64::MIN,
-            late: 0,
-            late_pending: 0,
-            late_out: Batch::new(),
+            late: LateOutput::new(spec.late_records),
         })
     }
 
     /// Records dropped (or dead-lettered) for being at or behind the watermark, over the lifetime.
     pub fn late_records(&self) -> u64 {
-        self.late
+        self.late.total()
     }
 
     /// Whether `(ts, a)` should replace `(ts, b)` as the record a tie keeps.
@@ -173,11 +169,7 @@ impl Deduplicate {
 
     fn process_one(&mut self, r: Record) -> Result<(), OpError> {
         if r.ts <= self.watermark {
-            self.late += 1;
-            self.late_pending += 1;
-            if self.dead_letter {
-                self.late_out.push(r);
-            }
+            self.late.push(r);
             return Ok(());
         }
         let mut s = self.state(&r.key)?;
@@ -342,7 +334,6 @@ impl Operator for Deduplicate {
     }
 
     fn take_late(&mut self, late: &mut Batch) -> u64 {
-        late.append(&mut self.late_out);
-        std::mem::take(&mut self.late_pending)
+        self.late.take(late)
     }
 }

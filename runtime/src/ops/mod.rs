@@ -39,6 +39,7 @@ mod expr_input;
 pub mod generator;
 pub mod join;
 pub mod json_file;
+pub mod late;
 pub mod nexmark;
 #[cfg(test)]
 mod ranking_tests;

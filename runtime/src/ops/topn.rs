@@ -23,10 +23,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::pipeline::{ErrorPolicy, LateRecords, TopNSpec, WindowKind};
+use sluice_crds::contract::pipeline::{ErrorPolicy, TopNSpec, WindowKind};
 
 use super::window::WATERMARK_STATE_FIELD;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
+use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
 use crate::value::Value;
@@ -81,15 +82,13 @@ pub struct TopN {
     slide: i64,
     lateness: i64,
     policy: ErrorPolicy,
-    dead_letter: bool,
     /// One entry per (key, window): namespace the start, value the rows in rank order.
     table: KeyedTable,
     /// The keys with a window whose last event time (`end - 1`) is the map's key.
     timers: BTreeMap<i64, Vec<Value>>,
     watermark: i64,
-    late: u64,
-    late_pending: u64,
-    late_out: Batch,
+    /// Records found too late: counted, dead-lettered or dropped.
+    late: LateOutput,
     dropped: u64,
 }
 
@@ -121,20 +120,17 @@ impl TopN {
             slide,
             lateness: spec.lateness_ms(),
             policy,
-            dead_letter: spec.late_records == LateRecords::DeadLetter,
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
             watermark: i64::MIN,
-            late: 0,
-            late_pending: 0,
-            late_out: Batch::new(),
+            late: LateOutput::new(spec.late_records),
             dropped: 0,
         })
     }
 
     /// Records dropped (or dead-lettered) because their windows had closed, over the lifetime.
     pub fn late_records(&self) -> u64 {
-        self.late
+        self.late.total()
     }
 
     /// Malformed records skipped under a lenient error policy, over the lifetime.
@@ -154,11 +150,7 @@ impl TopN {
     }
 
     fn reject_late(&mut self, r: Record) {
-        self.late += 1;
-        self.late_pending += 1;
-        if self.dead_letter {
-            self.late_out.push(r);
-        }
+        self.late.push(r);
     }
 
     /// Where a record ranks among `rows` (sorted), or `None` when it does not make the top N.
@@ -358,7 +350,6 @@ impl Operator for TopN {
     }
 
     fn take_late(&mut self, late: &mut Batch) -> u64 {
-        late.append(&mut self.late_out);
-        std::mem::take(&mut self.late_pending)
+        self.late.take(late)
     }
 }

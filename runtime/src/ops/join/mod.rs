@@ -35,6 +35,7 @@ use sluice_crds::contract::pipeline::{JoinKind, JoinSpec, LateRecords};
 
 use super::window::WATERMARK_STATE_FIELD;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
+use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
 use crate::value::Value;
@@ -57,7 +58,6 @@ struct Names {
 pub struct Join {
     node: String,
     kind: JoinKind,
-    dead_letter: bool,
     /// The join's state; see the module docs for its namespaces.
     table: KeyedTable,
     /// `(key, namespace)` of entries by the time the watermark must reach to fire (window
@@ -65,10 +65,8 @@ pub struct Join {
     timers: BTreeMap<i64, Vec<(Value, Value)>>,
     watermark: i64,
     names: Names,
-    late: u64,
-    /// Late records since the last [`Operator::take_late`].
-    late_pending: u64,
-    late_out: Batch,
+    /// Records found too late: counted, dead-lettered or dropped.
+    late: LateOutput,
 }
 
 impl Join {
@@ -90,7 +88,6 @@ impl Join {
         Join {
             node: node.into(),
             kind,
-            dead_letter: late == LateRecords::DeadLetter,
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
             watermark: i64::MIN,
@@ -101,15 +98,13 @@ impl Join {
                 start: Arc::from("start"),
                 end: Arc::from("end"),
             },
-            late: 0,
-            late_pending: 0,
-            late_out: Batch::new(),
+            late: LateOutput::new(late),
         }
     }
 
     /// Records found late over the lifetime.
     pub fn late_records(&self) -> u64 {
-        self.late
+        self.late.total()
     }
 
     /// Entries in the join's state (for tests and metrics).
@@ -119,11 +114,7 @@ impl Join {
 
     /// A late record: counted, and kept for the late output when dead-lettering.
     fn reject_late(&mut self, r: Record) {
-        self.late += 1;
-        self.late_pending += 1;
-        if self.dead_letter {
-            self.late_out.push(r);
-        }
+        self.late.push(r);
     }
 
     /// The output record of a pair at `ts`: `{key, left, right}`, with the window's `start` and
@@ -243,7 +234,6 @@ impl Operator for Join {
     }
 
     fn take_late(&mut self, late: &mut Batch) -> u64 {
-        late.append(&mut self.late_out);
-        std::mem::take(&mut self.late_pending)
+        self.late.take(late)
     }
 }

@@ -28,10 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_crds::CheckpointId;
-use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, LateRecords, WindowFn, WindowKind, WindowSpec};
+use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, WindowFn, WindowKind, WindowSpec};
 
 use self::aggregates::Aggs;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
+use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
 use crate::value::Value;
@@ -59,7 +60,6 @@ pub struct Window {
     lateness: i64,
     aggs: Aggs,
     policy: ErrorPolicy,
-    dead_letter: bool,
     /// Aligned windows: one entry per (key, window), namespace the window's start, value its
     /// state. Sessions: one entry per (key, session), namespace its start, value `[end, state]`.
     table: KeyedTable,
@@ -67,10 +67,8 @@ pub struct Window {
     /// time (`end - 1`), each once. Sessions: the keys to wake at each time (see `session`).
     timers: BTreeMap<i64, Vec<Value>>,
     watermark: i64,
-    late: u64,
-    /// Late records since the last [`Operator::take_late`].
-    late_pending: u64,
-    late_out: Batch,
+    /// Records found too late: counted, dead-lettered or dropped.
+    late: LateOutput,
     /// Malformed records skipped under a lenient error policy.
     dropped: u64,
 }
@@ -116,20 +114,17 @@ impl Window {
             lateness: spec.lateness_ms(),
             aggs: Aggs::new(spec.outputs()),
             policy,
-            dead_letter: spec.late_records == LateRecords::DeadLetter,
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
             watermark: i64::MIN,
-            late: 0,
-            late_pending: 0,
-            late_out: Batch::new(),
+            late: LateOutput::new(spec.late_records),
             dropped: 0,
         }
     }
 
     /// Records dropped (or dead-lettered) because their window had closed, over the lifetime.
     pub fn late_records(&self) -> u64 {
-        self.late
+        self.late.total()
     }
 
     /// Malformed records skipped under a lenient error policy, over the lifetime.
@@ -154,11 +149,7 @@ impl Window {
 
     /// A late record: counted, and kept for the late output when dead-lettering.
     fn reject_late(&mut self, r: Record) {
-        self.late += 1;
-        self.late_pending += 1;
-        if self.dead_letter {
-            self.late_out.push(r);
-        }
+        self.late.push(r);
     }
 
     /// A record the aggregates cannot take: fails the job or is skipped, per the error policy.
@@ -269,7 +260,6 @@ impl Operator for Window {
     }
 
     fn take_late(&mut self, late: &mut Batch) -> u64 {
-        late.append(&mut self.late_out);
-        std::mem::take(&mut self.late_pending)
+        self.late.take(late)
     }
 }
