@@ -42,6 +42,21 @@ pub trait MessageReceiver: Send {
 #[error("{0}")]
 pub struct ChannelFailure(pub String);
 
+impl ChannelFailure {
+    const SENDER_GONE: &'static str = "its upstream task ended without ending the channel";
+
+    /// The sending task itself ended without an end message (it failed or was aborted): a
+    /// symptom of that task's failure, unlike a lost worker or connection.
+    pub fn sender_gone() -> ChannelFailure {
+        ChannelFailure(Self::SENDER_GONE.into())
+    }
+
+    /// Whether this is [`ChannelFailure::sender_gone`].
+    pub fn is_sender_gone(&self) -> bool {
+        self.0 == Self::SENDER_GONE
+    }
+}
+
 /// One channel of a physical plan: chain edge `edge` (an index into `PhysicalPlan::edges`) from
 /// upstream subtask `from` to downstream subtask `to`. Both ends of a job name it the same way,
 /// wherever they run.

@@ -51,15 +51,17 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
             joined = tasks.join_next() => match joined {
                 None => break Ok(()),
                 Some(Ok(Ok(()))) => {}
-                // A task that lost its coordinator reports the coordinator's reason instead.
-                Some(Ok(Err(e @ TaskError::Coordinator { .. }))) if !driver_done => {
-                    driver_done = true;
-                    break Err(match tokio::time::timeout(Duration::from_secs(5), &mut driver).await {
-                        Ok(Ok(Err(reason))) => CheckpointError::from(reason).into(),
-                        _ => first_cause(e, &mut tasks).await,
-                    });
+                Some(Ok(Err(e))) => {
+                    let cause = first_cause_task(e, &mut tasks).await;
+                    // A task that lost its coordinator reports the coordinator's reason instead.
+                    if matches!(cause, TaskError::Coordinator { .. }) && !driver_done {
+                        driver_done = true;
+                        if let Ok(Ok(Err(reason))) = tokio::time::timeout(Duration::from_secs(5), &mut driver).await {
+                            break Err(CheckpointError::from(reason).into());
+                        }
+                    }
+                    break Err(cause.into());
                 }
-                Some(Ok(Err(e))) => break Err(first_cause(e, &mut tasks).await),
                 Some(Err(source)) => break Err(CheckpointError::Panicked { what: "task", source }.into()),
             },
             r = &mut driver, if !driver_done => {
@@ -85,12 +87,6 @@ pub(super) async fn supervise(mut tasks: JoinSet<Result<(), TaskError>>, driver:
     }
     driver.abort();
     Ending { result, cancel }
-}
-
-/// A task that failed because its downstream or upstream closed is a symptom: report the real
-/// cause (a task that failed on its own), if one comes within 2 s.
-async fn first_cause(first: TaskError, tasks: &mut JoinSet<Result<(), TaskError>>) -> JobError {
-    first_cause_task(first, tasks).await.into()
 }
 
 /// The first failure among `first` and the tasks that fail within 2 s of it that is not a

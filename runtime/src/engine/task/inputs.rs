@@ -79,9 +79,7 @@ impl Inputs {
                         // a savepoint); a channel closed without one lost its sender: that task
                         // failed or was aborted. Taking it for the end of input would `finish`
                         // this task, and a sink would commit records no checkpoint covers.
-                        None => Event::Lost(self.receivers[i].failure().unwrap_or_else(|| {
-                            ChannelFailure("its upstream task ended without ending the channel".into())
-                        })),
+                        None => Event::Lost(self.receivers[i].failure().unwrap_or_else(ChannelFailure::sender_gone)),
                     }));
                 }
             }

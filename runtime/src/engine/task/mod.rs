@@ -109,13 +109,15 @@ impl TaskError {
         }
     }
 
-    /// Whether this failure is only a symptom of another (a downstream or upstream task went
-    /// away): the other one is the failure to report.
+    /// Whether this failure is only a symptom of another (a downstream task went away, or an
+    /// upstream task of this process failed): the other one is the failure to report. A channel
+    /// lost with its worker or connection is a cause.
     pub fn is_symptom(&self) -> bool {
-        matches!(
-            self,
-            TaskError::Downstream { .. } | TaskError::Upstream { .. } | TaskError::Remote { symptom: true, .. }
-        )
+        match self {
+            TaskError::Downstream { .. } | TaskError::Remote { symptom: true, .. } => true,
+            TaskError::Upstream { failure, .. } => failure.is_sender_gone(),
+            _ => false,
+        }
     }
 }
 
