@@ -5,7 +5,8 @@
 # A first run on a fresh machine compiles two large things: the workspace and the test broker
 # (tansu, its own target). They build side by side, and clippy lints the workspace while it
 # compiles for the tests (clippy-driver as the workspace's compiler) instead of in a second,
-# separate pass over every dependency.
+# separate pass over every dependency. What only downloads and installs (the manifest validator,
+# moto, chromium, nftables) happens in the background meanwhile, one step after another (apt takes one lock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -14,6 +15,7 @@ mkdir -p "$SLUICE_TOOLS/run"
 
 started=()
 broker_build=""
+prepare=""
 # Ends a process and everything it started (the background broker build runs cargo).
 kill_tree() {
   local child
@@ -22,6 +24,7 @@ kill_tree() {
 }
 cleanup() {
   if [ -n "$broker_build" ] && kill -0 "$broker_build" 2>/dev/null; then kill_tree "$broker_build"; fi
+  if [ -n "$prepare" ] && kill -0 "$prepare" 2>/dev/null; then kill_tree "$prepare"; fi
   for svc in "${started[@]}"; do bash "scripts/services/$svc.sh" stop || true; done
 }
 trap cleanup EXIT
@@ -33,11 +36,21 @@ broker_log="$SLUICE_TOOLS/run/broker-build.log"
 bash scripts/services/kafka.sh build >"$broker_log" 2>&1 &
 broker_build=$!
 
+# Generated CRD in sync, manifests valid against the Kubernetes schemas, kustomizations build,
+# shell scripts pass shellcheck (installs its validator into a cached venv on first use); then the
+# installs of the services started after the build. Its output is shown when it is waited for.
+prepare_log="$SLUICE_TOOLS/run/prepare.log"
+(
+  set -e
+  bash scripts/validate-manifests.sh
+  bash scripts/services/s3.sh install
+  bash scripts/services/chromium.sh install
+  bash scripts/services/netfault.sh install
+) >"$prepare_log" 2>&1 &
+prepare=$!
+
 echo "== static checks"
 cargo fmt --all -- --check
-# Generated CRD in sync, manifests valid against the Kubernetes schemas, kustomizations build,
-# shell scripts pass shellcheck (installs its validator into a cached venv on first use).
-bash scripts/validate-manifests.sh
 
 echo "== clippy and the test build"
 # `cargo clippy --workspace --all-targets -- -D warnings`, folded into the build the tests need:
@@ -51,6 +64,16 @@ else
   cargo clippy --workspace --all-targets -- -D warnings
 fi
 cargo test --workspace --all-targets --no-run
+
+echo "== manifests and service installs"
+prepared=0
+wait "$prepare" || prepared=$?
+prepare=""
+cat "$prepare_log"
+if [ "$prepared" -ne 0 ]; then
+  echo "the manifest checks or a service install failed (output above)" >&2
+  exit 1
+fi
 
 echo "== test broker"
 if ! wait "$broker_build"; then

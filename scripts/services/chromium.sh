@@ -4,6 +4,8 @@
 #          write $SLUICE_TOOLS/run/chromium.env exporting SLUICE_CHROMIUM (the binary's path).
 #          The test starts its own browser; nothing runs here.
 #   stop:  remove the env file (no process to stop).
+#   install: only install chromium if it is missing (test.sh runs it in the background while the
+#          workspace builds).
 # Without a browser the test fails naming the missing binary; it never passes silently.
 set -euo pipefail
 
@@ -56,5 +58,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  install) [ -n "${SLUICE_CHROMIUM:-}$(find_browser)" ] || install ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

@@ -10,6 +10,7 @@
 #          query string, so every ListObjectsV2 with a `/` in its prefix is refused
 #          (SignatureDoesNotMatch) even with the right key. The auth server is for credential tests only.
 #   stop:  end both servers by their recorded PIDs.
+#   install: only install moto (test.sh runs it in the background while the workspace builds).
 # moto keeps everything in memory: a restart loses all objects. Outage tests SIGSTOP/SIGCONT the
 # main server's PID instead of restarting it.
 set -euo pipefail
@@ -157,5 +158,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  install) install ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

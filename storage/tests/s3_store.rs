@@ -307,6 +307,7 @@ fn raw_client(env: &S3Env) -> aws_sdk_s3::Client {
     let creds = aws_sdk_s3::config::Credentials::new(&env.access_key_id, &env.secret_access_key, None, None, "test");
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .http_client(sluice_storage::s3::http_client())
         .region(aws_sdk_s3::config::Region::new(env.region.clone()))
         .endpoint_url(&env.endpoint)
         .force_path_style(true)

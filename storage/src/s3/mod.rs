@@ -25,6 +25,7 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use bytes::Bytes;
 
 use super::{Error, ObjectMeta, ObjectStore, PutOutcome};
@@ -212,6 +213,12 @@ impl S3Store {
     }
 }
 
+/// The HTTP(S) client of every S3 client Sluice builds: hyper with rustls over ring (the SDK's
+/// default would bring aws-lc, a second crypto library compiled from C).
+pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// The SDK client: custom endpoint, path-style, static credentials, bounded timeouts, and the SDK's
 /// own retries off (ours classify errors and bound total time).
 fn build_client(config: &S3Config) -> Client {
@@ -222,6 +229,7 @@ fn build_client(config: &S3Config) -> Client {
         .build();
     let mut builder = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(http_client())
         .region(Region::new(config.region.clone()))
         .credentials_provider(config.credentials.to_sdk())
         .force_path_style(config.path_style)
