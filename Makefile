@@ -1,5 +1,5 @@
 # The two set-up commands (README): `make demo` and `make test`. `make bench` prints figures.
-.PHONY: demo test bench bench-kafka bench-nexmark build fmt lint torture
+.PHONY: demo test bench bench-kafka bench-nexmark bench-workers build fmt lint torture
 
 demo:
 	cargo build --release -p sluice-runtime --no-default-features
@@ -14,6 +14,10 @@ bench:
 # The Nexmark queries of examples/nexmark/ (see scripts/bench-nexmark.sh).
 bench-nexmark:
 	bash scripts/bench-nexmark.sh
+
+# One process vs `--workers 2`, and the exchange vs raw loopback TCP (see scripts/bench-workers.sh).
+bench-workers:
+	bash scripts/bench-workers.sh
 
 # Kafka → Kafka figures (starts the test broker; see scripts/bench-kafka.sh).
 bench-kafka:
