@@ -272,3 +272,21 @@ async fn pods_of_the_old_attempt_still_terminating_are_left_to_go_and_nothing_ne
     task.await.expect("joins").expect("reconciles");
     api.done().await;
 }
+
+#[tokio::test]
+async fn more_workers_than_any_node_has_subtasks_is_refused_naming_the_field_and_nothing_starts() {
+    let (ctx, mut api) = Context::test(None, Arc::new(sluice_storage::memory::MemoryStore::new()));
+    let mut j = three();
+    j.spec.parallelism = 2;
+    let task = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
+    api.expect(Method::GET, PODS).await.reply(pod_list(vec![]));
+    let s = expect_status(&mut api, &j).await;
+    assert_eq!(s["phase"], "Failed", "{s}");
+    let error = s["error"].as_str().expect("error");
+    assert!(error.starts_with("spec.workers: 3 workers") && error.contains("largest node parallelism is 2"), "{error}");
+    let event = api.expect(Method::POST, EVENTS).await;
+    assert_eq!((event.body["type"].as_str(), event.body["reason"].as_str()), (Some("Warning"), Some("InvalidSpec")));
+    event.echo();
+    task.await.expect("joins").expect("an invalid spec is a status, not an error");
+    api.done().await;
+}
