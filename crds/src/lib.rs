@@ -8,6 +8,7 @@ pub mod restart;
 pub mod savepoint_progress;
 pub mod savepoints;
 pub mod stream_job;
+pub mod workers;
 
 /// API group of every Sluice custom resource.
 pub const GROUP: &str = "sluice.dev";
@@ -36,6 +37,9 @@ pub const ANNOTATION_RESTORED_FROM: &str = "sluice.dev/restored-from";
 pub const ANNOTATION_JOB_UID: &str = "sluice.dev/job-uid";
 /// Annotation on pods: the `--run-id` of the attempt (`<job>-<attempt>-<object id>`).
 pub const ANNOTATION_RUN_ID: &str = "sluice.dev/run-id";
+/// Annotation on pods of a job of several workers: how many worker pods their attempt has
+/// (absent: one).
+pub const ANNOTATION_WORKERS: &str = "sluice.dev/workers";
 
 pub use contract::job_config::{JobConfig, ValidationError};
 pub use contract::manifest::{CheckpointId, Manifest};

@@ -14,6 +14,7 @@ use crate::checkpointing::CheckpointingSpec;
 use crate::contract::pipeline::Pipeline;
 use crate::restart::RestartStrategy;
 use crate::savepoints::{OperationStatus, SavepointDisposal, SavepointHistory, SavepointsStatus};
+use crate::workers::WorkersStatus;
 
 /// Desired state of a streaming job.
 // Several printer columns share a `type_`; clippy mistakes that for a repeated attribute.
@@ -48,6 +49,18 @@ use crate::savepoints::{OperationStatus, SavepointDisposal, SavepointHistory, Sa
         type_ = "integer",
         json_path = ".status.parallelism",
         description = "Parallelism of the running attempt"
+    ),
+    printcolumn(
+        name = "Workers",
+        type_ = "integer",
+        json_path = ".status.workers.desired",
+        description = "Worker pods of the current attempt"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.workers.ready",
+        description = "Worker pods of the current attempt that are ready"
     ),
     printcolumn(
         name = "Last Checkpoint",
@@ -103,10 +116,15 @@ pub struct StreamJobSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 32768))]
     pub parallelism: u32,
-    /// Runtime pods per attempt. The current runtime runs a whole job in one process, so only
-    /// 1 is accepted; scale with `parallelism`.
+    /// Worker pods per attempt (default 1, at most 1024). The job's subtasks are spread over
+    /// them (subtask i of every node runs on worker i % workers); worker 0 runs the checkpoint
+    /// coordinator and serves the control endpoint. Each pod gets a stable DNS name through the
+    /// job's headless Service. Any worker failing fails the attempt: every pod of it is deleted
+    /// and all are relaunched from the latest completed checkpoint. At most the largest
+    /// parallelism of any node (a further worker would run nothing; the operator refuses it).
+    /// Changing it replaces the attempt through `upgradeMode`.
     #[serde(default = "one")]
-    #[schemars(range(min = 1, max = 1))]
+    #[schemars(range(min = 1, max = 1024))]
     pub workers: u32,
     /// CPU and memory of the runtime container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,6 +340,9 @@ pub struct StreamJobStatus {
     /// Parallelism of the current attempt (the scale subresource's status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
+    /// Worker pods of the current attempt: how many it runs on and how many are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkersStatus>,
     /// Label selector of the job's pods (the scale subresource's `labelSelectorPath`, so a
     /// HorizontalPodAutoscaler can target the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]

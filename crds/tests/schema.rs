@@ -201,3 +201,16 @@ fn the_longest_accepted_name_still_gives_valid_pod_hostnames() {
     let problems = rejections(&job);
     assert!(problems.iter().any(|p| p.contains(&format!("at most {MAX_NAME_LEN} characters"))), "{problems:#?}");
 }
+
+#[test]
+fn workers_are_bounded_by_max_workers_in_the_schema() {
+    use sluice_crds::workers::MAX_WORKERS;
+    let mut job = windowed_counts();
+    job["spec"]["workers"] = Value::from(MAX_WORKERS);
+    assert!(rejections(&job).is_empty(), "{:#?}", rejections(&job));
+    job["spec"]["workers"] = Value::from(MAX_WORKERS + 1);
+    let problems = rejections(&job);
+    assert!(problems.iter().any(|p| p.contains(&format!("maximum of {MAX_WORKERS}"))), "{problems:#?}");
+    job["spec"]["workers"] = Value::from(0);
+    assert!(!rejections(&job).is_empty(), "at least one worker");
+}

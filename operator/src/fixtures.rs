@@ -33,11 +33,14 @@ pub struct FakeRuntime {
     pub stop: Option<StopResponse>,
     /// Calls seen, as `METHOD path [body]`.
     pub calls: Mutex<Vec<String>>,
+    /// The pod IP of each call, in order.
+    pub ips: Mutex<Vec<String>>,
 }
 
 impl FakeRuntime {
     fn answer<T: Clone>(&self, call: String, pod_ip: &str, v: &Option<T>) -> Result<T, runtime_client::Error> {
         self.calls.lock().expect("lock").push(call);
+        self.ips.lock().expect("lock").push(pod_ip.to_string());
         v.clone().ok_or_else(|| runtime_client::Error::Unreachable { addr: pod_ip.into(), message: "fake".into() })
     }
 

@@ -35,6 +35,8 @@ mod controller_tests;
 #[cfg(test)]
 mod controller_watch_tests;
 #[cfg(test)]
+mod controller_workers_tests;
+#[cfg(test)]
 mod fixtures;
 
 pub use context::Context;

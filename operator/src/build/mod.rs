@@ -5,6 +5,7 @@ pub mod config_map;
 pub mod labels;
 pub mod pod;
 pub mod service;
+pub mod workers;
 
 use serde::Serialize;
 use sluice_crds::StreamJobSpec;

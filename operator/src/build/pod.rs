@@ -13,7 +13,10 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use sluice_crds::checkpointing::CREDENTIALS_MOUNT_DIR;
 use sluice_crds::contract::control::{CONTROL_PORT, HEALTHZ, READYZ};
-use sluice_crds::{ANNOTATION_JOB_UID, ANNOTATION_RESTORED_FROM, ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, StreamJob};
+use sluice_crds::{
+    ANNOTATION_JOB_UID, ANNOTATION_RESTORED_FROM, ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, ANNOTATION_WORKERS,
+    StreamJob,
+};
 
 use super::config_map::{CONFIG_DIR, JOB_FILE};
 use super::labels;
@@ -103,15 +106,7 @@ impl RestoreFlags {
 /// The `sluice-runtime` command line of the attempt with run id `run_id`.
 pub fn args(run_id: &str, restore: &Restore, flags: RestoreFlags) -> Vec<String> {
     let mut a = vec!["sluice-runtime".to_string(), "run".to_string(), format!("{CONFIG_DIR}/{JOB_FILE}")];
-    match restore {
-        Restore::From(uri) => a.extend(["--restore".to_string(), uri.clone()]),
-        Restore::Fresh => a.push("--no-restore".to_string()),
-        Restore::Latest if flags.allow_fallback => a.push("--allow-fallback".to_string()),
-        Restore::Latest => {}
-    }
-    if flags.allow_non_restored_state && *restore != Restore::Fresh {
-        a.push("--allow-non-restored-state".to_string());
-    }
+    a.extend(restore_args(restore, flags));
     a.extend([
         "--log-format".to_string(),
         "json".to_string(),
@@ -123,7 +118,23 @@ pub fn args(run_id: &str, restore: &Restore, flags: RestoreFlags) -> Vec<String>
     a
 }
 
-fn probe(path: &str, period: i32, failures: i32) -> Probe {
+/// The restore flags of an attempt starting from `restore` (the same for `run` and `worker`).
+pub fn restore_args(restore: &Restore, flags: RestoreFlags) -> Vec<String> {
+    let mut a = Vec::new();
+    match restore {
+        Restore::From(uri) => a.extend(["--restore".to_string(), uri.clone()]),
+        Restore::Fresh => a.push("--no-restore".to_string()),
+        Restore::Latest if flags.allow_fallback => a.push("--allow-fallback".to_string()),
+        Restore::Latest => {}
+    }
+    if flags.allow_non_restored_state && *restore != Restore::Fresh {
+        a.push("--allow-non-restored-state".to_string());
+    }
+    a
+}
+
+/// An HTTP probe of the runtime's control endpoint.
+pub(super) fn probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
@@ -204,13 +215,18 @@ fn container(job: &StreamJob, run_id: &str, restore: &Restore, mounts: Vec<Volum
     }
 }
 
-/// Pod `index` of `attempt`, built from the spec whose hash is `spec_hash`.
+/// Pod `index` of `attempt`, built from the spec whose hash is `spec_hash`: `sluice-runtime run`
+/// for a job of one worker, `sluice-runtime worker` (see [`super::workers`]) for several.
 pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_hash: &str) -> Pod {
     let name = job.name_any();
     let spec = &job.spec;
     let (mounts, volumes) = volumes(job);
     let run_id = labels::run_id(&name, attempt, job.metadata.uid.as_deref());
     let template_spec = spec.pod_template.as_ref().and_then(|t| t.spec.as_ref());
+    let mut runtime = container(job, &run_id, restore, mounts);
+    if spec.workers > 1 {
+        super::workers::shape(&mut runtime, job, attempt, index, restore, &run_id);
+    }
     let mut annotations = BTreeMap::from([
         (ANNOTATION_SPEC_HASH.to_string(), spec_hash.to_string()),
         (ANNOTATION_RUN_ID.to_string(), run_id.clone()),
@@ -220,6 +236,9 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
     }
     if let Restore::From(uri) = restore {
         annotations.insert(ANNOTATION_RESTORED_FROM.to_string(), uri.clone());
+    }
+    if spec.workers > 1 {
+        annotations.insert(ANNOTATION_WORKERS.to_string(), spec.workers.to_string());
     }
     let generated = Pod {
         metadata: ObjectMeta {
@@ -244,7 +263,7 @@ pub fn pod(job: &StreamJob, attempt: u32, index: u32, restore: &Restore, spec_ha
             tolerations: Some(tolerations(template_spec)),
             hostname: Some(labels::pod_name(&name, attempt, index)),
             subdomain: Some(labels::service_name(&name)),
-            containers: vec![container(job, &run_id, restore, mounts)],
+            containers: vec![runtime],
             volumes: Some(volumes),
             ..PodSpec::default()
         }),

@@ -119,7 +119,7 @@ async fn forward(p: &JobPages, ns: &str, name: &str, path: &str) -> Response {
     }
 }
 
-/// The IP of the current attempt's running runtime pod, or the answer saying why there is none
+/// The IP of the current attempt's running runtime pod (worker 0), or the answer saying why there is none
 /// (404 for a job that does not exist, 503 for one without a running pod).
 async fn running_pod_ip(p: &JobPages, ns: &str, name: &str) -> Result<String, Refused> {
     refuse_other_namespace(p, ns, name)?;
@@ -130,9 +130,10 @@ async fn running_pod_ip(p: &JobPages, ns: &str, name: &str) -> Result<String, Re
         .map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("listing the pods of streamjob {ns}/{name}: {e}")))?;
     let observed: Vec<_> = list.items.iter().filter_map(observe_pod).collect();
     let current = observed.iter().map(|o| o.attempt).max();
+    // Worker 0 serves the job page (the only runtime of a one-worker job).
     let running = observed
         .iter()
-        .filter(|o| Some(o.attempt) == current && !o.terminating)
+        .filter(|o| Some(o.attempt) == current && o.index == 0 && !o.terminating)
         .find(|o| matches!(o.state, PodState::Running { .. }))
         .and_then(|o| o.ip.clone());
     if let Some(ip) = running {

@@ -110,6 +110,21 @@ fn running() -> serde_json::Value {
 }
 
 #[tokio::test]
+async fn the_page_of_a_job_of_several_workers_comes_from_worker_zero() {
+    let (port, seen) = fake_runtime().await;
+    let (addr, mut api) = serve(port, |_| {}).await;
+    let request = tokio::spawn(call(addr, "GET", "/jobs/ns/demo/v1/job", None));
+    // Worker 1 is listed first and runs on an address nobody serves: it serves no page.
+    let mut member = pod(2, "Running", "10.255.0.3");
+    member["metadata"]["name"] = json!("demo-2-1");
+    api.expect(Method::GET, PODS).await.reply(pods(vec![member, pod(2, "Running", "127.0.0.1")]));
+    let (code, answer) = request.await.expect("joins");
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(*seen.lock().expect("lock"), ["/v1/job"]);
+    api.done().await;
+}
+
+#[tokio::test]
 async fn reads_go_to_the_running_pod_of_the_current_attempt_and_come_back_as_they_were() {
     let (port, seen) = fake_runtime().await;
     let (addr, mut api) = serve(port, |_| {}).await;

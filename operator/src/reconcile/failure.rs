@@ -57,10 +57,22 @@ impl Planner<'_> {
             return Some((Reason::PodFailed, format!("runtime of attempt {current} reports the job failed")));
         }
         let expects_pods = matches!(self.old.phase, Phase::Deploying | Phase::Running) && self.old.attempt == current;
-        let missing = pods.iter().filter(|p| !p.terminating).count() < self.spec.workers as usize;
+        let expected = self.workers_of(current);
+        let live = pods.iter().filter(|p| !p.terminating).count();
         let deleted_by_someone = pods.iter().any(|p| p.terminating && p.state != PodState::Succeeded);
-        if expects_pods && (missing || deleted_by_someone) {
+        if expects_pods && (live < expected as usize || deleted_by_someone) {
             return Some((Reason::PodDeleted, format!("a pod of attempt {current} was deleted")));
+        }
+        if !pods.is_empty() && live < expected as usize {
+            // Some workers but not all (a launch cut short, or the status of one lost): the
+            // others wait for their peers in vain, so the attempt fails and starts over whole.
+            let gone: Vec<String> = (0..expected)
+                .filter(|i| !pods.iter().any(|p| p.index == *i && !p.terminating))
+                .map(|i| crate::build::labels::pod_name(&self.obs.job_name, current, i))
+                .collect();
+            let message =
+                format!("attempt {current} has {live} of its {expected} worker pods: {} missing", gone.join(", "));
+            return Some((Reason::PodDeleted, message));
         }
         None
     }

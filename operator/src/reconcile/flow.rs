@@ -74,7 +74,7 @@ impl<'a> Planner<'a> {
             RuntimeObservation::Unreachable(e) => return Err(NoSavepoint::Unreachable(e.clone())),
             RuntimeObservation::NotQueried => return Err(NoSavepoint::NotQueried),
         }
-        pods.iter().find_map(|p| p.ip.clone()).ok_or(NoSavepoint::NoPodIp)
+        self.coordinator_of(current).and_then(|p| p.ip.clone()).ok_or(NoSavepoint::NoPodIp)
     }
 
     /// The run id of `attempt`'s runtime: what its pods were started with, else what the
@@ -250,8 +250,10 @@ impl<'a> Planner<'a> {
             self.plan.status.operation = Some(op.clone());
             return self.stop_step(op, current);
         }
-        let alive = pods.iter().any(|p| matches!(p.state, PodState::Running { .. }) && !p.terminating);
-        let ip = pods.iter().find_map(|p| p.ip.clone());
+        // Worker 0 takes the savepoint and stops every worker.
+        let coordinator = self.coordinator_of(op.attempt);
+        let alive = coordinator.is_some_and(|p| matches!(p.state, PodState::Running { .. }) && !p.terminating);
+        let ip = coordinator.and_then(|p| p.ip.clone());
         match (&op.error, alive, ip) {
             (None, true, Some(pod_ip)) => {
                 self.cond(T::SavepointInProgress, true, Reason::StoppingWithSavepoint, path);

@@ -23,3 +23,5 @@ mod plan_tests;
 mod rollback_tests;
 #[cfg(test)]
 mod savepoint_tests;
+#[cfg(test)]
+mod workers_tests;

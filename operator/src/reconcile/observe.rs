@@ -10,7 +10,7 @@ use sluice_crds::contract::control::{
     DataLossKind, EXIT_DATA_LOSS, EXIT_INVALID_JOB, JobState, JobStatus, SavepointStatus,
 };
 use sluice_crds::savepoints::SavepointState;
-use sluice_crds::{ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
+use sluice_crds::{ANNOTATION_RUN_ID, ANNOTATION_SPEC_HASH, ANNOTATION_WORKERS, LABEL_ATTEMPT, LABEL_JOB, StreamJob};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -43,6 +43,10 @@ pub struct ObservedPod {
     pub name: String,
     /// Attempt the pod belongs to.
     pub attempt: u32,
+    /// Which worker of its attempt it runs (0 runs the coordinator and the control endpoint).
+    pub index: u32,
+    /// How many worker pods its attempt has (the `sluice.dev/workers` annotation, else 1).
+    pub workers: u32,
     /// What it is doing.
     pub state: PodState,
     /// A deletion is already under way.
@@ -179,6 +183,8 @@ pub fn observe_pod(pod: &Pod) -> Option<ObservedPod> {
     Some(ObservedPod {
         name: pod.name_any(),
         attempt,
+        index: crate::build::workers::index_of(&pod.name_any()).unwrap_or(0),
+        workers: pod.annotations().get(ANNOTATION_WORKERS).and_then(|w| w.parse().ok()).unwrap_or(1),
         state,
         terminating: pod.meta().deletion_timestamp.is_some(),
         spec_hash: pod.annotations().get(ANNOTATION_SPEC_HASH).cloned(),
@@ -259,13 +265,13 @@ pub async fn observe(job: &StreamJob, ctx: &Context, stores: &StoreSession<'_>) 
         .list(&ListParams::default().labels(&format!("{LABEL_JOB}={name}")))
         .await
         .map_err(|source| Error::ListPods { job: name.clone(), source })?;
-    let pods: Vec<ObservedPod> = list.items.iter().filter_map(observe_pod).collect();
+    let mut pods: Vec<ObservedPod> = list.items.iter().filter_map(observe_pod).collect();
     let current = pods.iter().map(|p| p.attempt).max().unwrap_or(0).max(job.status.as_ref().map_or(0, |s| s.attempt));
+    pods.extend(confirm_missing(job, &pods_api, &pods, current).await?);
 
-    let running_ip = pods
-        .iter()
-        .find(|o| o.attempt == current && matches!(o.state, PodState::Running { .. }))
-        .and_then(|o| o.ip.clone());
+    // Worker 0 serves the control endpoint (the only runtime of a one-worker job).
+    let running_ip =
+        coordinator(&pods, current).filter(|o| matches!(o.state, PodState::Running { .. })).and_then(|o| o.ip.clone());
     let runtime = match &running_ip {
         Some(ip) => match ctx.runtime.job_status(ip).await {
             Ok(s) => RuntimeObservation::Status(s),
@@ -309,7 +315,8 @@ pub async fn observe(job: &StreamJob, ctx: &Context, stores: &StoreSession<'_>) 
 
     let invalid = sluice_crds::contract::validate::validate_pipeline_at(&job.spec.pipeline, "spec.pipeline")
         .err()
-        .map(|e| e.to_string());
+        .map(|e| e.to_string())
+        .or_else(|| sluice_crds::workers::check_workers(&job.spec).err().map(|e| e.to_string()));
 
     let (savepoints_found, foreign_savepoints) = check_savepoints(job, &status, &store, stores).await;
 
@@ -328,6 +335,40 @@ pub async fn observe(job: &StreamJob, ctx: &Context, stores: &StoreSession<'_>) 
         foreign_savepoints,
         uid: job.meta().uid.clone(),
     })
+}
+
+/// Worker 0 of `attempt`, the pod whose control endpoint the operator talks to.
+pub fn coordinator(pods: &[ObservedPod], attempt: u32) -> Option<&ObservedPod> {
+    pods.iter().find(|p| p.attempt == attempt && p.index == 0)
+}
+
+/// The pods of the current attempt the list did not show although the attempt has them, read
+/// one by one. A list can lag behind a create (a cache, a watch-fed read, a lagging replica);
+/// without this a pod just created would count as deleted and fail the attempt. Only asked when
+/// the list shows some pods of the attempt but fewer than its workers.
+async fn confirm_missing(
+    job: &StreamJob,
+    api: &Api<Pod>,
+    pods: &[ObservedPod],
+    current: u32,
+) -> Result<Vec<ObservedPod>, Error> {
+    let listed: Vec<&ObservedPod> = pods.iter().filter(|p| p.attempt == current).collect();
+    let expected = listed.iter().map(|p| p.workers).max().unwrap_or(0);
+    if listed.len() >= expected as usize {
+        return Ok(vec![]);
+    }
+    let name = job.name_any();
+    let mut found = Vec::new();
+    for index in (0..expected).filter(|i| !listed.iter().any(|p| p.index == *i)) {
+        let pod_name = crate::build::labels::pod_name(&name, current, index);
+        let pod = api.get_opt(&pod_name).await.map_err(|source| Error::ListPods { job: name.clone(), source })?;
+        let ours = pod.as_ref().filter(|p| p.labels().get(LABEL_JOB) == Some(&name));
+        if let Some(p) = ours.and_then(observe_pod).filter(|p| p.attempt == current) {
+            tracing::info!(job = %name, pod = %pod_name, "pod missing from the list exists: the list lagged");
+            found.push(p);
+        }
+    }
+    Ok(found)
 }
 
 /// The newest checkpoint of the job's storage that reads back (see [`crate::recovery`]).

@@ -12,6 +12,7 @@ use sluice_crds::conditions::{ConditionType as T, DesiredCondition, Reason};
 use sluice_crds::contract::control::JobState;
 use sluice_crds::savepoints::RestoreMode;
 use sluice_crds::stream_job::{DesiredState, UpgradeMode};
+use sluice_crds::workers::WorkersStatus;
 use sluice_crds::{Phase, StreamJobSpec, StreamJobStatus};
 
 use super::observe::{Observed, ObservedPod, PodState, StoreObservation};
@@ -163,6 +164,17 @@ impl<'a> Planner<'a> {
     pub(super) fn pods_of(&self, attempt: u32) -> Vec<&'a ObservedPod> {
         let obs: &'a Observed = self.obs;
         obs.pods.iter().filter(|p| p.attempt == attempt).collect()
+    }
+
+    /// How many worker pods `attempt` has: what its pods say, else (none seen) the spec's.
+    pub(super) fn workers_of(&self, attempt: u32) -> u32 {
+        self.pods_of(attempt).iter().map(|p| p.workers).max().unwrap_or(self.spec.workers)
+    }
+
+    /// Worker 0 of `attempt`: the pod whose control endpoint takes savepoints and stops.
+    pub(super) fn coordinator_of(&self, attempt: u32) -> Option<&'a ObservedPod> {
+        let obs: &'a Observed = self.obs;
+        super::observe::coordinator(&obs.pods, attempt)
     }
 
     pub(super) fn set_phase(&mut self, phase: Phase) {
@@ -328,6 +340,7 @@ impl<'a> Planner<'a> {
         s.attempt = attempt;
         s.spec_hash = Some(self.obs.desired_hash.clone());
         s.parallelism = Some(self.spec.parallelism);
+        s.workers = Some(WorkersStatus { ready: 0, desired: self.spec.workers });
         s.restored_from = match &restore {
             Restore::From(p) => Some(p.clone()),
             Restore::Fresh | Restore::Latest => None,

@@ -35,6 +35,8 @@ pub(super) fn pod(attempt: u32, state: PodState) -> ObservedPod {
     ObservedPod {
         name: format!("demo-{attempt}-0"),
         attempt,
+        index: 0,
+        workers: 1,
         state,
         terminating: false,
         spec_hash: Some(HASH.into()),

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sluice_crds::Phase;
 use sluice_crds::conditions::{ConditionType as T, Reason};
 use sluice_crds::stream_job::{CheckpointStatus, CheckpointsStatus};
+use sluice_crds::workers::WorkersStatus;
 
 use super::observe::{ObservedPod, PodState, RuntimeObservation, StoreObservation};
 use super::plan::{DEPLOY_TIMEOUT, Plan, Planner, REQUEUE_BUSY, REQUEUE_IDLE, REQUEUE_RUNNING};
@@ -26,7 +27,10 @@ impl Planner<'_> {
     /// The attempt's pods run (or are starting): Running when all are ready, else Deploying
     /// with the reason a pod is not starting.
     pub(super) fn healthy(&mut self, pods: &[&ObservedPod]) {
-        let ready = !pods.is_empty() && pods.iter().all(|p| p.state == PodState::Running { ready: true });
+        let expected = self.workers_of(self.plan.status.attempt) as usize;
+        let ready = !pods.is_empty()
+            && pods.len() >= expected
+            && pods.iter().all(|p| p.state == PodState::Running { ready: true });
         self.plan.status.error = None;
         self.plan.status.recovery = None;
         if let (None, RuntimeObservation::Status(s)) = (&self.plan.status.restored_from, &self.obs.runtime) {
@@ -96,6 +100,7 @@ impl Planner<'_> {
             _ => self.old.checkpoints.as_ref().and_then(|c| c.latest.clone()),
         };
         let latest = self.rate_limited(latest);
+        self.workers_status();
         if latest.is_some() {
             self.plan.status.checkpoints = Some(CheckpointsStatus { latest });
         }
@@ -120,6 +125,18 @@ impl Planner<'_> {
             self.cond(T::CheckpointHealthy, ok, reason, message);
         }
         self.plan
+    }
+
+    /// `status.workers` of the current attempt: its worker pods, and how many are ready.
+    fn workers_status(&mut self) {
+        let attempt = self.plan.status.attempt;
+        if attempt == 0 {
+            return;
+        }
+        let pods = self.pods_of(attempt);
+        let ready = pods.iter().filter(|p| p.state == PodState::Running { ready: true } && !p.terminating).count();
+        let desired = self.workers_of(attempt);
+        self.plan.status.workers = Some(WorkersStatus { ready: u32::try_from(ready).unwrap_or(u32::MAX), desired });
     }
 
     /// The newest checkpoint to report, holding back one that completed less than

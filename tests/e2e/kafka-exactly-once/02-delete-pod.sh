@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # KILLED_AT is read by later steps
-# Delete the running runtime pod mid-stream; the operator must relaunch from the latest checkpoint.
+# Delete a running runtime pod (worker 0, the coordinator) mid-stream; the operator must delete
+# the other workers too and relaunch them all from the latest checkpoint.
 # The runtime exits on SIGTERM, so the pod is gone well before its grace period
 # (terminationGracePeriodSeconds, 15 s as the operator builds it) would have it killed.
 KILLED_ATTEMPT=$(field "sj/$JOB" '{.status.attempt}')
