@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::field_errors::Errors;
-use super::window::{LateRecords, WindowKind};
+use super::window::{LateRecords, WindowKind, aligned_kind, millis, validate_aligned};
 
 /// The N records with the greatest (`descending`) or smallest `orderBy` value per key and
 /// event-time window, emitted when the watermark passes the window's end, each with its rank.
@@ -100,23 +100,11 @@ pub enum Keep {
     Last,
 }
 
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
-
 impl TopNSpec {
     /// The windows as [`WindowKind::Tumbling`] or [`WindowKind::Sliding`]; `None` when the
     /// spec does not validate.
     pub fn kind(&self) -> Option<WindowKind> {
-        let size = millis(self.window.size);
-        match self.window.slide.map(millis) {
-            _ if size < 1 => None,
-            None => Some(WindowKind::Tumbling { size }),
-            Some(slide) if slide >= 1 && slide <= size && size % slide == 0 => {
-                Some(WindowKind::Sliding { size, slide })
-            }
-            Some(_) => None,
-        }
+        aligned_kind(self.window.size, self.window.slide)
     }
 
     /// Allowed lateness in milliseconds.
@@ -137,21 +125,7 @@ pub(crate) fn validate_top_n(t: &TopNSpec, at: &str, errs: &mut Errors) {
     if t.n < 1 {
         errs.add(format!("{at}.n"), "must be ≥ 1");
     }
-    let (size, slide) = (t.window.size, t.window.slide);
-    if size < Duration::from_millis(1) {
-        errs.add(format!("{at}.window.size"), "must be ≥ 1ms");
-    } else if let Some(slide) = slide {
-        if slide < Duration::from_millis(1) {
-            errs.add(format!("{at}.window.slide"), "must be ≥ 1ms");
-        } else if slide > size {
-            errs.add(format!("{at}.window.slide"), format!("must be ≤ size ({size:?}), got {slide:?}"));
-        } else if millis(size) % millis(slide) != 0 {
-            errs.add(
-                format!("{at}.window.slide"),
-                format!("must divide size ({size:?}) into whole windows, got {slide:?}"),
-            );
-        }
-    }
+    validate_aligned(t.window.size, t.window.slide, &format!("{at}.window"), errs);
 }
 
 /// Checks a `deduplicate` block at path `at`.

@@ -144,8 +144,39 @@ pub enum WindowKind {
 /// Output field names a window always writes.
 pub const RESERVED_OUTPUT_FIELDS: [&str; 3] = ["key", "start", "end"];
 
-fn millis(d: Duration) -> i64 {
+/// A duration in whole milliseconds (saturating).
+pub(crate) fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// Tumbling (`slide` absent) or sliding windows of `size`; `None` unless they
+/// [validate](validate_aligned).
+pub(crate) fn aligned_kind(size: Duration, slide: Option<Duration>) -> Option<WindowKind> {
+    let size = millis(size);
+    match slide.map(millis) {
+        _ if size < 1 => None,
+        None => Some(WindowKind::Tumbling { size }),
+        Some(slide) => {
+            (slide >= 1 && slide <= size && size % slide == 0).then_some(WindowKind::Sliding { size, slide })
+        }
+    }
+}
+
+/// Checks the `size` and `slide` fields at `at.size` / `at.slide` of tumbling or sliding windows
+/// (a `window` block, or a top-N's `window`); each problem once.
+pub(crate) fn validate_aligned(size: Duration, slide: Option<Duration>, at: &str, errs: &mut Errors) {
+    let at_least_1ms = |d: Duration| d >= Duration::from_millis(1);
+    if !at_least_1ms(size) {
+        errs.add(format!("{at}.size"), "must be ≥ 1ms");
+    } else if let Some(slide) = slide {
+        if !at_least_1ms(slide) {
+            errs.add(format!("{at}.slide"), "must be ≥ 1ms");
+        } else if slide > size {
+            errs.add(format!("{at}.slide"), format!("must be ≤ size ({size:?}), got {slide:?}"));
+        } else if millis(size) % millis(slide) != 0 {
+            errs.add(format!("{at}.slide"), format!("must divide size ({size:?}) into whole windows, got {slide:?}"));
+        }
+    }
 }
 
 impl WindowSpec {
@@ -166,11 +197,7 @@ impl WindowSpec {
     /// How records are assigned to windows; `None` when the spec does not [validate](validate).
     pub fn kind(&self) -> Option<WindowKind> {
         match (self.size, self.slide, &self.session) {
-            (Some(size), None, None) if millis(size) >= 1 => Some(WindowKind::Tumbling { size: millis(size) }),
-            (Some(size), Some(slide), None) => {
-                let (size, slide) = (millis(size), millis(slide));
-                (slide >= 1 && slide <= size && size % slide == 0).then_some(WindowKind::Sliding { size, slide })
-            }
+            (Some(size), slide, None) => aligned_kind(size, slide),
             (None, None, Some(s)) if millis(s.gap) >= 1 => Some(WindowKind::Session { gap: millis(s.gap) }),
             _ => None,
         }
@@ -201,21 +228,7 @@ pub(crate) fn validate(w: &WindowSpec, at: &str, errs: &mut Errors) {
         (None, None) => {
             errs.add(format!("{at}.size"), "set size (tumbling or sliding windows) or session (session windows)")
         }
-        (Some(size), None) if !at_least_1ms(size) => errs.add(format!("{at}.size"), "must be ≥ 1ms"),
-        (Some(size), None) => {
-            if let Some(slide) = w.slide {
-                if !at_least_1ms(slide) {
-                    errs.add(format!("{at}.slide"), "must be ≥ 1ms");
-                } else if slide > size {
-                    errs.add(format!("{at}.slide"), format!("must be ≤ size ({size:?}), got {slide:?}"));
-                } else if millis(size) % millis(slide) != 0 {
-                    errs.add(
-                        format!("{at}.slide"),
-                        format!("must divide size ({size:?}) into whole windows, got {slide:?}"),
-                    );
-                }
-            }
-        }
+        (Some(size), None) => validate_aligned(size, w.slide, at, errs),
         (None, Some(s)) => {
             if w.slide.is_some() {
                 errs.add(format!("{at}.slide"), "only with size (sliding windows), not with session");

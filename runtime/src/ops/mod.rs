@@ -31,6 +31,7 @@
 
 pub mod aggregate;
 pub mod dedup;
+pub mod event_time_state;
 pub mod expr;
 mod expr_fast;
 #[cfg(test)]

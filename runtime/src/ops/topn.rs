@@ -25,7 +25,7 @@ use std::sync::Arc;
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{ErrorPolicy, TopNSpec, WindowKind};
 
-use super::window::WATERMARK_STATE_FIELD;
+use super::event_time_state;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
@@ -311,12 +311,7 @@ impl Operator for TopN {
             }
         }
         self.table.restore(restored.keyed);
-        let restored_wm = restored
-            .operator_state
-            .iter()
-            .filter_map(|v| v.get(WATERMARK_STATE_FIELD).and_then(serde_json::Value::as_i64))
-            .min();
-        if let Some(w) = restored_wm {
+        if let Some(w) = event_time_state::restored_watermark(&restored.operator_state) {
             self.watermark = w;
         }
         Ok(())
@@ -338,11 +333,7 @@ impl Operator for TopN {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
-        Ok(OpSnapshot {
-            keyed: Some(Box::new(self.table.capture(mode))),
-            operator_state: vec![serde_json::json!({ WATERMARK_STATE_FIELD: self.watermark })],
-            ..OpSnapshot::default()
-        })
+        Ok(event_time_state::snapshot(&mut self.table, mode, self.watermark))
     }
 
     fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{JoinKind, JoinSpec, LateRecords};
 
-use super::window::WATERMARK_STATE_FIELD;
+use super::event_time_state;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
@@ -175,12 +175,7 @@ impl Operator for Join {
             self.timers.entry(at).or_default().push((e.key.clone(), e.namespace.clone()));
         }
         self.table.restore(restored.keyed);
-        let restored_wm = restored
-            .operator_state
-            .iter()
-            .filter_map(|v| v.get(WATERMARK_STATE_FIELD).and_then(serde_json::Value::as_i64))
-            .min();
-        if let Some(w) = restored_wm {
+        if let Some(w) = event_time_state::restored_watermark(&restored.operator_state) {
             self.watermark = w;
         }
         Ok(())
@@ -222,11 +217,7 @@ impl Operator for Join {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
-        Ok(OpSnapshot {
-            keyed: Some(Box::new(self.table.capture(mode))),
-            operator_state: vec![serde_json::json!({ WATERMARK_STATE_FIELD: self.watermark })],
-            ..OpSnapshot::default()
-        })
+        Ok(event_time_state::snapshot(&mut self.table, mode, self.watermark))
     }
 
     fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {

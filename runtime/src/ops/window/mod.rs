@@ -31,15 +31,13 @@ use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, WindowFn, WindowKind, WindowSpec};
 
 use self::aggregates::Aggs;
-use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
+use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, event_time_state};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
 use crate::value::Value;
 
-/// The operator-state element that carries a window's watermark through a checkpoint. On
-/// restore every subtask gets the minimum over the old subtasks (see `checkpoint::restore`).
-pub const WATERMARK_STATE_FIELD: &str = "watermark";
+pub use super::event_time_state::WATERMARK_STATE_FIELD;
 
 /// The name the windows were known by when they were tumbling only.
 pub type TumblingWindow = Window;
@@ -217,12 +215,7 @@ impl Operator for Window {
             self.timers.entry(max_ts).or_default().push(e.key.clone());
         }
         self.table.restore(restored.keyed);
-        let restored_wm = restored
-            .operator_state
-            .iter()
-            .filter_map(|v| v.get(WATERMARK_STATE_FIELD).and_then(serde_json::Value::as_i64))
-            .min();
-        if let Some(w) = restored_wm {
+        if let Some(w) = event_time_state::restored_watermark(&restored.operator_state) {
             self.watermark = w;
         }
         Ok(())
@@ -248,11 +241,7 @@ impl Operator for Window {
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
-        Ok(OpSnapshot {
-            keyed: Some(Box::new(self.table.capture(mode))),
-            operator_state: vec![serde_json::json!({ WATERMARK_STATE_FIELD: self.watermark })],
-            ..OpSnapshot::default()
-        })
+        Ok(event_time_state::snapshot(&mut self.table, mode, self.watermark))
     }
 
     fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
