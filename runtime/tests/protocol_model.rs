@@ -220,14 +220,14 @@ fn larger(records: u8, ticks: u8, crashes: u8, zombies: u8, variant: Variant) ->
     }
 }
 
-/// `make check-model`: two workers, two sinks (sink 1 beside the operator on worker 0), a
-/// periodic checkpoint, and a dropped connection or a single worker's crash anywhere.
+/// `make check-model`: two workers with a periodic checkpoint before the final one, and a
+/// dropped connection or a single worker's crash anywhere (about a million distinct states
+/// each). Two sinks, or both faults in one run, take longer than is practical.
 #[test]
 #[ignore = "larger configuration: make check-model"]
-fn larger_two_workers_two_sinks_periodic_checkpoint() {
+fn larger_two_workers_periodic_checkpoint() {
     for (worker_crashes, drops) in [(0, 1), (1, 0)] {
-        let m = ProtocolModel { sinks: 2, ticks: 1, ..two_workers(worker_crashes, drops, 0, Variant::Engine) };
-        check(m).assert_properties();
+        check(ProtocolModel { ticks: 1, ..two_workers(worker_crashes, drops, 0, Variant::Engine) }).assert_properties();
     }
 }
 
