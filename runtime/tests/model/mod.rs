@@ -3,9 +3,11 @@
 //!
 //! # What is modelled
 //!
-//! - **One job attempt = one runtime process**: the coordinator, `N` sources, one operator with
-//!   `N` inputs that aligns barriers, and `M` two-phase-commit sinks (the operator broadcasts
-//!   every record to every sink, so every input must end up committed once in *every* sink).
+//! - **One job attempt over one or two worker processes** ([`ProtocolModel::workers`]): the
+//!   coordinator, `N` sources, one operator with `N` inputs that aligns barriers, and `M`
+//!   two-phase-commit sinks (the operator broadcasts every record to every sink, so every input
+//!   must end up committed once in *every* sink). With one worker every task runs in one process,
+//!   as before `runtime/src/job/workers/`; with two, see *Two workers* below.
 //! - **The coordinator is the engine's own** [`Coordinator`](sluice_runtime::checkpoint::coordinator::Coordinator):
 //!   the model feeds it the same inputs the driver does (ticks, acks, finished sources, publish
 //!   results) and carries out its actions (trigger, publish, notify, end input, fail).
@@ -31,6 +33,38 @@
 //!   relaunches. It may also relaunch while the old attempt is still alive (a **zombie**: a lost
 //!   node, a slow termination); the zombie keeps running every step of the protocol.
 //!
+//! # Two workers (`runtime/src/job/workers/`)
+//!
+//! - **Placement** as `placement.rs` does it (subtask `i` on worker `i % 2`): source `i` is
+//!   subtask `i` of a parallel source, so source 1 runs on worker 1; the operator (one subtask)
+//!   and the coordinator run on worker 0; sink `j` stands for subtask `j + 1` of a sink, so sink 0
+//!   runs on worker 1 and sink 1 beside the operator. Source 1 → operator and operator → sink 0
+//!   cross between the workers, one in each direction.
+//! - **The connection** between the two workers carries the crossing channels (the exchange,
+//!   FIFO per channel) and the control link (the coordinator's commands to worker 1's tasks,
+//!   their acks and reports back). It may **drop** at any step ([`ProtocolModel::drops`]): every
+//!   message in flight on it is lost. As the engine does: a send on a crossing channel then
+//!   fails its task (`Closed`), a channel closed without its `End` is lost, never ended
+//!   (`engine/task/inputs.rs`), and each worker notices on its own step (`Notice`: a read or
+//!   write fails, heartbeats stop): worker 0's coordinator aborts the attempt, worker 1 stops its
+//!   tasks (`LostCoordinator`). Until it notices, a worker runs on.
+//! - **A worker crashes alone** ([`ProtocolModel::worker_crashes`]): its tasks stop and the
+//!   connection goes with it; the other worker runs on until it notices. A task that fails (a
+//!   fenced sink, a lost publish race) fails its worker the same way: the engine reports it to
+//!   worker 0 (`Ended`), which aborts the attempt.
+//! - **Relaunch**: as soon as one worker of the current attempt failed, the supervisor (or the
+//!   operator) may relaunch every worker from the latest completed checkpoint, while the rest of
+//!   the old attempt still runs: it may still publish a checkpoint every task had acked, or commit
+//!   what a completion told its sink to (the claim and the sink fencing must hold it off).
+//! - **Joining**: each attempt's worker 1 joins worker 0 (the handshake, `link.rs`) before worker
+//!   0 restores; worker 0 sends `Start` once it recovered the sinks. An attempt that dies before
+//!   its worker 1 joined leaves that process starting: it tries to join the next attempt and is
+//!   refused (another attempt id; a late comer once the slot is taken).
+//!   [`Variant::JoinAnyAttempt`] lets it join.
+//! - Before an attempt runs (restore, recovery), a worker's fault is modelled as the crash of
+//!   the whole attempt: a remnant there is the hazard of an attempt replaced before it restored
+//!   (see the finding below), which only the operator can prevent.
+//!
 //! # Reductions (why the state space stays small without losing a crash point)
 //!
 //! - A task's snapshot upload and its ack are one step with the barrier's handling: a crash
@@ -43,6 +77,15 @@
 //!   reduction): reading a record commutes with every other task's step, and it is invisible
 //!   until the barrier behind it is handled. Barriers, ends, control messages, publishes, commits
 //!   and crashes keep every interleaving.
+//! - Two workers: a dropped connection loses the commands in flight to worker 1's tasks as well
+//!   as those delivered but not yet handled (handling one has no effect outside the worker: the
+//!   same as handling it just before the drop). After a drop, sources and the operator take no
+//!   step: each would either fail its task (the operator forwards everything to sink 0, across)
+//!   or change nothing outside its worker, and cannot complete a checkpoint (the operator acks
+//!   after every source, and can no longer forward its barrier). A task's failure fails its
+//!   whole worker (the other tasks' steps could as well have come first). A worker with no step
+//!   left that reaches the store or a transaction is taken as failed at once (its notice is
+//!   bound to come; the relaunch it allows may still wait).
 //!
 //! # What is abstracted
 //!
@@ -52,7 +95,15 @@
 //!   timeouts, declines and savepoints are not modelled (a crash kills all in-flight work anyway).
 //! - Storage never fails apart from the crash of the writer; a crash "during the snapshot write"
 //!   is a crash between capture and ack. Retention and manifest verification are left out.
-//! - A crash kills the whole attempt (one process runs every task, as the runtime does).
+//! - A crash ([`ProtocolModel::crashes`]) kills the whole attempt, every worker at once; with two
+//!   workers, a single worker's crash and a dropped connection are faults of their own. The
+//!   exchange's credit flow control, heartbeat timing and the handshake's other checks (version,
+//!   worker count, job digest) are left out; a refused process simply exits. Acks lost with the
+//!   connection are not modelled apart: an attempt that lost one cannot complete that checkpoint,
+//!   which its failure before publishing covers.
+//! - A worker process of another attempt that joined wires its tasks from this attempt's `Start`
+//!   and runs them as this attempt's (its sinks fenced as this attempt's): the model keeps only
+//!   whose process it is, for the property that such a worker never contributes an ack.
 //! - External sink transactions keep their records; *committed* means visible to
 //!   `read_committed` readers (Kafka) or renamed into place (file sink).
 //!
@@ -60,9 +111,11 @@
 //!
 //! See [`properties`]: exactly-once per sink at the end, never a duplicate at any time, nothing
 //! committed unless a published manifest lists it, a published manifest's transactions never
-//! aborted and all committed by the end, at most one publish per checkpoint id, every quiescent
-//! state is the finished job; and `sometimes` properties showing the interesting states are
-//! reached (so the checks are not vacuous).
+//! aborted and all committed by the end, at most one publish per checkpoint id, a worker of
+//! another attempt never contributes an ack to a checkpoint, every quiescent state is the
+//! finished job; and `sometimes` properties showing the interesting states are reached (so the
+//! checks are not vacuous): among them a drop losing a message in flight, a worker of a failed
+//! attempt taking a step after the relaunch, a refused join, the job finishing after each fault.
 //!
 //! # Finding: an old attempt still running when the relaunch recovers
 //!
@@ -80,16 +133,24 @@
 //! replacement's published transactions; only the operator can prevent that (never launch a new
 //! attempt while an older pod may still start).
 //!
+//! With two workers the same gap opens without any zombie relaunch: worker 1 crashes after every
+//! task acked checkpoint N+1, worker 0 runs on until it notices, and publishes N+1 after the
+//! relaunch restored N (test
+//! `without_the_claim_the_rest_of_an_attempt_with_a_crashed_worker_can_publish_what_recovery_aborted`);
+//! the claim closes it too.
+//!
 //! # Variants
 //!
 //! [`Variant`] breaks the protocol on purpose (commit before publish, recovery without abort,
-//! publish that overwrites) or fixes it ([`Variant::Engine`]); the tests assert the
+//! publish that overwrites, a dropped connection taken as end of input, a handshake that lets
+//! another attempt's worker join) or fixes it ([`Variant::Engine`]); the tests assert the
 //! checker finds a counterexample for each broken one.
 
 pub mod properties;
 pub mod run;
 pub mod state;
 pub mod step;
+pub mod workers;
 
 /// Which protocol the model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +168,13 @@ pub enum Variant {
     RecoveryWithoutAbort,
     /// Broken: the manifest write overwrites instead of create-if-absent.
     PublishOverwrites,
+    /// Broken (the runtime before `inputs.rs` told a lost channel from an ended one): a channel
+    /// closed by a dropped connection is taken as end of input, so a sink `finish`es and
+    /// commits records no checkpoint covers.
+    LostAsEnd,
+    /// Broken: worker 0's handshake lets a worker process of another attempt join (no attempt
+    /// id check in `link.rs`'s `handshake_in`).
+    JoinAnyAttempt,
 }
 
 /// Bounds and protocol of one model.
@@ -124,6 +192,12 @@ pub struct ProtocolModel {
     pub crashes: u8,
     /// Relaunches while the old attempt lives on.
     pub zombies: u8,
+    /// Worker processes per attempt: 1 (every task in one process) or 2.
+    pub workers: usize,
+    /// Crashes of one worker process alone (two workers).
+    pub worker_crashes: u8,
+    /// Drops of the connection between the two workers (two workers).
+    pub drops: u8,
     /// The protocol.
     pub variant: Variant,
 }
@@ -146,6 +220,6 @@ impl ProtocolModel {
 
     /// Attempts the operator may launch: enough for every fault to cost a relaunch or two.
     pub fn max_attempts(&self) -> usize {
-        2 + self.crashes as usize + 2 * self.zombies as usize
+        2 + self.crashes as usize + 2 * self.zombies as usize + self.worker_crashes as usize + self.drops as usize
     }
 }

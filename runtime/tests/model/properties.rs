@@ -22,6 +22,8 @@ pub const PUBLISHED_COMMITTED: &str = "finished job: every transaction a publish
 pub const NONE_LEFT_OPEN: &str = "finished job: no transaction left open or pre-committed";
 /// One publish per checkpoint id.
 pub const ONE_PUBLISH: &str = "at most one attempt publishes a given checkpoint id";
+/// Only the attempt's own workers count towards its checkpoints.
+pub const NO_FOREIGN_ACK: &str = "a worker of another attempt never contributes an ack to a checkpoint";
 /// The protocol never gets stuck.
 pub const NO_DEADLOCK: &str = "every state without a protocol step is the finished job";
 /// The protocol terminates (liveness, on acyclic paths).
@@ -48,11 +50,22 @@ pub const S_FENCED: &str = "sometimes: a zombie is fenced by a sink";
 /// Sometimes: the job finishes while a zombie was launched.
 pub const S_FINISHED_WITH_ZOMBIE: &str = "sometimes: the job finishes after a zombie relaunch";
 
-/// Whether the operator's current attempt finished the job.
+/// Sometimes: the job finishes after a single worker crashed.
+pub const S_FINISHED_AFTER_WORKER_CRASH: &str = "sometimes: the job finishes after one worker crashed alone";
+/// Sometimes: the job finishes after a dropped connection.
+pub const S_FINISHED_AFTER_DROP: &str = "sometimes: the job finishes after a connection dropped";
+/// Sometimes: a dropped connection loses a message in flight.
+pub const S_LOST_IN_FLIGHT: &str = "sometimes: a dropped connection loses a message in flight";
+/// Sometimes: the rest of a failed attempt runs on beside its relaunch.
+pub const S_REMNANT_STEP: &str = "sometimes: a worker of a failed attempt takes a step after the relaunch";
+/// Sometimes: a worker process of an older attempt tries to join and is refused.
+pub const S_JOIN_REFUSED: &str = "sometimes: a worker of an older attempt is refused";
+
+/// Whether the operator's current attempt finished the job (worker 0 reports the outcome).
 pub fn done(s: &State) -> bool {
     let last = &s.attempts[s.attempts.len() - 1];
     match &last.phase {
-        super::state::Phase::Running(r) => last.alive && finished(r),
+        super::state::Phase::Running(r) => last.alive && r.up[0] && finished(r),
         _ => false,
     }
 }
@@ -123,6 +136,7 @@ pub fn all(m: &ProtocolModel) -> Vec<Property<ProtocolModel>> {
         Property::always(PUBLISHED_COMMITTED, published_committed),
         Property::always(NONE_LEFT_OPEN, none_left_open),
         Property::always(ONE_PUBLISH, one_publish),
+        Property::always(NO_FOREIGN_ACK, |_, s: &State| !s.seen.foreign_ack),
         Property::always(NO_DEADLOCK, no_deadlock),
         Property::eventually(FINISHES, |_, s: &State| done(s)),
         Property::sometimes(S_BLOCKED, |_, s: &State| s.seen.aligned_with_block),
@@ -145,6 +159,19 @@ pub fn all(m: &ProtocolModel) -> Vec<Property<ProtocolModel>> {
             Property::sometimes(S_FENCED, |_, s: &State| s.seen.fenced),
             Property::sometimes(S_FINISHED_WITH_ZOMBIE, |_, s: &State| done(s) && s.zombies > 0),
         ]);
+    }
+    if m.worker_crashes > 0 {
+        p.push(Property::sometimes(S_FINISHED_AFTER_WORKER_CRASH, |_, s: &State| done(s) && s.worker_crashes > 0));
+    }
+    if m.drops > 0 {
+        p.push(Property::sometimes(S_FINISHED_AFTER_DROP, |_, s: &State| done(s) && s.drops > 0));
+    }
+    if m.worker_crashes + m.drops > 0 {
+        p.push(Property::sometimes(S_LOST_IN_FLIGHT, |_, s: &State| s.seen.lost_in_flight));
+        p.push(Property::sometimes(S_REMNANT_STEP, |_, s: &State| s.seen.remnant_step));
+    }
+    if m.workers > 1 && m.crashes > 0 {
+        p.push(Property::sometimes(S_JOIN_REFUSED, |_, s: &State| s.seen.join_refused));
     }
     p
 }

@@ -11,6 +11,7 @@ use sluice_runtime::engine::{Barrier, TaskAck, TaskId};
 
 use super::state::{Coord, Ctl, Event, Item, Manifest, Run, Sink, Snap, Source, State, Txn, TxnStatus};
 use super::step::Action;
+use super::workers::Step;
 use super::{ProtocolModel, Variant};
 
 /// Checkpoint interval of the modelled coordinator (the clock moves in these steps).
@@ -37,13 +38,24 @@ pub fn finished(run: &Run) -> bool {
 
 impl ProtocolModel {
     pub(super) fn run_actions(&self, a: usize, r: &Run, out: &mut Vec<Action>) {
-        for (id, _) in &r.publishing {
-            out.push(Action::PublishWrite(a, *id));
+        if r.up[0] {
+            for (id, _) in &r.publishing {
+                out.push(Action::PublishWrite(a, *id));
+            }
+            for (id, _) in &r.results {
+                out.push(Action::PublishResult(a, *id));
+            }
         }
-        for (id, _) in &r.results {
-            out.push(Action::PublishResult(a, *id));
-        }
+        // Once the connection dropped, a source or operator step either fails its task (a
+        // send on a crossing channel: the operator forwards everything to sink 0 across) or
+        // changes nothing outside its worker and cannot complete a checkpoint (the operator
+        // acks only after every source did, and it can no longer forward its barrier): the
+        // same as no step, or as the worker noticing the loss. Only the coordinator's and the
+        // sinks' steps, which reach the store and the transactions, remain.
         for (i, s) in r.sources.iter().enumerate() {
+            if !r.up[self.source_worker(i)] || !r.conn {
+                continue;
+            }
             if s.offset < self.records && !s.ended {
                 out.push(Action::SourceEmit(a, i));
             }
@@ -52,11 +64,14 @@ impl ProtocolModel {
             }
         }
         for (ch, q) in r.inputs.iter().enumerate() {
-            if !q.is_empty() && !r.aligner.is_blocked(ch) {
+            if r.up[0] && r.conn && !q.is_empty() && !r.aligner.is_blocked(ch) {
                 out.push(Action::OpRead(a, ch));
             }
         }
         for (j, s) in r.sinks.iter().enumerate() {
+            if !r.up[self.sink_worker(j)] {
+                continue;
+            }
             if !r.outputs[j].is_empty() {
                 out.push(Action::SinkRead(a, j));
             }
@@ -68,7 +83,13 @@ impl ProtocolModel {
         }
     }
 
-    pub(super) fn new_run(&self, restored: &Option<(CheckpointId, Manifest)>, first_id: CheckpointId) -> Run {
+    /// Attempt `member`'s process fills worker 1's slot (with two workers).
+    pub(super) fn new_run(
+        &self,
+        restored: &Option<(CheckpointId, Manifest)>,
+        first_id: CheckpointId,
+        member: usize,
+    ) -> Run {
         let offsets = restored.as_ref().map(|(_, m)| m.offsets.clone()).unwrap_or_else(|| vec![0; self.sources]);
         Run {
             coord: Coord(Coordinator::new(coordinator_config(), self.tasks(), self.sources, first_id)),
@@ -83,6 +104,7 @@ impl ProtocolModel {
             inputs: vec![VecDeque::new(); self.sources],
             aligner: BarrierAligner::new(self.sources),
             inputs_ended: vec![false; self.sources],
+            op_ended: false,
             outputs: vec![VecDeque::new(); self.sinks],
             sinks: (0..self.sinks)
                 .map(|_| Sink {
@@ -93,18 +115,20 @@ impl ProtocolModel {
                     control: VecDeque::new(),
                 })
                 .collect(),
+            up: vec![true; self.workers],
+            conn: true,
+            member,
         }
     }
 
-    /// Feeds the engine's coordinator and carries out what it decides. Returns `false` when
-    /// the attempt must stop (`Fail`).
-    pub(super) fn coordinate(&self, a: usize, r: &mut Run, input: Input) -> bool {
+    /// Feeds the engine's coordinator (on worker 0) and carries out what it decides; its
+    /// commands to worker 1's tasks are lost on a dropped connection. `Err(0)` when it aborts
+    /// the attempt (`Fail`).
+    pub(super) fn coordinate(&self, a: usize, r: &mut Run, input: Input) -> Step {
         let now = r.now;
         for action in r.coord.0.step(input, now) {
             match action {
-                CoordAction::Trigger(id, kind) => {
-                    r.sources.iter_mut().for_each(|s| s.control.push_back(Ctl::Trigger(Barrier { id, kind })));
-                }
+                CoordAction::Trigger(id, kind) => self.to_sources(r, Ctl::Trigger(Barrier { id, kind })),
                 CoordAction::Publish { id, .. } => {
                     let offsets = (0..self.sources)
                         .map(|i| match r.snaps.remove(&(id, i)) {
@@ -121,25 +145,53 @@ impl ProtocolModel {
                         .collect();
                     r.publishing.push((id, Manifest { offsets, committables, by: a }));
                     if self.variant == Variant::CommitBeforePublish {
-                        r.sinks.iter_mut().for_each(|s| s.control.push_back(Ctl::Complete(id)));
+                        self.to_sinks(r, Ctl::Complete(id));
                     }
                 }
                 CoordAction::NotifyComplete(id, _) => {
                     if self.variant != Variant::CommitBeforePublish {
-                        r.sinks.iter_mut().for_each(|s| s.control.push_back(Ctl::Complete(id)));
+                        self.to_sinks(r, Ctl::Complete(id));
                     }
                 }
                 CoordAction::Abort(id, _) => r.snaps.retain(|(c, _), _| *c != id),
-                CoordAction::EndInput => r.sources.iter_mut().for_each(|s| s.control.push_back(Ctl::EndInput)),
-                CoordAction::Fail(_) => return false,
+                CoordAction::EndInput => self.to_sources(r, Ctl::EndInput),
+                CoordAction::Fail(_) => return Err(0),
             }
         }
-        true
+        Ok(())
+    }
+
+    fn to_sources(&self, r: &mut Run, ctl: Ctl) {
+        for (i, src) in r.sources.iter_mut().enumerate() {
+            if r.conn || self.source_worker(i) == 0 {
+                src.control.push_back(ctl);
+            }
+        }
+    }
+
+    fn to_sinks(&self, r: &mut Run, ctl: Ctl) {
+        for (j, sink) in r.sinks.iter_mut().enumerate() {
+            if r.conn || self.sink_worker(j) == 0 {
+                sink.control.push_back(ctl);
+            }
+        }
     }
 
     /// A task's report reaches the coordinator (reports commute: the coordinator only counts
-    /// them, so they are delivered at once instead of in every order).
-    pub(super) fn report(&self, a: usize, r: &mut Run, e: Event) -> bool {
+    /// them, so they are delivered at once instead of in every order). A report of a task on
+    /// worker 1 goes over the control link: lost when the connection dropped; one from a worker
+    /// process of another attempt is marked (it must never happen).
+    pub(super) fn report(&self, s: &mut State, a: usize, r: &mut Run, e: Event) -> Step {
+        let task = match e {
+            Event::Ack(_, task) => task,
+            Event::SourceFinished(i) => i,
+        };
+        if self.task_worker(task) != 0 {
+            if !r.conn {
+                return Ok(());
+            }
+            s.seen.foreign_ack |= r.member != a && matches!(e, Event::Ack(..));
+        }
         let input = match e {
             Event::Ack(id, task) => Input::Ack(TaskAck {
                 checkpoint: id,
@@ -156,49 +208,58 @@ impl ProtocolModel {
     /// A task snapshots for checkpoint `id` and acks. The upload and the ack are one step: a
     /// crash between capture and ack loses only memory, which every crash loses anyway, so it
     /// is the same as a crash just before the step (the external world cannot tell them apart).
-    pub(super) fn snapshot(&self, a: usize, r: &mut Run, id: CheckpointId, task: usize, snap: Snap) -> bool {
-        r.snaps.insert((id, task), snap);
-        self.report(a, r, Event::Ack(id, task))
+    pub(super) fn snapshot(
+        &self,
+        s: &mut State,
+        a: usize,
+        r: &mut Run,
+        id: CheckpointId,
+        task: usize,
+        snap: Snap,
+    ) -> Step {
+        if r.conn || self.task_worker(task) == 0 {
+            r.snaps.insert((id, task), snap);
+        }
+        self.report(s, a, r, Event::Ack(id, task))
     }
 
     /// A source with no more data tells the coordinator (once).
-    pub(super) fn report_if_exhausted(&self, a: usize, r: &mut Run, i: usize) -> bool {
+    pub(super) fn report_if_exhausted(&self, s: &mut State, a: usize, r: &mut Run, i: usize) -> Step {
         if r.sources[i].offset < self.records || r.sources[i].reported {
-            return true;
+            return Ok(());
         }
         r.sources[i].reported = true;
-        self.report(a, r, Event::SourceFinished(i))
+        self.report(s, a, r, Event::SourceFinished(i))
     }
 
     /// Moves records that head an unblocked channel on at once (a partial-order reduction):
     /// reading a record commutes with every other task's step, and a record is invisible until
     /// a barrier behind it is handled. Barriers and ends stay queued for steps of their own, so
     /// every interleaving of barriers, control messages, publishes, commits and crashes remains.
-    pub(super) fn settle(&self, s: &mut State, a: usize, r: &mut Run) -> bool {
+    pub(super) fn settle(&self, s: &mut State, a: usize, r: &mut Run) -> Step {
         loop {
-            let op = (0..self.sources)
-                .find(|&ch| matches!(r.inputs[ch].front(), Some(Item::Rec(_))) && !r.aligner.is_blocked(ch));
+            let op = (0..self.sources).find(|&ch| {
+                r.up[0] && r.conn && matches!(r.inputs[ch].front(), Some(Item::Rec(_))) && !r.aligner.is_blocked(ch)
+            });
             if let Some(ch) = op {
-                if !self.run_step(s, a, r, Action::OpRead(a, ch)) {
-                    return false;
-                }
+                self.run_step(s, a, r, Action::OpRead(a, ch))?;
                 continue;
             }
-            let sink = (0..self.sinks).find(|&j| matches!(r.outputs[j].front(), Some(Item::Rec(_))));
+            let sink = (0..self.sinks)
+                .find(|&j| r.up[self.sink_worker(j)] && matches!(r.outputs[j].front(), Some(Item::Rec(_))));
             match sink {
-                Some(j) if !self.sink_read(s, a, r, j) => return false,
-                Some(_) => {}
+                Some(j) => self.sink_read(s, a, r, j)?,
                 None => {
                     let held = |ch: usize| r.inputs[ch].iter().any(|i| matches!(i, Item::Rec(_)));
                     s.seen.aligned_with_block |= (0..self.sources).any(|ch| r.aligner.is_blocked(ch) && held(ch));
-                    return true;
+                    return Ok(());
                 }
             }
         }
     }
 
-    /// One step of a running attempt; `false` when the attempt must stop.
-    pub(super) fn run_step(&self, s: &mut State, a: usize, r: &mut Run, action: Action) -> bool {
+    /// One step of a running attempt; `Err(worker)` when that worker fails.
+    pub(super) fn run_step(&self, s: &mut State, a: usize, r: &mut Run, action: Action) -> Step {
         match action {
             Action::Tick(_) => {
                 s.ticks += 1;
@@ -206,14 +267,14 @@ impl ProtocolModel {
                 self.coordinate(a, r, Input::Tick)
             }
             Action::PublishWrite(_, id) => {
-                let Some(k) = r.publishing.iter().position(|(c, _)| *c == id) else { return true };
+                let Some(k) = r.publishing.iter().position(|(c, _)| *c == id) else { return Ok(()) };
                 let (_, m) = r.publishing.remove(k);
                 let won = self.put_manifest(s, id, m);
                 r.results.push((id, won));
-                true
+                Ok(())
             }
             Action::PublishResult(_, id) => {
-                let Some(k) = r.results.iter().position(|(c, _)| *c == id) else { return true };
+                let Some(k) = r.results.iter().position(|(c, _)| *c == id) else { return Ok(()) };
                 let (_, won) = r.results.remove(k);
                 if won {
                     self.coordinate(a, r, Input::Published(id))
@@ -223,30 +284,30 @@ impl ProtocolModel {
                 }
             }
             Action::SourceEmit(_, i) => {
-                let src = &mut r.sources[i];
-                r.inputs[i].push_back(Item::Rec((i as u8, src.offset)));
-                src.offset += 1;
-                self.report_if_exhausted(a, r, i)
+                let rec = (i as u8, r.sources[i].offset);
+                self.push_input(r, i, Item::Rec(rec))?;
+                r.sources[i].offset += 1;
+                self.report_if_exhausted(s, a, r, i)
             }
             Action::SourceControl(_, i) => {
                 match r.sources[i].control.pop_front() {
                     Some(Ctl::Trigger(b)) => {
-                        r.inputs[i].push_back(Item::Barrier(b));
+                        self.push_input(r, i, Item::Barrier(b))?;
                         let offset = r.sources[i].offset;
-                        return self.snapshot(a, r, b.id, i, Snap::Source(offset));
+                        return self.snapshot(s, a, r, b.id, i, Snap::Source(offset));
                     }
                     Some(Ctl::EndInput) => {
-                        r.inputs[i].push_back(Item::End);
+                        self.push_input(r, i, Item::End)?;
                         r.sources[i].ended = true;
                     }
                     Some(Ctl::Complete(_)) | None => {}
                 }
-                true
+                Ok(())
             }
             Action::OpRead(_, ch) => {
                 let alignment = match r.inputs[ch].pop_front() {
                     Some(Item::Rec(rec)) => {
-                        r.outputs.iter_mut().for_each(|q| q.push_back(Item::Rec(rec)));
+                        self.push_outputs(r, Item::Rec(rec))?;
                         Alignment::Wait
                     }
                     Some(Item::Barrier(b)) => r.aligner.on_barrier(ch, b),
@@ -256,19 +317,19 @@ impl ProtocolModel {
                     }
                     None => Alignment::Wait,
                 };
-                let mut alive = true;
+                let mut step = Ok(());
                 match alignment {
                     Alignment::Aligned(b) => {
-                        r.outputs.iter_mut().for_each(|q| q.push_back(Item::Barrier(b)));
-                        alive = self.snapshot(a, r, b.id, self.op_task(), Snap::Op);
+                        self.push_outputs(r, Item::Barrier(b))?;
+                        step = self.snapshot(s, a, r, b.id, self.op_task(), Snap::Op);
                     }
                     Alignment::Block(_) | Alignment::Wait => {}
                 }
-                if r.inputs_ended.iter().all(|e| *e) && r.aligner.current().is_none() {
-                    r.outputs.iter_mut().for_each(|q| q.push_back(Item::End));
-                    r.inputs_ended.iter_mut().for_each(|e| *e = false); // End is forwarded once
+                if !r.op_ended && r.inputs_ended.iter().all(|e| *e) && r.aligner.current().is_none() {
+                    self.push_outputs(r, Item::End)?;
+                    r.op_ended = true;
                 }
-                alive
+                step
             }
             Action::SinkRead(_, j) => self.sink_read(s, a, r, j),
             Action::SinkControl(_, j) => {
@@ -276,26 +337,28 @@ impl ProtocolModel {
                 if let Some(Ctl::Complete(c)) = sink.control.pop_front() {
                     sink.committing = ready_to_commit(sink.pending.iter().map(|(id, _)| *id), c);
                 }
-                true
+                Ok(())
             }
             Action::SinkCommit(_, j) => {
                 let sink = &mut r.sinks[j];
                 let (_, t) = sink.pending.remove(0);
                 sink.committing -= 1;
-                Self::commit(s, t)
+                if Self::commit(s, t) { Ok(()) } else { Err(self.sink_worker(j)) }
             }
-            _ => true,
+            _ => Ok(()),
         }
     }
 
-    pub(super) fn sink_read(&self, s: &mut State, a: usize, r: &mut Run, j: usize) -> bool {
+    /// Sink `j` reads its input; `Err(worker)` when it fails (fenced).
+    pub(super) fn sink_read(&self, s: &mut State, a: usize, r: &mut Run, j: usize) -> Step {
+        let w = self.sink_worker(j);
         let fenced = s.fence[j] > a;
         let sink = &mut r.sinks[j];
         match r.outputs[j].pop_front() {
             Some(Item::Rec(rec)) => {
                 if fenced {
                     s.seen.fenced = true;
-                    return false;
+                    return Err(w);
                 }
                 let t = match sink.open {
                     Some(t) => t,
@@ -310,20 +373,20 @@ impl ProtocolModel {
                 if let Some(t) = sink.open.take() {
                     if fenced || s.txns[t].status != TxnStatus::Open {
                         s.seen.fenced = true;
-                        return false;
+                        return Err(w);
                     }
                     s.txns[t].status = TxnStatus::PreCommitted;
                     sink.pending.push((b.id, t));
                 }
                 let snap = Snap::Sink(sink.pending.clone());
-                return self.snapshot(a, r, b.id, self.sink_task(j), snap);
+                return self.snapshot(s, a, r, b.id, self.sink_task(j), snap);
             }
             Some(Item::End) => {
                 sink.ended = true;
                 // `finish()`: records after the final checkpoint are committed directly.
                 if let Some(t) = sink.open.take() {
                     if fenced {
-                        return false;
+                        return Err(w);
                     }
                     s.txns[t].status = TxnStatus::PreCommitted;
                     sink.pending.push((CheckpointId(u64::MAX), t));
@@ -334,6 +397,6 @@ impl ProtocolModel {
             }
             None => {}
         }
-        true
+        Ok(())
     }
 }

@@ -176,10 +176,22 @@ pub struct Run {
     pub aligner: BarrierAligner,
     /// Operator inputs that ended.
     pub inputs_ended: Vec<bool>,
+    /// The operator forwarded `End` to its outputs.
+    pub op_ended: bool,
     /// Operator → sink `j`.
     pub outputs: Vec<VecDeque<Item>>,
     /// Sinks.
     pub sinks: Vec<Sink>,
+    /// Per worker: its process runs and has not failed. A failed worker's tasks take no step.
+    pub up: Vec<bool>,
+    /// The connection between worker 0 and worker 1 (the data exchange and the control link)
+    /// is up; always up with one worker.
+    pub conn: bool,
+    /// The attempt whose process fills worker 1's slot: the attempt itself, unless a worker of
+    /// another attempt was let join ([`Variant::JoinAnyAttempt`](super::Variant::JoinAnyAttempt)).
+    /// Such a process wires its tasks from this attempt's `Start` and runs them as this
+    /// attempt's; the model keeps only whose process it is, for [`Seen::foreign_ack`].
+    pub member: usize,
 }
 
 /// One attempt (a runtime process launched by the operator).
@@ -189,6 +201,9 @@ pub struct Attempt {
     pub alive: bool,
     /// The operator has replaced it although it still runs.
     pub zombie: bool,
+    /// With two workers: the attempt whose worker-1 process joined worker 0's control
+    /// listener (`None` until one did; `accept_all` comes before the restore).
+    pub member: Option<usize>,
     /// Its phase.
     pub phase: Phase,
 }
@@ -212,6 +227,13 @@ pub struct State {
     pub zombies: u8,
     /// Clock ticks used.
     pub ticks: u8,
+    /// Single-worker crashes used.
+    pub worker_crashes: u8,
+    /// Connection drops used.
+    pub drops: u8,
+    /// A worker-1 process of an attempt that died before that process joined it: it is still
+    /// starting and will try to join whichever worker 0 listens at the coordinator address.
+    pub late: Option<usize>,
     /// Ghosts for `sometimes` properties.
     pub seen: Seen,
 }
@@ -237,4 +259,12 @@ pub struct Seen {
     pub fenced: bool,
     /// The operator blocked an input during alignment while the other still had records.
     pub aligned_with_block: bool,
+    /// A coordinator counted an ack from a worker process of another attempt.
+    pub foreign_ack: bool,
+    /// A dropped connection lost a message in flight.
+    pub lost_in_flight: bool,
+    /// A worker of a failed attempt took a step after its replacement was launched.
+    pub remnant_step: bool,
+    /// A worker of an older attempt was refused by a newer attempt's worker 0.
+    pub join_refused: bool,
 }

@@ -42,12 +42,21 @@ pub enum Action {
     SinkControl(usize, usize),
     /// Sink `.1` of attempt `.0` commits its oldest ready transaction.
     SinkCommit(usize, usize),
+    /// The worker-1 process of attempt `.1` handshakes with attempt `.0`'s worker 0.
+    Join(usize, usize),
+    /// Worker `.1` of attempt `.0` crashes alone.
+    CrashWorker(usize, usize),
+    /// The connection between the two workers of attempt `.0` drops.
+    Drop(usize),
+    /// Worker `.1` of attempt `.0` notices the lost connection (a read or write fails, or
+    /// heartbeats stop) and fails: worker 0's coordinator aborts the attempt, worker 1 stops.
+    Notice(usize, usize),
 }
 
 impl Action {
     /// Whether this step is a fault or the passing of time rather than protocol progress.
     pub fn is_environment(&self) -> bool {
-        matches!(self, Action::Crash(_) | Action::Zombie | Action::Tick(_))
+        matches!(self, Action::Crash(_) | Action::Zombie | Action::Tick(_) | Action::CrashWorker(..) | Action::Drop(_))
     }
 }
 
@@ -59,6 +68,11 @@ fn running(a: &Attempt) -> Option<&Run> {
 }
 
 impl ProtocolModel {
+    /// A new attempt: its processes start.
+    fn launch(&self) -> Attempt {
+        Attempt { alive: true, zombie: false, member: None, phase: Phase::Restoring }
+    }
+
     fn restore(&self, s: &mut State, a: usize) {
         let newest = latest_restorable(s.manifests.keys().copied().collect()).first().copied();
         let restored = newest.and_then(|id| s.manifests.get(&id).map(|m| (id, m.clone())));
@@ -129,9 +143,10 @@ impl ProtocolModel {
             s.attempts[a].phase = Phase::Recovering { restored, first_id, next: next + 1 };
             return;
         }
-        let mut run = self.new_run(&restored, first_id);
+        // Worker 0 sends `Start`; worker 1 restores its share and wires (`member.rs`).
+        let mut run = self.new_run(&restored, first_id, s.attempts[a].member.unwrap_or(a));
         for i in 0..self.sources {
-            if !self.report_if_exhausted(a, &mut run, i) {
+            if self.report_if_exhausted(s, a, &mut run, i).is_err() {
                 s.attempts[a].alive = false;
                 return;
             }
@@ -157,6 +172,10 @@ impl ProtocolModel {
         if matches!(s.attempts[a].phase, Phase::Recovering { next, .. } if next > 0) {
             s.seen.crash_during_recovery = true;
         }
+        // Worker 0 died before worker 1's process joined: that process may still be starting.
+        if self.workers > 1 && s.attempts[a].member.is_none() && s.late.is_none() {
+            s.late = Some(a);
+        }
         s.attempts[a].alive = false;
         s.attempts[a].phase = Phase::Restoring;
         s.crashes += 1;
@@ -169,7 +188,7 @@ impl Model for ProtocolModel {
 
     fn init_states(&self) -> Vec<State> {
         vec![State {
-            attempts: vec![Attempt { alive: true, zombie: false, phase: Phase::Restoring }],
+            attempts: vec![self.launch()],
             manifests: BTreeMap::new(),
             publishes: BTreeMap::new(),
             txns: Vec::new(),
@@ -177,6 +196,9 @@ impl Model for ProtocolModel {
             crashes: 0,
             zombies: 0,
             ticks: 0,
+            worker_crashes: 0,
+            drops: 0,
+            late: None,
             seen: Seen::default(),
         }]
     }
@@ -188,16 +210,26 @@ impl Model for ProtocolModel {
                 continue;
             }
             match &att.phase {
+                Phase::Restoring if self.workers > 1 && att.member.is_none() => {
+                    out.push(Action::Join(a, a));
+                    if let Some(late) = s.late.filter(|&l| l < a) {
+                        out.push(Action::Join(a, late));
+                    }
+                }
                 Phase::Restoring => out.push(Action::Restore(a)),
                 Phase::Recovering { .. } => out.push(Action::RecoverSink(a)),
                 Phase::Running(r) => {
+                    for w in (0..self.workers).filter(|&w| r.up[w] && !r.conn) {
+                        out.push(Action::Notice(a, w));
+                    }
                     if finished(r) {
-                        continue; // the process exits
+                        continue; // the processes exit
                     }
                     self.run_actions(a, r, out);
-                    if s.ticks < self.ticks {
+                    if s.ticks < self.ticks && r.conn {
                         out.push(Action::Tick(a));
                     }
+                    self.worker_faults(s, a, r, out);
                 }
             }
             if s.crashes < self.crashes {
@@ -206,13 +238,16 @@ impl Model for ProtocolModel {
         }
         let can_launch = s.attempts.len() < self.max_attempts();
         let last = &s.attempts[current];
-        if can_launch && !last.alive {
+        // A worker lost fails the attempt: the supervisor relaunches every worker, while the
+        // rest of the old attempt may still run until it notices.
+        let failed = !last.alive || matches!(&last.phase, Phase::Running(r) if r.up.contains(&false));
+        if can_launch && failed {
             out.push(Action::Relaunch);
         }
         // The old attempt lives on once it runs (a pod on a lost node, a slow termination). An
         // attempt replaced before it even restored is a different hazard (see the report in
         // `mod.rs`): the operator must not launch a new attempt while an old one may still start.
-        if can_launch && s.zombies < self.zombies && running(last).is_some_and(|r| !finished(r)) {
+        if can_launch && !failed && s.zombies < self.zombies && running(last).is_some_and(|r| !finished(r)) {
             out.push(Action::Zombie);
         }
     }
@@ -225,11 +260,28 @@ impl Model for ProtocolModel {
                 let current = s.attempts.len() - 1;
                 s.attempts[current].zombie = true;
                 s.zombies += 1;
-                s.attempts.push(Attempt { alive: true, zombie: false, phase: Phase::Restoring });
+                s.attempts.push(self.launch());
             }
-            Action::Relaunch => s.attempts.push(Attempt { alive: true, zombie: false, phase: Phase::Restoring }),
+            Action::Relaunch => s.attempts.push(self.launch()),
             Action::Restore(a) => self.restore(&mut s, a),
             Action::RecoverSink(a) => self.recover_sink(&mut s, a),
+            Action::Join(a, by) => self.join(&mut s, a, by),
+            Action::CrashWorker(a, w) | Action::Notice(a, w) => {
+                if matches!(action, Action::CrashWorker(..)) {
+                    s.worker_crashes += 1;
+                }
+                self.on_run(&mut s, a, |m, s, r| {
+                    m.fail_worker(s, r, w);
+                    Ok(())
+                });
+            }
+            Action::Drop(a) => {
+                s.drops += 1;
+                self.on_run(&mut s, a, |m, s, r| {
+                    m.drop_conn(s, r);
+                    Ok(())
+                });
+            }
             other => {
                 let a = match other {
                     Action::Tick(a)
@@ -243,14 +295,8 @@ impl Model for ProtocolModel {
                     | Action::SinkCommit(a, _) => a,
                     _ => return None,
                 };
-                let Phase::Running(mut r) = std::mem::replace(&mut s.attempts[a].phase, Phase::Restoring) else {
-                    return None;
-                };
-                if self.run_step(&mut s, a, &mut r, other) && self.settle(&mut s, a, &mut r) {
-                    s.attempts[a].phase = Phase::Running(r);
-                } else {
-                    s.attempts[a].alive = false;
-                }
+                s.seen.remnant_step |= a + 1 < s.attempts.len() && !s.attempts[a].zombie;
+                self.on_run(&mut s, a, |m, s, r| m.run_step(s, a, r, other).and_then(|()| m.settle(s, a, r)));
             }
         }
         for att in s.attempts.iter_mut().filter(|att| !att.alive) {
