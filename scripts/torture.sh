@@ -15,3 +15,8 @@ export TORTURE_SEED
 echo "torture: ${TORTURE_MINUTES} minutes from seed ${TORTURE_SEED}"
 # The same (optimized dev) profile as `make test`: reuses its build instead of a release one.
 cargo test --workspace --test torture torture_soak -- --ignored --nocapture --test-threads 1
+# Then the multi-worker kill test at full length: TORTURE_WORKERS_ROUNDS (default 20) rounds of
+# kill -9 of a random worker, relaunched at other worker counts and parallelisms, plus its run
+# through every fault point (`make test` runs 6 rounds).
+SLUICE_WORKERS_KILL_ROUNDS="${TORTURE_WORKERS_ROUNDS:-20}" \
+  cargo test -p sluice-runtime --test workers_kill -- --nocapture --test-threads 1

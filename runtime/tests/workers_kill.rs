@@ -6,6 +6,10 @@
 //! windows computed in plain Rust (`KillJob::verify`). The job's hash edge (generator → keyed
 //! windows) crosses the workers.
 //!
+//! A second test crashes a worker at each of the protocol's fault points in turn (`--fault-point`,
+//! each run on another worker count and parallelism, resuming what the previous crash left),
+//! then runs to the end and checks the output the same way.
+//!
 //! `SLUICE_WORKERS_KILL_ROUNDS` sets the number of rounds (default 6, a bounded slice of the
 //! normal test run; `make torture` runs more); `SLUICE_KILL_SEED` replays a schedule.
 
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use common::KillJob;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sluice_runtime::fault::HIT_PREFIX;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice-runtime");
 
@@ -250,4 +255,75 @@ fn a_lost_worker_fails_the_attempt_naming_it_when_no_relaunch_is_left() {
         }
         assert!(gone(pid), "worker pid {pid} outlived the failed attempt");
     }
+}
+
+/// Runs `run --workers workers` as run number `run` with `--fault-point point` and no relaunch:
+/// the first worker to reach the point crashes there, and the run ends.
+fn run_to_fault(
+    job: &KillJob,
+    run: usize,
+    workers: usize,
+    parallelism: u32,
+    point: &str,
+) -> (std::process::ExitStatus, String) {
+    let yaml = job.write_yaml(parallelism);
+    let log = std::fs::File::create(stderr_path(&job.dir, run)).expect("create the run's stderr file");
+    let mut sup = Command::new(BIN)
+        .arg("run")
+        .arg(&yaml)
+        .args(["--workers", &workers.to_string(), "--run-id", &format!("r{run}"), "--no-control"])
+        .args(["--max-restarts", "0", "--fault-point", point])
+        .env("RUST_LOG", log_filter())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn sluice-runtime run --workers");
+    let status = common::wait_with_timeout(&mut sup, Duration::from_secs(120));
+    (status, stderr_of(&job.dir, run))
+}
+
+#[test]
+fn a_worker_crashing_at_each_fault_point_leaves_a_state_the_next_worker_count_resumes_exactly_once() {
+    let seed = common::kill_seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = small(dir.path(), 120_000, 12_000);
+    let counts = [3usize, 2, 4];
+    let mut schedule = Vec::new();
+    // A first run killed mid-way leaves checkpoints, so the restore's fault points are reached.
+    let mut sup = supervise(&job, 1, 2, 2, 0);
+    let pids = wait_for_attempt(&job, 1, 0, 2, &mut sup);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = sup.kill();
+    let _ = sup.wait();
+    for pid in pids {
+        kill9(pid);
+    }
+    let mut points: Vec<&str> = common::FAULT_RUNS.to_vec();
+    for i in (1..points.len()).rev() {
+        points.swap(i, rng.random_range(0..=i));
+    }
+    for (i, point) in points.iter().enumerate() {
+        let run = i + 2;
+        let (workers, parallelism) = (counts[i % counts.len()], rng.random_range(1..=4));
+        schedule.push(format!("{point} on {workers} workers at p={parallelism}"));
+        let (status, text) = run_to_fault(&job, run, workers, parallelism, point);
+        let name = point.split('@').next().unwrap_or(point);
+        assert!(
+            !status.success() && text.lines().any(|l| l.strip_prefix(HIT_PREFIX) == Some(name)),
+            "seed {seed}: run {run} ({point}) did not crash there ({status}): {}\n{}",
+            schedule.join("; "),
+            common::tail(&text, 40)
+        );
+    }
+    eprintln!("schedule (SLUICE_KILL_SEED={seed}): {}", schedule.join("; "));
+    let run = points.len() + 2;
+    let mut sup = supervise(&job, run, 3, 3, 3);
+    let status = common::wait_with_timeout(&mut sup, Duration::from_secs(300));
+    assert!(
+        status.success(),
+        "seed {seed}: the last run failed ({status}):\n{}",
+        common::tail(&stderr_of(&job.dir, run), 60)
+    );
+    job.verify();
 }
