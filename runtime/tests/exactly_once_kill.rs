@@ -65,15 +65,7 @@ fn an_old_attempt_still_running_beside_its_relaunch_is_stopped_and_nothing_is_lo
 }
 
 fn small_job(dir: &std::path::Path, count: u64, rate: u64) -> KillJob {
-    KillJob {
-        count,
-        keys: 10,
-        window_ms: 1000,
-        rate,
-        storage_yaml: format!("    uri: file://{}/checkpoints", dir.display()),
-        dir: dir.to_path_buf(),
-        custom_yaml: None,
-    }
+    KillJob::local(dir, count, 10, rate)
 }
 
 /// A planned crash counts only when the runtime reports it: `sluice-fault: hit POINT` and exit

@@ -179,15 +179,7 @@ fn workers_killed_at_random_and_relaunched_at_other_counts_commit_every_record_e
 
 /// A job small enough to finish in a few seconds, for the tests below.
 fn small(dir: &Path, count: u64, rate: u64) -> KillJob {
-    KillJob {
-        count,
-        keys: 10,
-        window_ms: 1000,
-        rate,
-        storage_yaml: format!("    uri: file://{}/checkpoints", dir.display()),
-        dir: dir.to_path_buf(),
-        custom_yaml: None,
-    }
+    KillJob::local(dir, count, 10, rate)
 }
 
 fn free_addr() -> String {

@@ -179,15 +179,7 @@ fn wait_for_checkpoint_in_flight(root: &Path, limit: Duration) -> Option<u64> {
 }
 
 fn job(dir: &Path, count: u64, rate: u64) -> KillJob {
-    KillJob {
-        count,
-        keys: 50,
-        window_ms: 1000,
-        rate,
-        storage_yaml: format!("    uri: file://{}/checkpoints", dir.display()),
-        dir: dir.to_path_buf(),
-        custom_yaml: None,
-    }
+    KillJob::local(dir, count, 50, rate)
 }
 
 #[test]

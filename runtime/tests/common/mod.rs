@@ -33,6 +33,20 @@ pub struct KillJob {
 }
 
 impl KillJob {
+    /// The built-in job (windows of 1 s) over `count` records and `keys` keys at `rate` records
+    /// per second, with output and checkpoints in the local directory `dir`.
+    pub fn local(dir: &Path, count: u64, keys: u64, rate: u64) -> KillJob {
+        KillJob {
+            count,
+            keys,
+            window_ms: 1000,
+            rate,
+            storage_yaml: format!("    uri: file://{}/checkpoints", dir.display()),
+            dir: dir.to_path_buf(),
+            custom_yaml: None,
+        }
+    }
+
     /// Writes the job document for parallelism `p`.
     pub fn write_yaml(&self, p: u32) -> PathBuf {
         let path = self.dir.join("job.yaml");
