@@ -243,18 +243,31 @@ fn sigterm_and_sigint_cancel_within_the_bound_and_the_job_resumes_exactly_once()
 fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = long_job(dir.path(), 600_000);
-    let (mut child, addr) = start(&job, 1, 2);
-    wait_ready(&job, 1, &mut child, &addr);
-    std::thread::sleep(Duration::from_millis(700));
-    // Both signals are pending when the process continues, so the second one is seen before
-    // the cancel the first one started can finish.
-    signal(&child, "STOP");
-    signal(&child, "TERM");
-    signal(&child, "INT");
-    signal(&child, "CONT");
-    let (status, _, err) = finish(&job, 1, &mut child, Duration::from_secs(STOP_GRACE_SECS + 20));
-    assert!(matches!(status.code(), Some(130 | 143)), "128 + the second signal's number, got {status}: {err}");
-    assert!(err.contains("second signal"), "{err}");
-    // Whatever the abrupt exit left behind, the next run's recovery resolves it.
-    complete_and_verify(&job, 2);
+    // The cancel the first signal starts may finish before the process has taken the second
+    // one off the signal pipe (both are pending, but the kernel may hand them over in separate
+    // wake-ups): that run exits 0, a fair outcome, and the test tries again. Three graceful
+    // exits in a row mean the second signal is not acted on.
+    let mut graceful = Vec::new();
+    for run in 1..=3 {
+        let (mut child, addr) = start(&job, run, 2);
+        wait_ready(&job, run, &mut child, &addr);
+        std::thread::sleep(Duration::from_millis(700));
+        // Both signals are pending when the process continues, so the second one is seen before
+        // the cancel the first one started can finish.
+        signal(&child, "STOP");
+        signal(&child, "TERM");
+        signal(&child, "INT");
+        signal(&child, "CONT");
+        let (status, _, err) = finish(&job, run, &mut child, Duration::from_secs(STOP_GRACE_SECS + 20));
+        if status.success() && !err.contains("second signal") {
+            graceful.push(run);
+            continue;
+        }
+        assert!(matches!(status.code(), Some(130 | 143)), "128 + the second signal's number, got {status}: {err}");
+        assert!(err.contains("second signal"), "{err}");
+        // Whatever the abrupt exit left behind, the next run's recovery resolves it.
+        complete_and_verify(&job, run + 1);
+        return;
+    }
+    panic!("runs {graceful:?} all ended gracefully: the second signal never exited at once");
 }

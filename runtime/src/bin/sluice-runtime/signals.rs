@@ -71,13 +71,16 @@ async fn cancel_on_signal_within(
             Err(e) => tracing::warn!(error = %e, "cancel on signal failed"),
         }
     });
+    // `biased`: a second signal already delivered wins over a cancel that finished in the same
+    // wake-up (an unbiased select picks one of the ready branches at random).
     tokio::select! {
-        r = &mut job => r,
-        _ = tokio::time::sleep(grace) => Err(StopTimeout.into()),
+        biased;
         (name, number) = signals.next() => {
             eprintln!("error: second signal ({name}): exiting at once (open transactions are left for the next run's recovery)");
             std::process::exit(128 + number);
         }
+        r = &mut job => r,
+        _ = tokio::time::sleep(grace) => Err(StopTimeout.into()),
     }
 }
 
@@ -95,11 +98,12 @@ pub async fn defer_to_coordinator(job: impl Future<Output = Result<()>>) -> Resu
         }
     }
     tokio::select! {
-        r = &mut job => r,
+        biased;
         (name, number) = signals.next() => {
             eprintln!("error: second signal ({name}): exiting at once");
             std::process::exit(128 + number);
         }
+        r = &mut job => r,
     }
 }
 
