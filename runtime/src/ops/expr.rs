@@ -15,7 +15,7 @@ use super::OpError;
 use super::expr_fast::Fast;
 use super::expr_input::ValueInput;
 use crate::record::Record;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// A compiled CEL expression.
 pub struct Expr {
@@ -216,7 +216,7 @@ pub fn from_cel(v: cel::Value) -> Result<Value, String> {
         cel::Value::String(s) => Value::str(&s),
         cel::Value::List(l) => Value::List(Arc::new(l.iter().cloned().map(from_cel).collect::<Result<_, _>>()?)),
         cel::Value::Map(m) => {
-            let mut out = std::collections::BTreeMap::new();
+            let mut out = Fields::with_capacity(m.map.len());
             for (k, v) in m.map.iter() {
                 let key: Arc<str> = match k {
                     Key::String(s) => Arc::from(s.as_str()),

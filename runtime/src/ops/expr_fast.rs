@@ -10,14 +10,13 @@
 //! indexing, other functions, unsigned or bytes literals) is not compiled here at all.
 //! `expr_fast_tests.rs` checks it against the interpreter on random expressions and values.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr as E, LiteralValue, operators as op};
 
 use crate::record::Record;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// An expression compiled for direct evaluation.
 #[derive(Debug)]
@@ -210,7 +209,7 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
             }
         }
         Node::Map(entries) => {
-            let mut m = BTreeMap::new();
+            let mut m = Fields::with_capacity(entries.len());
             for (k, v) in entries {
                 m.insert(k.clone(), eval(v, r)?.owned());
             }

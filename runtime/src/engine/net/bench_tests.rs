@@ -10,7 +10,6 @@
 //! through the codec alone on one thread (encode; decode and drop), what a record costs the
 //! two tasks without I/O, wake-ups or credit.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use super::tests::{ch, mesh, recv};
 use super::*;
 use crate::engine::message::Message;
 use crate::record::Record;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// Bytes per second of one loopback connection carrying large writes.
 async fn raw_tcp(total: usize) -> f64 {
@@ -152,7 +151,7 @@ fn bids() -> Vec<Record> {
             .map(|n| Arc::from(*n))
             .collect();
     let map = |fields: Vec<(usize, Value)>| -> Value {
-        Value::Map(Arc::new(fields.into_iter().map(|(i, v)| (names[i].clone(), v)).collect::<BTreeMap<_, _>>()))
+        Value::Map(Arc::new(fields.into_iter().map(|(i, v)| (names[i].clone(), v)).collect::<Fields>()))
     };
     (0..1024i64)
         .map(|i| {

@@ -9,12 +9,11 @@
 //! count instead of an allocation. A decoder belongs to one receiving channel, so the records it
 //! makes are dropped on the thread that decoded them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::frame::FrameError;
 use crate::record::Record;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// Lists and maps nest at most this deep in a frame (serde_json's limit, so any value read from
 /// JSON fits): deeper input is refused, not recursed into (a frame is outside input, and
@@ -241,7 +240,7 @@ impl BatchDecoder {
             }
             7 => {
                 let n = self.nested(input, depth)?;
-                let mut m = BTreeMap::new();
+                let mut m = Fields::with_capacity(n);
                 for _ in 0..n {
                     let k = self.key(input)?;
                     m.insert(k, self.value(input, depth + 1)?);

@@ -3,7 +3,6 @@
 //! cases. The codec must write exactly the reference's bytes (so also `Value::encode`'s: the
 //! wire and the state files agree) and read them back to equal records.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -130,8 +129,7 @@ fn value(rng: &mut StdRng, depth: u32) -> Value {
         5 => Value::str(&text(rng)),
         6 => Value::List(Arc::new((0..rng.random_range(0..5)).map(|_| value(rng, depth + 1)).collect())),
         _ => {
-            let m: BTreeMap<Arc<str>, Value> =
-                (0..rng.random_range(0..8)).map(|_| (key(rng), value(rng, depth + 1))).collect();
+            let m: Fields = (0..rng.random_range(0..8)).map(|_| (key(rng), value(rng, depth + 1))).collect();
             Value::Map(Arc::new(m))
         }
     }

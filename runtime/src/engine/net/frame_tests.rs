@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
@@ -6,7 +5,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::record::Record;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 fn ch(edge: usize, from: u32, to: u32) -> ChannelId {
     ChannelId { edge, from, to }
@@ -28,7 +27,7 @@ fn random_value(rng: &mut StdRng, depth: u32) -> Value {
         }
         5 => Value::List(Arc::new((0..rng.random_range(0..4)).map(|_| random_value(rng, depth + 1)).collect())),
         _ => {
-            let m: BTreeMap<Arc<str>, Value> = (0..rng.random_range(0..4))
+            let m: Fields = (0..rng.random_range(0..4))
                 .map(|i| (Arc::from(format!("k{i}").as_str()), random_value(rng, depth + 1)))
                 .collect();
             Value::Map(Arc::new(m))

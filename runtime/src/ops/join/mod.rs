@@ -38,7 +38,7 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// The left input.
 const LEFT: usize = 0;
@@ -121,7 +121,7 @@ impl Join {
     /// `end` when there is one.
     fn pair(&self, key: &Value, ts: i64, left: &Value, right: &Value, window: Option<(i64, i64)>) -> Record {
         let n = &self.names;
-        let mut fields = BTreeMap::new();
+        let mut fields = Fields::with_capacity(5);
         fields.insert(n.key.clone(), key.clone());
         fields.insert(n.left.clone(), left.clone());
         fields.insert(n.right.clone(), right.clone());

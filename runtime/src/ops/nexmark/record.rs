@@ -11,11 +11,10 @@
 //! so a query filters on `value.event_type` and reads `value.bid.price` as Flink's SQL reads
 //! `bid.price`. The field names are made once per subtask and shared by its records.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::model::{Auction, Bid, Event, Person};
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// Field names, one reference-counted copy per subtask.
 pub(super) struct Shape {
@@ -86,7 +85,7 @@ impl Shape {
     }
 
     fn map<const N: usize>(&self, fields: [(usize, Value); N]) -> Value {
-        let mut m = BTreeMap::new();
+        let mut m = Fields::with_capacity(N);
         for (name, v) in fields {
             m.insert(self.names[name].clone(), v);
         }

@@ -10,13 +10,12 @@
 //! Null inputs are ignored, as in SQL; a missing field or a non-number where a number is needed
 //! makes the record malformed, and a malformed record changes no aggregate.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_crds::contract::pipeline::{AggregateFn, WindowFn};
 
 use crate::ops::aggregate::accumulate;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 /// One aggregate of the output.
 struct Agg {
@@ -132,7 +131,7 @@ impl Aggs {
     }
 
     /// Writes the output fields of a window with `state` into `out`.
-    pub(super) fn emit(&self, state: &Value, out: &mut BTreeMap<Arc<str>, Value>) {
+    pub(super) fn emit(&self, state: &Value, out: &mut Fields) {
         let result = |f: WindowFn, acc: &Value| match (f, acc) {
             (WindowFn::Avg, Value::List(l)) => {
                 match (l.first().and_then(Value::as_f64), l.get(1).and_then(Value::as_i64)) {

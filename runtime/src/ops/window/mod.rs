@@ -35,7 +35,7 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, event_time_st
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
-use crate::value::Value;
+use crate::value::{Fields, Value};
 
 pub use super::event_time_state::WATERMARK_STATE_FIELD;
 
@@ -137,7 +137,7 @@ impl Window {
 
     /// The output record of the window `[start, end)` of `key` with `state`.
     fn result(&self, key: Value, start: i64, end: i64, state: &Value) -> Record {
-        let mut fields = BTreeMap::new();
+        let mut fields = Fields::new();
         fields.insert(Arc::from("key"), key.clone());
         fields.insert(Arc::from("start"), Value::Int(start));
         fields.insert(Arc::from("end"), Value::Int(end));

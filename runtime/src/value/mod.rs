@@ -1,7 +1,6 @@
 //! The dynamic value a record carries: JSON-like, cheap to clone (strings, lists and maps are
 //! reference-counted), with a stable hash for key groups and a compact binary codec for state.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -9,6 +8,10 @@ use std::sync::Arc;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+
+mod fields;
+
+pub use fields::Fields;
 
 /// A record's key or value.
 #[derive(Clone, Debug, Default)]
@@ -27,7 +30,7 @@ pub enum Value {
     /// An ordered list.
     List(Arc<Vec<Value>>),
     /// A map with string keys, ordered by key.
-    Map(Arc<BTreeMap<Arc<str>, Value>>),
+    Map(Arc<Fields>),
 }
 
 impl PartialEq for Value {
@@ -213,7 +216,7 @@ impl Value {
             }
             7 => {
                 let n = read_len(input)?;
-                let mut m = BTreeMap::new();
+                let mut m = Fields::with_capacity(n.min(1024));
                 for _ in 0..n {
                     let k: Arc<str> = Arc::from(read_str(input)?);
                     m.insert(k, Value::decode(input)?);
@@ -365,7 +368,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::List(Arc::new(l)))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut m = BTreeMap::new();
+        let mut m = Fields::with_capacity(map.size_hint().unwrap_or(0).min(1024));
         while let Some((k, v)) = map.next_entry::<String, Value>()? {
             m.insert(Arc::from(k.as_str()), v);
         }
