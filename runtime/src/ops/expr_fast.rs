@@ -128,6 +128,9 @@ fn node(e: &IdedExpr) -> Option<Node> {
                 }
                 entries.push((Arc::from(k.inner()), node(&entry.value)?));
             }
+            // In name order, so the map is built by appending. Evaluation is pure and any
+            // failure hands the whole expression to the interpreter, so the order is unseen.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
             Node::Map(entries)
         }
         E::List(l) if l.optional_indices.is_empty() => Node::List(l.elements.iter().map(node).collect::<Option<_>>()?),

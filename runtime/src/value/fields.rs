@@ -58,6 +58,10 @@ impl Fields {
     /// The value of field `name`.
     #[inline]
     pub fn get(&self, name: &str) -> Option<&Value> {
+        if self.entries.len() <= SCAN {
+            // Equality, not order: names of other lengths are passed without reading them.
+            return self.entries.iter().find(|(k, _)| **k == *name).map(|(_, v)| v);
+        }
         self.position(name).ok().map(|i| &self.entries[i].1)
     }
 

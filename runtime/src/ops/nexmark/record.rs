@@ -85,6 +85,7 @@ impl Shape {
     }
 
     fn map<const N: usize>(&self, fields: [(usize, Value); N]) -> Value {
+        debug_assert!(fields.windows(2).all(|w| self.names[w[0].0] < self.names[w[1].0]), "fields in name order");
         let mut m = Fields::with_capacity(N);
         for (name, v) in fields {
             m.insert(self.names[name].clone(), v);
@@ -99,40 +100,41 @@ impl Shape {
             Event::Auction(a) => (1, a.date_time, Value::Null, self.auction(a), Value::Null),
             Event::Bid(b) => (2, b.date_time, Value::Null, Value::Null, self.bid(b)),
         };
+        // Every map's fields are listed in name order: each is then appended, not inserted.
         self.map([
-            (EVENT_TYPE, Value::Int(kind)),
-            (DATE_TIME, Value::Int(time)),
-            (PERSON, person),
             (AUCTION, auction),
             (BID, bid),
+            (DATE_TIME, Value::Int(time)),
+            (EVENT_TYPE, Value::Int(kind)),
+            (PERSON, person),
         ])
     }
 
     fn person(&self, p: Person) -> Value {
         self.map([
+            (CITY, Value::Str(p.city)),
+            (CREDIT_CARD, Value::Str(p.credit_card)),
+            (DATE_TIME, Value::Int(p.date_time)),
+            (EMAIL, Value::Str(p.email_address)),
+            (EXTRA, Value::Str(p.extra)),
             (ID, int(p.id)),
             (NAME, Value::Str(p.name)),
-            (EMAIL, Value::Str(p.email_address)),
-            (CREDIT_CARD, Value::Str(p.credit_card)),
-            (CITY, Value::Str(p.city)),
             (STATE, Value::Str(p.state)),
-            (DATE_TIME, Value::Int(p.date_time)),
-            (EXTRA, Value::Str(p.extra)),
         ])
     }
 
     fn auction(&self, a: Auction) -> Value {
         self.map([
-            (ID, int(a.id)),
-            (ITEM_NAME, Value::Str(a.item_name)),
-            (DESCRIPTION, Value::Str(a.description)),
-            (INITIAL_BID, int(a.initial_bid)),
-            (RESERVE, int(a.reserve)),
-            (DATE_TIME, Value::Int(a.date_time)),
-            (EXPIRES, Value::Int(a.expires)),
-            (SELLER, int(a.seller)),
             (CATEGORY, int(a.category)),
+            (DATE_TIME, Value::Int(a.date_time)),
+            (DESCRIPTION, Value::Str(a.description)),
+            (EXPIRES, Value::Int(a.expires)),
             (EXTRA, Value::Str(a.extra)),
+            (ID, int(a.id)),
+            (INITIAL_BID, int(a.initial_bid)),
+            (ITEM_NAME, Value::Str(a.item_name)),
+            (RESERVE, int(a.reserve)),
+            (SELLER, int(a.seller)),
         ])
     }
 
@@ -140,11 +142,11 @@ impl Shape {
         self.map([
             (BID_AUCTION, int(b.auction)),
             (BIDDER, int(b.bidder)),
-            (PRICE, int(b.price)),
             (CHANNEL, Value::Str(b.channel)),
-            (URL, Value::Str(b.url)),
             (DATE_TIME, Value::Int(b.date_time)),
             (EXTRA, Value::Str(b.extra)),
+            (PRICE, int(b.price)),
+            (URL, Value::Str(b.url)),
         ])
     }
 }
