@@ -118,8 +118,11 @@ pub const HIT_PREFIX: &str = "sluice-fault: hit ";
 /// standard error ([`HIT_PREFIX`]) and exits with [`EXIT_FAULT`], so the crash is unambiguous.
 pub fn crash(point: &str) -> ! {
     use std::io::Write as _;
+    // One write of the whole line: standard error is unbuffered, so `writeln!` would write its
+    // pieces one by one, and the workers of one attempt share the pipe: their lines interleaved.
+    let line = format!("{HIT_PREFIX}{point}\n");
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{HIT_PREFIX}{point}");
+    let _ = err.write_all(line.as_bytes());
     let _ = err.flush();
     // `_exit` semantics as far as the job is concerned: `exit` runs no Rust destructors (other
     // threads keep their buffers; nothing is flushed but the C stdio streams, which the
