@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 # rdkafka (runtime and tests) compiles librdkafka: install its C toolchain before the first build.
 bash scripts/services/kafka.sh build-tools
-# The test broker builds once per machine (~15 min on 2 cores): start it now, beside the rest.
+# The test broker builds once per machine (~13 min on 2 cores alone): start it now, beside the rest.
 broker_log="$SLUICE_TOOLS/run/broker-build.log"
 bash scripts/services/kafka.sh build >"$broker_log" 2>&1 &
 broker_build=$!

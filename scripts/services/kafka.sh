@@ -56,7 +56,7 @@ broker_binary() {
   dir="$cache/broker-$hash"
   bin="$dir/sluice-test-broker"
   if [ ! -x "$bin" ]; then
-    log "building the test broker (tansu; ~15 min on 2 cores, once per machine)"
+    log "building the test broker (tansu; ~13 min on 2 cores, once per machine)"
     # Build from a fresh copy at one fixed path: cargo judges freshness by the mtimes of the
     # paths it last built from, so with the shared target a build from another checkout (other
     # sources, older files) would pass for up to date and hand back a stale binary.
