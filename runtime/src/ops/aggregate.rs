@@ -8,7 +8,7 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, emit_all};
 use crate::record::Batch;
 use crate::state::KeyedTable;
 pub use crate::state::table::{PassThroughHasher, ValueMap};
-use crate::value::Value;
+use crate::value::{FieldPath, Value};
 
 /// The namespace of an aggregate's entries (one value per key).
 static NO_NAMESPACE: Value = Value::Null;
@@ -47,7 +47,7 @@ pub fn accumulate(function: AggregateFn, acc: Option<&Value>, input: &Value) -> 
 pub struct Aggregate {
     node: String,
     function: AggregateFn,
-    field: Option<String>,
+    field: Option<FieldPath>,
     policy: ErrorPolicy,
     table: KeyedTable,
     dropped: u64,
@@ -56,7 +56,14 @@ pub struct Aggregate {
 impl Aggregate {
     /// A running aggregate over `field` of the value (the value itself when `None`).
     pub fn new(node: &str, function: AggregateFn, field: Option<String>, policy: ErrorPolicy) -> Aggregate {
-        Aggregate { node: node.into(), function, field, policy, table: KeyedTable::new(), dropped: 0 }
+        Aggregate {
+            node: node.into(),
+            function,
+            field: field.as_deref().map(FieldPath::new),
+            policy,
+            table: KeyedTable::new(),
+            dropped: 0,
+        }
     }
 }
 
@@ -86,10 +93,10 @@ impl Operator for Aggregate {
             }
             let input = match field {
                 None => Some(&r.value),
-                Some(f) => r.value.get_path(f),
+                Some(f) => f.get(&r.value),
             };
             let Some(input) = input else {
-                let message = format!("no field {:?}", field.as_deref().unwrap_or(""));
+                let message = format!("no field {:?}", field.as_ref().map_or("", FieldPath::as_str));
                 failure = reject(policy, dropped, node, &r.key, message);
                 return false;
             };

@@ -214,7 +214,7 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
         Node::Map(entries) => {
             let mut m = Fields::with_capacity(entries.len());
             for (k, v) in entries {
-                m.insert(k.clone(), eval(v, r)?.owned());
+                m.push_ordered(k.clone(), eval(v, r)?.owned());
             }
             V::Own(Value::Map(Arc::new(m)))
         }

@@ -7,7 +7,7 @@ use sluice_crds::contract::pipeline::{ErrorPolicy, KeyBySpec};
 use super::expr::Expr;
 use super::{OpError, Operator, emit_all};
 use crate::record::{Batch, Record};
-use crate::value::Value;
+use crate::value::{FieldPath, Value};
 
 /// Runs `f` on every record of `batch`, keeping those it accepts (`Ok(true)`) and applying the
 /// job's error policy to data errors: `skip` drops the record and counts it, `fail` stops at the
@@ -111,7 +111,7 @@ impl Operator for Filter {
 /// Sets each record's key from a field of its value or a CEL expression.
 pub struct KeyBy {
     node: String,
-    field: Option<String>,
+    field: Option<FieldPath>,
     expr: Option<Expr>,
     policy: ErrorPolicy,
     dropped: u64,
@@ -121,7 +121,7 @@ impl KeyBy {
     /// A keyBy operator from its spec.
     pub fn new(node: &str, spec: &KeyBySpec, policy: ErrorPolicy) -> Result<KeyBy, OpError> {
         let expr = spec.expr.as_deref().map(|e| Expr::compile(node, e)).transpose()?;
-        Ok(KeyBy { node: node.into(), field: spec.field.clone(), expr, policy, dropped: 0 })
+        Ok(KeyBy { node: node.into(), field: spec.field.as_deref().map(FieldPath::new), expr, policy, dropped: 0 })
     }
 }
 
@@ -130,7 +130,7 @@ impl Operator for KeyBy {
         let (node, field, expr, mut ctx) = (&self.node, &self.field, &self.expr, Expr::context());
         apply_each(self.policy, &mut self.dropped, batch, out, |r| {
             r.key = match (field, expr) {
-                (Some(f), _) => r.value.get_path(f).cloned().ok_or_else(|| OpError::Malformed {
+                (Some(f), _) => f.get(&r.value).cloned().ok_or_else(|| OpError::Malformed {
                     node: node.clone(),
                     location: format!("ts {}", r.ts),
                     message: format!("no field {f:?} in {}", r.value),

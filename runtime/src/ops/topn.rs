@@ -30,7 +30,7 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
-use crate::value::Value;
+use crate::value::{FieldPath, Fields, Value};
 
 /// Compares two `orderBy` values: numbers numerically (an int before an equal float), strings
 /// by their bytes, every number before every string. Only numbers and strings are ranked.
@@ -75,7 +75,7 @@ fn parts(row: &Value) -> Option<(&Value, i64, &Value)> {
 pub struct TopN {
     node: String,
     n: usize,
-    order_by: String,
+    order_by: FieldPath,
     descending: bool,
     with_ties: bool,
     size: i64,
@@ -90,6 +90,8 @@ pub struct TopN {
     /// Records found too late: counted, dead-lettered or dropped.
     late: LateOutput,
     dropped: u64,
+    /// The output's field names, in name order: end, key, rank, start, ts, value.
+    names: [Arc<str>; 6],
 }
 
 impl TopN {
@@ -113,7 +115,7 @@ impl TopN {
         Ok(TopN {
             node: node.into(),
             n: spec.n as usize,
-            order_by: spec.order_by.clone(),
+            order_by: FieldPath::new(&spec.order_by),
             descending: spec.descending,
             with_ties: spec.with_ties,
             size,
@@ -125,6 +127,7 @@ impl TopN {
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
             dropped: 0,
+            names: ["end", "key", "rank", "start", "ts", "value"].map(Arc::from),
         })
     }
 
@@ -189,15 +192,16 @@ impl TopN {
                 rank = i as i64 + 1;
             }
             prev = Some(order);
-            let fields = [
-                ("key", key.clone()),
-                ("start", Value::Int(start)),
-                ("end", Value::Int(end)),
-                ("rank", Value::Int(rank)),
-                ("ts", Value::Int(ts)),
-                ("value", value.clone()),
-            ];
-            out.push(Record { key: key.clone(), ts: end - 1, value: Value::map(fields) });
+            // In name order, so the fields are appended.
+            let [end_, key_, rank_, start_, ts_, value_] = &self.names;
+            let mut fields = Fields::with_capacity(6);
+            fields.insert(end_.clone(), Value::Int(end));
+            fields.insert(key_.clone(), key.clone());
+            fields.insert(rank_.clone(), Value::Int(rank));
+            fields.insert(start_.clone(), Value::Int(start));
+            fields.insert(ts_.clone(), Value::Int(ts));
+            fields.insert(value_.clone(), value.clone());
+            out.push(Record { key: key.clone(), ts: end - 1, value: Value::Map(Arc::new(fields)) });
         }
     }
 
@@ -207,7 +211,7 @@ impl TopN {
             self.reject_late(r);
             return Ok(());
         }
-        let order = match r.value.get_path(&self.order_by) {
+        let order = match self.order_by.get(&r.value) {
             Some(v @ (Value::Int(_) | Value::Float(_) | Value::Str(_))) => v.clone(),
             other => {
                 if self.policy.skips() {

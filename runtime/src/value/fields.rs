@@ -17,6 +17,13 @@ pub struct Fields {
     entries: Vec<(Arc<str>, Value)>,
 }
 
+/// Whether two names are equal: lengths, then first bytes, then the rest (most names a lookup
+/// passes differ in one of the first two, without a call to `memcmp`).
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
 /// Beyond this many fields a lookup searches by halves; below, a scan is faster.
 const SCAN: usize = 8;
 
@@ -60,7 +67,7 @@ impl Fields {
     pub fn get(&self, name: &str) -> Option<&Value> {
         if self.entries.len() <= SCAN {
             // Equality, not order: names of other lengths are passed without reading them.
-            return self.entries.iter().find(|(k, _)| **k == *name).map(|(_, v)| v);
+            return self.entries.iter().find(|(k, _)| same_name(k, name)).map(|(_, v)| v);
         }
         self.position(name).ok().map(|i| &self.entries[i].1)
     }
@@ -85,6 +92,14 @@ impl Fields {
                 None
             }
         }
+    }
+
+    /// Appends field `name`, which sorts after every field already there (builders that give
+    /// their names in order and each once: checked in debug builds only).
+    #[inline]
+    pub fn push_ordered(&mut self, name: Arc<str>, value: Value) {
+        debug_assert!(self.entries.last().is_none_or(|(last, _)| **last < *name), "{name:?} out of order");
+        self.entries.push((name, value));
     }
 
     /// Removes field `name`; returns its value.

@@ -10,8 +10,10 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
 mod fields;
+mod path;
 
 pub use fields::Fields;
+pub use path::FieldPath;
 
 /// A record's key or value.
 #[derive(Clone, Debug, Default)]

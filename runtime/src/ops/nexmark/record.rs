@@ -16,7 +16,8 @@ use std::sync::Arc;
 use super::model::{Auction, Bid, Event, Person};
 use crate::value::{Fields, Value};
 
-/// Field names, one reference-counted copy per subtask.
+/// Field names, one reference-counted copy per subtask (shared by two threads, every
+/// count change would move the count's cache line between cores).
 pub(super) struct Shape {
     names: Vec<Arc<str>>,
 }
@@ -88,7 +89,7 @@ impl Shape {
         debug_assert!(fields.windows(2).all(|w| self.names[w[0].0] < self.names[w[1].0]), "fields in name order");
         let mut m = Fields::with_capacity(N);
         for (name, v) in fields {
-            m.insert(self.names[name].clone(), v);
+            m.push_ordered(self.names[name].clone(), v);
         }
         Value::Map(Arc::new(m))
     }

@@ -104,10 +104,22 @@ impl EventRng {
 
     /// Appends `len` random lowercase letters to `out`.
     pub(super) fn letters(&mut self, len: usize, out: &mut String) {
+        // Drawn by a copy of the state into a buffer on the stack: with `out` written in the
+        // loop, the compiler would store the state back and reload `out` at every letter.
+        let mut rng = EventRng { s: self.s };
+        let mut chunk = [0u8; 64];
+        let mut left = len;
         out.reserve(len);
-        for _ in 0..len {
-            out.push(char::from(self.letter()));
+        while left > 0 {
+            let n = left.min(chunk.len());
+            for b in &mut chunk[..n] {
+                *b = rng.letter();
+            }
+            // Always ASCII: `letter` gives `a..=z`.
+            out.push_str(std::str::from_utf8(&chunk[..n]).unwrap_or_default());
+            left -= n;
         }
+        self.s = rng.s;
     }
 }
 

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use sluice_crds::contract::pipeline::{AggregateFn, WindowFn};
 
 use crate::ops::aggregate::accumulate;
-use crate::value::{Fields, Value};
+use crate::value::{FieldPath, Fields, Value};
 
 /// One aggregate of the output.
 struct Agg {
     name: Arc<str>,
     function: WindowFn,
-    field: Option<String>,
+    field: Option<FieldPath>,
 }
 
 /// The aggregates of a window node.
@@ -36,7 +36,7 @@ impl Aggs {
     pub(super) fn new(outputs: Vec<(&str, WindowFn, Option<&str>)>) -> Aggs {
         let aggs: Vec<Agg> = outputs
             .into_iter()
-            .map(|(name, function, field)| Agg { name: Arc::from(name), function, field: field.map(str::to_string) })
+            .map(|(name, function, field)| Agg { name: Arc::from(name), function, field: field.map(FieldPath::new) })
             .collect();
         let bare = aggs.len() == 1
             && matches!(aggs[0].function, WindowFn::Count | WindowFn::Sum | WindowFn::Min | WindowFn::Max);
@@ -46,15 +46,24 @@ impl Aggs {
     fn input<'v>(agg: &Agg, value: &'v Value) -> Option<&'v Value> {
         match &agg.field {
             None => Some(value),
-            Some(f) => value.get_path(f),
+            Some(f) => f.get(value),
         }
+    }
+
+    /// The number of aggregates (output fields besides `key`, `start` and `end`).
+    pub(super) fn len(&self) -> usize {
+        self.aggs.len()
     }
 
     /// Checks that `value` is a valid input of every aggregate (nothing is changed).
     pub(super) fn check(&self, value: &Value) -> Result<(), String> {
         for a in &self.aggs {
             let Some(input) = Self::input(a, value) else {
-                return Err(format!("no field {:?} (aggregate {:?})", a.field.as_deref().unwrap_or(""), a.name));
+                return Err(format!(
+                    "no field {:?} (aggregate {:?})",
+                    a.field.as_ref().map_or("", FieldPath::as_str),
+                    a.name
+                ));
             };
             let numeric = matches!(a.function, WindowFn::Sum | WindowFn::Min | WindowFn::Max | WindowFn::Avg);
             if numeric && !matches!(input, Value::Int(_) | Value::Float(_) | Value::Null) {

@@ -69,6 +69,8 @@ pub struct Window {
     late: LateOutput,
     /// Malformed records skipped under a lenient error policy.
     dropped: u64,
+    /// The output's `key`, `start` and `end` field names.
+    names: [Arc<str>; 3],
 }
 
 impl Window {
@@ -117,6 +119,7 @@ impl Window {
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
             dropped: 0,
+            names: ["key", "start", "end"].map(Arc::from),
         }
     }
 
@@ -137,10 +140,11 @@ impl Window {
 
     /// The output record of the window `[start, end)` of `key` with `state`.
     fn result(&self, key: Value, start: i64, end: i64, state: &Value) -> Record {
-        let mut fields = Fields::new();
-        fields.insert(Arc::from("key"), key.clone());
-        fields.insert(Arc::from("start"), Value::Int(start));
-        fields.insert(Arc::from("end"), Value::Int(end));
+        let mut fields = Fields::with_capacity(3 + self.aggs.len());
+        let [k, s, e] = &self.names;
+        fields.insert(e.clone(), Value::Int(end));
+        fields.insert(k.clone(), key.clone());
+        fields.insert(s.clone(), Value::Int(start));
         self.aggs.emit(state, &mut fields);
         Record { key, ts: end - 1, value: Value::Map(Arc::new(fields)) }
     }
