@@ -16,7 +16,7 @@ use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr as E, LiteralValue, operators as op};
 
 use crate::record::Record;
-use crate::value::{Fields, Value};
+use crate::value::{Fields, Schema, Value};
 
 /// An expression compiled for direct evaluation.
 #[derive(Debug)]
@@ -36,7 +36,8 @@ enum Node {
     Cond(Box<Node>, Box<Node>, Box<Node>),
     Bin(Bin, Box<Node>, Box<Node>),
     Cast(Cast, Box<Node>),
-    Map(Vec<(Arc<str>, Node)>),
+    /// A map literal: its shape, and the value of each name in the shape's order.
+    Map(Schema, Vec<Node>),
     List(Vec<Node>),
 }
 
@@ -128,10 +129,11 @@ fn node(e: &IdedExpr) -> Option<Node> {
                 }
                 entries.push((Arc::from(k.inner()), node(&entry.value)?));
             }
-            // In name order, so the map is built by appending. Evaluation is pure and any
-            // failure hands the whole expression to the interpreter, so the order is unseen.
+            // In name order, the shape's. Evaluation is pure and any failure hands the whole
+            // expression to the interpreter, so the order of evaluation is unseen.
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Node::Map(entries)
+            let schema = Schema::new(entries.iter().map(|(k, _)| k));
+            Node::Map(schema, entries.into_iter().map(|(_, n)| n).collect())
         }
         E::List(l) if l.optional_indices.is_empty() => Node::List(l.elements.iter().map(node).collect::<Option<_>>()?),
         E::Call(c) => {
@@ -211,12 +213,13 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
                 _ => return None,
             }
         }
-        Node::Map(entries) => {
-            let mut m = Fields::with_capacity(entries.len());
-            for (k, v) in entries {
-                m.push_ordered(k.clone(), eval(v, r)?.owned());
+        Node::Map(schema, values) => {
+            let mut out = Vec::with_capacity(values.len());
+            for v in values {
+                out.push(eval(v, r)?.owned());
             }
-            V::Own(Value::Map(Arc::new(m)))
+            let values = out;
+            V::Own(Value::Map(Arc::new(Fields::from_schema(schema, values))))
         }
         Node::List(items) => {
             V::Own(Value::List(Arc::new(items.iter().map(|i| eval(i, r).map(V::owned)).collect::<Option<_>>()?)))

@@ -30,7 +30,7 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
-use crate::value::{FieldPath, Fields, Value};
+use crate::value::{FieldPath, Fields, Schema, Value};
 
 /// Compares two `orderBy` values: numbers numerically (an int before an equal float), strings
 /// by their bytes, every number before every string. Only numbers and strings are ranked.
@@ -90,8 +90,8 @@ pub struct TopN {
     /// Records found too late: counted, dead-lettered or dropped.
     late: LateOutput,
     dropped: u64,
-    /// The output's field names, in name order: end, key, rank, start, ts, value.
-    names: [Arc<str>; 6],
+    /// The output's shape: end, key, rank, start, ts, value.
+    schema: Schema,
 }
 
 impl TopN {
@@ -127,7 +127,7 @@ impl TopN {
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
             dropped: 0,
-            names: ["end", "key", "rank", "start", "ts", "value"].map(Arc::from),
+            schema: Schema::new(["end", "key", "rank", "start", "ts", "value"]),
         })
     }
 
@@ -192,15 +192,10 @@ impl TopN {
                 rank = i as i64 + 1;
             }
             prev = Some(order);
-            // In name order, so the fields are appended.
-            let [end_, key_, rank_, start_, ts_, value_] = &self.names;
-            let mut fields = Fields::with_capacity(6);
-            fields.insert(end_.clone(), Value::Int(end));
-            fields.insert(key_.clone(), key.clone());
-            fields.insert(rank_.clone(), Value::Int(rank));
-            fields.insert(start_.clone(), Value::Int(start));
-            fields.insert(ts_.clone(), Value::Int(ts));
-            fields.insert(value_.clone(), value.clone());
+            // In the schema's order: end, key, rank, start, ts, value.
+            let values =
+                vec![Value::Int(end), key.clone(), Value::Int(rank), Value::Int(start), Value::Int(ts), value.clone()];
+            let fields = Fields::from_schema(&self.schema, values);
             out.push(Record { key: key.clone(), ts: end - 1, value: Value::Map(Arc::new(fields)) });
         }
     }

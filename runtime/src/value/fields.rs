@@ -1,21 +1,85 @@
-//! The fields of a map value: `(name, value)` pairs in one vector, sorted by name, names unique.
+//! The fields of a map value: names sorted, each once, and their values in the same order.
 //!
 //! Records are small maps (a Nexmark bid has 7 fields, a window result 4–8) that are built once,
-//! read a few times and dropped. A sorted vector holds them in one allocation, is built by
-//! appending when the names come in order (generators, projections, decoders all give them in
-//! order), is searched without pointer chasing and is dropped with one free. It answers as the
-//! `BTreeMap<Arc<str>, Value>` it replaces did: the same order, the last of duplicate names wins.
+//! read a few times and dropped, and most of them have one of a few shapes. The names of a shape
+//! (a [`Schema`]) are made once, by whatever builds that shape (the Nexmark source, a map
+//! literal, a window's results), and shared by every map of it: a record then costs one count
+//! change for its names instead of one per name, and its values are a plain vector. Maps built
+//! field by field (decoders, the CEL interpreter) own their names, appended when they come in
+//! order. Either way it answers as the `BTreeMap<Arc<str>, Value>` it replaces did: the same
+//! order, the last of duplicate names wins.
 
 use std::fmt;
 use std::sync::Arc;
 
 use super::Value;
 
-/// A map's fields, sorted by name (byte order), each name once.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Fields {
-    entries: Vec<(Arc<str>, Value)>,
+/// The sorted, distinct names of a map shape, shared by the maps built with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Schema(Arc<[Arc<str>]>);
+
+impl Schema {
+    /// The shape with `names`, sorted and each kept once.
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Schema {
+        let mut v: Vec<Arc<str>> = names.into_iter().map(|n| Arc::from(n.as_ref())).collect();
+        v.sort();
+        v.dedup();
+        Schema(v.into())
+    }
+
+    /// The number of names.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the shape has no names.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where `name` is in the order (the index of its value in a map of this shape).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.0.iter().position(|n| **n == *name)
+    }
+
+    /// The names in order.
+    pub fn names(&self) -> &[Arc<str>] {
+        &self.0
+    }
 }
+
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+#[derive(Clone)]
+enum Names {
+    Shared(Schema),
+    Own(Vec<Arc<str>>),
+}
+
+/// A map's fields, sorted by name (byte order), each name once.
+#[derive(Clone)]
+pub struct Fields {
+    names: Names,
+    values: Vec<Value>,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields::new()
+    }
+}
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Fields) -> bool {
+        self.names() == other.names() && self.values == other.values
+    }
+}
+
+impl Eq for Fields {}
 
 /// Whether two names are equal: lengths, then first bytes, then the rest (most names a lookup
 /// passes differ in one of the first two, without a call to `memcmp`).
@@ -30,46 +94,78 @@ const SCAN: usize = 8;
 impl Fields {
     /// No fields.
     pub fn new() -> Fields {
-        Fields { entries: Vec::new() }
+        Fields { names: Names::Own(Vec::new()), values: Vec::new() }
     }
 
     /// No fields, with room for `n`.
     pub fn with_capacity(n: usize) -> Fields {
-        Fields { entries: Vec::with_capacity(n) }
+        Fields { names: Names::Own(Vec::with_capacity(n)), values: Vec::with_capacity(n) }
+    }
+
+    /// The map of shape `schema` with `values`, one per name in the schema's order (a value
+    /// vector of another length is cut or padded with nulls; builders give the right one).
+    #[inline]
+    pub fn from_schema(schema: &Schema, mut values: Vec<Value>) -> Fields {
+        debug_assert_eq!(values.len(), schema.len(), "{schema:?}");
+        values.resize(schema.len(), Value::Null);
+        Fields { names: Names::Shared(schema.clone()), values }
+    }
+
+    #[inline]
+    fn names(&self) -> &[Arc<str>] {
+        match &self.names {
+            Names::Shared(s) => &s.0,
+            Names::Own(v) => v,
+        }
+    }
+
+    /// The names to change: a shared shape's are copied first (the map leaves its shape).
+    fn names_mut(&mut self) -> &mut Vec<Arc<str>> {
+        if let Names::Shared(s) = &self.names {
+            self.names = Names::Own(s.0.to_vec());
+        }
+        match &mut self.names {
+            Names::Own(v) => v,
+            Names::Shared(_) => unreachable!("made own above"),
+        }
     }
 
     /// The number of fields.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.values.len()
     }
 
     /// Whether there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.values.is_empty()
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        if self.entries.len() <= SCAN {
-            for (i, (k, _)) in self.entries.iter().enumerate() {
+        let names = self.names();
+        if names.len() <= SCAN {
+            for (i, k) in names.iter().enumerate() {
                 match (**k).cmp(name) {
                     std::cmp::Ordering::Less => {}
                     std::cmp::Ordering::Equal => return Ok(i),
                     std::cmp::Ordering::Greater => return Err(i),
                 }
             }
-            return Err(self.entries.len());
+            return Err(names.len());
         }
-        self.entries.binary_search_by(|(k, _)| (**k).cmp(name))
+        names.binary_search_by(|k| (**k).cmp(name))
     }
 
     /// The value of field `name`.
     #[inline]
     pub fn get(&self, name: &str) -> Option<&Value> {
-        if self.entries.len() <= SCAN {
+        let names = self.names();
+        let i = if names.len() <= SCAN {
             // Equality, not order: names of other lengths are passed without reading them.
-            return self.entries.iter().find(|(k, _)| same_name(k, name)).map(|(_, v)| v);
-        }
-        self.position(name).ok().map(|i| &self.entries[i].1)
+            names.iter().position(|k| same_name(k, name))?
+        } else {
+            self.position(name).ok()?
+        };
+        self.values.get(i)
     }
 
     /// Whether there is a field `name`.
@@ -78,17 +174,20 @@ impl Fields {
     }
 
     /// Sets field `name`; returns its previous value. Appends when `name` sorts after every
-    /// field already there (the common case: fields given in order).
+    /// field already there (the common case: fields given in order). Changing the value of a
+    /// field keeps a shared shape; adding a field leaves it.
     #[inline]
     pub fn insert(&mut self, name: Arc<str>, value: Value) -> Option<Value> {
-        if self.entries.last().is_none_or(|(last, _)| **last < *name) {
-            self.entries.push((name, value));
+        if self.names().last().is_none_or(|last| **last < *name) {
+            self.names_mut().push(name);
+            self.values.push(value);
             return None;
         }
         match self.position(&name) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.values[i], value)),
             Err(i) => {
-                self.entries.insert(i, (name, value));
+                self.names_mut().insert(i, name);
+                self.values.insert(i, value);
                 None
             }
         }
@@ -98,28 +197,31 @@ impl Fields {
     /// their names in order and each once: checked in debug builds only).
     #[inline]
     pub fn push_ordered(&mut self, name: Arc<str>, value: Value) {
-        debug_assert!(self.entries.last().is_none_or(|(last, _)| **last < *name), "{name:?} out of order");
-        self.entries.push((name, value));
+        debug_assert!(self.names().last().is_none_or(|last| **last < *name), "{name:?} out of order");
+        self.names_mut().push(name);
+        self.values.push(value);
     }
 
     /// Removes field `name`; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        self.position(name).ok().map(|i| self.entries.remove(i).1)
+        let i = self.position(name).ok()?;
+        self.names_mut().remove(i);
+        Some(self.values.remove(i))
     }
 
     /// The fields in name order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&Arc<str>, &Value)> + DoubleEndedIterator {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.names().iter().zip(self.values.iter())
     }
 
     /// The names in order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &Arc<str>> + DoubleEndedIterator {
-        self.entries.iter().map(|(k, _)| k)
+        self.names().iter()
     }
 
     /// The values in name order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> + DoubleEndedIterator {
-        self.entries.iter().map(|(_, v)| v)
+        self.values.iter()
     }
 }
 
@@ -138,25 +240,30 @@ impl FromIterator<(Arc<str>, Value)> for Fields {
                 }
             });
         }
-        Fields { entries }
+        let (names, values) = entries.into_iter().unzip();
+        Fields { names: Names::Own(names), values }
     }
 }
 
 impl<'a> IntoIterator for &'a Fields {
     type Item = (&'a Arc<str>, &'a Value);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (Arc<str>, Value)>, fn(&'a (Arc<str>, Value)) -> Self::Item>;
+    type IntoIter = std::iter::Zip<std::slice::Iter<'a, Arc<str>>, std::slice::Iter<'a, Value>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.names().iter().zip(self.values.iter())
     }
 }
 
 impl IntoIterator for Fields {
     type Item = (Arc<str>, Value);
-    type IntoIter = std::vec::IntoIter<(Arc<str>, Value)>;
+    type IntoIter = std::iter::Zip<std::vec::IntoIter<Arc<str>>, std::vec::IntoIter<Value>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        let names = match self.names {
+            Names::Shared(s) => s.0.to_vec(),
+            Names::Own(v) => v,
+        };
+        names.into_iter().zip(self.values)
     }
 }
 
@@ -180,8 +287,20 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let names: Vec<Arc<str>> = (0..24).map(|i| Arc::from(format!("f{}", i * 7 % 24).as_str())).collect();
         for round in 0..300 {
-            let (mut ours, mut reference) = (Fields::new(), BTreeMap::new());
             let width = if round % 2 == 0 { 6 } else { 24 };
+            // Every other round starts from a map of a shared shape (`from_schema`), which the
+            // changes below must leave without touching the other maps of that shape.
+            let (mut ours, mut reference, shape) = if round % 4 < 2 {
+                (Fields::new(), BTreeMap::new(), None)
+            } else {
+                let schema =
+                    Schema::new((0..rng.random_range(0..10)).map(|_| names[rng.random_range(0..width)].clone()));
+                let values: Vec<Value> = (0..schema.len()).map(|i| Value::Int(100 + i as i64)).collect();
+                let reference: BTreeMap<Arc<str>, Value> =
+                    schema.names().iter().cloned().zip(values.iter().cloned()).collect();
+                let sibling = Fields::from_schema(&schema, values.clone());
+                (Fields::from_schema(&schema, values), reference.clone(), Some((sibling, reference)))
+            };
             for step in 0..60 {
                 let name = names[rng.random_range(0..width)].clone();
                 match rng.random_range(0..4) {
@@ -193,8 +312,13 @@ mod tests {
                     ),
                 }
                 assert!(ours.iter().eq(reference.iter()), "round {round} step {step}");
+                assert!(ours.keys().eq(reference.keys()) && ours.values().eq(reference.values()));
                 assert_eq!(ours.len(), reference.len());
             }
+            if let Some((sibling, before)) = shape {
+                assert!(sibling.iter().eq(before.iter()), "round {round}: a change reached another map of the shape");
+            }
+            assert!(ours.clone().into_iter().eq(reference.clone().into_iter()), "round {round}");
             // Collected from pairs in any order, duplicates included: the last one wins.
             let pairs: Vec<(Arc<str>, Value)> = (0..rng.random_range(0..30))
                 .map(|i| (names[rng.random_range(0..width)].clone(), Value::Int(i)))

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 mod fields;
 mod path;
 
-pub use fields::Fields;
+pub use fields::{Fields, Schema};
 pub use path::FieldPath;
 
 /// A record's key or value.

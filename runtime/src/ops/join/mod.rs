@@ -38,20 +38,17 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
-use crate::value::{Fields, Value};
+use crate::value::{Fields, Schema, Value};
 
 /// The left input.
 const LEFT: usize = 0;
 /// The right input.
 const RIGHT: usize = 1;
 
-/// Output field names, one reference-counted copy per operator.
-struct Names {
-    key: Arc<str>,
-    left: Arc<str>,
-    right: Arc<str>,
-    start: Arc<str>,
-    end: Arc<str>,
+/// The output's shapes, made once per operator: with the window's bounds, and without.
+struct Shapes {
+    windowed: Schema,
+    pair: Schema,
 }
 
 /// A keyed join of two inputs; see the module docs.
@@ -64,7 +61,7 @@ pub struct Join {
     /// join) or drop (interval join) them.
     timers: BTreeMap<i64, Vec<(Value, Value)>>,
     watermark: i64,
-    names: Names,
+    shapes: Shapes,
     /// Records found too late: counted, dead-lettered or dropped.
     late: LateOutput,
 }
@@ -91,12 +88,9 @@ impl Join {
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
             watermark: i64::MIN,
-            names: Names {
-                key: Arc::from("key"),
-                left: Arc::from("left"),
-                right: Arc::from("right"),
-                start: Arc::from("start"),
-                end: Arc::from("end"),
+            shapes: Shapes {
+                windowed: Schema::new(["end", "key", "left", "right", "start"]),
+                pair: Schema::new(["key", "left", "right"]),
             },
             late: LateOutput::new(late),
         }
@@ -120,15 +114,14 @@ impl Join {
     /// The output record of a pair at `ts`: `{key, left, right}`, with the window's `start` and
     /// `end` when there is one.
     fn pair(&self, key: &Value, ts: i64, left: &Value, right: &Value, window: Option<(i64, i64)>) -> Record {
-        let n = &self.names;
-        let mut fields = Fields::with_capacity(5);
-        fields.insert(n.key.clone(), key.clone());
-        fields.insert(n.left.clone(), left.clone());
-        fields.insert(n.right.clone(), right.clone());
-        if let Some((start, end)) = window {
-            fields.insert(n.start.clone(), Value::Int(start));
-            fields.insert(n.end.clone(), Value::Int(end));
-        }
+        // In each schema's order: end, key, left, right, start; or key, left, right.
+        let fields = match window {
+            Some((start, end)) => Fields::from_schema(
+                &self.shapes.windowed,
+                vec![Value::Int(end), key.clone(), left.clone(), right.clone(), Value::Int(start)],
+            ),
+            None => Fields::from_schema(&self.shapes.pair, vec![key.clone(), left.clone(), right.clone()]),
+        };
         Record { key: key.clone(), ts, value: Value::Map(Arc::new(fields)) }
     }
 

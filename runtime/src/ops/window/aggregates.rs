@@ -15,7 +15,7 @@ use std::sync::Arc;
 use sluice_crds::contract::pipeline::{AggregateFn, WindowFn};
 
 use crate::ops::aggregate::accumulate;
-use crate::value::{FieldPath, Fields, Value};
+use crate::value::{FieldPath, Value};
 
 /// One aggregate of the output.
 struct Agg {
@@ -48,11 +48,6 @@ impl Aggs {
             None => Some(value),
             Some(f) => f.get(value),
         }
-    }
-
-    /// The number of aggregates (output fields besides `key`, `start` and `end`).
-    pub(super) fn len(&self) -> usize {
-        self.aggs.len()
     }
 
     /// Checks that `value` is a valid input of every aggregate (nothing is changed).
@@ -139,8 +134,14 @@ impl Aggs {
         }
     }
 
-    /// Writes the output fields of a window with `state` into `out`.
-    pub(super) fn emit(&self, state: &Value, out: &mut Fields) {
+    /// The output names, in the aggregates' order.
+    pub(super) fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.aggs.iter().map(|a| &a.name)
+    }
+
+    /// Gives `put` the output of each aggregate of a window with `state`: its index, name and
+    /// value (nothing for a state of another shape).
+    pub(super) fn emit(&self, state: &Value, mut put: impl FnMut(usize, &Arc<str>, Value)) {
         let result = |f: WindowFn, acc: &Value| match (f, acc) {
             (WindowFn::Avg, Value::List(l)) => {
                 match (l.first().and_then(Value::as_f64), l.get(1).and_then(Value::as_i64)) {
@@ -152,12 +153,12 @@ impl Aggs {
             (_, acc) => acc.clone(),
         };
         if self.bare {
-            out.insert(self.aggs[0].name.clone(), result(self.aggs[0].function, state));
+            put(0, &self.aggs[0].name, result(self.aggs[0].function, state));
             return;
         }
         if let Value::List(accs) = state {
-            for (a, acc) in self.aggs.iter().zip(accs.iter()) {
-                out.insert(a.name.clone(), result(a.function, acc));
+            for (i, (a, acc)) in self.aggs.iter().zip(accs.iter()).enumerate() {
+                put(i, &a.name, result(a.function, acc));
             }
         }
     }

@@ -35,7 +35,7 @@ use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, event_time_st
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
 use crate::state::KeyedTable;
-use crate::value::{Fields, Value};
+use crate::value::{Fields, Schema, Value};
 
 pub use super::event_time_state::WATERMARK_STATE_FIELD;
 
@@ -69,8 +69,33 @@ pub struct Window {
     late: LateOutput,
     /// Malformed records skipped under a lenient error policy.
     dropped: u64,
-    /// The output's `key`, `start` and `end` field names.
-    names: [Arc<str>; 3],
+    /// The shape of the results.
+    out: OutShape,
+}
+
+/// The shape of a window's results: `key`, `start`, `end` and the aggregates' outputs, and
+/// where each is in the schema's order.
+struct OutShape {
+    schema: Schema,
+    key: usize,
+    start: usize,
+    end: usize,
+    aggs: Vec<usize>,
+}
+
+impl OutShape {
+    fn new(aggs: &Aggs) -> OutShape {
+        let names: Vec<&str> = ["key", "start", "end"].into_iter().chain(aggs.names().map(|n| &**n)).collect();
+        let schema = Schema::new(&names);
+        let at = |name: &str| schema.position(name).unwrap_or(0);
+        OutShape {
+            key: at("key"),
+            start: at("start"),
+            end: at("end"),
+            aggs: names[3..].iter().map(|n| at(n)).collect(),
+            schema,
+        }
+    }
 }
 
 impl Window {
@@ -108,18 +133,19 @@ impl Window {
             WindowKind::Sliding { size, slide } => Assigner::Aligned { size, slide },
             WindowKind::Session { gap } => Assigner::Session { gap },
         };
+        let aggs = Aggs::new(spec.outputs());
         Window {
             node: node.into(),
             assigner,
             lateness: spec.lateness_ms(),
-            aggs: Aggs::new(spec.outputs()),
+            out: OutShape::new(&aggs),
+            aggs,
             policy,
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
             dropped: 0,
-            names: ["key", "start", "end"].map(Arc::from),
         }
     }
 
@@ -140,12 +166,28 @@ impl Window {
 
     /// The output record of the window `[start, end)` of `key` with `state`.
     fn result(&self, key: Value, start: i64, end: i64, state: &Value) -> Record {
-        let mut fields = Fields::with_capacity(3 + self.aggs.len());
-        let [k, s, e] = &self.names;
-        fields.insert(e.clone(), Value::Int(end));
-        fields.insert(k.clone(), key.clone());
-        fields.insert(s.clone(), Value::Int(start));
-        self.aggs.emit(state, &mut fields);
+        let o = &self.out;
+        let mut values = vec![Value::Null; o.schema.len()];
+        // Set in the order a map built field by field would take them: a later name that is
+        // already there (an aggregate named `end`) replaces the earlier value.
+        values[o.key] = key.clone();
+        values[o.start] = Value::Int(start);
+        values[o.end] = Value::Int(end);
+        let mut given = 0;
+        self.aggs.emit(state, |i, _, v| {
+            values[o.aggs[i]] = v;
+            given += 1;
+        });
+        let fields = if given == o.aggs.len() {
+            Fields::from_schema(&o.schema, values)
+        } else {
+            // A state of another shape gives no aggregates: the map has just the window.
+            let mut fields = Fields::with_capacity(3);
+            for (name, at) in [("key", o.key), ("start", o.start), ("end", o.end)] {
+                fields.insert(Arc::from(name), std::mem::take(&mut values[at]));
+            }
+            fields
+        };
         Record { key, ts: end - 1, value: Value::Map(Arc::new(fields)) }
     }
 
