@@ -27,6 +27,11 @@ impl Schema {
         Schema(v.into())
     }
 
+    /// The shape with `names` as they are if they are sorted and distinct; else `names` back.
+    pub fn from_sorted(names: Vec<Arc<str>>) -> Result<Schema, Vec<Arc<str>>> {
+        if names.windows(2).all(|w| w[0] < w[1]) { Ok(Schema(names.into())) } else { Err(names) }
+    }
+
     /// The number of names.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::frame::FrameError;
 use crate::record::Record;
-use crate::value::{Fields, Value};
+use crate::value::{Fields, Schema, Value};
 
 /// Lists and maps nest at most this deep in a frame (serde_json's limit, so any value read from
 /// JSON fits): deeper input is refused, not recursed into (a frame is outside input, and
@@ -176,14 +176,19 @@ fn utf8(b: &[u8]) -> Result<&str, FrameError> {
     std::str::from_utf8(b).map_err(|e| malformed(e.to_string()))
 }
 
-/// Decodes the records part of data frames; keeps the map keys it interned.
+/// Decodes the records part of data frames; keeps the map keys it interned and the map shapes
+/// it saw, so that the maps of one shape share their names (`value::Schema`).
 pub struct BatchDecoder {
     keys: Vec<Option<Arc<str>>>,
+    shapes: Vec<Option<Schema>>,
 }
+
+/// Map shapes a decoder keeps, by field count and first name.
+const SHAPE_SLOTS: usize = 64;
 
 impl Default for BatchDecoder {
     fn default() -> BatchDecoder {
-        BatchDecoder { keys: vec![None; INTERN_SLOTS] }
+        BatchDecoder { keys: vec![None; INTERN_SLOTS], shapes: vec![None; SHAPE_SLOTS] }
     }
 }
 
@@ -240,12 +245,7 @@ impl BatchDecoder {
             }
             7 => {
                 let n = self.nested(input, depth)?;
-                let mut m = Fields::with_capacity(n);
-                for _ in 0..n {
-                    let k = self.key(input)?;
-                    m.insert(k, self.value(input, depth + 1)?);
-                }
-                Value::Map(Arc::new(m))
+                Value::Map(Arc::new(self.map(input, n, depth)?))
             }
             t => return Err(malformed(format!("unknown value tag {t}"))),
         })
@@ -259,8 +259,57 @@ impl BatchDecoder {
         get_len(input)
     }
 
-    fn key(&mut self, input: &mut &[u8]) -> Result<Arc<str>, FrameError> {
-        let b = get_bytes(input)?;
+    /// A map of `n` fields. While its names are those of the shape last seen with its field
+    /// count and first name, they are only compared; a map of a new shape gets its names
+    /// interned and, when they are in order (as every encoder writes them), becomes the shape.
+    fn map(&mut self, input: &mut &[u8], n: usize, depth: u32) -> Result<Fields, FrameError> {
+        if n == 0 {
+            return Ok(Fields::new());
+        }
+        let mut values = Vec::with_capacity(n);
+        let first = get_bytes(input)?;
+        let at = (slot(first) ^ n) & (SHAPE_SLOTS - 1);
+        let seen = self.shapes[at].take().filter(|s| s.len() == n && s.names()[0].as_bytes() == first);
+        let mut names: Option<Vec<Arc<str>>> = None;
+        let mut name = first;
+        for i in 0..n {
+            if i > 0 {
+                name = get_bytes(input)?;
+            }
+            match (&mut names, &seen) {
+                (None, Some(s)) if s.names()[i].as_bytes() == name => {}
+                (None, _) => {
+                    let mut own = seen.as_ref().map_or_else(|| Vec::with_capacity(n), |s| s.names()[..i].to_vec());
+                    own.push(self.key(name)?);
+                    names = Some(own);
+                }
+                (Some(own), _) => own.push(self.key(name)?),
+            }
+            values.push(self.value(input, depth + 1)?);
+        }
+        Ok(match (names, seen) {
+            (None, Some(s)) => {
+                let fields = Fields::from_schema(&s, values);
+                self.shapes[at] = Some(s);
+                fields
+            }
+            (Some(own), seen) => match Schema::from_sorted(own) {
+                Ok(s) => {
+                    let fields = Fields::from_schema(&s, values);
+                    self.shapes[at] = Some(s);
+                    fields
+                }
+                Err(own) => {
+                    self.shapes[at] = seen;
+                    // Out of order or repeated: sorted, the last of a name kept, as inserts do.
+                    own.into_iter().zip(values).collect()
+                }
+            },
+            (None, None) => Fields::new(),
+        })
+    }
+
+    fn key(&mut self, b: &[u8]) -> Result<Arc<str>, FrameError> {
         if b.len() > INTERN_MAX {
             return Ok(Arc::from(utf8(b)?));
         }
