@@ -105,6 +105,9 @@ pipeline:
         let filter = std::env::var("SLUICE_TEST_LOG")
             .unwrap_or_else(|_| "warn,rdkafka=off,sluice_runtime::connectors=debug,sluice_runtime::job=info".into());
         cmd.env("RUST_LOG", filter).stdout(Stdio::null()).stderr(log);
+        // A supervisor's per-attempt copy of the job document goes to the temporary directory
+        // and is removed when the attempt ends; a SIGKILLed supervisor leaves it: keep it here.
+        cmd.env("TMPDIR", &self.dir);
         cmd
     }
 
