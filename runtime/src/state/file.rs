@@ -62,17 +62,17 @@ pub enum StateFileError {
     },
 }
 
-pub(super) fn encode(staging: &[u8], index: &[(u32, usize, usize)], delta: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + staging.len() + index.len() * 4 + FOOTER);
+pub(super) fn encode(groups: &[Vec<u8>], entries: usize, delta: bool) -> Vec<u8> {
+    let body: usize = groups.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(HEADER + body + FOOTER);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(if delta { FLAG_DELTA } else { 0 });
     out.extend_from_slice(&[0, 0]);
-    for &(group, start, len) in index {
-        out.extend_from_slice(&group.to_le_bytes());
-        out.extend_from_slice(&staging[start..start + len]);
+    for g in groups {
+        out.extend_from_slice(g);
     }
-    out.extend_from_slice(&(index.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(entries as u64).to_le_bytes());
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(END_MAGIC);

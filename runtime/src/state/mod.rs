@@ -6,8 +6,6 @@ pub mod file;
 mod slots;
 pub mod table;
 
-use std::mem;
-
 use crate::graph::key_groups::key_group;
 use crate::value::Value;
 
@@ -68,99 +66,115 @@ impl KeyedSnapshot for EntryList {
 }
 
 /// Accumulates entries, then produces a state file sorted by key group.
+///
+/// Each entry is encoded straight into the buffer of its key group, after the group number the
+/// file gives every entry, so the file is those buffers one after another: entries in group
+/// order, in the order they came within a group (a stable sort), with no index to sort.
 pub struct StateWriter {
-    max_parallelism: u32,
-    staging: Vec<u8>,
-    index: Vec<(u32, usize, usize)>,
+    groups: Vec<Vec<u8>>,
+    entries: usize,
 }
 
 impl StateWriter {
     /// A writer for a job with `max_parallelism` key groups.
     pub fn new(max_parallelism: u32) -> StateWriter {
-        StateWriter { max_parallelism, staging: Vec::new(), index: Vec::new() }
+        StateWriter { groups: vec![Vec::new(); max_parallelism.max(1) as usize], entries: 0 }
     }
 
     /// Adds an entry (or, with `None`, a tombstone).
     pub fn put(&mut self, key: &Value, namespace: &Value, value: Option<&Value>) {
-        let group = key_group(key.stable_hash(), self.max_parallelism);
-        let start = self.staging.len();
-        key.encode(&mut self.staging);
-        namespace.encode(&mut self.staging);
+        let group = key_group(key.stable_hash(), self.groups.len() as u32);
+        let at = group as usize;
+        if at >= self.groups.len() {
+            // Not a group of this job (cannot happen: `key_group` stays in range).
+            self.groups.resize(at + 1, Vec::new());
+        }
+        let out = &mut self.groups[at];
+        out.extend_from_slice(&group.to_le_bytes());
+        key.encode(out);
+        namespace.encode(out);
         match value {
             Some(v) => {
-                self.staging.push(1);
-                v.encode(&mut self.staging);
+                out.push(1);
+                v.encode(out);
             }
-            None => self.staging.push(0),
+            None => out.push(0),
         }
-        self.index.push((group, start, self.staging.len() - start));
+        self.entries += 1;
     }
 
     /// Number of entries written so far.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.entries
     }
 
     /// Whether no entry was written.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.entries == 0
     }
 
     /// The encoded file, with the first and last key group it covers (`None` when empty).
-    pub fn finish(mut self, delta: bool) -> (Vec<u8>, Option<(u32, u32)>) {
-        self.index = sort_by_group(mem::take(&mut self.index), self.max_parallelism);
-        let span = match (self.index.first(), self.index.last()) {
-            (Some(f), Some(l)) => Some((f.0, l.0)),
-            _ => None,
-        };
-        let bytes = file::encode(&self.staging, &self.index, delta);
-        (bytes, span)
+    pub fn finish(self, delta: bool) -> (Vec<u8>, Option<(u32, u32)>) {
+        let used = |g: &(usize, &Vec<u8>)| !g.1.is_empty();
+        let first = self.groups.iter().enumerate().find(used).map(|(g, _)| g as u32);
+        let last = self.groups.iter().enumerate().rev().find(used).map(|(g, _)| g as u32);
+        let bytes = file::encode(&self.groups, self.entries, delta);
+        (bytes, first.zip(last))
     }
-}
-
-/// Sorts entries by key group, keeping their order within a group (what a stable sort does), in
-/// one counting pass: groups are `0..max_parallelism`.
-fn sort_by_group(index: Vec<(u32, usize, usize)>, max_parallelism: u32) -> Vec<(u32, usize, usize)> {
-    let groups = max_parallelism.max(1) as usize;
-    let mut start = vec![0usize; groups + 1];
-    for &(g, _, _) in &index {
-        match start.get_mut(g as usize + 1) {
-            Some(c) => *c += 1,
-            None => {
-                // Not a group of this job (cannot happen: `key_group` stays in range).
-                let mut index = index;
-                index.sort_by_key(|&(g, _, _)| g);
-                return index;
-            }
-        }
-    }
-    for i in 1..=groups {
-        start[i] += start[i - 1];
-    }
-    let mut out = vec![(0, 0, 0); index.len()];
-    for e in index {
-        let at = &mut start[e.0 as usize];
-        out[*at] = e;
-        *at += 1;
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
 
-    /// The counting sort gives what the stable sort the file format was written with gives, so
-    /// state files are byte for byte the same.
+    use super::*;
+
+    type Entry = (Value, Value, Option<Value>);
+
+    /// The file a writer makes is the one the format describes, written here independently:
+    /// entries stably sorted by key group, each as `group, key, namespace, 1 value | 0`.
     #[test]
-    fn sorting_by_group_is_the_stable_sort() {
+    fn the_file_is_the_entries_stably_sorted_by_group() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        for groups in [1u32, 2, 7, 128, 1000] {
-            let index: Vec<(u32, usize, usize)> =
-                (0..5000).map(|i| (rng.random_range(0..groups), i, rng.random_range(0..9))).collect();
-            let mut stable = index.clone();
-            stable.sort_by_key(|&(g, _, _)| g);
-            assert_eq!(super::sort_by_group(index, groups), stable, "{groups} groups");
+        for groups in [1u32, 2, 7, 128] {
+            let entries: Vec<Entry> = (0..3000)
+                .map(|i| {
+                    let key = if i % 3 == 0 {
+                        Value::str(&format!("k{}", rng.random_range(0..50)))
+                    } else {
+                        Value::Int(rng.random_range(0..400))
+                    };
+                    let value = rng.random_bool(0.8).then_some(Value::Int(i));
+                    (key, Value::Int(rng.random_range(0..3)), value)
+                })
+                .collect();
+            let mut w = StateWriter::new(groups);
+            for (k, ns, v) in &entries {
+                w.put(k, ns, v.as_ref());
+            }
+            let (bytes, span) = w.finish(true);
+            let mut sorted: Vec<(u32, &Entry)> =
+                entries.iter().map(|e| (key_group(e.0.stable_hash(), groups), e)).collect();
+            sorted.sort_by_key(|(g, _)| *g);
+            let mut body = Vec::new();
+            for (g, (k, ns, v)) in &sorted {
+                body.extend_from_slice(&g.to_le_bytes());
+                k.encode(&mut body);
+                ns.encode(&mut body);
+                match v {
+                    Some(v) => {
+                        body.push(1);
+                        v.encode(&mut body);
+                    }
+                    None => body.push(0),
+                }
+            }
+            assert_eq!(&bytes[..4], b"SLST");
+            assert_eq!(bytes[4..6], [2, 1], "version 2, delta");
+            assert!(bytes[8..8 + body.len()] == body[..], "{groups} groups: entries differ");
+            assert_eq!(bytes[8 + body.len()..8 + body.len() + 8], (entries.len() as u64).to_le_bytes());
+            assert_eq!(bytes.len(), 8 + body.len() + 16);
+            assert_eq!(span, Some((sorted[0].0, sorted[sorted.len() - 1].0)));
         }
     }
 }
