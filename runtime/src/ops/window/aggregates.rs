@@ -139,9 +139,9 @@ impl Aggs {
         self.aggs.iter().map(|a| &a.name)
     }
 
-    /// Gives `put` the output of each aggregate of a window with `state`: its index, name and
-    /// value (nothing for a state of another shape).
-    pub(super) fn emit(&self, state: &Value, mut put: impl FnMut(usize, &Arc<str>, Value)) {
+    /// Gives `put` the output of each aggregate of a window with `state`: its index and value
+    /// (nothing for a state of another shape).
+    pub(super) fn emit(&self, state: &Value, mut put: impl FnMut(usize, Value)) {
         let result = |f: WindowFn, acc: &Value| match (f, acc) {
             (WindowFn::Avg, Value::List(l)) => {
                 match (l.first().and_then(Value::as_f64), l.get(1).and_then(Value::as_i64)) {
@@ -153,12 +153,12 @@ impl Aggs {
             (_, acc) => acc.clone(),
         };
         if self.bare {
-            put(0, &self.aggs[0].name, result(self.aggs[0].function, state));
+            put(0, result(self.aggs[0].function, state));
             return;
         }
         if let Value::List(accs) = state {
             for (i, (a, acc)) in self.aggs.iter().zip(accs.iter()).enumerate() {
-                put(i, &a.name, result(a.function, acc));
+                put(i, result(a.function, acc));
             }
         }
     }

@@ -174,7 +174,7 @@ impl Window {
         values[o.start] = Value::Int(start);
         values[o.end] = Value::Int(end);
         let mut given = 0;
-        self.aggs.emit(state, |i, _, v| {
+        self.aggs.emit(state, |i, v| {
             values[o.aggs[i]] = v;
             given += 1;
         });
