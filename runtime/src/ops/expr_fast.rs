@@ -218,8 +218,7 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
             for v in values {
                 out.push(eval(v, r)?.owned());
             }
-            let values = out;
-            V::Own(Value::Map(Arc::new(Fields::from_schema(schema, values))))
+            V::Own(Value::Map(Arc::new(Fields::from_schema(schema, out))))
         }
         Node::List(items) => {
             V::Own(Value::List(Arc::new(items.iter().map(|i| eval(i, r).map(V::owned)).collect::<Option<_>>()?)))

@@ -198,15 +198,6 @@ impl Fields {
         }
     }
 
-    /// Appends field `name`, which sorts after every field already there (builders that give
-    /// their names in order and each once: checked in debug builds only).
-    #[inline]
-    pub fn push_ordered(&mut self, name: Arc<str>, value: Value) {
-        debug_assert!(self.names().last().is_none_or(|last| **last < *name), "{name:?} out of order");
-        self.names_mut().push(name);
-        self.values.push(value);
-    }
-
     /// Removes field `name`; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let i = self.position(name).ok()?;
