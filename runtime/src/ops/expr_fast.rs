@@ -16,7 +16,7 @@ use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr as E, LiteralValue, operators as op};
 
 use crate::record::Record;
-use crate::value::{Fields, Schema, Value};
+use crate::value::{Fields, Lookup, Schema, Value};
 
 /// An expression compiled for direct evaluation.
 #[derive(Debug)]
@@ -28,7 +28,8 @@ enum Node {
     Value,
     Key,
     Ts,
-    Select(Box<Node>, Arc<str>),
+    /// A field of a map, and where it was last found.
+    Select(Box<Node>, Arc<str>, Lookup),
     Not(Box<Node>),
     Neg(Box<Node>),
     And(Box<Node>, Box<Node>),
@@ -118,7 +119,7 @@ fn node(e: &IdedExpr) -> Option<Node> {
             "ts" => Node::Ts,
             _ => return None,
         },
-        E::Select(s) if !s.test => Node::Select(boxed(&s.operand)?, Arc::from(s.field.as_str())),
+        E::Select(s) if !s.test => Node::Select(boxed(&s.operand)?, Arc::from(s.field.as_str()), Lookup::default()),
         E::Map(m) => {
             let mut entries: Vec<(Arc<str>, Node)> = Vec::with_capacity(m.entries.len());
             for entry in &m.entries {
@@ -179,9 +180,9 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
         Node::Value => V::Ref(&r.value),
         Node::Key => V::Ref(&r.key),
         Node::Ts => V::Own(Value::Int(r.ts)),
-        Node::Select(of, field) => match eval(of, r)? {
-            V::Ref(Value::Map(m)) => V::Ref(m.get(field)?),
-            V::Own(Value::Map(m)) => V::Own(m.get(field)?.clone()),
+        Node::Select(of, field, memo) => match eval(of, r)? {
+            V::Ref(Value::Map(m)) => V::Ref(m.get_remembered(field, memo)?),
+            V::Own(Value::Map(m)) => V::Own(m.get_remembered(field, memo)?.clone()),
             _ => return None,
         },
         Node::Not(a) => V::Own(Value::Bool(!boolean(a, r)?)),

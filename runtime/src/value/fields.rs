@@ -9,6 +9,7 @@
 //! order. Either way it answers as the `BTreeMap<Arc<str>, Value>` it replaces did: the same
 //! order, the last of duplicate names wins.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -56,6 +57,31 @@ impl Schema {
 impl fmt::Debug for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+/// Where one name was last found, for a reader that looks it up in many maps of one shape
+/// ([`Fields::get_remembered`]): a map of that shape then costs a pointer compare. It holds the
+/// shape it remembers, so no other shape can be made at its address while it does. Each
+/// operator instance has its own (it is not shared between threads).
+#[derive(Default)]
+pub struct Lookup {
+    /// The shape's address and the name's index in it.
+    at: Cell<(usize, usize)>,
+    /// The shape at `at`, kept alive.
+    shape: Cell<Option<Schema>>,
+}
+
+impl Clone for Lookup {
+    /// A lookup that remembers nothing yet.
+    fn clone(&self) -> Lookup {
+        Lookup::default()
+    }
+}
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lookup")
     }
 }
 
@@ -170,6 +196,22 @@ impl Fields {
         } else {
             self.position(name).ok()?
         };
+        self.values.get(i)
+    }
+
+    /// The value of field `name`, as [`Fields::get`], remembering where it was in `memo` (give
+    /// the same `memo` for the same `name` only).
+    #[inline]
+    pub fn get_remembered(&self, name: &str, memo: &Lookup) -> Option<&Value> {
+        let Names::Shared(s) = &self.names else { return self.get(name) };
+        let id = Arc::as_ptr(&s.0) as *const Arc<str> as usize;
+        let (at, i) = memo.at.get();
+        if at == id {
+            return self.values.get(i);
+        }
+        let i = self.position(name).ok()?;
+        memo.shape.set(Some(s.clone()));
+        memo.at.set((id, i));
         self.values.get(i)
     }
 
@@ -322,6 +364,32 @@ mod tests {
             let collected: Fields = pairs.iter().cloned().collect();
             let reference: BTreeMap<_, _> = pairs.into_iter().collect();
             assert!(collected.iter().eq(reference.iter()), "round {round}");
+        }
+    }
+
+    /// Remembered lookups answer as plain ones over maps of many shapes, shared and own, met in
+    /// any order, with shapes dropped and new ones made while a lookup remembers (the shape it
+    /// holds keeps its address from being reused: teeth, a lookup holding only the address
+    /// answers from a dropped shape's positions).
+    #[test]
+    fn a_remembered_lookup_answers_as_a_plain_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let names: Vec<Arc<str>> = ["a", "b", "bb", "c", "d", "e", "f", "g", "h", "i"].map(Arc::from).to_vec();
+        let memos: Vec<Lookup> = names.iter().map(|_| Lookup::default()).collect();
+        for _ in 0..2000 {
+            // A shape made now and dropped after this round, so later ones may take its place.
+            let schema = Schema::new(names.iter().filter(|_| rng.random_bool(0.5)).cloned());
+            let values = |base: i64| (0..schema.len()).map(|i| Value::Int(base + i as i64)).collect::<Vec<_>>();
+            let maps = [
+                Fields::from_schema(&schema, values(0)),
+                Fields::from_schema(&schema, values(100)),
+                schema.names().iter().cloned().zip(values(200)).collect::<Fields>(),
+            ];
+            for _ in 0..10 {
+                let m = &maps[rng.random_range(0..maps.len())];
+                let k = rng.random_range(0..names.len());
+                assert_eq!(m.get_remembered(&names[k], &memos[k]), m.get(&names[k]), "{:?} {}", schema, names[k]);
+            }
         }
     }
 }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 mod fields;
 mod path;
 
-pub use fields::{Fields, Schema};
-pub use path::FieldPath;
+pub use fields::{Fields, Lookup, Schema};
+pub use path::{FieldPath, PathMemo};
 
 /// A record's key or value.
 #[derive(Clone, Debug, Default)]

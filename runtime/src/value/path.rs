@@ -4,7 +4,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::Value;
+use super::{Lookup, Value};
+
+/// Where each step of a [`FieldPath`] last found its field ([`FieldPath::get_remembered`]).
+#[derive(Clone, Debug, Default)]
+pub struct PathMemo(Box<[Lookup]>);
 
 /// A field path, `a.b.c`: the field `c` of the map in field `b` of the map in field `a`. The
 /// empty path is the value itself, as in [`Value::get_path`].
@@ -24,6 +28,30 @@ impl FieldPath {
     /// The path as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// A memo for [`FieldPath::get_remembered`]: one [`Lookup`] per step.
+    pub fn memo(&self) -> PathMemo {
+        PathMemo(self.parts.iter().map(|_| Lookup::default()).collect())
+    }
+
+    /// The value at this path in `value`, as [`FieldPath::get`], remembering in `memo` (made
+    /// by this path's [`FieldPath::memo`]) where each step found its field.
+    #[inline]
+    pub fn get_remembered<'v>(&self, value: &'v Value, memo: &PathMemo) -> Option<&'v Value> {
+        let mut cur = value;
+        for (part, lookup) in self.parts.iter().zip(memo.0.iter()) {
+            match cur {
+                Value::Map(m) => cur = m.get_remembered(part, lookup)?,
+                _ => return None,
+            }
+        }
+        Some(cur)
+    }
+
+    /// The path's field names, outermost first.
+    pub fn parts(&self) -> &[Arc<str>] {
+        &self.parts
     }
 
     /// The value at this path in `value`, if every step is a map with that field.

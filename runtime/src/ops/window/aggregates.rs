@@ -15,13 +15,15 @@ use std::sync::Arc;
 use sluice_crds::contract::pipeline::{AggregateFn, WindowFn};
 
 use crate::ops::aggregate::accumulate;
-use crate::value::{FieldPath, Value};
+use crate::value::{FieldPath, PathMemo, Value};
 
 /// One aggregate of the output.
 struct Agg {
     name: Arc<str>,
     function: WindowFn,
     field: Option<FieldPath>,
+    /// Where `field` was last found.
+    memo: PathMemo,
 }
 
 /// The aggregates of a window node.
@@ -36,7 +38,11 @@ impl Aggs {
     pub(super) fn new(outputs: Vec<(&str, WindowFn, Option<&str>)>) -> Aggs {
         let aggs: Vec<Agg> = outputs
             .into_iter()
-            .map(|(name, function, field)| Agg { name: Arc::from(name), function, field: field.map(FieldPath::new) })
+            .map(|(name, function, field)| {
+                let field = field.map(FieldPath::new);
+                let memo = field.as_ref().map(FieldPath::memo).unwrap_or_default();
+                Agg { name: Arc::from(name), function, field, memo }
+            })
             .collect();
         let bare = aggs.len() == 1
             && matches!(aggs[0].function, WindowFn::Count | WindowFn::Sum | WindowFn::Min | WindowFn::Max);
@@ -46,7 +52,7 @@ impl Aggs {
     fn input<'v>(agg: &Agg, value: &'v Value) -> Option<&'v Value> {
         match &agg.field {
             None => Some(value),
-            Some(f) => f.get(value),
+            Some(f) => f.get_remembered(value, &agg.memo),
         }
     }
 
