@@ -127,7 +127,9 @@ mod tests {
             io: None,
         };
         let faults = crate::fault::Faults::none();
-        let Err(err) = crate::nodes::instantiate(&node, ctx, ErrorPolicy::Fail, &faults) else {
+        let Err(err) =
+            crate::nodes::instantiate(&node, &crate::ops::reads::Reads::Whole, ctx, ErrorPolicy::Fail, &faults)
+        else {
             panic!("a node with no operator must not build")
         };
         assert!(matches!(err, OpError::Config { .. }), "{err}");

@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use sluice_crds::contract::pipeline::NexmarkSpec;
 use sluice_runtime::graph::KeyGroupRange;
 use sluice_runtime::ops::nexmark::NexmarkSource;
+use sluice_runtime::ops::reads::Reads;
 use sluice_runtime::ops::{OpContext, Source, SourcePoll};
 use sluice_runtime::record::Record;
 use sluice_runtime::value::Value;
@@ -39,7 +40,7 @@ fn generated(events: u64) -> Vec<Record> {
     let spec = NexmarkSpec { events: Some(events), splits: 5, ..nexmark_sample::spec() };
     let mut all = Vec::new();
     for subtask in 0..2 {
-        let mut source = NexmarkSource::new(&spec, ctx(subtask, 2));
+        let mut source = NexmarkSource::new(&spec, ctx(subtask, 2), &Reads::Whole);
         source.open(None).expect("open");
         let mut batch = Vec::new();
         while source.poll(&mut batch, 256).expect("poll") != SourcePoll::Finished {}

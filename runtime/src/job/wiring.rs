@@ -21,6 +21,7 @@ use crate::engine::task::{ChainNode, Head, InputChannel, Task, TaskEnv, TaskErro
 use crate::graph::{KeyGroupRange, PhysicalPlan};
 use crate::nodes::{Instance, instantiate};
 use crate::ops::OpContext;
+use crate::ops::reads::Reads;
 
 /// Which subtasks of the physical plan run in this process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -142,7 +143,12 @@ fn operators(w: &Wiring<'_>, id: TaskId, restore: &mut RestorePlan) -> Result<Op
         };
         let was_restored = restore.operators.contains_key(&(n, id.subtask));
         let r = restore.take(n, id.subtask);
-        match instantiate(node, ctx, pipeline.error_policy, &w.config.faults)? {
+        // What the job reads of a source's records: a source that can makes only that.
+        let reads = match node.kind().is_some_and(|k| k.is_source()) {
+            true => crate::nodes::reads::of_output(pipeline, &node.id),
+            false => Reads::Whole,
+        };
+        match instantiate(node, &reads, ctx, pipeline.error_policy, &w.config.faults)? {
             Instance::Source(s) => head = Some(Head::Source(s, was_restored.then_some(r.operator_state))),
             Instance::Operator(op) => {
                 ops.push(op);

@@ -4,6 +4,7 @@
 //! [`preflight`] checks a whole job document with the same code before anything runs.
 
 pub mod preflight;
+pub mod reads;
 
 use sluice_crds::contract::job_config::JobConfig;
 use sluice_crds::contract::pipeline::{ErrorPolicy, Node, NodeKind};
@@ -21,14 +22,22 @@ use crate::ops::generator::Generator;
 use crate::ops::join::Join;
 use crate::ops::json_file::JsonFileSource;
 use crate::ops::nexmark::NexmarkSource;
+use crate::ops::reads::Reads;
 use crate::ops::simple::{DiscardSink, Filter, KeyBy, Map, StdoutSink};
 use crate::ops::topn::TopN;
 use crate::ops::window::Window;
 use crate::ops::{OpContext, OpError};
 use crate::value::Value;
 
-/// Builds the subtask `ctx` of `node`.
-pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Faults) -> Result<Instance, OpError> {
+/// Builds the subtask `ctx` of `node`, of whose records the job reads `reads`
+/// ([`reads::of_output`]; a source that can makes only that).
+pub fn instantiate(
+    node: &Node,
+    reads: &Reads,
+    ctx: OpContext,
+    policy: ErrorPolicy,
+    faults: &Faults,
+) -> Result<Instance, OpError> {
     let id = node.id.as_str();
     let Some(kind) = node.kind() else {
         return Err(OpError::Config {
@@ -39,7 +48,7 @@ pub fn instantiate(node: &Node, ctx: OpContext, policy: ErrorPolicy, faults: &Fa
     Ok(match kind {
         NodeKind::Generator(g) => Instance::Source(Box::new(Generator::new(g.clone(), ctx))),
         NodeKind::JsonFile(j) => Instance::Source(Box::new(JsonFileSource::new(j.clone(), ctx, policy))),
-        NodeKind::Nexmark(n) => Instance::Source(Box::new(NexmarkSource::new(n, ctx))),
+        NodeKind::Nexmark(n) => Instance::Source(Box::new(NexmarkSource::new(n, ctx, reads))),
         NodeKind::Map(m) => Instance::Operator(Box::new(Map::new(Expr::compile(id, &m.expr)?, policy))),
         NodeKind::Filter(f) => Instance::Operator(Box::new(Filter::new(id, filter_expr(id, &f.expr)?, policy))),
         NodeKind::KeyBy(k) => Instance::Operator(Box::new(KeyBy::new(id, k, policy)?)),

@@ -14,6 +14,7 @@ use cel::{Context, Program};
 use super::OpError;
 use super::expr_fast::Fast;
 use super::expr_input::ValueInput;
+use super::reads::Reads;
 use crate::record::Record;
 use crate::value::{Fields, Value};
 
@@ -106,6 +107,11 @@ impl Expr {
         }
         let v = self.program.execute(&ctx).map_err(|e| self.error(r, e.to_string()))?;
         from_cel(v).map_err(|m| self.error(r, m))
+    }
+
+    /// What of a record's value the expression reads.
+    pub fn reads(&self) -> Reads {
+        self.value.reads()
     }
 
     /// Whether the direct evaluator compiled this expression (it still hands the interpreter

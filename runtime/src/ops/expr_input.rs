@@ -13,6 +13,7 @@ use cel::common::ast::{EntryExpr, Expr as E};
 use cel::objects::{Key, Map};
 
 use super::expr::to_cel;
+use super::reads::Reads;
 use crate::value::Value;
 
 /// What is selected of a field: all of it, or some of its own fields.
@@ -67,6 +68,29 @@ impl ValueInput {
             (true, _) => ValueInput::Whole,
             (false, true) => ValueInput::Unused,
             (false, false) => ValueInput::Paths(paths),
+        }
+    }
+
+    /// What of `value` this expression reads.
+    pub(super) fn reads(&self) -> Reads {
+        fn of(fields: &Fields) -> Reads {
+            Reads::Fields(
+                fields
+                    .iter()
+                    .map(|(name, _, selection)| {
+                        let below = match selection {
+                            Selection::Whole => Reads::Whole,
+                            Selection::Fields(f) => of(f),
+                        };
+                        (name.clone(), below)
+                    })
+                    .collect(),
+            )
+        }
+        match self {
+            ValueInput::Unused => Reads::nothing(),
+            ValueInput::Paths(p) => of(p),
+            ValueInput::Whole => Reads::Whole,
         }
     }
 

@@ -45,6 +45,7 @@ pub mod nexmark;
 #[cfg(test)]
 mod ranking_tests;
 pub mod rate;
+pub mod reads;
 pub mod simple;
 pub mod topn;
 pub mod window;

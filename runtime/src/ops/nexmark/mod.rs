@@ -24,6 +24,7 @@ use self::config::GenConfig;
 use self::model::Model;
 use self::record::Shape;
 use super::rate::RateLimit;
+use super::reads::Reads;
 use super::{OpContext, OpError, Source, SourcePoll};
 use crate::record::{Batch, Record};
 use crate::value::Value;
@@ -48,15 +49,16 @@ pub struct NexmarkSource {
 }
 
 impl NexmarkSource {
-    /// A subtask of the node `spec`; call [`Source::open`] before polling.
-    pub fn new(spec: &NexmarkSpec, ctx: OpContext) -> NexmarkSource {
+    /// A subtask of the node `spec` whose records the job reads `reads` of (`nodes::reads`);
+    /// call [`Source::open`] before polling.
+    pub fn new(spec: &NexmarkSpec, ctx: OpContext, reads: &Reads) -> NexmarkSource {
         let rate = spec.rate_per_second.map(|r| RateLimit::new(r as f64 / f64::from(ctx.parallelism.max(1))));
         NexmarkSource {
             ctx,
             splits_total: spec.splits.max(1),
             events: spec.events.unwrap_or(u64::MAX),
             model: Model::new(GenConfig::new(spec)),
-            shape: Shape::new(),
+            shape: Shape::new(reads),
             splits: Vec::new(),
             cursor: 0,
             rate,
@@ -114,7 +116,7 @@ impl Source for NexmarkSource {
         out.reserve(budget);
         while produced < budget && next < events {
             let ts = self.model.config.timestamp(next);
-            let value = self.shape.value(self.model.event(next));
+            let value = self.shape.value(&mut self.model, next);
             out.push(Record { key: Value::Null, ts, value });
             next = next.saturating_add(stride);
             produced += 1;
@@ -185,7 +187,7 @@ mod tests {
     }
 
     fn one_subtask(events: u64) -> Vec<Record> {
-        let mut s = NexmarkSource::new(&spec(events), ctx(0, 1));
+        let mut s = NexmarkSource::new(&spec(events), ctx(0, 1), &Reads::Whole);
         s.open(None).expect("open");
         by_time(drain(&mut s, usize::MAX))
     }
@@ -212,7 +214,7 @@ mod tests {
         let mut got = Vec::new();
         let mut state = Vec::new();
         for i in 0..2 {
-            let mut s = NexmarkSource::new(&spec(1000), ctx(i, 2));
+            let mut s = NexmarkSource::new(&spec(1000), ctx(i, 2), &Reads::Whole);
             s.open(None).expect("open");
             got.extend(drain(&mut s, 100));
             state.extend(s.snapshot(CheckpointId(1)).expect("snapshot"));
@@ -220,7 +222,7 @@ mod tests {
         for i in 0..3 {
             let share: Vec<_> =
                 state.iter().filter(|v| v["split"].as_u64().is_some_and(|s| s % 3 == u64::from(i))).cloned().collect();
-            let mut s = NexmarkSource::new(&spec(1000), ctx(i, 3));
+            let mut s = NexmarkSource::new(&spec(1000), ctx(i, 3), &Reads::Whole);
             s.open(Some(share)).expect("restore");
             got.extend(drain(&mut s, usize::MAX));
         }
@@ -229,7 +231,7 @@ mod tests {
 
     #[test]
     fn watermark_never_passes_a_record_still_to_come() {
-        let mut s = NexmarkSource::new(&NexmarkSpec { events: Some(5000), ..spec(0) }, ctx(1, 2));
+        let mut s = NexmarkSource::new(&NexmarkSpec { events: Some(5000), ..spec(0) }, ctx(1, 2), &Reads::Whole);
         s.open(None).expect("open");
         let mut batch = Vec::new();
         loop {
@@ -245,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_position_of_another_split_count_is_refused() {
-        let mut s = NexmarkSource::new(&spec(10), ctx(0, 1));
+        let mut s = NexmarkSource::new(&spec(10), ctx(0, 1), &Reads::Whole);
         let err = s.open(Some(vec![serde_json::json!({"split": 2, "next": 8})])).expect_err("5 splits");
         assert!(err.to_string().contains("does not fit 5 splits"), "{err}");
     }

@@ -61,6 +61,34 @@ pub(crate) enum Event {
     Bid(Bid),
 }
 
+/// Which of an event's random strings to build. One not wanted is drawn past all the same (the
+/// event's later fields come out unchanged) and left empty; `extra`, drawn last, is not drawn at
+/// all. For a job that reads only some fields (`Shape`'s projection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wanted {
+    pub(crate) email_address: bool,
+    pub(crate) credit_card: bool,
+    pub(crate) person_extra: bool,
+    pub(crate) item_name: bool,
+    pub(crate) description: bool,
+    pub(crate) auction_extra: bool,
+    pub(crate) bid_extra: bool,
+}
+
+impl Wanted {
+    /// Every string.
+    #[cfg(test)]
+    pub(crate) const ALL: Wanted = Wanted {
+        email_address: true,
+        credit_card: true,
+        person_extra: true,
+        item_name: true,
+        description: true,
+        auction_extra: true,
+        bid_extra: true,
+    };
+}
+
 /// Makes events from event numbers; holds the vocabularies and a reusable string buffer.
 pub(crate) struct Model {
     pub(crate) config: GenConfig,
@@ -75,42 +103,66 @@ impl Model {
     }
 
     /// Event number `n`.
+    #[cfg(test)]
     pub(crate) fn event(&mut self, n: u64) -> Event {
+        self.event_with(n, &Wanted::ALL)
+    }
+
+    /// Event number `n` with the strings `wanted` built, the others empty.
+    pub(crate) fn event_with(&mut self, n: u64, wanted: &Wanted) -> Event {
         let time = self.config.timestamp(n);
         let mut rng = EventRng::seeded(n);
         match self.config.kind(n) {
-            Kind::Person => Event::Person(self.person(n, time, &mut rng)),
-            Kind::Auction => Event::Auction(self.auction(n, time, &mut rng)),
-            Kind::Bid => Event::Bid(self.bid(n, time, &mut rng)),
+            Kind::Person => Event::Person(self.person(n, time, &mut rng, wanted)),
+            Kind::Auction => Event::Auction(self.auction(n, time, &mut rng, wanted)),
+            Kind::Bid => Event::Bid(self.bid(n, time, &mut rng, wanted)),
         }
     }
 
-    fn person(&mut self, n: u64, time: i64, rng: &mut EventRng) -> Person {
+    fn person(&mut self, n: u64, time: i64, rng: &mut EventRng, wanted: &Wanted) -> Person {
         let t = &self.tables;
         let first = rng.below_u32(11) as usize;
         let last = rng.below_u32(LAST_NAMES.len() as u32) as usize;
         let name = t.names[first * LAST_NAMES.len() + last].clone();
-        self.buf.clear();
-        rng.letters(7, &mut self.buf);
-        self.buf.push('@');
-        rng.letters(5, &mut self.buf);
-        self.buf.push_str(".com");
-        let email_address: Arc<str> = Arc::from(self.buf.as_str());
-        self.buf.clear();
-        for i in 0..4 {
-            if i > 0 {
-                self.buf.push(' ');
+        // "aaaaaaa@aaaaa.com" and "dddd dddd dddd dddd": their lengths are fixed.
+        const EMAIL_LEN: usize = 7 + 1 + 5 + 4;
+        const CARD_LEN: usize = 4 * 4 + 3;
+        let email_address = if wanted.email_address {
+            self.buf.clear();
+            rng.letters(7, &mut self.buf);
+            self.buf.push('@');
+            rng.letters(5, &mut self.buf);
+            self.buf.push_str(".com");
+            Arc::from(self.buf.as_str())
+        } else {
+            rng.skip_letters(7 + 5);
+            t.empty.clone()
+        };
+        let credit_card = if wanted.credit_card {
+            self.buf.clear();
+            for i in 0..4 {
+                if i > 0 {
+                    self.buf.push(' ');
+                }
+                let v = rng.below_u32(10_000);
+                for digit in [v / 1000, v / 100 % 10, v / 10 % 10, v % 10] {
+                    self.buf.push(char::from(b'0' + digit as u8));
+                }
             }
-            let v = rng.below_u32(10_000);
-            for digit in [v / 1000, v / 100 % 10, v / 10 % 10, v % 10] {
-                self.buf.push(char::from(b'0' + digit as u8));
+            Arc::from(self.buf.as_str())
+        } else {
+            for _ in 0..4 {
+                rng.below_u32(10_000);
             }
-        }
-        let credit_card: Arc<str> = Arc::from(self.buf.as_str());
+            t.empty.clone()
+        };
         let city = t.cities[rng.below_u32(t.cities.len() as u32) as usize].clone();
         let state = t.states[rng.below_u32(t.states.len() as u32) as usize].clone();
-        let size = 8 + name.len() + email_address.len() + credit_card.len() + city.len() + state.len();
-        let extra = self.extra(rng, size, self.config.avg_person_bytes);
+        let size = 8 + name.len() + EMAIL_LEN + CARD_LEN + city.len() + state.len();
+        let extra = match wanted.person_extra {
+            true => self.extra(rng, size, self.config.avg_person_bytes),
+            false => self.tables.empty.clone(),
+        };
         Person {
             id: self.config.last_person(n) + FIRST_PERSON_ID,
             name,
@@ -123,9 +175,11 @@ impl Model {
         }
     }
 
-    fn auction(&mut self, n: u64, time: i64, rng: &mut EventRng) -> Auction {
-        let item_name = self.letters(rng, 20);
-        let description = self.letters(rng, 100);
+    fn auction(&mut self, n: u64, time: i64, rng: &mut EventRng, wanted: &Wanted) -> Auction {
+        const ITEM_NAME_LEN: usize = 20;
+        const DESCRIPTION_LEN: usize = 100;
+        let item_name = self.letters_if(wanted.item_name, rng, ITEM_NAME_LEN);
+        let description = self.letters_if(wanted.description, rng, DESCRIPTION_LEN);
         let initial_bid = price(rng);
         let reserve = initial_bid + price(rng);
         let horizon = self.config.auction_horizon(n) - time;
@@ -138,8 +192,11 @@ impl Model {
             c.random_person(n, rng)
         };
         let category = FIRST_CATEGORY_ID + rng.below_u64(NUM_CATEGORIES);
-        let size = 8 + item_name.len() + description.len() + 8 + 8 + 8 + 8 + 8;
-        let extra = self.extra(rng, size, c.avg_auction_bytes);
+        let size = 8 + ITEM_NAME_LEN + DESCRIPTION_LEN + 8 + 8 + 8 + 8 + 8;
+        let extra = match wanted.auction_extra {
+            true => self.extra(rng, size, c.avg_auction_bytes),
+            false => self.tables.empty.clone(),
+        };
         Auction {
             id: self.config.last_auction(n).max(0) as u64 + FIRST_AUCTION_ID,
             item_name,
@@ -154,7 +211,7 @@ impl Model {
         }
     }
 
-    fn bid(&mut self, n: u64, time: i64, rng: &mut EventRng) -> Bid {
+    fn bid(&mut self, n: u64, time: i64, rng: &mut EventRng, wanted: &Wanted) -> Bid {
         let c = &self.config;
         let auction = if rng.below_u64(c.hot_auction_ratio) > 0 {
             // The first auction of the latest batch of HOT_BATCH.
@@ -175,7 +232,10 @@ impl Model {
         } else {
             t.channels[rng.below_u32(t.channels.len() as u32) as usize].clone()
         };
-        let extra = self.extra(rng, 32, self.config.avg_bid_bytes);
+        let extra = match wanted.bid_extra {
+            true => self.extra(rng, 32, self.config.avg_bid_bytes),
+            false => self.tables.empty.clone(),
+        };
         Bid {
             auction: auction + FIRST_AUCTION_ID,
             bidder: bidder + FIRST_PERSON_ID,
@@ -192,6 +252,15 @@ impl Model {
         self.buf.clear();
         rng.letters(len, &mut self.buf);
         Arc::from(self.buf.as_str())
+    }
+
+    /// `len` random letters, or past them to the empty string when not `wanted`.
+    fn letters_if(&mut self, wanted: bool, rng: &mut EventRng, len: usize) -> Arc<str> {
+        if wanted {
+            return self.letters(rng, len);
+        }
+        rng.skip_letters(len);
+        self.tables.empty.clone()
     }
 
     /// Random letters that pad an event of `size` bytes to `average` bytes on average (±20 %).

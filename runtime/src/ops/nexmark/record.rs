@@ -10,10 +10,16 @@
 //!
 //! so a query filters on `value.event_type` and reads `value.bid.price` as Flink's SQL reads
 //! `bid.price`. The field names are made once per subtask and shared by its records.
+//!
+//! Only the fields the job reads are made (`ops::reads`); every other field is `null`, and a
+//! column not read at all (`person` when only bids are read) is `null` in every event, its
+//! event not even generated. What the job reads comes out as the whole event would give it.
 
 use std::sync::Arc;
 
-use super::model::{Auction, Bid, Event, Person};
+use super::config::Kind;
+use super::model::{Auction, Bid, Event, Model, Person, Wanted};
+use crate::ops::reads::Reads;
 use crate::value::{Fields, Schema, Value};
 
 /// The four map shapes (`value::Schema`), made once per subtask and shared by its records (one
@@ -24,6 +30,39 @@ pub(super) struct Shape {
     person: Schema,
     auction: Schema,
     bid: Schema,
+    project: Projection,
+}
+
+/// Which fields of each column are made, in its schema's order; `None`: the column is `null`.
+struct Projection {
+    person: Option<Vec<bool>>,
+    auction: Option<Vec<bool>>,
+    bid: Option<Vec<bool>>,
+    strings: Wanted,
+}
+
+impl Projection {
+    /// The fields of the schemas that `reads` reads.
+    fn new(reads: &Reads, person: &Schema, auction: &Schema, bid: &Schema) -> Projection {
+        let column = |name: &str, schema: &Schema| {
+            reads.field(name).map(|r| schema.names().iter().map(|n| r.reads(n)).collect::<Vec<bool>>())
+        };
+        let (person_fields, auction_fields, bid_fields) =
+            (column("person", person), column("auction", auction), column("bid", bid));
+        let wants = |fields: &Option<Vec<bool>>, schema: &Schema, name: &str| {
+            fields.as_ref().zip(schema.position(name)).is_some_and(|(f, i)| f[i])
+        };
+        let strings = Wanted {
+            email_address: wants(&person_fields, person, "emailAddress"),
+            credit_card: wants(&person_fields, person, "creditCard"),
+            person_extra: wants(&person_fields, person, "extra"),
+            item_name: wants(&auction_fields, auction, "itemName"),
+            description: wants(&auction_fields, auction, "description"),
+            auction_extra: wants(&auction_fields, auction, "extra"),
+            bid_extra: wants(&bid_fields, bid, "extra"),
+        };
+        Projection { person: person_fields, auction: auction_fields, bid: bid_fields, strings }
+    }
 }
 
 fn int(v: u64) -> Value {
@@ -31,42 +70,55 @@ fn int(v: u64) -> Value {
 }
 
 impl Shape {
-    /// Fresh shapes.
-    pub(super) fn new() -> Shape {
+    /// Fresh shapes, making the fields `reads` reads.
+    pub(super) fn new(reads: &Reads) -> Shape {
+        let person = Schema::new(["id", "name", "emailAddress", "creditCard", "city", "state", "dateTime", "extra"]);
+        let auction = Schema::new([
+            "id",
+            "itemName",
+            "description",
+            "initialBid",
+            "reserve",
+            "dateTime",
+            "expires",
+            "seller",
+            "category",
+            "extra",
+        ]);
+        let bid = Schema::new(["auction", "bidder", "price", "channel", "url", "dateTime", "extra"]);
+        let project = Projection::new(reads, &person, &auction, &bid);
         Shape {
             event: Schema::new(["event_type", "dateTime", "person", "auction", "bid"]),
-            person: Schema::new(["id", "name", "emailAddress", "creditCard", "city", "state", "dateTime", "extra"]),
-            auction: Schema::new([
-                "id",
-                "itemName",
-                "description",
-                "initialBid",
-                "reserve",
-                "dateTime",
-                "expires",
-                "seller",
-                "category",
-                "extra",
-            ]),
-            bid: Schema::new(["auction", "bidder", "price", "channel", "url", "dateTime", "extra"]),
+            person,
+            auction,
+            bid,
+            project,
         }
     }
 
-    /// The record value of `event`.
-    pub(super) fn value(&self, event: Event) -> Value {
-        let (kind, time, person, auction, bid) = match event {
-            Event::Person(p) => (0, p.date_time, self.person(p), Value::Null, Value::Null),
-            Event::Auction(a) => (1, a.date_time, Value::Null, self.auction(a), Value::Null),
-            Event::Bid(b) => (2, b.date_time, Value::Null, Value::Null, self.bid(b)),
+    /// The record value of event number `n` of `model`.
+    pub(super) fn value(&self, model: &mut Model, n: u64) -> Value {
+        let p = &self.project;
+        let (kind, made) = match model.config.kind(n) {
+            Kind::Person => (0, p.person.is_some()),
+            Kind::Auction => (1, p.auction.is_some()),
+            Kind::Bid => (2, p.bid.is_some()),
+        };
+        let (time, person, auction, bid) = match made.then(|| model.event_with(n, &p.strings)) {
+            None => (model.config.timestamp(n), Value::Null, Value::Null, Value::Null),
+            Some(Event::Person(e)) => (e.date_time, self.person(e), Value::Null, Value::Null),
+            Some(Event::Auction(e)) => (e.date_time, Value::Null, self.auction(e), Value::Null),
+            Some(Event::Bid(e)) => (e.date_time, Value::Null, Value::Null, self.bid(e)),
         };
         // Every map's values are listed in its schema's order, the names' byte order.
         map(&self.event, vec![auction, bid, Value::Int(time), Value::Int(kind), person])
     }
 
     fn person(&self, p: Person) -> Value {
-        map(
+        project(
             &self.person,
-            vec![
+            self.project.person.as_deref(),
+            [
                 Value::Str(p.city),
                 Value::Str(p.credit_card),
                 Value::Int(p.date_time),
@@ -80,9 +132,10 @@ impl Shape {
     }
 
     fn auction(&self, a: Auction) -> Value {
-        map(
+        project(
             &self.auction,
-            vec![
+            self.project.auction.as_deref(),
+            [
                 int(a.category),
                 Value::Int(a.date_time),
                 Value::Str(a.description),
@@ -98,9 +151,10 @@ impl Shape {
     }
 
     fn bid(&self, b: Bid) -> Value {
-        map(
+        project(
             &self.bid,
-            vec![
+            self.project.bid.as_deref(),
+            [
                 int(b.auction),
                 int(b.bidder),
                 Value::Str(b.channel),
@@ -117,14 +171,26 @@ fn map(schema: &Schema, values: Vec<Value>) -> Value {
     Value::Map(Arc::new(Fields::from_schema(schema, values)))
 }
 
+/// The map of `schema` with `values` where `made` says so (every one when `None`), `null` elsewhere.
+fn project<const N: usize>(schema: &Schema, made: Option<&[bool]>, values: [Value; N]) -> Value {
+    let values = match made {
+        Some(made) => values.into_iter().zip(made).map(|(v, &m)| if m { v } else { Value::Null }).collect(),
+        None => values.into(),
+    };
+    map(schema, values)
+}
+
 #[cfg(test)]
 mod tests {
+    use sluice_crds::contract::pipeline::NexmarkSpec;
+
+    use super::super::config::GenConfig;
     use super::*;
 
     /// The values above are listed in each schema's order: the names sort as written.
     #[test]
     fn values_are_given_in_schema_order() {
-        let s = Shape::new();
+        let s = Shape::new(&Reads::Whole);
         let names = |schema: &Schema| schema.names().iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
         assert_eq!(names(&s.event), "auction,bid,dateTime,event_type,person");
         assert_eq!(names(&s.person), "city,creditCard,dateTime,emailAddress,extra,id,name,state");
@@ -133,5 +199,105 @@ mod tests {
             "category,dateTime,description,expires,extra,id,initialBid,itemName,reserve,seller"
         );
         assert_eq!(names(&s.bid), "auction,bidder,channel,dateTime,extra,price,url");
+    }
+
+    /// A fixed-seed SplitMix64 stream.
+    struct Seq(u64);
+
+    impl Seq {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// A random part of the record: each column unread, whole, or some of its fields.
+    fn random_reads(seq: &mut Seq) -> Reads {
+        let columns: [(&str, &[&str]); 3] = [
+            ("person", &["id", "name", "emailAddress", "creditCard", "city", "state", "dateTime", "extra"]),
+            (
+                "auction",
+                &[
+                    "id",
+                    "itemName",
+                    "description",
+                    "initialBid",
+                    "reserve",
+                    "dateTime",
+                    "expires",
+                    "seller",
+                    "category",
+                    "extra",
+                ],
+            ),
+            ("bid", &["auction", "bidder", "price", "channel", "url", "dateTime", "extra"]),
+        ];
+        if seq.chance(3) {
+            return Reads::Whole;
+        }
+        let mut reads = Reads::nothing();
+        for top in ["event_type", "dateTime"] {
+            if seq.chance(50) {
+                reads.add(Reads::path(&[top]));
+            }
+        }
+        for (column, fields) in columns {
+            match seq.next() % 4 {
+                0 => {}
+                1 => reads.add(Reads::path(&[column])),
+                _ => {
+                    for f in fields.iter().filter(|_| seq.chance(40)) {
+                        reads.add(Reads::path(&[column, f]));
+                    }
+                }
+            }
+        }
+        reads
+    }
+
+    /// `got` gives every part `reads` reads as `full` gives it; the parts not read are `null`
+    /// or as in `full`. Checked by walking the two values, not by the projection's code.
+    fn agrees(full: &Value, got: &Value, reads: &Reads, at: &str) {
+        let (Reads::Fields(read), Value::Map(f), Value::Map(g)) = (reads, full, got) else {
+            assert_eq!(got, full, "{at}: read whole");
+            return;
+        };
+        let (fnames, gnames): (Vec<_>, Vec<_>) =
+            (f.iter().map(|(n, _)| n).collect(), g.iter().map(|(n, _)| n).collect());
+        assert_eq!(fnames, gnames, "{at}: the same fields");
+        for (name, fv) in f.iter() {
+            let gv = g.get(name).expect("same names");
+            match read.get(name) {
+                Some(below) => agrees(fv, gv, below, &format!("{at}.{name}")),
+                None => assert!(gv == &Value::Null || gv == fv, "{at}.{name} not read: {gv} vs {fv}"),
+            }
+        }
+    }
+
+    /// Every projection gives what it reads as the whole events give it: strings not made are
+    /// still drawn past, so the fields after them come out the same (teeth: drawing none for an
+    /// unread `itemName` shifts `description`, prices and `seller`).
+    #[test]
+    fn a_projection_gives_what_it_reads_as_the_whole_event() {
+        let config = || GenConfig::new(&NexmarkSpec::default());
+        let whole = Shape::new(&Reads::Whole);
+        let (mut full_model, mut model) = (Model::new(config()), Model::new(config()));
+        let mut seq = Seq(7);
+        for round in 0..200 {
+            let reads = random_reads(&mut seq);
+            let shape = Shape::new(&reads);
+            for _ in 0..60 {
+                let n = seq.next() % 1_000_000;
+                let (full, got) = (whole.value(&mut full_model, n), shape.value(&mut model, n));
+                agrees(&full, &got, &reads, &format!("round {round}, event {n}, {reads:?}"));
+            }
+        }
     }
 }

@@ -102,6 +102,15 @@ impl EventRng {
         SCALE * (self.next_u32() >> 8) as f32
     }
 
+    /// Draws past `len` random letters (as [`EventRng::letters`] draws them).
+    pub(super) fn skip_letters(&mut self, len: usize) {
+        let mut rng = EventRng { s: self.s };
+        for _ in 0..len {
+            rng.letter();
+        }
+        self.s = rng.s;
+    }
+
     /// Appends `len` random lowercase letters to `out`.
     pub(super) fn letters(&mut self, len: usize, out: &mut String) {
         // Drawn by a copy of the state into a buffer on the stack: with `out` written in the
