@@ -30,6 +30,9 @@ enum Node {
     Ts,
     /// A field of a map, and where it was last found.
     Select(Box<Node>, Arc<str>, Lookup),
+    /// A chain of selections from `value` (`value.bid.price`): each field, and where it was
+    /// last found. One node, so that the commonest read is a loop, not a recursion per step.
+    Path(Box<[(Arc<str>, Lookup)]>),
     Not(Box<Node>),
     Neg(Box<Node>),
     And(Box<Node>, Box<Node>),
@@ -119,7 +122,19 @@ fn node(e: &IdedExpr) -> Option<Node> {
             "ts" => Node::Ts,
             _ => return None,
         },
-        E::Select(s) if !s.test => Node::Select(boxed(&s.operand)?, Arc::from(s.field.as_str()), Lookup::default()),
+        E::Select(s) if !s.test => match boxed(&s.operand)? {
+            of if matches!(*of, Node::Value) => {
+                Node::Path(Box::new([(Arc::from(s.field.as_str()), Lookup::default())]))
+            }
+            of => match *of {
+                Node::Path(steps) => {
+                    let mut steps = steps.into_vec();
+                    steps.push((Arc::from(s.field.as_str()), Lookup::default()));
+                    Node::Path(steps.into())
+                }
+                of => Node::Select(Box::new(of), Arc::from(s.field.as_str()), Lookup::default()),
+            },
+        },
         E::Map(m) => {
             let mut entries: Vec<(Arc<str>, Node)> = Vec::with_capacity(m.entries.len());
             for entry in &m.entries {
@@ -180,6 +195,16 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
         Node::Value => V::Ref(&r.value),
         Node::Key => V::Ref(&r.key),
         Node::Ts => V::Own(Value::Int(r.ts)),
+        Node::Path(steps) => {
+            let mut cur = &r.value;
+            for (field, memo) in steps.iter() {
+                match cur {
+                    Value::Map(m) => cur = m.get_remembered(field, memo)?,
+                    _ => return None,
+                }
+            }
+            V::Ref(cur)
+        }
         Node::Select(of, field, memo) => match eval(of, r)? {
             V::Ref(Value::Map(m)) => V::Ref(m.get_remembered(field, memo)?),
             V::Own(Value::Map(m)) => V::Own(m.get_remembered(field, memo)?.clone()),

@@ -10,32 +10,35 @@ use super::config::{FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, GenCon
 use super::rng::EventRng;
 use super::tables::{LAST_NAMES, Tables};
 
+/// A string field: `None` where it was not wanted ([`Wanted`]).
+pub(crate) type Text = Option<Arc<str>>;
+
 /// A new person.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Person {
     pub(crate) id: u64,
-    pub(crate) name: Arc<str>,
-    pub(crate) email_address: Arc<str>,
-    pub(crate) credit_card: Arc<str>,
-    pub(crate) city: Arc<str>,
-    pub(crate) state: Arc<str>,
+    pub(crate) name: Text,
+    pub(crate) email_address: Text,
+    pub(crate) credit_card: Text,
+    pub(crate) city: Text,
+    pub(crate) state: Text,
     pub(crate) date_time: i64,
-    pub(crate) extra: Arc<str>,
+    pub(crate) extra: Text,
 }
 
 /// A new auction.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Auction {
     pub(crate) id: u64,
-    pub(crate) item_name: Arc<str>,
-    pub(crate) description: Arc<str>,
+    pub(crate) item_name: Text,
+    pub(crate) description: Text,
     pub(crate) initial_bid: u64,
     pub(crate) reserve: u64,
     pub(crate) date_time: i64,
     pub(crate) expires: i64,
     pub(crate) seller: u64,
     pub(crate) category: u64,
-    pub(crate) extra: Arc<str>,
+    pub(crate) extra: Text,
 }
 
 /// A bid on an auction.
@@ -44,10 +47,10 @@ pub(crate) struct Bid {
     pub(crate) auction: u64,
     pub(crate) bidder: u64,
     pub(crate) price: u64,
-    pub(crate) channel: Arc<str>,
-    pub(crate) url: Arc<str>,
+    pub(crate) channel: Text,
+    pub(crate) url: Text,
     pub(crate) date_time: i64,
-    pub(crate) extra: Arc<str>,
+    pub(crate) extra: Text,
 }
 
 /// One event of the auction system.
@@ -61,17 +64,22 @@ pub(crate) enum Event {
     Bid(Bid),
 }
 
-/// Which of an event's random strings to build. One not wanted is drawn past all the same (the
-/// event's later fields come out unchanged) and left empty; `extra`, drawn last, is not drawn at
-/// all. For a job that reads only some fields (`Shape`'s projection).
+/// Which of an event's strings to make; the others are `None`. A random one not wanted is drawn
+/// past all the same (the event's later fields come out unchanged); `extra`, drawn last, is not
+/// drawn at all. For a job that reads only some fields (`Shape`'s projection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Wanted {
+    pub(crate) name: bool,
     pub(crate) email_address: bool,
     pub(crate) credit_card: bool,
+    pub(crate) city: bool,
+    pub(crate) state: bool,
     pub(crate) person_extra: bool,
     pub(crate) item_name: bool,
     pub(crate) description: bool,
     pub(crate) auction_extra: bool,
+    pub(crate) channel: bool,
+    pub(crate) url: bool,
     pub(crate) bid_extra: bool,
 }
 
@@ -79,12 +87,17 @@ impl Wanted {
     /// Every string.
     #[cfg(test)]
     pub(crate) const ALL: Wanted = Wanted {
+        name: true,
         email_address: true,
         credit_card: true,
+        city: true,
+        state: true,
         person_extra: true,
         item_name: true,
         description: true,
         auction_extra: true,
+        channel: true,
+        url: true,
         bid_extra: true,
     };
 }
@@ -123,7 +136,7 @@ impl Model {
         let t = &self.tables;
         let first = rng.below_u32(11) as usize;
         let last = rng.below_u32(LAST_NAMES.len() as u32) as usize;
-        let name = t.names[first * LAST_NAMES.len() + last].clone();
+        let name = &t.names[first * LAST_NAMES.len() + last];
         // "aaaaaaa@aaaaa.com" and "dddd dddd dddd dddd": their lengths are fixed.
         const EMAIL_LEN: usize = 7 + 1 + 5 + 4;
         const CARD_LEN: usize = 4 * 4 + 3;
@@ -133,10 +146,10 @@ impl Model {
             self.buf.push('@');
             rng.letters(5, &mut self.buf);
             self.buf.push_str(".com");
-            Arc::from(self.buf.as_str())
+            Some(Arc::from(self.buf.as_str()))
         } else {
             rng.skip_letters(7 + 5);
-            t.empty.clone()
+            None
         };
         let credit_card = if wanted.credit_card {
             self.buf.clear();
@@ -149,20 +162,18 @@ impl Model {
                     self.buf.push(char::from(b'0' + digit as u8));
                 }
             }
-            Arc::from(self.buf.as_str())
+            Some(Arc::from(self.buf.as_str()))
         } else {
             for _ in 0..4 {
                 rng.below_u32(10_000);
             }
-            t.empty.clone()
+            None
         };
-        let city = t.cities[rng.below_u32(t.cities.len() as u32) as usize].clone();
-        let state = t.states[rng.below_u32(t.states.len() as u32) as usize].clone();
+        let city = &t.cities[rng.below_u32(t.cities.len() as u32) as usize];
+        let state = &t.states[rng.below_u32(t.states.len() as u32) as usize];
         let size = 8 + name.len() + EMAIL_LEN + CARD_LEN + city.len() + state.len();
-        let extra = match wanted.person_extra {
-            true => self.extra(rng, size, self.config.avg_person_bytes),
-            false => self.tables.empty.clone(),
-        };
+        let (name, city, state) = (want(wanted.name, name), want(wanted.city, city), want(wanted.state, state));
+        let extra = wanted.person_extra.then(|| self.extra(rng, size, self.config.avg_person_bytes));
         Person {
             id: self.config.last_person(n) + FIRST_PERSON_ID,
             name,
@@ -193,10 +204,8 @@ impl Model {
         };
         let category = FIRST_CATEGORY_ID + rng.below_u64(NUM_CATEGORIES);
         let size = 8 + ITEM_NAME_LEN + DESCRIPTION_LEN + 8 + 8 + 8 + 8 + 8;
-        let extra = match wanted.auction_extra {
-            true => self.extra(rng, size, c.avg_auction_bytes),
-            false => self.tables.empty.clone(),
-        };
+        let average = c.avg_auction_bytes;
+        let extra = wanted.auction_extra.then(|| self.extra(rng, size, average));
         Auction {
             id: self.config.last_auction(n).max(0) as u64 + FIRST_AUCTION_ID,
             item_name,
@@ -228,14 +237,12 @@ impl Model {
         let price = price(rng);
         let t = &self.tables;
         let (channel, url) = if rng.below_u64(2) > 0 {
-            t.hot[rng.below_u64(t.hot.len() as u64) as usize].clone()
+            &t.hot[rng.below_u64(t.hot.len() as u64) as usize]
         } else {
-            t.channels[rng.below_u32(t.channels.len() as u32) as usize].clone()
+            &t.channels[rng.below_u32(t.channels.len() as u32) as usize]
         };
-        let extra = match wanted.bid_extra {
-            true => self.extra(rng, 32, self.config.avg_bid_bytes),
-            false => self.tables.empty.clone(),
-        };
+        let (channel, url) = (want(wanted.channel, channel), want(wanted.url, url));
+        let extra = wanted.bid_extra.then(|| self.extra(rng, 32, self.config.avg_bid_bytes));
         Bid {
             auction: auction + FIRST_AUCTION_ID,
             bidder: bidder + FIRST_PERSON_ID,
@@ -254,13 +261,13 @@ impl Model {
         Arc::from(self.buf.as_str())
     }
 
-    /// `len` random letters, or past them to the empty string when not `wanted`.
-    fn letters_if(&mut self, wanted: bool, rng: &mut EventRng, len: usize) -> Arc<str> {
+    /// `len` random letters, or past them to `None` when not `wanted`.
+    fn letters_if(&mut self, wanted: bool, rng: &mut EventRng, len: usize) -> Text {
         if wanted {
-            return self.letters(rng, len);
+            return Some(self.letters(rng, len));
         }
         rng.skip_letters(len);
-        self.tables.empty.clone()
+        None
     }
 
     /// Random letters that pad an event of `size` bytes to `average` bytes on average (±20 %).
@@ -276,6 +283,11 @@ impl Model {
         }
         self.letters(rng, len)
     }
+}
+
+/// `s` if `wanted`.
+fn want(wanted: bool, s: &Arc<str>) -> Text {
+    wanted.then(|| s.clone())
 }
 
 /// A price in cents, log-uniform between 1 and 10⁸ cents.
@@ -318,7 +330,8 @@ mod tests {
                     let last_auction = n / 50 * 3 + 2 + 1000;
                     hot_auction += u32::from(b.auction == (last_auction - 1000) / 100 * 100 + 1000);
                     assert!(b.auction <= last_auction + 10 && b.bidder >= 1000, "{b:?}");
-                    assert!(b.extra.len() >= 54 && b.extra.len() < 82, "{}", b.extra.len());
+                    let len = b.extra.as_deref().map_or(0, str::len);
+                    assert!((54..82).contains(&len), "{len}");
                 }
             }
         }

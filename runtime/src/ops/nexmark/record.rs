@@ -53,16 +53,26 @@ impl Projection {
             fields.as_ref().zip(schema.position(name)).is_some_and(|(f, i)| f[i])
         };
         let strings = Wanted {
+            name: wants(&person_fields, person, "name"),
             email_address: wants(&person_fields, person, "emailAddress"),
             credit_card: wants(&person_fields, person, "creditCard"),
+            city: wants(&person_fields, person, "city"),
+            state: wants(&person_fields, person, "state"),
             person_extra: wants(&person_fields, person, "extra"),
             item_name: wants(&auction_fields, auction, "itemName"),
             description: wants(&auction_fields, auction, "description"),
             auction_extra: wants(&auction_fields, auction, "extra"),
+            channel: wants(&bid_fields, bid, "channel"),
+            url: wants(&bid_fields, bid, "url"),
             bid_extra: wants(&bid_fields, bid, "extra"),
         };
         Projection { person: person_fields, auction: auction_fields, bid: bid_fields, strings }
     }
+}
+
+/// A string field's value: `null` where it was not made.
+fn text(s: Option<Arc<str>>) -> Value {
+    s.map_or(Value::Null, Value::Str)
 }
 
 fn int(v: u64) -> Value {
@@ -119,14 +129,14 @@ impl Shape {
             &self.person,
             self.project.person.as_deref(),
             [
-                Value::Str(p.city),
-                Value::Str(p.credit_card),
+                text(p.city),
+                text(p.credit_card),
                 Value::Int(p.date_time),
-                Value::Str(p.email_address),
-                Value::Str(p.extra),
+                text(p.email_address),
+                text(p.extra),
                 int(p.id),
-                Value::Str(p.name),
-                Value::Str(p.state),
+                text(p.name),
+                text(p.state),
             ],
         )
     }
@@ -138,12 +148,12 @@ impl Shape {
             [
                 int(a.category),
                 Value::Int(a.date_time),
-                Value::Str(a.description),
+                text(a.description),
                 Value::Int(a.expires),
-                Value::Str(a.extra),
+                text(a.extra),
                 int(a.id),
                 int(a.initial_bid),
-                Value::Str(a.item_name),
+                text(a.item_name),
                 int(a.reserve),
                 int(a.seller),
             ],
@@ -157,11 +167,11 @@ impl Shape {
             [
                 int(b.auction),
                 int(b.bidder),
-                Value::Str(b.channel),
+                text(b.channel),
                 Value::Int(b.date_time),
-                Value::Str(b.extra),
+                text(b.extra),
                 int(b.price),
-                Value::Str(b.url),
+                text(b.url),
             ],
         )
     }
