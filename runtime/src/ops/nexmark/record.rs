@@ -22,9 +22,9 @@ use super::model::{Auction, Bid, Event, Model, Person, Wanted};
 use crate::ops::reads::Reads;
 use crate::value::{Fields, Schema, Value};
 
-/// The four map shapes (`value::Schema`), made once per subtask and shared by its records (one
-/// copy per subtask: shared by two threads, every count change would move the count's cache
-/// line between cores).
+/// The four map shapes (`value::Schema`) of the fields made, made once per subtask and shared by
+/// its records (one copy per subtask: shared by two threads, every count change would move the
+/// count's cache line between cores).
 pub(super) struct Shape {
     event: Schema,
     person: Schema,
@@ -33,17 +33,27 @@ pub(super) struct Shape {
     project: Projection,
 }
 
-/// Which fields of each column are made, in its schema's order; `None`: the column is `null`.
+/// Which fields of each map are made, in the order of its whole schema; `None`: the column is
+/// not read at all.
 struct Projection {
+    event: Vec<bool>,
     person: Option<Vec<bool>>,
     auction: Option<Vec<bool>>,
     bid: Option<Vec<bool>>,
     strings: Wanted,
 }
 
+/// The names of `schema` that `made` keeps (all when `None`).
+fn narrowed(schema: &Schema, made: Option<&[bool]>) -> Schema {
+    match made {
+        Some(made) => Schema::new(schema.names().iter().zip(made).filter(|(_, m)| **m).map(|(n, _)| n)),
+        None => schema.clone(),
+    }
+}
+
 impl Projection {
     /// The fields of the schemas that `reads` reads.
-    fn new(reads: &Reads, person: &Schema, auction: &Schema, bid: &Schema) -> Projection {
+    fn new(reads: &Reads, event: &Schema, person: &Schema, auction: &Schema, bid: &Schema) -> Projection {
         let column = |name: &str, schema: &Schema| {
             reads.field(name).map(|r| schema.names().iter().map(|n| r.reads(n)).collect::<Vec<bool>>())
         };
@@ -66,7 +76,8 @@ impl Projection {
             url: wants(&bid_fields, bid, "url"),
             bid_extra: wants(&bid_fields, bid, "extra"),
         };
-        Projection { person: person_fields, auction: auction_fields, bid: bid_fields, strings }
+        let event = event.names().iter().map(|n| reads.reads(n)).collect();
+        Projection { event, person: person_fields, auction: auction_fields, bid: bid_fields, strings }
     }
 }
 
@@ -96,13 +107,14 @@ impl Shape {
             "extra",
         ]);
         let bid = Schema::new(["auction", "bidder", "price", "channel", "url", "dateTime", "extra"]);
-        let project = Projection::new(reads, &person, &auction, &bid);
+        let event = Schema::new(["event_type", "dateTime", "person", "auction", "bid"]);
+        let p = Projection::new(reads, &event, &person, &auction, &bid);
         Shape {
-            event: Schema::new(["event_type", "dateTime", "person", "auction", "bid"]),
-            person,
-            auction,
-            bid,
-            project,
+            event: narrowed(&event, Some(&p.event)),
+            person: narrowed(&person, p.person.as_deref()),
+            auction: narrowed(&auction, p.auction.as_deref()),
+            bid: narrowed(&bid, p.bid.as_deref()),
+            project: p,
         }
     }
 
@@ -120,8 +132,8 @@ impl Shape {
             Some(Event::Auction(e)) => (e.date_time, Value::Null, self.auction(e), Value::Null),
             Some(Event::Bid(e)) => (e.date_time, Value::Null, Value::Null, self.bid(e)),
         };
-        // Every map's values are listed in its schema's order, the names' byte order.
-        map(&self.event, vec![auction, bid, Value::Int(time), Value::Int(kind), person])
+        // Every map's values are listed in its whole schema's order, the names' byte order.
+        project(&self.event, Some(&p.event), [auction, bid, Value::Int(time), Value::Int(kind), person])
     }
 
     fn person(&self, p: Person) -> Value {
@@ -181,10 +193,15 @@ fn map(schema: &Schema, values: Vec<Value>) -> Value {
     Value::Map(Arc::new(Fields::from_schema(schema, values)))
 }
 
-/// The map of `schema` with `values` where `made` says so (every one when `None`), `null` elsewhere.
+/// The map of `schema` (the fields `made` keeps of a whole schema, all when `None`) with those of
+/// `values` (the whole schema's, in its order).
 fn project<const N: usize>(schema: &Schema, made: Option<&[bool]>, values: [Value; N]) -> Value {
     let values = match made {
-        Some(made) => values.into_iter().zip(made).map(|(v, &m)| if m { v } else { Value::Null }).collect(),
+        Some(made) => {
+            let mut kept = Vec::with_capacity(schema.len());
+            kept.extend(values.into_iter().zip(made).filter(|(_, m)| **m).map(|(v, _)| v));
+            kept
+        }
         None => values.into(),
     };
     map(schema, values)
@@ -272,21 +289,19 @@ mod tests {
         reads
     }
 
-    /// `got` gives every part `reads` reads as `full` gives it; the parts not read are `null`
-    /// or as in `full`. Checked by walking the two values, not by the projection's code.
+    /// `got` gives every part `reads` reads as `full` gives it; the parts not read are absent,
+    /// `null` or as in `full`. Checked by walking the two values, not by the projection's code.
     fn agrees(full: &Value, got: &Value, reads: &Reads, at: &str) {
         let (Reads::Fields(read), Value::Map(f), Value::Map(g)) = (reads, full, got) else {
             assert_eq!(got, full, "{at}: read whole");
             return;
         };
-        let (fnames, gnames): (Vec<_>, Vec<_>) =
-            (f.iter().map(|(n, _)| n).collect(), g.iter().map(|(n, _)| n).collect());
-        assert_eq!(fnames, gnames, "{at}: the same fields");
+        assert!(g.keys().all(|n| f.contains_key(n)), "{at}: a field the whole event lacks");
         for (name, fv) in f.iter() {
-            let gv = g.get(name).expect("same names");
-            match read.get(name) {
-                Some(below) => agrees(fv, gv, below, &format!("{at}.{name}")),
-                None => assert!(gv == &Value::Null || gv == fv, "{at}.{name} not read: {gv} vs {fv}"),
+            match (read.get(name), g.get(name)) {
+                (Some(below), Some(gv)) => agrees(fv, gv, below, &format!("{at}.{name}")),
+                (Some(_), None) => panic!("{at}.{name} is read but missing"),
+                (None, gv) => assert!(gv.is_none_or(|gv| gv == &Value::Null || gv == fv), "{at}.{name}: {gv:?}"),
             }
         }
     }
