@@ -59,22 +59,20 @@ impl Projection {
         };
         let (person_fields, auction_fields, bid_fields) =
             (column("person", person), column("auction", auction), column("bid", bid));
-        let wants = |fields: &Option<Vec<bool>>, schema: &Schema, name: &str| {
-            fields.as_ref().zip(schema.position(name)).is_some_and(|(f, i)| f[i])
-        };
+        let wants = |column: &str, field: &str| reads.field(column).is_some_and(|r| r.reads(field));
         let strings = Wanted {
-            name: wants(&person_fields, person, "name"),
-            email_address: wants(&person_fields, person, "emailAddress"),
-            credit_card: wants(&person_fields, person, "creditCard"),
-            city: wants(&person_fields, person, "city"),
-            state: wants(&person_fields, person, "state"),
-            person_extra: wants(&person_fields, person, "extra"),
-            item_name: wants(&auction_fields, auction, "itemName"),
-            description: wants(&auction_fields, auction, "description"),
-            auction_extra: wants(&auction_fields, auction, "extra"),
-            channel: wants(&bid_fields, bid, "channel"),
-            url: wants(&bid_fields, bid, "url"),
-            bid_extra: wants(&bid_fields, bid, "extra"),
+            name: wants("person", "name"),
+            email_address: wants("person", "emailAddress"),
+            credit_card: wants("person", "creditCard"),
+            city: wants("person", "city"),
+            state: wants("person", "state"),
+            person_extra: wants("person", "extra"),
+            item_name: wants("auction", "itemName"),
+            description: wants("auction", "description"),
+            auction_extra: wants("auction", "extra"),
+            channel: wants("bid", "channel"),
+            url: wants("bid", "url"),
+            bid_extra: wants("bid", "extra"),
         };
         let event = event.names().iter().map(|n| reads.reads(n)).collect();
         Projection { event, person: person_fields, auction: auction_fields, bid: bid_fields, strings }
