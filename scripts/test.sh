@@ -97,5 +97,13 @@ for script in scripts/services/*.sh; do
 done
 
 echo "== tests"
-# --no-fail-fast: one failing test binary must not hide the others' results.
-cargo test --no-fail-fast --workspace --all-targets -- --test-threads 2
+if cargo nextest --version >/dev/null 2>&1; then
+  # Each test in its own process, two at a time across all binaries, the slowest first, the S3
+  # tests one at a time (.config/nextest.toml); measured on 2 cores: 6.4 min against 9.5 for
+  # `cargo test`, which runs the binaries one after another. Every failure is reported.
+  cargo nextest run --workspace --all-targets
+else
+  # --no-fail-fast: one failing test binary must not hide the others' results. The S3 tests
+  # that freeze the server are in one binary and take turns there.
+  cargo test --no-fail-fast --workspace --all-targets -- --test-threads 2
+fi
