@@ -98,9 +98,10 @@ done
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  # Each test in its own process, two at a time across all binaries, the slowest first, the S3
-  # tests one at a time (.config/nextest.toml); measured on 2 cores: 6.4 min against 9.5 for
-  # `cargo test`, which runs the binaries one after another. Every failure is reported.
+  # Each test in its own process, one per core at a time across all binaries, the slowest
+  # first, the S3 tests one at a time (.config/nextest.toml); measured on 2 cores: 6.4 min
+  # against 9.5 for `cargo test`, which runs the binaries one after another. Every failure is
+  # reported.
   cargo nextest run --workspace --all-targets
 else
   # --no-fail-fast: one failing test binary must not hide the others' results. The S3 tests
