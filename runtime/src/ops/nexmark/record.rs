@@ -33,30 +33,33 @@ pub(super) struct Shape {
     project: Projection,
 }
 
-/// Which fields of each map are made, in the order of its whole schema; `None`: the column is
-/// not read at all.
+/// Which fields of each map are made, as indices into its whole schema (ascending, so in the
+/// order of the narrowed schema too); `None`: the column is not read at all.
 struct Projection {
-    event: Vec<bool>,
-    person: Option<Vec<bool>>,
-    auction: Option<Vec<bool>>,
-    bid: Option<Vec<bool>>,
+    event: Vec<u8>,
+    person: Option<Vec<u8>>,
+    auction: Option<Vec<u8>>,
+    bid: Option<Vec<u8>>,
     strings: Wanted,
 }
 
-/// The names of `schema` that `made` keeps (all when `None`).
-fn narrowed(schema: &Schema, made: Option<&[bool]>) -> Schema {
-    match made {
-        Some(made) => Schema::new(schema.names().iter().zip(made).filter(|(_, m)| **m).map(|(n, _)| n)),
+/// The names of `schema` at `kept` (all when `None`).
+fn narrowed(schema: &Schema, kept: Option<&[u8]>) -> Schema {
+    match kept {
+        Some(kept) => Schema::new(kept.iter().map(|&i| &schema.names()[usize::from(i)])),
         None => schema.clone(),
     }
+}
+
+/// The indices of the names of `schema` that `reads` reads.
+fn kept(schema: &Schema, reads: impl Fn(&str) -> bool) -> Vec<u8> {
+    (0u8..).zip(schema.names()).filter(|(_, n)| reads(n)).map(|(i, _)| i).collect()
 }
 
 impl Projection {
     /// The fields of the schemas that `reads` reads.
     fn new(reads: &Reads, event: &Schema, person: &Schema, auction: &Schema, bid: &Schema) -> Projection {
-        let column = |name: &str, schema: &Schema| {
-            reads.field(name).map(|r| schema.names().iter().map(|n| r.reads(n)).collect::<Vec<bool>>())
-        };
+        let column = |name: &str, schema: &Schema| reads.field(name).map(|r| kept(schema, |n| r.reads(n)));
         let (person_fields, auction_fields, bid_fields) =
             (column("person", person), column("auction", auction), column("bid", bid));
         let wants = |column: &str, field: &str| reads.field(column).is_some_and(|r| r.reads(field));
@@ -74,7 +77,7 @@ impl Projection {
             url: wants("bid", "url"),
             bid_extra: wants("bid", "extra"),
         };
-        let event = event.names().iter().map(|n| reads.reads(n)).collect();
+        let event = kept(event, |n| reads.reads(n));
         Projection { event, person: person_fields, auction: auction_fields, bid: bid_fields, strings }
     }
 }
@@ -130,79 +133,77 @@ impl Shape {
             Some(Event::Auction(e)) => (e.date_time, Value::Null, self.auction(e), Value::Null),
             Some(Event::Bid(e)) => (e.date_time, Value::Null, Value::Null, self.bid(e)),
         };
-        // Every map's values are listed in its whole schema's order, the names' byte order.
-        project(&self.event, Some(&p.event), [auction, bid, Value::Int(time), Value::Int(kind), person])
+        // Every map's fields are numbered in its whole schema's order, the names' byte order.
+        let mut columns = [auction, bid, person];
+        build(&self.event, &p.event, |i| match i {
+            0 => std::mem::take(&mut columns[0]),
+            1 => std::mem::take(&mut columns[1]),
+            2 => Value::Int(time),
+            3 => Value::Int(kind),
+            _ => std::mem::take(&mut columns[2]),
+        })
     }
 
     fn person(&self, p: Person) -> Value {
-        project(
-            &self.person,
-            self.project.person.as_deref(),
-            [
-                text(p.city),
-                text(p.credit_card),
-                Value::Int(p.date_time),
-                text(p.email_address),
-                text(p.extra),
-                int(p.id),
-                text(p.name),
-                text(p.state),
-            ],
-        )
+        let Person { id, name, email_address, credit_card, city, state, date_time, extra } = p;
+        let mut texts = [city, credit_card, email_address, extra, name, state];
+        let kept = self.project.person.as_deref().unwrap_or_default();
+        build(&self.person, kept, |i| match i {
+            0 => text(texts[0].take()),
+            1 => text(texts[1].take()),
+            2 => Value::Int(date_time),
+            3 => text(texts[2].take()),
+            4 => text(texts[3].take()),
+            5 => int(id),
+            6 => text(texts[4].take()),
+            _ => text(texts[5].take()),
+        })
     }
 
     fn auction(&self, a: Auction) -> Value {
-        project(
-            &self.auction,
-            self.project.auction.as_deref(),
-            [
-                int(a.category),
-                Value::Int(a.date_time),
-                text(a.description),
-                Value::Int(a.expires),
-                text(a.extra),
-                int(a.id),
-                int(a.initial_bid),
-                text(a.item_name),
-                int(a.reserve),
-                int(a.seller),
-            ],
-        )
+        let Auction { id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, extra } =
+            a;
+        let mut texts = [description, extra, item_name];
+        let kept = self.project.auction.as_deref().unwrap_or_default();
+        build(&self.auction, kept, |i| match i {
+            0 => int(category),
+            1 => Value::Int(date_time),
+            2 => text(texts[0].take()),
+            3 => Value::Int(expires),
+            4 => text(texts[1].take()),
+            5 => int(id),
+            6 => int(initial_bid),
+            7 => text(texts[2].take()),
+            8 => int(reserve),
+            _ => int(seller),
+        })
     }
 
     fn bid(&self, b: Bid) -> Value {
-        project(
-            &self.bid,
-            self.project.bid.as_deref(),
-            [
-                int(b.auction),
-                int(b.bidder),
-                text(b.channel),
-                Value::Int(b.date_time),
-                text(b.extra),
-                int(b.price),
-                text(b.url),
-            ],
-        )
+        let Bid { auction, bidder, price, channel, url, date_time, extra } = b;
+        let mut texts = [channel, extra, url];
+        let kept = self.project.bid.as_deref().unwrap_or_default();
+        build(&self.bid, kept, |i| match i {
+            0 => int(auction),
+            1 => int(bidder),
+            2 => text(texts[0].take()),
+            3 => Value::Int(date_time),
+            4 => text(texts[1].take()),
+            5 => int(price),
+            _ => text(texts[2].take()),
+        })
     }
 }
 
-fn map(schema: &Schema, values: Vec<Value>) -> Value {
+/// The map of `schema` (the fields at `kept` of a whole schema) with the value `field` gives
+/// for each kept index, in order.
+#[inline]
+fn build(schema: &Schema, kept: &[u8], mut field: impl FnMut(u8) -> Value) -> Value {
+    let mut values = Vec::with_capacity(kept.len());
+    for &i in kept {
+        values.push(field(i));
+    }
     Value::Map(Arc::new(Fields::from_schema(schema, values)))
-}
-
-/// The map of `schema` (the fields `made` keeps of a whole schema, all when `None`) with those of
-/// `values` (the whole schema's, in its order).
-fn project<const N: usize>(schema: &Schema, made: Option<&[bool]>, values: [Value; N]) -> Value {
-    let values = match made {
-        Some(made) => {
-            let mut kept = Vec::with_capacity(schema.len());
-            kept.extend(values.into_iter().zip(made).filter(|(_, m)| **m).map(|(v, _)| v));
-            kept
-        }
-        None => values.into(),
-    };
-    map(schema, values)
 }
 
 #[cfg(test)]
