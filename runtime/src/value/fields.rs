@@ -199,6 +199,12 @@ impl Fields {
         self.values.get(i)
     }
 
+    /// The value of field `name`, to change (the map keeps its shape).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+        let i = self.position(name).ok()?;
+        self.values.get_mut(i)
+    }
+
     /// The value of field `name`, as [`Fields::get`], remembering where it was in `memo` (give
     /// the same `memo` for the same `name` only).
     #[inline]

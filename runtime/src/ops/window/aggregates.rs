@@ -2,8 +2,8 @@
 //! state), folding a record in, merging two windows (sessions), and the output fields.
 //!
 //! Accumulators: `count` an int; `sum`, `min`, `max` null until a number came, then that
-//! number; `avg` a list `[sum, count]`; `countDistinct` the list of distinct values, ordered by
-//! stable hash (exact, checkpointed with the window). A window's state is the accumulator itself
+//! number; `avg` a list `[sum, count]`; `countDistinct` the distinct values, exactly, in chunks
+//! (`distinct.rs`). A window's state is the accumulator itself
 //! when it has one `count`/`sum`/`min`/`max` (the layout of tumbling windows before multi-
 //! aggregates, so their checkpoints still restore), else the list of its accumulators.
 //!
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use sluice_crds::contract::pipeline::{AggregateFn, WindowFn};
 
+use super::distinct;
 use crate::ops::aggregate::accumulate;
 use crate::value::{FieldPath, PathMemo, Value};
 
@@ -80,7 +81,7 @@ impl Aggs {
             WindowFn::Count => Value::Int(0),
             WindowFn::Sum | WindowFn::Min | WindowFn::Max => Value::Null,
             WindowFn::Avg => Value::List(Arc::new(vec![Value::Int(0), Value::Int(0)])),
-            WindowFn::CountDistinct => Value::List(Arc::new(Vec::new())),
+            WindowFn::CountDistinct => distinct::empty(),
         };
         if self.bare {
             acc(self.aggs[0].function)
@@ -95,7 +96,7 @@ impl Aggs {
             (WindowFn::Count, Value::Int(_)) => true,
             (WindowFn::Sum | WindowFn::Min | WindowFn::Max, Value::Int(_) | Value::Float(_) | Value::Null) => true,
             (WindowFn::Avg, Value::List(l)) => l.len() == 2,
-            (WindowFn::CountDistinct, Value::List(_)) => true,
+            (WindowFn::CountDistinct, acc) => distinct::fits(acc),
             _ => false,
         };
         if self.bare {
@@ -155,7 +156,7 @@ impl Aggs {
                     _ => Value::Null,
                 }
             }
-            (WindowFn::CountDistinct, Value::List(l)) => Value::Int(l.len() as i64),
+            (WindowFn::CountDistinct, acc) => Value::Int(distinct::count(acc)),
             (_, acc) => acc.clone(),
         };
         if self.bare {
@@ -201,11 +202,7 @@ fn add_one(a: &Agg, acc: &mut Value, input: &Value) {
                 }
             }
         }
-        WindowFn::CountDistinct => {
-            if let Value::List(l) = acc {
-                insert_distinct(l, input);
-            }
-        }
+        WindowFn::CountDistinct => distinct::insert(acc, input),
     }
 }
 
@@ -217,16 +214,6 @@ fn extreme(f: WindowFn, acc: &Value, input: &Value) -> Value {
         (Value::Null, _) => input.clone(),
         _ => accumulate(function, Some(acc), input).unwrap_or_else(|_| acc.clone()),
     }
-}
-
-/// Adds `v` to the distinct values `l` (ordered by stable hash) unless it is there.
-fn insert_distinct(l: &mut Arc<Vec<Value>>, v: &Value) {
-    let h = v.stable_hash();
-    let at = l.partition_point(|x| x.stable_hash() < h);
-    if l[at..].iter().take_while(|x| x.stable_hash() == h).any(|x| x == v) {
-        return;
-    }
-    Arc::make_mut(l).insert(at, v.clone());
 }
 
 fn merge_one(f: WindowFn, acc: &mut Value, other: &Value) {
@@ -257,10 +244,8 @@ fn merge_one(f: WindowFn, acc: &mut Value, other: &Value) {
             }
         }
         WindowFn::CountDistinct => {
-            if let (Value::List(a), Value::List(b)) = (&mut *acc, other) {
-                for v in b.iter() {
-                    insert_distinct(a, v);
-                }
+            for v in distinct::values(other) {
+                distinct::insert(acc, v);
             }
         }
     }

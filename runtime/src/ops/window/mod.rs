@@ -19,6 +19,7 @@
 
 mod aggregates;
 mod aligned;
+mod distinct;
 mod session;
 #[cfg(test)]
 mod tests;
