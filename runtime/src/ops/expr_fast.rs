@@ -189,29 +189,44 @@ fn node(e: &IdedExpr) -> Option<Node> {
     })
 }
 
+/// The value at a chain of selections from `value`.
+#[inline(always)]
+fn path<'a>(steps: &'a [(Arc<str>, Lookup)], r: &'a Record) -> Option<&'a Value> {
+    let mut cur = &r.value;
+    for (field, memo) in steps {
+        match cur {
+            Value::Map(m) => cur = m.get_remembered(field, memo)?,
+            _ => return None,
+        }
+    }
+    Some(cur)
+}
+
+/// An operand's value: literals and selections, the commonest operands, without a call (a
+/// projection's or comparison's operands then cost no recursion); anything else by [`eval`].
+#[inline(always)]
+fn operand<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
+    match n {
+        Node::Lit(v) => Some(V::Ref(v)),
+        Node::Path(steps) => path(steps, r).map(V::Ref),
+        _ => eval(n, r),
+    }
+}
+
 fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
     Some(match n {
         Node::Lit(v) => V::Ref(v),
         Node::Value => V::Ref(&r.value),
         Node::Key => V::Ref(&r.key),
         Node::Ts => V::Own(Value::Int(r.ts)),
-        Node::Path(steps) => {
-            let mut cur = &r.value;
-            for (field, memo) in steps.iter() {
-                match cur {
-                    Value::Map(m) => cur = m.get_remembered(field, memo)?,
-                    _ => return None,
-                }
-            }
-            V::Ref(cur)
-        }
+        Node::Path(steps) => V::Ref(path(steps, r)?),
         Node::Select(of, field, memo) => match eval(of, r)? {
             V::Ref(Value::Map(m)) => V::Ref(m.get_remembered(field, memo)?),
             V::Own(Value::Map(m)) => V::Own(m.get_remembered(field, memo)?.clone()),
             _ => return None,
         },
         Node::Not(a) => V::Own(Value::Bool(!boolean(a, r)?)),
-        Node::Neg(a) => V::Own(match eval(a, r)?.get() {
+        Node::Neg(a) => V::Own(match operand(a, r)?.get() {
             Value::Int(i) => Value::Int(i.checked_neg()?),
             Value::Float(f) => Value::Float(-f),
             _ => return None,
@@ -222,14 +237,14 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
         Node::Or(a, b) => V::Own(Value::Bool(boolean(a, r)? || boolean(b, r)?)),
         Node::Cond(c, a, b) => {
             if boolean(c, r)? {
-                eval(a, r)?
+                operand(a, r)?
             } else {
-                eval(b, r)?
+                operand(b, r)?
             }
         }
-        Node::Bin(op, a, b) => V::Own(binary(*op, eval(a, r)?.get(), eval(b, r)?.get())?),
+        Node::Bin(op, a, b) => V::Own(binary(*op, operand(a, r)?.get(), operand(b, r)?.get())?),
         Node::Cast(cast, a) => {
-            let v = eval(a, r)?;
+            let v = operand(a, r)?;
             match (cast, v.get()) {
                 (Cast::Int, Value::Int(_)) | (Cast::Double, Value::Float(_)) | (Cast::String, Value::Str(_)) => v,
                 (Cast::Double, Value::Int(i)) => V::Own(Value::Float(*i as f64)),
@@ -242,7 +257,7 @@ fn eval<'a>(n: &'a Node, r: &'a Record) -> Option<V<'a>> {
         Node::Map(schema, values) => {
             let mut out = Vec::with_capacity(values.len());
             for v in values {
-                out.push(eval(v, r)?.owned());
+                out.push(operand(v, r)?.owned());
             }
             V::Own(Value::Map(Arc::new(Fields::from_schema(schema, out))))
         }
