@@ -13,6 +13,8 @@ pub mod nodes;
 pub mod ops;
 pub mod record;
 pub mod state;
+#[cfg(test)]
+mod test_seq;
 pub use sluice_storage as storage;
 pub mod value;
 pub mod verify;

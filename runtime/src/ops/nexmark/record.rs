@@ -212,6 +212,7 @@ mod tests {
 
     use super::super::config::GenConfig;
     use super::*;
+    use crate::test_seq::Seq;
 
     /// The values above are listed in each schema's order: the names sort as written.
     #[test]
@@ -225,23 +226,6 @@ mod tests {
             "category,dateTime,description,expires,extra,id,initialBid,itemName,reserve,seller"
         );
         assert_eq!(names(&s.bid), "auction,bidder,channel,dateTime,extra,price,url");
-    }
-
-    /// A fixed-seed SplitMix64 stream.
-    struct Seq(u64);
-
-    impl Seq {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
     }
 
     /// A random part of the record: each column unread, whole, or some of its fields.

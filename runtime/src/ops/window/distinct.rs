@@ -115,19 +115,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-
-    /// A fixed-seed SplitMix64 stream.
-    struct Seq(u64);
-
-    impl Seq {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-    }
+    use crate::test_seq::Seq;
 
     /// Every chunk holds 1..=CHUNK values and the values are in hash order across chunks.
     fn well_formed(acc: &Value) {
