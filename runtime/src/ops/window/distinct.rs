@@ -159,6 +159,35 @@ mod tests {
         }
     }
 
+    /// Many chunks survive the checkpoint codec and keep growing after; a session merge (every
+    /// value of one accumulator into another, as `merge_one` does) gives the union.
+    #[test]
+    fn chunks_restore_from_their_encoding_and_merge_into_the_union() {
+        let mut seq = Seq(5);
+        let (mut a, mut b) = (empty(), empty());
+        let (mut ra, mut rb) = (HashSet::new(), HashSet::new());
+        for _ in 0..3_000 {
+            let (va, vb) = (Value::Int((seq.next() % 2_000) as i64), Value::Int((seq.next() % 2_000) as i64));
+            insert(&mut a, &va);
+            insert(&mut b, &vb);
+            ra.insert(va);
+            rb.insert(vb);
+        }
+        assert!(chunks(&a).is_some_and(|c| c.len() > 2), "several chunks");
+        let mut buf = Vec::new();
+        a.encode(&mut buf);
+        let mut restored = Value::decode(&mut buf.as_slice()).expect("decode");
+        assert!(fits(&restored));
+        assert_eq!(count(&restored), ra.len() as i64);
+        for v in values(&b) {
+            insert(&mut restored, v);
+        }
+        well_formed(&restored);
+        let union: HashSet<Value> = ra.union(&rb).cloned().collect();
+        assert_eq!(count(&restored), union.len() as i64);
+        assert_eq!(values(&restored).into_iter().cloned().collect::<HashSet<_>>(), union);
+    }
+
     #[test]
     fn an_earlier_single_list_restores_and_grows_into_chunks() {
         let mut flat: Vec<Value> = (0..600).map(Value::Int).collect();
