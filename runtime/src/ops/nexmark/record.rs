@@ -145,52 +145,59 @@ impl Shape {
     }
 
     fn person(&self, p: Person) -> Value {
-        let Person { id, name, email_address, credit_card, city, state, date_time, extra } = p;
-        let mut texts = [city, credit_card, email_address, extra, name, state];
+        let Person { id, mut name, mut email_address, mut credit_card, mut city, mut state, date_time, mut extra } = p;
         let kept = self.project.person.as_deref().unwrap_or_default();
         build(&self.person, kept, |i| match i {
-            0 => text(texts[0].take()),
-            1 => text(texts[1].take()),
+            0 => text(city.take()),
+            1 => text(credit_card.take()),
             2 => Value::Int(date_time),
-            3 => text(texts[2].take()),
-            4 => text(texts[3].take()),
+            3 => text(email_address.take()),
+            4 => text(extra.take()),
             5 => int(id),
-            6 => text(texts[4].take()),
-            _ => text(texts[5].take()),
+            6 => text(name.take()),
+            _ => text(state.take()),
         })
     }
 
     fn auction(&self, a: Auction) -> Value {
-        let Auction { id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, extra } =
-            a;
-        let mut texts = [description, extra, item_name];
+        let Auction {
+            id,
+            mut item_name,
+            mut description,
+            initial_bid,
+            reserve,
+            date_time,
+            expires,
+            seller,
+            category,
+            mut extra,
+        } = a;
         let kept = self.project.auction.as_deref().unwrap_or_default();
         build(&self.auction, kept, |i| match i {
             0 => int(category),
             1 => Value::Int(date_time),
-            2 => text(texts[0].take()),
+            2 => text(description.take()),
             3 => Value::Int(expires),
-            4 => text(texts[1].take()),
+            4 => text(extra.take()),
             5 => int(id),
             6 => int(initial_bid),
-            7 => text(texts[2].take()),
+            7 => text(item_name.take()),
             8 => int(reserve),
             _ => int(seller),
         })
     }
 
     fn bid(&self, b: Bid) -> Value {
-        let Bid { auction, bidder, price, channel, url, date_time, extra } = b;
-        let mut texts = [channel, extra, url];
+        let Bid { auction, bidder, price, mut channel, mut url, date_time, mut extra } = b;
         let kept = self.project.bid.as_deref().unwrap_or_default();
         build(&self.bid, kept, |i| match i {
             0 => int(auction),
             1 => int(bidder),
-            2 => text(texts[0].take()),
+            2 => text(channel.take()),
             3 => Value::Int(date_time),
-            4 => text(texts[1].take()),
+            4 => text(extra.take()),
             5 => int(price),
-            _ => text(texts[2].take()),
+            _ => text(url.take()),
         })
     }
 }
