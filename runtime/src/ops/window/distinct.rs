@@ -90,7 +90,7 @@ pub(super) fn insert(acc: &mut Value, v: &Value) {
     let c = chunks.partition_point(|c| last_hash(c) < h).min(chunks.len().saturating_sub(1));
     let at = chunks.get(c).map_or(0, |chunk| list(chunk).partition_point(|x| x.stable_hash() < h));
     // Values of hash `h` run from (c, at), maybe on into the chunks after.
-    let run = chunks[c.min(chunks.len())..].iter().enumerate().flat_map(|(k, chunk)| {
+    let run = chunks[c..].iter().enumerate().flat_map(|(k, chunk)| {
         let from = if k == 0 { at } else { 0 };
         list(chunk).get(from..).unwrap_or_default()
     });
