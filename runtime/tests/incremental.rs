@@ -135,7 +135,7 @@ fn a_base_and_twenty_deltas_restore_exactly_what_a_full_snapshot_holds() {
         let keys: Vec<i64> = (0..300).map(|_| rng.random_range(0..3000)).collect();
         op.process(records(keys, epoch * 5 + rng.random_range(0..5)), &mut Vec::new()).expect("process");
         if epoch % 4 == 3 {
-            op.on_watermark(epoch * 5 - 1, &mut Vec::new()).expect("watermark");
+            op.on_watermark_all(epoch * 5 - 1, &mut Vec::new()).expect("watermark");
         }
         chain.push(snapshot(&mut op, epoch as u64 + 2, SnapshotMode::Incremental));
     }

@@ -152,9 +152,9 @@ fn run(pipeline: &Pipeline, reads: &Reads) -> Vec<Record> {
         for op in &mut ops {
             let mut out = Vec::new();
             op.process(batch, &mut out).expect("process");
-            op.on_watermark(watermark, &mut out).expect("watermark");
+            op.on_watermark_all(watermark, &mut out).expect("watermark");
             if done {
-                op.finish(&mut out).expect("finish");
+                op.finish_all(&mut out).expect("finish");
             }
             batch = out;
         }

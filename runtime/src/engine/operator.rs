@@ -166,10 +166,28 @@ pub trait Operator: Send {
         let _ = input;
         self.process(batch, out)
     }
-    /// The event-time watermark advanced to `watermark`; windows may fire.
+    /// The event-time watermark advanced to `watermark`; windows may fire. An operator may
+    /// fire only part of what is due (see [`crate::ops::firing`]) and say so through
+    /// [`Operator::more_due`]: the caller then sends `out` on and calls again with the same
+    /// watermark.
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
         let _ = (watermark, out);
         Ok(())
+    }
+    /// Whether the last [`Operator::on_watermark`] or [`Operator::finish`] left windows due
+    /// that the same call, made again, fires.
+    fn more_due(&self) -> bool {
+        false
+    }
+    /// [`Operator::on_watermark`] until nothing is due, everything into `out` (for callers that
+    /// do not bound what one call emits).
+    fn on_watermark_all(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
+        loop {
+            self.on_watermark(watermark, out)?;
+            if !self.more_due() {
+                return Ok(());
+            }
+        }
     }
     /// Captures state at a barrier. Keep it cheap: heavy work belongs in the returned capture.
     /// With [`SnapshotMode::Incremental`], keyed state may hold only what changed since the
@@ -183,10 +201,19 @@ pub trait Operator: Send {
         let _ = checkpoint;
         Ok(())
     }
-    /// All input has ended; emit what remains.
+    /// All input has ended; emit what remains (possibly in parts: [`Operator::more_due`]).
     fn finish(&mut self, out: &mut Batch) -> Result<(), OpError> {
         let _ = out;
         Ok(())
+    }
+    /// [`Operator::finish`] until nothing is due, everything into `out`.
+    fn finish_all(&mut self, out: &mut Batch) -> Result<(), OpError> {
+        loop {
+            self.finish(out)?;
+            if !self.more_due() {
+                return Ok(());
+            }
+        }
     }
     /// How many records were found too late since the last call (the task counts them in
     /// `sluice_runtime_late_records_total`); records to send along the node's `output: late`

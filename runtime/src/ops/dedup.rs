@@ -20,7 +20,7 @@
 //! window node's is, so which records are late does not change across restarts.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use sluice_crds::CheckpointId;
@@ -28,6 +28,7 @@ use sluice_crds::contract::pipeline::{DeduplicateSpec, Keep};
 
 use super::aggregate::ValueMap;
 use super::event_time_state;
+use super::firing::FIRE_CHUNK;
 use super::topn::cmp_encoded;
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
@@ -93,6 +94,8 @@ pub struct Deduplicate {
     table: KeyedTable,
     /// Wake-ups: the keys to look at when the watermark reaches the map's key.
     timers: BTreeMap<i64, Vec<Value>>,
+    /// Keys the watermark woke that are still to resolve (see [`crate::ops::firing`]).
+    woken: VecDeque<Value>,
     watermark: i64,
     /// Records found too late: counted, dead-lettered or dropped.
     late: LateOutput,
@@ -113,6 +116,7 @@ impl Deduplicate {
             ttl: spec.ttl_ms(),
             table: KeyedTable::new(),
             timers: BTreeMap::new(),
+            woken: VecDeque::new(),
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
         })
@@ -249,8 +253,47 @@ impl Deduplicate {
         ready > 0
     }
 
+    /// Resolves the keys the watermark woke, at most [`FIRE_CHUNK`] per call (the rest at the
+    /// next: [`Operator::more_due`]); a call's rows go out by event time, then key hash, then
+    /// key. The keys due are taken from the timers at once, each once, in wake-up order.
     fn advance(&mut self, out: &mut Batch) -> Result<(), OpError> {
         let w = self.watermark;
+        let mut budget = FIRE_CHUNK;
+        let mut emitted = Vec::new();
+        // Woken at most once per call: a key resolved up to `w` wakes after it, so a second
+        // look would find nothing (and could never loop).
+        let mut woke = false;
+        while budget > 0 {
+            if self.woken.is_empty() {
+                if woke || !self.wake(w) {
+                    break;
+                }
+                woke = true;
+            }
+            let take = budget.min(self.woken.len());
+            budget -= take;
+            let keys: Vec<Value> = self.woken.drain(..take).collect();
+            for key in keys {
+                let mut s = self.state(&key)?;
+                let mut rows = Vec::new();
+                let changed = self.resolve(&key, &mut s, w, &mut rows);
+                emitted.extend(rows.into_iter().map(|(ts, r)| (ts, key.stable_hash(), r)));
+                if let Some(at) = self.next_wake(&s) {
+                    self.timers.entry(at).or_default().push(key.clone());
+                }
+                if changed {
+                    self.store(&key, &s);
+                }
+            }
+        }
+        emitted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| cmp_encoded(&a.2.key, &b.2.key)));
+        out.extend(emitted.into_iter().map(|(.., r)| r));
+        Ok(())
+    }
+
+    /// Moves the keys with a wake-up at or before `w` from the timers to `woken`, each once;
+    /// whether there were any. (A resolved key's next wake-up is after `w`.)
+    fn wake(&mut self, w: i64) -> bool {
         let due = match w.checked_add(1) {
             Some(after) => {
                 let later = self.timers.split_off(&after);
@@ -259,25 +302,9 @@ impl Deduplicate {
             None => std::mem::take(&mut self.timers),
         };
         let mut seen: ValueMap<()> = ValueMap::default();
-        let mut emitted = Vec::new();
-        for key in due.into_values().flatten() {
-            if seen.insert(key.clone(), ()).is_some() {
-                continue;
-            }
-            let mut s = self.state(&key)?;
-            let mut rows = Vec::new();
-            let changed = self.resolve(&key, &mut s, w, &mut rows);
-            emitted.extend(rows.into_iter().map(|(ts, r)| (ts, key.stable_hash(), r)));
-            if let Some(at) = self.next_wake(&s) {
-                self.timers.entry(at).or_default().push(key.clone());
-            }
-            if changed {
-                self.store(&key, &s);
-            }
-        }
-        emitted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| cmp_encoded(&a.2.key, &b.2.key)));
-        out.extend(emitted.into_iter().map(|(.., r)| r));
-        Ok(())
+        let keys = due.into_values().flatten().filter(|key| seen.insert(key.clone(), ()).is_none());
+        self.woken = keys.collect::<Vec<_>>().into();
+        !self.woken.is_empty()
     }
 }
 
@@ -309,11 +336,15 @@ impl Operator for Deduplicate {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
+        if watermark > self.watermark || self.more_due() {
+            self.watermark = self.watermark.max(watermark);
             self.advance(out)?;
         }
         Ok(())
+    }
+
+    fn more_due(&self) -> bool {
+        !self.woken.is_empty()
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {

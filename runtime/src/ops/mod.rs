@@ -37,6 +37,7 @@ mod expr_fast;
 #[cfg(test)]
 mod expr_fast_tests;
 mod expr_input;
+pub mod firing;
 pub mod generator;
 pub mod join;
 pub mod json_file;

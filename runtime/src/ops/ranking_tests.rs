@@ -53,7 +53,7 @@ fn a_record_without_a_rankable_order_by_fails_or_is_skipped_and_counted() {
         assert!(matches!(&err, OpError::Malformed { message, .. } if message.contains("orderBy \"p\"")), "{err}");
         let mut skip = top(ErrorPolicy::Skip);
         skip.process(vec![rec(1, 0, v)], &mut out).expect("skipped");
-        skip.finish(&mut out).expect("finish");
+        skip.finish_all(&mut out).expect("finish");
         assert_eq!((skip.malformed_records(), out.len()), (1, 0));
     }
 }
@@ -77,9 +77,9 @@ fn keep_last_emits_at_the_span_end_and_keep_first_at_the_record() {
         let batch = vec![rec(1, 12, Value::Int(2)), rec(1, 10, Value::Int(1)), rec(1, 20, Value::Int(3))];
         d.process(batch, &mut out).expect("process");
         assert!(out.is_empty(), "nothing before the watermark");
-        d.on_watermark(9, &mut out).expect("watermark");
+        d.on_watermark_all(9, &mut out).expect("watermark");
         assert!(out.is_empty(), "nothing before the watermark reaches a record");
-        d.finish(&mut out).expect("finish");
+        d.finish_all(&mut out).expect("finish");
         let got: Vec<(i64, i64)> = out.iter().map(|r| (r.ts, r.value.as_i64().unwrap_or(-1))).collect();
         assert_eq!(got, want, "{keep:?}");
     }

@@ -19,13 +19,13 @@
 //! as the window node's is.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{ErrorPolicy, TopNSpec, WindowKind};
 
 use super::event_time_state;
+use super::firing::{FIRE_CHUNK, FireCursor, Timers};
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
@@ -85,7 +85,9 @@ pub struct TopN {
     /// One entry per (key, window): namespace the start, value the rows in rank order.
     table: KeyedTable,
     /// The keys with a window whose last event time (`end - 1`) is the map's key.
-    timers: BTreeMap<i64, Vec<Value>>,
+    timers: Timers,
+    /// How far the timers have fired.
+    cursor: FireCursor,
     watermark: i64,
     /// Records found too late: counted, dead-lettered or dropped.
     late: LateOutput,
@@ -123,7 +125,8 @@ impl TopN {
             lateness: spec.lateness_ms(),
             policy,
             table: KeyedTable::new(),
-            timers: BTreeMap::new(),
+            timers: Timers::new(),
+            cursor: FireCursor::default(),
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
             dropped: 0,
@@ -254,39 +257,35 @@ impl TopN {
         Ok(())
     }
 
-    /// The watermark moved from `prev`: windows whose end − 1 it passed fire, closed ones go.
-    fn advance(&mut self, prev: i64, out: &mut Batch) {
+    /// Fires the windows the watermark passed, at most [`FIRE_CHUNK`] keys' worth (the rest at
+    /// the next call: [`Operator::more_due`]), by key hash then key; once every one of them has
+    /// fired, the windows past their allowed lateness go.
+    fn fire(&mut self, out: &mut Batch) {
         let w = self.watermark;
-        let mut purge = Vec::new();
-        let mut fired: Vec<(u64, &Value, i64, &[Value])> = Vec::new();
-        for (&max_ts, keys) in &self.timers {
-            if max_ts > w {
-                break;
-            }
-            let start = max_ts - self.size + 1;
-            if max_ts > prev {
-                fired.clear();
-                for key in keys {
-                    if let Some(Value::List(rows)) = self.table.get(key, &Value::Int(start)) {
-                        fired.push((key.stable_hash(), key, start, rows.as_slice()));
-                    }
+        let mut budget = FIRE_CHUNK;
+        while let Some((max_ts, keys)) = self.cursor.next_chunk(&mut self.timers, w, budget, by_hash_then_key) {
+            budget -= keys.len();
+            let start = Value::Int(max_ts - self.size + 1);
+            for key in &keys {
+                if let Some(Value::List(rows)) = self.table.get(key, &start) {
+                    self.emit(key, max_ts - self.size + 1, rows, out);
                 }
-                fired.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| cmp_encoded(a.1, b.1)));
-                for (_, key, start, rows) in &fired {
-                    self.emit(key, *start, rows, out);
-                }
-            }
-            if max_ts.saturating_add(self.lateness) <= w {
-                purge.push(max_ts);
             }
         }
-        for max_ts in purge {
+        while let Some((max_ts, keys)) = self.cursor.take_closed(&mut self.timers, w, self.lateness) {
             let ns = Value::Int(max_ts - self.size + 1);
-            for key in self.timers.remove(&max_ts).unwrap_or_default() {
+            for key in keys {
                 self.table.remove(&key, &ns);
             }
         }
     }
+}
+
+/// Puts keys in firing order: by stable hash, ties by their encoding.
+fn by_hash_then_key(keys: &mut Vec<Value>) {
+    let mut hashed: Vec<(u64, Value)> = keys.drain(..).map(|k| (k.stable_hash(), k)).collect();
+    hashed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| cmp_encoded(&a.1, &b.1)));
+    keys.extend(hashed.into_iter().map(|(_, k)| k));
 }
 
 impl Operator for TopN {
@@ -313,6 +312,7 @@ impl Operator for TopN {
         if let Some(w) = event_time_state::restored_watermark(&restored.operator_state) {
             self.watermark = w;
         }
+        self.cursor.restored(self.watermark);
         Ok(())
     }
 
@@ -324,11 +324,13 @@ impl Operator for TopN {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
-        if watermark > self.watermark {
-            let prev = std::mem::replace(&mut self.watermark, watermark);
-            self.advance(prev, out);
-        }
+        self.watermark = self.watermark.max(watermark);
+        self.fire(out);
         Ok(())
+    }
+
+    fn more_due(&self) -> bool {
+        self.cursor.due(&self.timers, self.watermark)
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {

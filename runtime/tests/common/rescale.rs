@@ -77,7 +77,7 @@ impl<O: Operator> Subtasks<O> {
     /// Every subtask's watermark moves to `w`.
     pub fn watermark(&mut self, w: i64) {
         for op in &mut self.ops {
-            op.on_watermark(w, &mut self.out).expect("watermark");
+            op.on_watermark_all(w, &mut self.out).expect("watermark");
         }
     }
 
@@ -155,7 +155,7 @@ impl<O: Operator> Subtasks<O> {
     /// Every subtask's input ends.
     pub fn finish(&mut self) {
         for op in &mut self.ops {
-            op.finish(&mut self.out).expect("finish");
+            op.finish_all(&mut self.out).expect("finish");
             self.late_counted += op.take_late(&mut self.late);
         }
     }

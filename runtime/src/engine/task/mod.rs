@@ -282,13 +282,19 @@ impl Task {
 
     async fn watermark(&mut self, wm: i64) -> Result<(), TaskError> {
         for i in 0..self.ops.len() {
-            let mut out = Batch::new();
-            self.ops[i].on_watermark(wm, &mut out).map_err(self.op_err())?;
-            let c = &self.counters[self.op_offset() + i];
-            c.set_watermark(wm);
-            if !out.is_empty() {
-                c.records_out.inc_by(out.len() as u64);
-                self.push(i + 1, out).await?;
+            // Windows fire a chunk per call, each sent on before the next.
+            loop {
+                let mut out = Batch::new();
+                self.ops[i].on_watermark(wm, &mut out).map_err(self.op_err())?;
+                let c = &self.counters[self.op_offset() + i];
+                c.set_watermark(wm);
+                if !out.is_empty() {
+                    c.records_out.inc_by(out.len() as u64);
+                    self.push(i + 1, out).await?;
+                }
+                if !self.ops[i].more_due() {
+                    break;
+                }
             }
         }
         self.router.broadcast(|| Message::Watermark(wm)).await.map_err(self.closed())
@@ -300,9 +306,14 @@ impl Task {
             return self.router.broadcast(|| Message::End).await.map_err(self.closed());
         }
         for i in 0..self.ops.len() {
-            let mut out = Batch::new();
-            self.ops[i].finish(&mut out).map_err(self.op_err())?;
-            self.push(i + 1, out).await?;
+            loop {
+                let mut out = Batch::new();
+                self.ops[i].finish(&mut out).map_err(self.op_err())?;
+                self.push(i + 1, out).await?;
+                if !self.ops[i].more_due() {
+                    break;
+                }
+            }
         }
         self.router.broadcast(|| Message::End).await.map_err(self.closed())
     }

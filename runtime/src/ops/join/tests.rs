@@ -24,9 +24,9 @@ fn a_window_join_pairs_one_window_when_the_watermark_passes_it_then_forgets_it()
     j.process_input(LEFT, vec![rec(1, 3, 100), rec(1, 12, 101), rec(2, 4, 102)], &mut out).expect("left");
     j.process_input(RIGHT, vec![rec(1, 9, 200), rec(1, 0, 201), rec(2, 10, 202)], &mut out).expect("right");
     assert!(out.is_empty());
-    j.on_watermark(8, &mut out).expect("wm");
+    j.on_watermark_all(8, &mut out).expect("wm");
     assert!(out.is_empty(), "the window [0, 10) fires at 9");
-    j.on_watermark(9, &mut out).expect("wm");
+    j.on_watermark_all(9, &mut out).expect("wm");
     let mut got = pairs(&out);
     got.sort();
     assert_eq!(got, vec![(100, 200, 9), (100, 201, 9)]);
@@ -48,9 +48,9 @@ fn an_interval_join_pairs_within_its_bounds_whichever_side_comes_first() {
     j.process_input(RIGHT, vec![rec(1, 105, 204)], &mut out).expect("right");
     assert_eq!(pairs(&out), vec![(100, 204, 105)]);
     // The left record at 100 can meet right records up to 110: kept until the watermark is there.
-    j.on_watermark(109, &mut out).expect("wm");
+    j.on_watermark_all(109, &mut out).expect("wm");
     assert!(j.state_entries() > 0);
-    j.on_watermark(120, &mut out).expect("wm");
+    j.on_watermark_all(120, &mut out).expect("wm");
     assert_eq!(j.state_entries(), 0);
 }
 
@@ -59,7 +59,7 @@ fn a_restored_join_rebuilds_its_timers_and_keeps_its_watermark() {
     let mut j = Join::new("j", JoinKind::Interval { lower: 0, upper: 10 }, LateRecords::Drop);
     let mut out = Batch::new();
     j.process_input(LEFT, vec![rec(7, 100, 100)], &mut out).expect("left");
-    j.on_watermark(50, &mut out).expect("wm");
+    j.on_watermark_all(50, &mut out).expect("wm");
     let snap = j.snapshot(CheckpointId(1), SnapshotMode::Full).expect("snapshot");
     let mut w = StateWriter::new(128);
     snap.keyed.expect("keyed").write_to(&mut w);
@@ -77,6 +77,6 @@ fn a_restored_join_rebuilds_its_timers_and_keeps_its_watermark() {
     again.process_input(RIGHT, vec![rec(7, 40, 200), rec(7, 105, 201)], &mut out).expect("right");
     assert_eq!(pairs(&out), vec![(100, 201, 105)]);
     assert_eq!(again.late_records(), 1, "the watermark 50 came back with the state");
-    again.on_watermark(110, &mut out).expect("wm");
+    again.on_watermark_all(110, &mut out).expect("wm");
     assert_eq!(again.state_entries(), 0, "the restored entry's timer fired");
 }

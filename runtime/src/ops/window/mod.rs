@@ -24,7 +24,6 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +31,7 @@ use sluice_crds::CheckpointId;
 use sluice_crds::contract::pipeline::{AggregateFn, ErrorPolicy, WindowFn, WindowKind, WindowSpec};
 
 use self::aggregates::Aggs;
+use super::firing::{FIRE_CHUNK, FireCursor, Timers};
 use super::{OpError, OpSnapshot, Operator, Restored, SnapshotMode, event_time_state};
 use crate::ops::late::LateOutput;
 use crate::record::{Batch, Record};
@@ -64,7 +64,9 @@ pub struct Window {
     table: KeyedTable,
     /// Aligned windows: the keys with a window ending at each time, by that window's last event
     /// time (`end - 1`), each once. Sessions: the keys to wake at each time (see `session`).
-    timers: BTreeMap<i64, Vec<Value>>,
+    timers: Timers,
+    /// How far the aligned windows' timers have fired.
+    cursor: FireCursor,
     watermark: i64,
     /// Records found too late: counted, dead-lettered or dropped.
     late: LateOutput,
@@ -143,7 +145,8 @@ impl Window {
             aggs,
             policy,
             table: KeyedTable::new(),
-            timers: BTreeMap::new(),
+            timers: Timers::new(),
+            cursor: FireCursor::default(),
             watermark: i64::MIN,
             late: LateOutput::new(spec.late_records),
             dropped: 0,
@@ -207,31 +210,20 @@ impl Window {
         }
     }
 
-    /// The watermark moved from `prev` to `self.watermark`: windows whose last event time it
-    /// passed fire (once), and windows past their allowed lateness are purged.
-    fn advance(&mut self, prev: i64, out: &mut Batch) {
-        let Assigner::Aligned { size, .. } = self.assigner else {
-            return self.advance_sessions(prev, out);
-        };
+    /// Fires the aligned windows the watermark passed, at most [`FIRE_CHUNK`] keys' worth
+    /// (the rest at the next call: [`Operator::more_due`]), and once every one of them has
+    /// fired purges the windows past their allowed lateness.
+    fn fire_aligned(&mut self, size: i64, out: &mut Batch) {
         let w = self.watermark;
-        let mut purge = Vec::new();
-        for (&max_ts, keys) in &self.timers {
-            if max_ts > w {
-                break;
-            }
-            if max_ts > prev {
-                let mut fired = aligned::ending_at(&self.table, max_ts, size, keys);
-                fired.sort_by_key(|(k, ..)| k.stable_hash());
-                for (key, start, state) in fired {
-                    out.push(self.result(key.clone(), start, max_ts + 1, state));
-                }
-            }
-            if max_ts.saturating_add(self.lateness) <= w {
-                purge.push(max_ts);
+        let mut budget = FIRE_CHUNK;
+        let by_hash = |keys: &mut Vec<Value>| keys.sort_by_cached_key(Value::stable_hash);
+        while let Some((max_ts, keys)) = self.cursor.next_chunk(&mut self.timers, w, budget, by_hash) {
+            budget -= keys.len();
+            for (key, start, state) in aligned::ending_at(&self.table, max_ts, size, &keys) {
+                out.push(self.result(key.clone(), start, max_ts + 1, state));
             }
         }
-        for max_ts in purge {
-            let keys = self.timers.remove(&max_ts).unwrap_or_default();
+        while let Some((max_ts, keys)) = self.cursor.take_closed(&mut self.timers, w, self.lateness) {
             aligned::purge(&mut self.table, max_ts, size, keys);
         }
     }
@@ -265,6 +257,7 @@ impl Operator for Window {
         if let Some(w) = event_time_state::restored_watermark(&restored.operator_state) {
             self.watermark = w;
         }
+        self.cursor.restored(self.watermark);
         Ok(())
     }
 
@@ -279,12 +272,18 @@ impl Operator for Window {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) -> Result<(), OpError> {
-        if watermark > self.watermark {
-            let prev = self.watermark;
-            self.watermark = watermark;
-            self.advance(prev, out);
+        let prev = self.watermark;
+        self.watermark = prev.max(watermark);
+        match self.assigner {
+            Assigner::Aligned { size, .. } => self.fire_aligned(size, out),
+            Assigner::Session { .. } if watermark > prev => self.advance_sessions(prev, out),
+            Assigner::Session { .. } => {}
         }
         Ok(())
+    }
+
+    fn more_due(&self) -> bool {
+        matches!(self.assigner, Assigner::Aligned { .. }) && self.cursor.due(&self.timers, self.watermark)
     }
 
     fn snapshot(&mut self, _checkpoint: CheckpointId, mode: SnapshotMode) -> Result<OpSnapshot, OpError> {
