@@ -22,13 +22,24 @@ pub(super) enum CaptureKind {
 /// writes them, or the epoch's changes, when encoded.
 pub struct TableCapture {
     entries: Arc<Entries>,
+    /// How many entries the table holds (all namespaces).
+    len: usize,
     epoch: u64,
     kind: CaptureKind,
 }
 
 impl TableCapture {
-    pub(super) fn new(entries: Arc<Entries>, epoch: u64, kind: CaptureKind) -> TableCapture {
-        TableCapture { entries, epoch, kind }
+    pub(super) fn new(entries: Arc<Entries>, len: usize, epoch: u64, kind: CaptureKind) -> TableCapture {
+        TableCapture { entries, len, epoch, kind }
+    }
+
+    /// At least as many as the entries and tombstones [`TableCapture::for_each`] gives.
+    fn most(&self) -> usize {
+        match &self.kind {
+            CaptureKind::Full => self.len,
+            CaptureKind::Delta { changed: Some(list), removed } => list.len() + removed.len(),
+            CaptureKind::Delta { changed: None, removed } => self.len + removed.len(),
+        }
     }
 
     /// Calls `f` with every `(key, namespace, value or tombstone)` the capture writes.
@@ -66,7 +77,9 @@ impl KeyedSnapshot for TableCapture {
     fn write_to(self: Box<Self>, w: &mut StateWriter) {
         // Copy what is written first and let the table go (the task writes through its overlay
         // until then), then encode.
-        let mut out = Vec::new();
+        // Sized once: grown by doubling, the copy of a large table would hold up to twice its
+        // size (the largest transient of a checkpoint).
+        let mut out = Vec::with_capacity(self.most());
         self.for_each(|k, n, v| out.push((k.clone(), n.clone(), v.cloned())));
         drop(self);
         for (k, n, v) in &out {

@@ -62,7 +62,9 @@ pub enum StateFileError {
     },
 }
 
-pub(super) fn encode(groups: &[Vec<u8>], entries: usize, delta: bool) -> Vec<u8> {
+/// The file of the entries encoded per key group, in group order; each group's buffer is freed
+/// once copied, so the encoding holds the state's bytes about once, not twice.
+pub(super) fn encode(groups: Vec<Vec<u8>>, entries: usize, delta: bool) -> Vec<u8> {
     let body: usize = groups.iter().map(Vec::len).sum();
     let mut out = Vec::with_capacity(HEADER + body + FOOTER);
     out.extend_from_slice(MAGIC);
@@ -70,7 +72,7 @@ pub(super) fn encode(groups: &[Vec<u8>], entries: usize, delta: bool) -> Vec<u8>
     out.push(if delta { FLAG_DELTA } else { 0 });
     out.extend_from_slice(&[0, 0]);
     for g in groups {
-        out.extend_from_slice(g);
+        out.extend_from_slice(&g);
     }
     out.extend_from_slice(&(entries as u64).to_le_bytes());
     let crc = crc32c::crc32c(&out);

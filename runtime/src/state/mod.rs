@@ -118,7 +118,7 @@ impl StateWriter {
         let used = |g: &(usize, &Vec<u8>)| !g.1.is_empty();
         let first = self.groups.iter().enumerate().find(used).map(|(g, _)| g as u32);
         let last = self.groups.iter().enumerate().rev().find(used).map(|(g, _)| g as u32);
-        let bytes = file::encode(&self.groups, self.entries, delta);
+        let bytes = file::encode(self.groups, self.entries, delta);
         (bytes, first.zip(last))
     }
 }

@@ -10,6 +10,9 @@ use std::mem;
 
 use crate::value::Value;
 
+/// Up to how many namespaces a key's vector grows by exactly one (then by doubling).
+const EXACT_UP_TO: usize = 8;
+
 /// The namespace of an entry without one.
 pub(super) static NO_NAMESPACE: Value = Value::Null;
 
@@ -70,7 +73,15 @@ impl<T> Slots<T> {
                 };
                 *self = Slots::Many(vec![(Value::Null, first), (ns, t)]);
             }
-            Slots::Many(v) => v.push((ns, t)),
+            Slots::Many(v) => {
+                // A key holds a few namespaces (a sliding window's `size / slide`): grown one
+                // at a time up to a few, a vector of them holds no unused room (doubling would
+                // leave 3 of 8 slots empty at 5 windows).
+                if v.len() == v.capacity() && v.len() < EXACT_UP_TO {
+                    v.reserve_exact(1);
+                }
+                v.push((ns, t));
+            }
         }
         None
     }

@@ -302,7 +302,7 @@ impl KeyedTable {
                 CaptureKind::Delta { changed: (!changes.overflow).then_some(changes.changed), removed: changes.removed }
             }
         };
-        TableCapture::new(entries, changes.epoch, kind)
+        TableCapture::new(entries, self.len, changes.epoch, kind)
     }
 
     /// Takes the entries back once no capture shares them.
