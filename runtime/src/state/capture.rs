@@ -75,16 +75,11 @@ impl KeyedSnapshot for TableCapture {
     }
 
     fn write_to(self: Box<Self>, w: &mut StateWriter) {
-        // Copy what is written first and let the table go (the task writes through its overlay
-        // until then), then encode.
-        // Sized once: grown by doubling, the copy of a large table would hold up to twice its
-        // size (the largest transient of a checkpoint).
-        let mut out = Vec::with_capacity(self.most());
-        self.for_each(|k, n, v| out.push((k.clone(), n.clone(), v.cloned())));
-        drop(self);
-        for (k, n, v) in &out {
-            w.put(k, n, v.as_ref());
-        }
+        // The writer takes the entries' handles, sized once (grown by doubling, they would
+        // hold up to twice the table's handles); the table goes before they are encoded (the
+        // task writes through its overlay until then).
+        w.reserve(self.most());
+        self.for_each(|k, n, v| w.put(k, n, v));
     }
 }
 

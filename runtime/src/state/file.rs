@@ -62,19 +62,30 @@ pub enum StateFileError {
     },
 }
 
-/// The file of the entries encoded per key group, in group order; each group's buffer is freed
-/// once copied, so the encoding holds the state's bytes about once, not twice.
-pub(super) fn encode(groups: Vec<Vec<u8>>, entries: usize, delta: bool) -> Vec<u8> {
-    let body: usize = groups.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(HEADER + body + FOOTER);
+/// The file of `entries` (`count` of them), given in key-group order.
+pub(super) fn encode<'a>(
+    entries: impl Iterator<Item = (u32, &'a Value, &'a Value, Option<&'a Value>)>,
+    count: usize,
+    delta: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + FOOTER + count * 16);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(if delta { FLAG_DELTA } else { 0 });
     out.extend_from_slice(&[0, 0]);
-    for g in groups {
-        out.extend_from_slice(&g);
+    for (group, key, namespace, value) in entries {
+        out.extend_from_slice(&group.to_le_bytes());
+        key.encode(&mut out);
+        namespace.encode(&mut out);
+        match value {
+            Some(v) => {
+                out.push(1);
+                v.encode(&mut out);
+            }
+            None => out.push(0),
+        }
     }
-    out.extend_from_slice(&(entries as u64).to_le_bytes());
+    out.extend_from_slice(&(count as u64).to_le_bytes());
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(END_MAGIC);

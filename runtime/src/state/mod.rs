@@ -67,58 +67,68 @@ impl KeyedSnapshot for EntryList {
 
 /// Accumulates entries, then produces a state file sorted by key group.
 ///
-/// Each entry is encoded straight into the buffer of its key group, after the group number the
-/// file gives every entry, so the file is those buffers one after another: entries in group
-/// order, in the order they came within a group (a stable sort), with no index to sort.
+/// An entry is kept as its values (reference-counted handles, cheap to take) with its key
+/// group; [`StateWriter::finish`] orders them by group with a counting sort (stable: in the
+/// order they came within a group) and encodes them once, straight into the file. Encoding into
+/// a buffer per group and then copying the buffers into the file held the encoded state twice,
+/// the largest transient of a checkpoint of large values (whole records in a top-N or a
+/// deduplication).
 pub struct StateWriter {
-    groups: Vec<Vec<u8>>,
-    entries: usize,
+    groups: u32,
+    entries: Vec<(u32, Value, Value, Option<Value>)>,
 }
 
 impl StateWriter {
     /// A writer for a job with `max_parallelism` key groups.
     pub fn new(max_parallelism: u32) -> StateWriter {
-        StateWriter { groups: vec![Vec::new(); max_parallelism.max(1) as usize], entries: 0 }
+        StateWriter { groups: max_parallelism.max(1), entries: Vec::new() }
+    }
+
+    /// Makes room for `more` entries at once.
+    pub fn reserve(&mut self, more: usize) {
+        self.entries.reserve_exact(more);
     }
 
     /// Adds an entry (or, with `None`, a tombstone).
     pub fn put(&mut self, key: &Value, namespace: &Value, value: Option<&Value>) {
-        let group = key_group(key.stable_hash(), self.groups.len() as u32);
-        let at = group as usize;
-        if at >= self.groups.len() {
-            // Not a group of this job (cannot happen: `key_group` stays in range).
-            self.groups.resize(at + 1, Vec::new());
-        }
-        let out = &mut self.groups[at];
-        out.extend_from_slice(&group.to_le_bytes());
-        key.encode(out);
-        namespace.encode(out);
-        match value {
-            Some(v) => {
-                out.push(1);
-                v.encode(out);
-            }
-            None => out.push(0),
-        }
-        self.entries += 1;
+        let group = key_group(key.stable_hash(), self.groups);
+        self.entries.push((group, key.clone(), namespace.clone(), value.cloned()));
     }
 
     /// Number of entries written so far.
     pub fn len(&self) -> usize {
-        self.entries
+        self.entries.len()
     }
 
     /// Whether no entry was written.
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.entries.is_empty()
     }
 
     /// The encoded file, with the first and last key group it covers (`None` when empty).
     pub fn finish(self, delta: bool) -> (Vec<u8>, Option<(u32, u32)>) {
-        let used = |g: &(usize, &Vec<u8>)| !g.1.is_empty();
-        let first = self.groups.iter().enumerate().find(used).map(|(g, _)| g as u32);
-        let last = self.groups.iter().enumerate().rev().find(used).map(|(g, _)| g as u32);
-        let bytes = file::encode(self.groups, self.entries, delta);
+        let groups = self.groups as usize;
+        // Counting sort by group: where each group starts, then every entry's place.
+        let mut starts = vec![0u32; groups + 1];
+        for (g, ..) in &self.entries {
+            starts[(*g as usize).min(groups - 1) + 1] += 1;
+        }
+        for g in 0..groups {
+            starts[g + 1] += starts[g];
+        }
+        let mut order = vec![0u32; self.entries.len()];
+        for (i, (g, ..)) in self.entries.iter().enumerate() {
+            let at = &mut starts[(*g as usize).min(groups - 1)];
+            order[*at as usize] = i as u32;
+            *at += 1;
+        }
+        let first = order.first().map(|&i| self.entries[i as usize].0);
+        let last = order.last().map(|&i| self.entries[i as usize].0);
+        let sorted = order.iter().map(|&i| {
+            let (g, k, ns, v) = &self.entries[i as usize];
+            (*g, k, ns, v.as_ref())
+        });
+        let bytes = file::encode(sorted, self.entries.len(), delta);
         (bytes, first.zip(last))
     }
 }
