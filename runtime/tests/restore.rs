@@ -1,14 +1,15 @@
 //! Restore: corrupted checkpoints are detected and skipped where that is safe (the job's only
 //! sink commits nothing); state is dealt out correctly to another parallelism.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 
 use sluice_crds::JobConfig;
 use sluice_runtime::checkpoint::fallback::Fallback;
 use sluice_runtime::checkpoint::restore::{RestoreError, assign, load_latest, load_latest_with};
-use sluice_runtime::fault::Faults;
 use sluice_runtime::graph::KeyGroupRange;
-use sluice_runtime::job::{RestoreMode, RuntimeConfig, run};
+use sluice_runtime::job::{RuntimeConfig, run};
 use sluice_runtime::storage::ObjectStore;
 use sluice_runtime::storage::layout::manifest_key;
 use sluice_runtime::storage::local::LocalStore;
@@ -44,16 +45,7 @@ pipeline:
 }
 
 async fn run_to_end(dir: &std::path::Path, parallelism: u32) {
-    let config = RuntimeConfig {
-        job: job(dir, parallelism),
-        restore: RestoreMode::Latest,
-        run_id: "t".into(),
-        faults: Faults::none(),
-        progress: false,
-        control: None,
-        allow_non_restored_state: false,
-    };
-    run(config).await.expect("job runs");
+    run(common::in_process(job(dir, parallelism))).await.expect("job runs");
 }
 
 fn flip_byte(path: &std::path::Path) {
@@ -181,13 +173,8 @@ async fn every_checkpoint_counts_the_records_since_the_job_started_across_a_rest
     let mut latest_total = 0;
     for (parallelism, count) in [(2, 30_000), (3, 70_000)] {
         let config = RuntimeConfig {
-            job: counting_job(dir.path(), parallelism, count),
-            restore: RestoreMode::Latest,
             run_id: format!("p{parallelism}"),
-            faults: Faults::none(),
-            progress: false,
-            control: None,
-            allow_non_restored_state: false,
+            ..common::in_process(counting_job(dir.path(), parallelism, count))
         };
         let outcome = run(config).await.expect("job runs");
         assert_eq!(outcome.records_before, Some(latest_total), "the restored checkpoint's total");

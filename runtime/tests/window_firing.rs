@@ -13,8 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sluice_crds::JobConfig;
-use sluice_runtime::fault::Faults;
-use sluice_runtime::job::{RestoreMode, RuntimeConfig, run};
+use sluice_runtime::job::run;
 
 // 30 000 keys: 15 000 per subtask, more than three chunks, where one call per watermark (the
 // last window's end passed by the final watermark, and once more at the end of the input)
@@ -53,16 +52,7 @@ pipeline:
 }
 
 async fn run_job(dir: &Path, node: &str, then: (&str, &str)) -> Vec<serde_json::Value> {
-    let config = RuntimeConfig {
-        job: job(dir, node, then),
-        restore: RestoreMode::Latest,
-        run_id: "t".into(),
-        faults: Faults::none(),
-        progress: false,
-        control: None,
-        allow_non_restored_state: false,
-    };
-    run(config).await.expect("the job runs");
+    run(common::in_process(job(dir, node, then))).await.expect("the job runs");
     committed(dir, "out")
 }
 

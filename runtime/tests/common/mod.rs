@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sluice_runtime::fault::{EXIT_FAULT, HIT_PREFIX};
+use sluice_crds::JobConfig;
+use sluice_runtime::fault::{EXIT_FAULT, Faults, HIT_PREFIX};
+use sluice_runtime::job::{RestoreMode, RuntimeConfig};
 
 /// The job's shape: `count` sequence numbers, `keys` keys, windows of `window_ms` event time.
 #[derive(Clone, Debug)]
@@ -273,6 +275,20 @@ fn list(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
         Ok(e) => e.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// `job` to run in this process from its latest checkpoint, with no faults, progress or control
+/// endpoint (run id `t`).
+pub fn in_process(job: JobConfig) -> RuntimeConfig {
+    RuntimeConfig {
+        job,
+        restore: RestoreMode::Latest,
+        run_id: "t".into(),
+        faults: Faults::none(),
+        progress: false,
+        control: None,
+        allow_non_restored_state: false,
     }
 }
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use sluice_crds::JobConfig;
 use sluice_crds::contract::pipeline::{FileSinkSpec, NexmarkSpec};
-use sluice_runtime::fault::Faults;
-use sluice_runtime::job::{RestoreMode, RuntimeConfig, run};
+use sluice_runtime::job::run;
 
 use crate::{common, nexmark_sample};
 
@@ -92,16 +91,7 @@ impl Queries {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut job = job(query, dir.path(), None);
         job.pipeline.parallelism = Some(parallelism);
-        let config = RuntimeConfig {
-            job,
-            restore: RestoreMode::Latest,
-            run_id: "t".into(),
-            faults: Faults::none(),
-            progress: false,
-            control: None,
-            allow_non_restored_state: false,
-        };
-        run(config).await.unwrap_or_else(|e| panic!("{query} runs: {e}"));
+        run(common::in_process(job)).await.unwrap_or_else(|e| panic!("{query} runs: {e}"));
         self.check(query, dir.path());
     }
 
