@@ -74,8 +74,15 @@ impl FireCursor {
         let from = self.next.min(keys.len());
         let end = keys.len().min(from.saturating_add(budget));
         let chunk = keys[from..end].to_vec();
-        *self =
-            if end == keys.len() { FireCursor { fired: max_ts, next: 0 } } else { FireCursor { next: end, ..*self } };
+        *self = if end < keys.len() {
+            FireCursor { next: end, ..*self }
+        } else if timers.range((Excluded(max_ts), Included(watermark))).next().is_some() {
+            FireCursor { fired: max_ts, next: 0 }
+        } else {
+            // The last timer the watermark passed: everything up to the watermark has fired, so
+            // a window a late record adds at or before it is never fired again.
+            FireCursor { fired: watermark, next: 0 }
+        };
         Some((max_ts, chunk))
     }
 
@@ -142,6 +149,13 @@ mod tests {
                     assert_eq!(left, 0, "round {round}: stopped with budget left and keys due");
                 }
                 assert_eq!(got, expected, "round {round}");
+                // A late record (within the allowed lateness) adds its window to a timer the
+                // watermark already passed: it is emitted at once, never fired again.
+                let late = w - below(5) as i64;
+                timers.entry(late).or_default().push(Value::Int(-1));
+                assert!(!cursor.due(&timers, w), "round {round}: a passed timer is due again");
+                let again = cursor.next_chunk(&mut timers, w, budget, |_| ());
+                assert!(again.is_none(), "round {round}: a passed timer fired again: {again:?}");
                 assert!(calls <= expected.len() / budget + 1, "round {round}: {calls} calls");
                 while let Some((t, _)) = cursor.take_closed(&mut timers, w, lateness) {
                     assert!(t + lateness <= w, "round {round}: took an open timer");
