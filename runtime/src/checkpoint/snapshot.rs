@@ -9,7 +9,6 @@ use sluice_crds::contract::manifest::{StateFile, TaskState};
 use crate::engine::capture::CaptureWriter;
 pub use crate::engine::capture::NodeCapture;
 use crate::fault::{self, Faults};
-use crate::state::StateWriter;
 use crate::storage::layout::state_key;
 use crate::storage::{self, SharedStore};
 
@@ -65,13 +64,9 @@ pub async fn write_task_snapshot(
             if delta {
                 files = base;
             }
-            let encoded = tokio::task::spawn_blocking(move || {
-                let mut w = StateWriter::new(max_parallelism);
-                keyed.write_to(&mut w);
-                if w.is_empty() { None } else { Some(w.finish(delta)) }
-            })
-            .await
-            .map_err(|e| storage::Error::Config(format!("snapshot encoder panicked: {e}")))?;
+            let encoded = tokio::task::spawn_blocking(move || keyed.encode(max_parallelism))
+                .await
+                .map_err(|e| storage::Error::Config(format!("snapshot encoder panicked: {e}")))?;
             if let Some((bytes, Some((first, last)))) = encoded {
                 let key = state_key(checkpoint, &node, subtask, run_id);
                 let crc = crc32c::crc32c(&bytes);

@@ -13,6 +13,9 @@ pub use capture::{ChainFold, TableCapture};
 pub use file::{StateFileError, decode_state_file};
 pub use table::KeyedTable;
 
+/// An encoded state file with the first and last key group it covers (`None` when empty).
+pub type EncodedFile = (Vec<u8>, Option<(u32, u32)>);
+
 /// How much keyed state a snapshot must contain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotMode {
@@ -43,6 +46,15 @@ pub trait KeyedSnapshot: Send + 'static {
     fn is_delta(&self) -> bool;
     /// Writes every entry of the capture.
     fn write_to(self: Box<Self>, w: &mut StateWriter);
+
+    /// The capture as a state file for `max_parallelism` key groups, with the first and last
+    /// group it covers; `None` when it has no entry. By default through a [`StateWriter`].
+    fn encode(self: Box<Self>, max_parallelism: u32) -> Option<EncodedFile> {
+        let delta = self.is_delta();
+        let mut w = StateWriter::new(max_parallelism);
+        self.write_to(&mut w);
+        (!w.is_empty()).then(|| w.finish(delta))
+    }
 }
 
 /// A capture that is a list of `(key, namespace, value or tombstone)` entries.
@@ -106,31 +118,43 @@ impl StateWriter {
     }
 
     /// The encoded file, with the first and last key group it covers (`None` when empty).
-    pub fn finish(self, delta: bool) -> (Vec<u8>, Option<(u32, u32)>) {
-        let groups = self.groups as usize;
-        // Counting sort by group: where each group starts, then every entry's place.
-        let mut starts = vec![0u32; groups + 1];
-        for (g, ..) in &self.entries {
-            starts[(*g as usize).min(groups - 1) + 1] += 1;
-        }
-        for g in 0..groups {
-            starts[g + 1] += starts[g];
-        }
-        let mut order = vec![0u32; self.entries.len()];
-        for (i, (g, ..)) in self.entries.iter().enumerate() {
-            let at = &mut starts[(*g as usize).min(groups - 1)];
-            order[*at as usize] = i as u32;
-            *at += 1;
-        }
-        let first = order.first().map(|&i| self.entries[i as usize].0);
-        let last = order.last().map(|&i| self.entries[i as usize].0);
-        let sorted = order.iter().map(|&i| {
-            let (g, k, ns, v) = &self.entries[i as usize];
-            (*g, k, ns, v.as_ref())
-        });
-        let bytes = file::encode(sorted, self.entries.len(), delta);
-        (bytes, first.zip(last))
+    pub fn finish(self, delta: bool) -> EncodedFile {
+        encode_by_group(&self.entries, self.groups, delta, |(g, k, ns, v)| (*g, k, ns, v.as_ref()))
     }
+}
+
+/// One entry as the file writes it: `(key group, key, namespace, value or tombstone)`.
+pub(crate) type EntryView<'a> = (u32, &'a Value, &'a Value, Option<&'a Value>);
+
+/// Encodes `entries` into a state file ordered by key group (a counting sort, stable: in the
+/// order they come within a group), with the first and last group; `view` gives an entry's
+/// group and parts.
+pub(crate) fn encode_by_group<'a, E>(
+    entries: &'a [E],
+    groups: u32,
+    delta: bool,
+    view: impl Fn(&'a E) -> EntryView<'a>,
+) -> EncodedFile {
+    let groups = groups.max(1) as usize;
+    let group = |e: &'a E| (view(e).0 as usize).min(groups - 1);
+    // Where each group starts, then every entry's place.
+    let mut starts = vec![0u32; groups + 1];
+    for e in entries {
+        starts[group(e) + 1] += 1;
+    }
+    for g in 0..groups {
+        starts[g + 1] += starts[g];
+    }
+    let mut order = vec![0u32; entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        let at = &mut starts[group(e)];
+        order[*at as usize] = i as u32;
+        *at += 1;
+    }
+    let first = order.first().map(|&i| view(&entries[i as usize]).0);
+    let last = order.last().map(|&i| view(&entries[i as usize]).0);
+    let bytes = file::encode(order.iter().map(|&i| view(&entries[i as usize])), entries.len(), delta);
+    (bytes, first.zip(last))
 }
 
 #[cfg(test)]

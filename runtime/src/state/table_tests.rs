@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::graph::KeyGroupRange;
-use crate::state::{ChainFold, KeyedSnapshot, StateWriter, decode_state_file};
+use crate::state::{ChainFold, KeyedSnapshot, decode_state_file};
 
 const MAX_P: u32 = 32;
 const KEYS: i64 = 3000;
@@ -31,9 +31,7 @@ fn id_of(k: &Value, ns: &Value) -> Id {
 fn encode(capture: TableCapture) -> (bool, Vec<StateEntry>) {
     let capture = Box::new(capture);
     let delta = capture.is_delta();
-    let mut w = StateWriter::new(MAX_P);
-    capture.write_to(&mut w);
-    let (bytes, _) = w.finish(delta);
+    let Some((bytes, _)) = capture.encode(MAX_P) else { return (delta, Vec::new()) };
     let range = KeyGroupRange { start: 0, end: MAX_P - 1 };
     let entries = decode_state_file("t", &bytes, bytes.len() as u64, crc32c::crc32c(&bytes), range).expect("decodes");
     (delta, entries)
@@ -117,6 +115,8 @@ struct Seen {
     frozen_writes: u32,
     capture_while_frozen: u32,
     recoveries: u32,
+    /// Incremental captures that wrote a new base instead (the purge epochs).
+    went_full: u32,
 }
 
 fn run(seed: u64, seen: &mut Seen) {
@@ -129,9 +129,20 @@ fn run(seed: u64, seen: &mut Seen) {
     let mut can_delta = false;
     for _epoch in 0..40 {
         // Some epochs touch a few keys, some most of them (the change list overflows).
-        let (ops, hot) = match rng.random_range(0..4) {
+        let (ops, hot) = match rng.random_range(0..5) {
             0 => (rng.random_range(0..20), KEYS),
             1 => (rng.random_range(2000..6000), KEYS),
+            2 => {
+                // A purge (a watermark that closes most windows): removals outnumber what is
+                // left, so the capture becomes a new base.
+                let keep = rng.random_range(0.0..0.6);
+                let gone: Vec<Id> = m.keys().copied().filter(|_| !rng.random_bool(keep)).collect();
+                for id in gone {
+                    let (k, ns) = key(id);
+                    assert_eq!(t.remove(&k, &ns).and_then(|v| v.as_i64()), m.remove(&id), "purge {id:?}");
+                }
+                (rng.random_range(0..200), KEYS)
+            }
             _ => (rng.random_range(0..800), rng.random_range(1..KEYS)),
         };
         for _ in 0..ops {
@@ -145,6 +156,7 @@ fn run(seed: u64, seen: &mut Seen) {
         }
         assert_same(&table_model(&t), &m, &format!("seed {seed}: the table"));
         seen.overflowed += u32::from(t.is_overflowed());
+        seen.went_full += u32::from(t.wants_full() && can_delta);
         seen.capture_while_frozen += u32::from(!pending.is_empty());
         let mode = if can_delta && rng.random_bool(0.8) { SnapshotMode::Incremental } else { SnapshotMode::Full };
         pending.push((chain.len(), t.capture(mode)));
@@ -191,6 +203,7 @@ fn base_and_deltas_restore_the_model_at_every_checkpoint() {
         run(seed, &mut seen);
     }
     assert!(seen.overflowed > 10 && seen.frozen_writes > 1000 && seen.capture_while_frozen > 10 && seen.recoveries > 3);
+    assert!(seen.went_full > 10, "purges made {} new bases", seen.went_full);
 }
 
 #[test]

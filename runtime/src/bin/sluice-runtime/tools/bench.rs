@@ -255,10 +255,7 @@ fn encoded(op: &mut sluice_runtime::ops::aggregate::Aggregate, mode: sluice_runt
     use sluice_runtime::ops::Operator;
     let Ok(snap) = op.snapshot(sluice_crds::CheckpointId(1), mode) else { return Vec::new() };
     let Some(keyed) = snap.keyed else { return Vec::new() };
-    let delta = keyed.is_delta();
-    let mut w = sluice_runtime::state::StateWriter::new(128);
-    keyed.write_to(&mut w);
-    w.finish(delta).0
+    keyed.encode(128).map(|(bytes, _)| bytes).unwrap_or_default()
 }
 
 fn int_record(i: u64) -> sluice_runtime::record::Record {
