@@ -12,7 +12,8 @@
 //! counted, and dropped or sent along the node's `output: late` edges. A sliding-window record
 //! some of whose windows closed updates the open ones only (as in Flink) and is not counted late.
 //!
-//! All window state lives in the node's [`KeyedTable`] (namespace: the window's start), so it is
+//! All window state lives in the node's [`KeyedTable`] (namespace: the window's start; a sliding
+//! window's state is kept per pane of `slide`, namespace the pane's start: see `aligned`), so it is
 //! checkpointed incrementally and restored by key group at any parallelism; the timers are
 //! rebuilt from it on restore. The watermark is part of the checkpoint, so after a restore a
 //! window that fired never fires again and a record that was late stays late.
@@ -59,8 +60,8 @@ pub struct Window {
     lateness: i64,
     aggs: Aggs,
     policy: ErrorPolicy,
-    /// Aligned windows: one entry per (key, window), namespace the window's start, value its
-    /// state. Sessions: one entry per (key, session), namespace its start, value `[end, state]`.
+    /// Aligned windows: one entry per (key, pane of `slide`), namespace the pane's start (a
+    /// tumbling window's own), value its state. Sessions: one entry per (key, session), namespace its start, value `[end, state]`.
     table: KeyedTable,
     /// Aligned windows: the keys with a window ending at each time, by that window's last event
     /// time (`end - 1`), each once. Sessions: the keys to wake at each time (see `session`).
@@ -213,14 +214,17 @@ impl Window {
     /// Fires the aligned windows the watermark passed, at most [`FIRE_CHUNK`] keys' worth
     /// (the rest at the next call: [`Operator::more_due`]), and once every one of them has
     /// fired purges the windows past their allowed lateness.
-    fn fire_aligned(&mut self, size: i64, out: &mut Batch) {
+    fn fire_aligned(&mut self, size: i64, slide: i64, out: &mut Batch) {
         let w = self.watermark;
         let mut budget = FIRE_CHUNK;
         let by_hash = |keys: &mut Vec<Value>| keys.sort_by_cached_key(Value::stable_hash);
         while let Some((max_ts, keys)) = self.cursor.next_chunk(&mut self.timers, w, budget, by_hash) {
             budget -= keys.len();
-            for (key, start, state) in aligned::ending_at(&self.table, max_ts, size, &keys) {
-                out.push(self.result(key.clone(), start, max_ts + 1, state));
+            let start = max_ts - size + 1;
+            for key in keys {
+                if let Some(state) = aligned::window_state(&self.table, &self.aggs, &key, start, size, slide) {
+                    out.push(self.result(key.clone(), start, max_ts + 1, &state));
+                }
             }
         }
         while let Some((max_ts, keys)) = self.cursor.take_closed(&mut self.timers, w, self.lateness) {
@@ -231,11 +235,15 @@ impl Window {
 
 impl Operator for Window {
     fn restore(&mut self, restored: Restored) -> Result<(), OpError> {
+        let mut panes = Vec::new();
         for e in &restored.keyed {
             let Some(value) = &e.value else { continue };
             let max_ts = match (self.assigner, &e.namespace) {
-                (Assigner::Aligned { size, .. }, Value::Int(start)) if self.aggs.fits(value) => {
-                    Some(start.saturating_add(size) - 1)
+                (Assigner::Aligned { slide, .. }, Value::Int(pane))
+                    if self.aggs.fits(value) && pane.rem_euclid(slide) == 0 =>
+                {
+                    panes.push((&e.key, *pane));
+                    continue;
                 }
                 (Assigner::Session { .. }, Value::Int(_)) => {
                     session::split(value).filter(|(_, state)| self.aggs.fits(state)).map(|(end, _)| end - 1)
@@ -252,6 +260,12 @@ impl Operator for Window {
                 });
             };
             self.timers.entry(max_ts).or_default().push(e.key.clone());
+        }
+        if let Assigner::Aligned { size, slide } = self.assigner {
+            let timers = &mut self.timers;
+            aligned::restored_timers(panes.into_iter(), size, slide, |max_ts, key| {
+                timers.entry(max_ts).or_default().push(key.clone());
+            });
         }
         self.table.restore(restored.keyed);
         if let Some(w) = event_time_state::restored_watermark(&restored.operator_state) {
@@ -275,7 +289,7 @@ impl Operator for Window {
         let prev = self.watermark;
         self.watermark = prev.max(watermark);
         match self.assigner {
-            Assigner::Aligned { size, .. } => self.fire_aligned(size, out),
+            Assigner::Aligned { size, slide } => self.fire_aligned(size, slide, out),
             Assigner::Session { .. } if watermark > prev => self.advance_sessions(prev, out),
             Assigner::Session { .. } => {}
         }
