@@ -8,7 +8,10 @@
 //! of an entry in an epoch also records its `(key, namespace)` in a change list, so a delta
 //! knows what to write without scanning; deletions go to a removal list (tombstones). When more
 //! than half of the entries changed, the change list stops growing and the delta scans the
-//! entries for the epoch's tag instead (cheaper than a list as big as the table).
+//! entries for the epoch's tag instead (cheaper than a list as big as the table). When the
+//! epoch's removals and changes outnumber the entries left (a watermark that purged most
+//! windows), both lists go and the next capture writes every entry: a new base, smaller than
+//! the delta would have been.
 //!
 //! # Capture: copy-on-write handoff, encoding off the task
 //! A capture does not copy entries. The entries live in one hash map; at a capture the task

@@ -61,7 +61,8 @@ pub struct Window {
     aggs: Aggs,
     policy: ErrorPolicy,
     /// Aligned windows: one entry per (key, pane of `slide`), namespace the pane's start (a
-    /// tumbling window's own), value its state. Sessions: one entry per (key, session), namespace its start, value `[end, state]`.
+    /// tumbling window's own), value its state. Sessions: one entry per (key, session),
+    /// namespace its start, value `[end, state]`.
     table: KeyedTable,
     /// Aligned windows: the keys with a window ending at each time, by that window's last event
     /// time (`end - 1`), each once. Sessions: the keys to wake at each time (see `session`).
