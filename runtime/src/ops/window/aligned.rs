@@ -80,7 +80,8 @@ fn starts(pane: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
 }
 
 /// The state of `key`'s window `[start, start + size)`: its panes merged in time order (the one
-/// pane itself when tumbling); `None` when the key has none there.
+/// pane itself when tumbling); `None` when the key has none there. The key's own panes are
+/// looked at, not every pane start of the window (a day's window every second has 86 400).
 pub(super) fn window_state<'a>(
     table: &'a KeyedTable,
     aggs: &Aggs,
@@ -89,19 +90,22 @@ pub(super) fn window_state<'a>(
     size: i64,
     slide: i64,
 ) -> Option<Cow<'a, Value>> {
-    let mut merged: Option<Cow<'a, Value>> = None;
-    let mut pane = start;
-    while pane <= start.saturating_add(size - 1) {
-        if let Some(state) = table.get(key, &Value::Int(pane)) {
-            match &mut merged {
-                None => merged = Some(Cow::Borrowed(state)),
-                Some(m) => aggs.merge(m.to_mut(), state),
-            }
-        }
-        let Some(next) = pane.checked_add(slide) else { break };
-        pane = next;
+    if slide == size {
+        return table.get(key, &Value::Int(start)).map(Cow::Borrowed);
     }
-    merged
+    let max_ts = start.saturating_add(size - 1);
+    let mut panes: Vec<(i64, &Value)> = table
+        .namespaces(key)
+        .filter_map(|(n, state)| Some((n.as_i64()?, state)))
+        .filter(|&(p, _)| p >= start && p <= max_ts)
+        .collect();
+    panes.sort_unstable_by_key(|&(p, _)| p);
+    let mut panes = panes.into_iter();
+    let mut merged = Cow::Borrowed(panes.next()?.1);
+    for (_, state) in panes {
+        aggs.merge(merged.to_mut(), state);
+    }
+    Some(merged)
 }
 
 /// The timers of restored panes: each key at the end of every window its panes lie in, once.
